@@ -1,0 +1,52 @@
+"""bale: one self-describing, compressed, checksummed file per split, fast to read for training.
+
+>>> import numpy as np, bale
+>>> bale.write("/tmp/example.bale", {"x": np.zeros((100, 8), "float32"), "y": np.arange(100)},
+...            overwrite=True)
+>>> ds = bale.open("/tmp/example.bale")
+>>> len(ds), ds[3]["y"]
+(100, np.int64(3))
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from bale.errors import (  # noqa: E402
+    BaleError,
+    BaleWriteError,
+    CodecError,
+    CorruptFileError,
+    FileLockedError,
+    NotABaleFileError,
+    SchemaError,
+    TargetExistsError,
+    TruncatedFileError,
+    UnsupportedVersionError,
+)
+from bale.format.schema import Array, Bytes, Schema, String  # noqa: E402
+from bale.reader import ColumnView, Dataset, open  # noqa: E402
+from bale.writer import Writer, write  # noqa: E402
+
+__all__ = [
+    "Array",
+    "BaleError",
+    "BaleWriteError",
+    "Bytes",
+    "CodecError",
+    "ColumnView",
+    "CorruptFileError",
+    "Dataset",
+    "FileLockedError",
+    "NotABaleFileError",
+    "Schema",
+    "SchemaError",
+    "String",
+    "TargetExistsError",
+    "TruncatedFileError",
+    "UnsupportedVersionError",
+    "Writer",
+    "__version__",
+    "open",
+    "write",
+]

@@ -1,0 +1,186 @@
+"""User batches -> validated column data: schema inference, dtype and shape checks, bytes packing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from bale.errors import SchemaError
+from bale.format.schema import Array, Bytes, ColumnType, Schema, String
+
+ColumnData = np.ndarray | list[bytes]  # arrays for Array columns, lists of bytes otherwise
+
+
+def infer_type(name: str, value: Any) -> ColumnType:
+    """The column type a batch value implies: arrays -> Array, bytes -> Bytes, str -> String."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "S" or (value.dtype == object and _all(value, bytes)):
+            return Bytes()
+        if value.dtype.kind == "U" or (value.dtype == object and _all(value, str)):
+            return String()
+        if value.ndim == 0:
+            raise SchemaError("a batch value must have one entry per row, got a 0-d array", column=name)
+        return _array_type(name, value)
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise SchemaError("cannot infer a column type from an empty batch", column=name)
+        if _all(value, (bytes, bytearray, memoryview)):
+            return Bytes()
+        if _all(value, str):
+            return String()
+        return _array_type(name, np.asarray(value))
+    raise SchemaError(
+        f"expected a NumPy array or a list of rows, got {type(value).__name__}", column=name
+    )
+
+
+def _all(values: Any, kind: type | tuple[type, ...]) -> bool:
+    return all(isinstance(v, kind) for v in values)
+
+
+def _array_type(name: str, value: np.ndarray) -> Array:
+    try:
+        return Array(value.dtype.name if value.dtype.kind in "biufc" else str(value.dtype), value.shape[1:])
+    except ValueError as exc:
+        raise SchemaError(str(exc), column=name) from exc
+
+
+def infer_schema_types(batch: Mapping[str, Any]) -> dict[str, ColumnType]:
+    return {name: infer_type(name, value) for name, value in batch.items()}
+
+
+def batch_length(batch: Mapping[str, Any], schema: Schema, path: str, first_row: int) -> int:
+    """Rows in the batch, after checking that it has exactly the schema's columns."""
+    missing = [n for n in schema.names if n not in batch]
+    extra = [n for n in batch if n not in schema]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing columns {missing}")
+        if extra:
+            parts.append(f"unknown columns {extra}")
+        raise SchemaError(
+            f"batch does not match the schema {schema.names}: {'; '.join(parts)}", path=path
+        )
+    lengths = {n: _length(n, batch[n], path) for n in schema.names}
+    if len(set(lengths.values())) > 1:
+        raise SchemaError(
+            f"columns have different numbers of rows in one batch: {lengths}",
+            path=path,
+            rows=(first_row, first_row + max(lengths.values())),
+        )
+    return next(iter(lengths.values()), 0)
+
+
+def _length(name: str, value: Any, path: str) -> int:
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        raise SchemaError("expected one entry per row, got a 0-d array", path=path, column=name)
+    try:
+        return len(value)
+    except TypeError:
+        raise SchemaError(
+            f"expected an array or list of rows, got {type(value).__name__}", path=path, column=name
+        ) from None
+
+
+def to_column_data(
+    name: str, column_type: ColumnType, value: Any, path: str, rows: tuple[int, int]
+) -> ColumnData:
+    """Validate one column of a batch and convert it to its stored form (arrays: C-contiguous,
+    little-endian, the column's dtype; bytes/strings: a list of bytes)."""
+    if isinstance(column_type, Array):
+        return _to_array(name, column_type, value, path, rows)
+    if isinstance(column_type, Bytes):
+        out = []
+        for i, item in enumerate(value):
+            if isinstance(item, np.bytes_):
+                item = bytes(item)
+            if not isinstance(item, (bytes, bytearray, memoryview)):
+                raise SchemaError(
+                    f"expected bytes, got {type(item).__name__}",
+                    path=path,
+                    column=name,
+                    rows=(rows[0] + i, rows[0] + i + 1),
+                )
+            out.append(bytes(item))
+        return out
+    encoded = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise SchemaError(
+                f"expected str, got {type(item).__name__}",
+                path=path,
+                column=name,
+                rows=(rows[0] + i, rows[0] + i + 1),
+            )
+        encoded.append(item.encode("utf-8", "surrogatepass"))
+    return encoded
+
+
+def _to_array(name: str, column_type: Array, value: Any, path: str, rows: tuple[int, int]) -> np.ndarray:
+    target = column_type.numpy_dtype
+    expected = f"{column_type.dtype}{list(column_type.shape)} per row"
+    if isinstance(value, np.ndarray):
+        array = value
+        if array.dtype != target and not _safe_cast(array.dtype, target):
+            raise SchemaError(
+                f"wrong dtype: expected {expected}, got {array.dtype} (cast it explicitly "
+                "if the loss of precision is intended)",
+                path=path,
+                column=name,
+                rows=rows,
+            )
+    else:
+        try:
+            array = np.asarray(value, dtype=target)
+            loose = np.asarray(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SchemaError(f"cannot convert to {expected}: {exc}", path=path, column=name, rows=rows) from exc
+        if loose.dtype.kind in "biuf" and target.kind in "biuf" and not np.array_equal(array, loose):
+            raise SchemaError(
+                f"values do not fit {column_type.dtype} exactly (got {loose.dtype})",
+                path=path,
+                column=name,
+                rows=rows,
+            )
+    if array.shape[1:] != column_type.shape:
+        raise SchemaError(
+            f"wrong shape: expected {expected}, got {list(array.shape[1:])} per row",
+            path=path,
+            column=name,
+            rows=rows,
+        )
+    return np.ascontiguousarray(array, dtype=target)
+
+
+def _safe_cast(source: np.dtype[Any], target: np.dtype[Any]) -> bool:
+    if source.kind not in "biufc" or target.kind not in "biufcV":
+        return False
+    try:
+        return bool(np.can_cast(source, target, casting="safe"))
+    except TypeError:
+        return False
+
+
+def pack_var_rows(rows: Sequence[bytes]) -> bytes:
+    """A bytes/string block's raw form: u64 LE length of each row, then the rows concatenated."""
+    lengths = np.fromiter((len(r) for r in rows), dtype="<u8", count=len(rows))
+    return lengths.tobytes() + b"".join(rows)
+
+
+def unpack_var_rows(raw: bytes | bytearray | memoryview, num_rows: int) -> tuple[memoryview, np.ndarray]:
+    """(data, offsets): row i is ``data[offsets[i]:offsets[i + 1]]``. Raises ValueError if the
+    lengths do not add up to the block's size."""
+    view = memoryview(raw).cast("B")
+    if len(view) < 8 * num_rows:
+        raise ValueError(f"block of {len(view)} bytes cannot hold {num_rows} row lengths")
+    lengths = np.frombuffer(view[: 8 * num_rows], dtype="<u8")
+    offsets = np.zeros(num_rows + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if int(offsets[-1]) != len(view) - 8 * num_rows:
+        raise ValueError(
+            f"row lengths add up to {int(offsets[-1])} bytes, the block holds {len(view) - 8 * num_rows}"
+        )
+    return view[8 * num_rows :], offsets

@@ -1,0 +1,128 @@
+"""Decoded blocks: bytes from disk -> checked, decompressed column data; and a bounded LRU cache."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bale.batches import unpack_var_rows
+from bale.codecs import codec_from_config
+from bale.codecs.framing import decode_block
+from bale.errors import CorruptFileError
+from bale.format.header import checksum
+from bale.format.schema import Array, Column
+
+
+@dataclass(frozen=True)
+class VarRows:
+    """A decoded bytes/string block: row i is ``data[offsets[i]:offsets[i + 1]]``."""
+
+    data: memoryview
+    offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def row(self, i: int) -> bytes:
+        return bytes(self.data[self.offsets[i] : self.offsets[i + 1]])
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data) + self.offsets.nbytes
+
+
+Decoded = np.ndarray | VarRows
+
+
+def decode_column_block(
+    payload: bytes | bytearray | memoryview,
+    record: Any,  # a BLOCK_DTYPE row
+    codec_config: dict[str, Any],
+    column: Column,
+    num_rows: int,
+    *,
+    segment_bytes: int,
+    verify: bool,
+    path: str,
+    rows: tuple[int, int],
+) -> Decoded:
+    """Check and decode one block. Any mismatch raises CorruptFileError naming file, column, rows;
+    damaged bytes are never returned as data."""
+    raw_size = int(record["raw_size"])
+    if verify and checksum(payload) != int(record["checksum"]):
+        raise CorruptFileError(
+            "block checksum mismatch (the stored bytes were changed or damaged)",
+            path=path,
+            column=column.name,
+            rows=rows,
+        )
+    try:
+        decoded = decode_block(codec_from_config(codec_config), memoryview(payload), raw_size, segment_bytes)
+    except Exception as exc:  # codec libraries raise their own types; all mean damaged bytes
+        raise CorruptFileError(
+            f"block does not decode with {codec_config}: {exc}", path=path, column=column.name, rows=rows
+        ) from exc
+    if len(decoded) != raw_size:
+        raise CorruptFileError(
+            f"block decoded to {len(decoded)} bytes, expected {raw_size}",
+            path=path,
+            column=column.name,
+            rows=rows,
+        )
+    column_type = column.type
+    if isinstance(column_type, Array):
+        expected = num_rows * column_type.row_nbytes
+        if raw_size != expected:
+            raise CorruptFileError(
+                f"block holds {raw_size} bytes, expected {expected} for {num_rows} rows",
+                path=path,
+                column=column.name,
+                rows=rows,
+            )
+        array = np.frombuffer(decoded, dtype=column_type.numpy_dtype).reshape((num_rows, *column_type.shape))
+        array.flags.writeable = False  # cached and shared between callers
+        return array
+    try:
+        data, offsets = unpack_var_rows(decoded, num_rows)
+    except ValueError as exc:
+        raise CorruptFileError(str(exc), path=path, column=column.name, rows=rows) from exc
+    return VarRows(data, offsets)
+
+
+class BlockCache:
+    """A thread-safe LRU of decoded blocks, bounded by their total size in bytes."""
+
+    def __init__(self, capacity_bytes: int) -> None:
+        self.capacity_bytes = capacity_bytes
+        self._items: OrderedDict[tuple[int, int], Decoded] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, int]) -> Decoded | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: tuple[int, int], item: Decoded) -> None:
+        size = item.nbytes
+        if size > self.capacity_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = item
+            self._size += size
+            while self._size > self.capacity_bytes:
+                _, evicted = self._items.popitem(last=False)
+                self._size -= evicted.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._size = 0

@@ -1,0 +1,79 @@
+"""Codecs by id: build one from its stored JSON config, or from a short spec like ``"zstd:3"``.
+
+>>> from bale.codecs import codec_from_config, parse_codec
+>>> parse_codec("zstd:5").config()
+{'id': 'zstd', 'level': 5}
+>>> codec_from_config({"id": "lz4", "acceleration": 1})
+LZ4(acceleration=1)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from bale.codecs.base import Buffer, Codec
+from bale.codecs.blosc import Blosc2
+from bale.codecs.simple import LZ4, NoCompression, Zstd
+from bale.errors import CodecError
+
+__all__ = [
+    "LZ4",
+    "Blosc2",
+    "Buffer",
+    "Codec",
+    "NoCompression",
+    "Zstd",
+    "codec_from_config",
+    "parse_codec",
+]
+
+_BY_ID: Mapping[str, type[Codec]] = {
+    NoCompression.id: NoCompression,
+    LZ4.id: LZ4,
+    Zstd.id: Zstd,
+    Blosc2.id: Blosc2,
+}
+
+
+def codec_from_config(config: Mapping[str, Any]) -> Codec:
+    """The codec a stored config describes. Unknown extra keys (from a newer minor version) are
+    ignored: they cannot change decoding, since a different decoding would need a new id."""
+    codec_id = config.get("id")
+    cls = _BY_ID.get(codec_id) if isinstance(codec_id, str) else None
+    if cls is None:
+        raise CodecError(f"unknown codec id {codec_id!r}; this bale knows {sorted(_BY_ID)}")
+    accepted = inspect.signature(cls.__init__).parameters
+    kwargs = {k: v for k, v in config.items() if k != "id" and k in accepted}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise CodecError(f"invalid {codec_id} codec config {dict(config)!r}: {exc}") from exc
+
+
+def parse_codec(spec: str | Codec) -> Codec:
+    """A codec from a short spec: ``none``, ``lz4``, ``zstd``, ``zstd:9``, ``blosc2``,
+    ``blosc2:zstd:5:bitshuffle`` (cname, clevel, filter), or a Codec unchanged."""
+    if isinstance(spec, Codec):
+        return spec
+    parts = spec.strip().lower().split(":")
+    name, args = parts[0], parts[1:]
+    try:
+        if name == "none" and not args:
+            return NoCompression()
+        if name == "lz4" and len(args) <= 1:
+            return LZ4(*(int(a) for a in args))
+        if name == "zstd" and len(args) <= 1:
+            return Zstd(*(int(a) for a in args))
+        if name == "blosc2" and len(args) <= 3:
+            cname = args[0] if args else "zstd"
+            clevel = int(args[1]) if len(args) > 1 else 1
+            filters = [f for f in args[2].split("+") if f != "noshuffle"] if len(args) > 2 else ["shuffle"]
+            return Blosc2(cname, clevel, filters)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise CodecError(f"invalid codec spec {spec!r}: {exc}") from exc
+    raise CodecError(
+        f"invalid codec spec {spec!r}; expected none, lz4[:ACCEL], zstd[:LEVEL] or "
+        "blosc2[:CNAME[:CLEVEL[:FILTER[+FILTER]]]]"
+    )

@@ -1,0 +1,50 @@
+"""Blocks larger than the segment size: split into frames so no codec sees more than 2 GiB."""
+
+from __future__ import annotations
+
+import struct
+
+from bale.codecs.base import Buffer, Codec
+
+_FRAME_LENGTH = struct.Struct("<Q")
+
+
+def encode_block(codec: Codec, raw: memoryview, segment_bytes: int) -> list[Buffer]:
+    """The stored payload of a block, as buffers to write one after another.
+
+    Up to ``segment_bytes`` of raw data the payload is one codec frame. Above it, raw bytes are cut
+    into ``segment_bytes`` pieces and each frame is preceded by its stored length (u64 LE).
+    """
+    raw = raw.cast("B")
+    if len(raw) <= segment_bytes:
+        return [codec.encode(raw)]
+    parts: list[Buffer] = []
+    for start in range(0, len(raw), segment_bytes):
+        frame = codec.encode(raw[start : start + segment_bytes])
+        parts.append(_FRAME_LENGTH.pack(len(frame)))
+        parts.append(frame)
+    return parts
+
+
+def decode_block(codec: Codec, payload: memoryview, raw_size: int, segment_bytes: int) -> Buffer:
+    """Inverse of ``encode_block``. Raises ValueError on framing that does not add up."""
+    if raw_size <= segment_bytes:
+        return codec.decode(payload, raw_size)
+    out = bytearray(raw_size)
+    position = 0
+    for start in range(0, raw_size, segment_bytes):
+        size = min(segment_bytes, raw_size - start)
+        if position + 8 > len(payload):
+            raise ValueError("segmented block ends before its next frame length")
+        (length,) = _FRAME_LENGTH.unpack_from(payload, position)
+        position += 8
+        if position + length > len(payload):
+            raise ValueError("segmented block frame runs past the block's end")
+        frame = codec.decode(payload[position : position + length], size)
+        if len(frame) != size:
+            raise ValueError(f"frame decoded to {len(frame)} bytes, expected {size}")
+        out[start : start + size] = frame
+        position += length
+    if position != len(payload):
+        raise ValueError("segmented block has trailing bytes")
+    return out

@@ -1,0 +1,85 @@
+"""The byte-stream codecs: none, lz4 (block format) and zstd (frame format, with levels)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar
+
+import lz4.block
+import zstandard
+
+from bale.codecs.base import Buffer, Codec
+from bale.errors import CodecError
+
+
+class NoCompression(Codec):
+    """Stores bytes as they are: the right choice for JPEG/PNG and other compressed media."""
+
+    id: ClassVar[str] = "none"
+
+    def config(self) -> dict[str, Any]:
+        return {"id": self.id}
+
+    def encode(self, data: memoryview) -> Buffer:
+        return data
+
+    def decode(self, data: memoryview, raw_size: int) -> Buffer:
+        return data
+
+
+class LZ4(Codec):
+    """LZ4 block format (no size prefix; the block record holds the decoded size)."""
+
+    id: ClassVar[str] = "lz4"
+
+    def __init__(self, acceleration: int = 1) -> None:
+        if not 1 <= acceleration <= 65537:
+            raise CodecError(f"lz4 acceleration must be in 1..65537, got {acceleration}")
+        self.acceleration = int(acceleration)
+
+    def config(self) -> dict[str, Any]:
+        return {"id": self.id, "acceleration": self.acceleration}
+
+    def encode(self, data: memoryview) -> Buffer:
+        return lz4.block.compress(
+            data, mode="fast", acceleration=self.acceleration, store_size=False
+        )
+
+    def decode(self, data: memoryview, raw_size: int) -> Buffer:
+        return lz4.block.decompress(data, uncompressed_size=raw_size)
+
+
+class Zstd(Codec):
+    """Zstandard frames (content size recorded in each frame), levels 1..22 (negative: faster)."""
+
+    id: ClassVar[str] = "zstd"
+
+    def __init__(self, level: int = 3) -> None:
+        if not -7 <= level <= 22:
+            raise CodecError(f"zstd level must be in -7..22, got {level}")
+        self.level = int(level)
+        # zstandard's (de)compressor objects are not thread-safe: one per thread.
+        self._local = threading.local()
+
+    def config(self) -> dict[str, Any]:
+        return {"id": self.id, "level": self.level}
+
+    def encode(self, data: memoryview) -> Buffer:
+        compressor = getattr(self._local, "compressor", None)
+        if compressor is None:
+            compressor = zstandard.ZstdCompressor(level=self.level, write_content_size=True)
+            self._local.compressor = compressor
+        return compressor.compress(data)
+
+    def decode(self, data: memoryview, raw_size: int) -> Buffer:
+        decompressor = getattr(self._local, "decompressor", None)
+        if decompressor is None:
+            decompressor = zstandard.ZstdDecompressor()
+            self._local.decompressor = decompressor
+        return decompressor.decompress(data, max_output_size=raw_size)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"level": self.level}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["level"])  # type: ignore[misc]

@@ -1,0 +1,112 @@
+"""The bale exception tree: every error bale raises, with the file, column and rows it concerns.
+
+    BaleError
+    ├── NotABaleFileError        (ValueError)   the bytes are not a bale file
+    ├── UnsupportedVersionError  (ValueError)   written by a newer, incompatible format version
+    ├── CorruptFileError         (ValueError)   a checksum, size or structure check failed
+    │   └── TruncatedFileError                  the file ends early (e.g. a killed writer)
+    ├── SchemaError              (ValueError)   a batch or schema does not fit the file's columns
+    ├── CodecError               (ValueError)   an unknown codec id or an invalid codec setting
+    ├── TargetExistsError        (FileExistsError)  refusing to overwrite without overwrite=True
+    ├── FileLockedError          (BlockingIOError)  another writer holds the file
+    └── BaleWriteError           (OSError)      the disk refused a write (full, quota, I/O error)
+
+Library errors (OSError, zstd, blosc2) are translated into these where they enter bale, so code
+that catches ``BaleError`` catches everything bale reports about data.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = [
+    "BaleError",
+    "BaleWriteError",
+    "CodecError",
+    "CorruptFileError",
+    "FileLockedError",
+    "NotABaleFileError",
+    "SchemaError",
+    "TargetExistsError",
+    "TruncatedFileError",
+    "UnsupportedVersionError",
+]
+
+RowRange = tuple[int, int]
+
+
+class BaleError(Exception):
+    """Root of every bale error. Carries where it happened: ``path``, ``column``, ``rows``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        column: str | None = None,
+        rows: RowRange | None = None,
+    ) -> None:
+        self.path = os.fspath(path) if path is not None else None
+        self.column = column
+        self.rows = rows
+        self.detail = message
+        super().__init__(self._compose(message))
+
+    def _compose(self, message: str) -> str:
+        where = []
+        if self.path is not None:
+            where.append(f"file {self.path!r}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        if self.rows is not None:
+            where.append(f"rows {self.rows[0]}..{self.rows[1] - 1}")
+        return f"{', '.join(where)}: {message}" if where else message
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        # Keep attributes when an error crosses a process boundary (DataLoader workers).
+        return (
+            _rebuild_error,
+            (type(self), self.detail, self.path, self.column, self.rows),
+        )
+
+
+def _rebuild_error(
+    cls: type[BaleError], message: str, path: str | None, column: str | None, rows: RowRange | None
+) -> BaleError:
+    return cls(message, path=path, column=column, rows=rows)
+
+
+class NotABaleFileError(BaleError, ValueError):
+    """The file does not start with bale's magic bytes."""
+
+
+class UnsupportedVersionError(BaleError, ValueError):
+    """The file's major format version is newer than this bale can read."""
+
+
+class CorruptFileError(BaleError, ValueError):
+    """Stored bytes failed a checksum, size or structure check; nothing of them is returned."""
+
+
+class TruncatedFileError(CorruptFileError):
+    """The file ends before its footer: an interrupted write. ``bale repair`` recovers it."""
+
+
+class SchemaError(BaleError, ValueError):
+    """A batch (or a given schema) does not match the file's columns."""
+
+
+class CodecError(BaleError, ValueError):
+    """An unknown codec id, or a codec setting outside its valid range."""
+
+
+class TargetExistsError(BaleError, FileExistsError):
+    """The target path exists and ``overwrite=True`` was not given."""
+
+
+class FileLockedError(BaleError, BlockingIOError):
+    """Another writer holds this file; only one writer at a time is allowed."""
+
+
+class BaleWriteError(BaleError, OSError):
+    """The operating system refused a write. Rows written before it are recoverable."""

@@ -1,0 +1,154 @@
+"""Fixed-layout parts of a file: the header, each row group's prefix, and the trailer."""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import xxhash
+
+from bale.errors import CorruptFileError, NotABaleFileError, UnsupportedVersionError
+from bale.format.constants import (
+    ALIGNMENT,
+    FILE_MAGIC,
+    FORMAT_VERSION,
+    GROUP_MAGIC,
+    GROUP_PREFIX_SIZE,
+    HEADER_PREFIX_SIZE,
+    MAX_JSON_BYTES,
+    TRAILER_MAGIC,
+    TRAILER_SIZE,
+)
+
+_HEADER_PREFIX = struct.Struct("<8sHHIQ")
+_GROUP_PREFIX = struct.Struct("<4sIQ")
+_TRAILER = struct.Struct("<QQQHHI8s")
+
+
+def checksum(data: bytes | bytearray | memoryview) -> int:
+    """The format's checksum: XXH3-64 with seed 0."""
+    return xxhash.xxh3_64_intdigest(data)
+
+
+def checksum_parts(parts: Sequence[bytes | bytearray | memoryview]) -> int:
+    """The checksum of several buffers as if concatenated."""
+    if len(parts) == 1:
+        return checksum(parts[0])
+    hasher = xxhash.xxh3_64()
+    for part in parts:
+        hasher.update(part)
+    return hasher.intdigest()
+
+
+def padding(offset: int) -> int:
+    """Zero bytes needed after ``offset`` to reach the next multiple of ALIGNMENT."""
+    return -offset % ALIGNMENT
+
+
+def dump_json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def check_version(major: int, minor: int, path: str | None) -> None:
+    if major > FORMAT_VERSION[0] or major < 1:
+        raise UnsupportedVersionError(
+            f"format version {major}.{minor} is not supported; this bale reads "
+            f"{FORMAT_VERSION[0]}.x (upgrade bale to read newer files)",
+            path=path,
+        )
+
+
+# -- header -------------------------------------------------------------------------------------
+
+
+def pack_header(info: dict[str, Any]) -> bytes:
+    """Header bytes, zero-padded to ALIGNMENT: prefix then the header JSON."""
+    body = dump_json(info)
+    prefix = _HEADER_PREFIX.pack(FILE_MAGIC, *FORMAT_VERSION, len(body), checksum(body))
+    raw = prefix + body
+    return raw + bytes(padding(len(raw)))
+
+
+@dataclass(frozen=True)
+class HeaderPrefix:
+    major: int
+    minor: int
+    json_length: int
+    json_checksum: int
+
+    @property
+    def end(self) -> int:
+        """Offset of the first row group."""
+        size = HEADER_PREFIX_SIZE + self.json_length
+        return size + padding(size)
+
+
+def unpack_header_prefix(data: bytes, path: str | None = None) -> HeaderPrefix:
+    if len(data) < HEADER_PREFIX_SIZE or data[:8] != FILE_MAGIC:
+        raise NotABaleFileError(
+            f"not a bale file (expected magic {FILE_MAGIC!r} at offset 0, got {bytes(data[:8])!r})",
+            path=path,
+        )
+    _, major, minor, length, digest = _HEADER_PREFIX.unpack_from(data)
+    check_version(major, minor, path)
+    if length > MAX_JSON_BYTES:
+        raise CorruptFileError(f"header claims {length} bytes of JSON, which is implausible", path=path)
+    return HeaderPrefix(major, minor, length, digest)
+
+
+def parse_json_checked(
+    body: bytes | memoryview, expected_checksum: int, what: str, path: str | None
+) -> Any:
+    if checksum(body) != expected_checksum:
+        raise CorruptFileError(f"{what} checksum mismatch", path=path)
+    try:
+        return json.loads(bytes(body))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(f"{what} is not valid JSON: {exc}", path=path) from exc
+
+
+# -- row groups ---------------------------------------------------------------------------------
+
+
+def pack_group_prefix(group_json: bytes) -> bytes:
+    return _GROUP_PREFIX.pack(GROUP_MAGIC, len(group_json), checksum(group_json))
+
+
+def unpack_group_prefix(data: bytes) -> tuple[int, int] | None:
+    """(json_length, json_checksum), or None if ``data`` does not start a row group."""
+    if len(data) < GROUP_PREFIX_SIZE or data[:4] != GROUP_MAGIC:
+        return None
+    _, length, digest = _GROUP_PREFIX.unpack_from(data)
+    if length > MAX_JSON_BYTES:
+        return None
+    return length, digest
+
+
+# -- trailer ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trailer:
+    footer_offset: int
+    footer_length: int
+    footer_checksum: int
+    major: int
+    minor: int
+
+
+def pack_trailer(footer_offset: int, footer: bytes) -> bytes:
+    return _TRAILER.pack(
+        footer_offset, len(footer), checksum(footer), *FORMAT_VERSION, 0, TRAILER_MAGIC
+    )
+
+
+def unpack_trailer(data: bytes, path: str | None = None) -> Trailer | None:
+    """The trailer, or None when the last bytes are not one (an unfinished file)."""
+    if len(data) != TRAILER_SIZE or data[-8:] != TRAILER_MAGIC:
+        return None
+    offset, length, digest, major, minor, _, _ = _TRAILER.unpack(data)
+    check_version(major, minor, path)
+    return Trailer(offset, length, digest, major, minor)

@@ -1,0 +1,176 @@
+"""Writing a file safely: one writer per path (flock), aligned appends, fsync, atomic rename."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from collections.abc import Sequence
+from typing import Literal
+
+from bale.codecs.base import Buffer
+from bale.errors import BaleWriteError, FileLockedError, TargetExistsError
+from bale.format.header import padding
+
+
+def partial_path_for(path: str | os.PathLike[str]) -> str:
+    """Where a new file is written until it is complete: ``NAME.partial`` beside the target."""
+    return os.fspath(path) + ".partial"
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def is_locked(path: str) -> bool:
+    """Whether another process holds the writer lock on ``path`` (False if it doesn't exist)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        if _try_lock(fd):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        return True
+    finally:
+        os.close(fd)
+
+
+class FileSink:
+    """An open, exclusively locked file that bale appends aligned byte runs to.
+
+    ``"create"`` writes ``NAME.partial`` and renames it onto ``NAME`` in ``commit()``; readers never
+    see a half-written file. ``"update"`` writes the existing file in place from a given offset
+    (append, repair). The lock is a ``flock`` on the file itself, which the kernel releases when
+    the process dies, so a killed writer never leaves the file locked.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        mode: Literal["create", "update"],
+        *,
+        overwrite: bool = False,
+        start: int = 0,
+    ) -> None:
+        self.target = os.fspath(path)
+        self.mode = mode
+        self.overwrite = overwrite
+        if mode == "create":
+            self.path = partial_path_for(self.target)
+            self._fd = self._create()
+        else:
+            self.path = self.target
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+            if not _try_lock(self._fd):
+                os.close(self._fd)
+                raise FileLockedError(
+                    "another process is writing this file (one writer at a time)", path=self.path
+                )
+        self.offset = start
+        self.closed = False
+
+    def _create(self) -> int:
+        if os.path.exists(self.target):
+            if not self.overwrite:
+                raise TargetExistsError(
+                    "the file exists; pass overwrite=True to replace it or mode='a' to append",
+                    path=self.target,
+                )
+            if is_locked(self.target):
+                raise FileLockedError(
+                    "another process is appending to this file", path=self.target
+                )
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except FileExistsError:
+            fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+            if not _try_lock(fd):
+                os.close(fd)
+                raise FileLockedError(
+                    "another writer is creating this file right now", path=self.target
+                ) from None
+            if not self.overwrite:
+                os.close(fd)
+                raise TargetExistsError(
+                    f"an interrupted write left {self.path!r}; run `bale repair "
+                    f"{self.target}` to recover its rows, or pass overwrite=True to discard it",
+                    path=self.target,
+                ) from None
+            os.ftruncate(fd, 0)
+            return fd
+        if not _try_lock(fd):  # another creator won the race between open and lock
+            os.close(fd)
+            raise FileLockedError("another writer is creating this file", path=self.target)
+        return fd
+
+    def write(self, buffers: Sequence[Buffer], *, align: bool = True) -> int:
+        """Write buffers at the current offset (then zero padding); return where they start."""
+        start = self.offset
+        pieces = [memoryview(b).cast("B") for b in buffers]
+        total = sum(len(p) for p in pieces)
+        if align:
+            pad = padding(start + total)
+            if pad:
+                pieces.append(memoryview(bytes(pad)))
+        try:
+            for piece in pieces:
+                done = 0
+                while done < len(piece):
+                    done += os.pwrite(self._fd, piece[done:], self.offset + done)
+                self.offset += len(piece)
+        except OSError as exc:
+            raise BaleWriteError(
+                f"write of {total} bytes at offset {start} failed: {exc.strerror or exc}",
+                path=self.path,
+            ) from exc
+        return start
+
+    def truncate_here(self) -> None:
+        """Drop everything after the current offset (stale bytes of a replaced footer)."""
+        self._call(os.ftruncate, self.offset)
+
+    def sync(self) -> None:
+        self._call(os.fsync)
+
+    def _call(self, fn, *args: int) -> None:  # type: ignore[no-untyped-def]
+        try:
+            fn(self._fd, *args)
+        except OSError as exc:
+            raise BaleWriteError(f"{fn.__name__} failed: {exc.strerror or exc}", path=self.path) from exc
+
+    def commit(self) -> None:
+        """Make the file durable and, for a new file, move it to its target name atomically."""
+        self.sync()
+        if self.mode == "create":
+            if not self.overwrite and os.path.exists(self.target):
+                raise TargetExistsError(
+                    f"the file appeared while writing; the data is kept in {self.path!r}",
+                    path=self.target,
+                )
+            os.replace(self.path, self.target)
+            directory = os.open(os.path.dirname(os.path.abspath(self.target)), os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        self.close()
+
+    def discard(self) -> None:
+        """Remove a new file that holds nothing worth keeping."""
+        if self.mode == "create" and not self.closed:
+            os.unlink(self.path)
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self._fd)  # also releases the flock

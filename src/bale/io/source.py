@@ -1,0 +1,82 @@
+"""Reading byte ranges of a local file with pread: thread-safe, fork-safe, picklable by path."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from bale.errors import TruncatedFileError
+
+# Linux caps one read(2) at 0x7ffff000 bytes; larger ranges are read in pieces of this size.
+_MAX_SINGLE_READ = 1 << 30
+
+
+class LocalSource:
+    """A local file read only through positional reads (no shared file offset).
+
+    Threads share one descriptor. A forked child reopens its own descriptor on first use, and a
+    pickled source (spawn / forkserver workers) carries only its path, so the same object works
+    in DataLoader workers under every start method.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = -1
+        self._fileno()  # fail early (FileNotFoundError) and pin the file we opened
+
+    def _fileno(self) -> int:
+        pid = os.getpid()
+        fd = self._fd
+        if fd is not None and self._pid == pid:
+            return fd
+        with self._lock:
+            if self._fd is None or self._pid != pid:
+                self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                self._pid = pid
+            return self._fd
+
+    def size(self) -> int:
+        return os.fstat(self._fileno()).st_size
+
+    def read(self, offset: int, size: int) -> bytes | bytearray:
+        """Exactly ``size`` bytes at ``offset``, or TruncatedFileError."""
+        fd = self._fileno()
+        if size <= _MAX_SINGLE_READ:
+            data = os.pread(fd, size, offset)
+            if len(data) == size:
+                return data
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        done = 0
+        while done < size:
+            n = os.preadv(fd, [view[done : done + _MAX_SINGLE_READ]], offset + done)
+            if n == 0:
+                raise TruncatedFileError(
+                    f"expected {size} bytes at offset {offset}, the file ends after {done}",
+                    path=self.path,
+                )
+            done += n
+        return buffer
+
+    def evict_from_page_cache(self) -> None:
+        """Ask the kernel to drop this file's cached pages (for cold-cache measurements)."""
+        fd = self._fileno()
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None and self._pid == os.getpid():
+                os.close(self._fd)
+            self._fd = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path = state["path"]
+        self._lock = threading.Lock()
+        self._fd = None
+        self._pid = -1

@@ -1,0 +1,170 @@
+"""Finding a file's parts through a byte source: trailer -> footer -> index, header, group scan."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from bale.codecs import codec_from_config
+from bale.codecs.framing import decode_block
+from bale.errors import BaleError, CorruptFileError, NotABaleFileError, TruncatedFileError
+from bale.format.constants import GROUP_PREFIX_SIZE, HEADER_PREFIX_SIZE, TRAILER_SIZE
+from bale.format.footer import BlockRecord, FileIndex, unpack_footer
+from bale.format.header import (
+    checksum,
+    padding,
+    parse_json_checked,
+    unpack_group_prefix,
+    unpack_header_prefix,
+    unpack_trailer,
+)
+from bale.format.schema import Schema
+from bale.io.source import LocalSource
+
+
+@dataclass(frozen=True)
+class Header:
+    schema: Schema
+    metadata: dict[str, Any]
+    segment_bytes: int
+    end: int  # offset of the first row group
+
+
+def read_header(source: LocalSource) -> Header:
+    path = source.path
+    head = source.read(0, HEADER_PREFIX_SIZE) if source.size() >= HEADER_PREFIX_SIZE else b""
+    prefix = unpack_header_prefix(bytes(head), path)
+    body = source.read(HEADER_PREFIX_SIZE, prefix.json_length)
+    info = parse_json_checked(body, prefix.json_checksum, "header JSON", path)
+    try:
+        return Header(
+            Schema.from_json(info["schema"]),
+            dict(info["metadata"]),
+            int(info["segment_bytes"]),
+            prefix.end,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, BaleError):
+            raise
+        raise CorruptFileError(f"header JSON lacks a required field: {exc}", path=path) from exc
+
+
+def read_index(source: LocalSource) -> tuple[FileIndex, int]:
+    """The file's index and the offset where its footer starts. Reads the first bytes, the trailer
+    and the footer only, so opening costs the same whatever the size of the data."""
+    path = source.path
+    size = source.size()
+    first = bytes(source.read(0, min(size, HEADER_PREFIX_SIZE)))
+    header = unpack_header_prefix(first, path)  # NotABaleFile / UnsupportedVersion come first
+    if size < header.end + TRAILER_SIZE:
+        raise TruncatedFileError(
+            f"the file ends at byte {size}, before any footer: an interrupted write; "
+            "`bale repair` recovers the complete row groups",
+            path=path,
+        )
+    trailer = unpack_trailer(bytes(source.read(size - TRAILER_SIZE, TRAILER_SIZE)), path)
+    if trailer is None:
+        raise TruncatedFileError(
+            "no trailer at the end of the file: the write was interrupted (or is in progress); "
+            "`bale repair` recovers the complete row groups",
+            path=path,
+        )
+    footer_end = trailer.footer_offset + trailer.footer_length
+    if trailer.footer_offset < header.end or footer_end != size - TRAILER_SIZE:
+        raise CorruptFileError(
+            f"trailer points to a footer at {trailer.footer_offset}+{trailer.footer_length}, "
+            f"which does not end where the trailer starts ({size - TRAILER_SIZE})",
+            path=path,
+        )
+    footer = source.read(trailer.footer_offset, trailer.footer_length)
+    if checksum(footer) != trailer.footer_checksum:
+        raise CorruptFileError("footer checksum mismatch", path=path)
+    index = unpack_footer(footer, path)
+    _check_bounds(index, header.end, trailer.footer_offset, path)
+    return index, trailer.footer_offset
+
+
+def _check_bounds(index: FileIndex, data_start: int, data_end: int, path: str) -> None:
+    groups, blocks = index.groups, index.blocks
+    if len(groups) == 0:
+        return
+    if int(groups["offset"].min()) < data_start or int(
+        (groups["offset"] + groups["length"]).max()
+    ) > data_end:
+        raise CorruptFileError("footer index points outside the data region", path=path)
+    if blocks.size and int((blocks["offset"] + blocks["stored_size"]).max()) > data_end:
+        raise CorruptFileError("footer index has a block past the data region", path=path)
+
+
+@dataclass(frozen=True)
+class ScannedGroup:
+    offset: int
+    length: int
+    num_rows: int
+    blocks: list[BlockRecord]
+
+
+def scan_groups(source: LocalSource, header: Header, *, verify: bool = True) -> Iterator[ScannedGroup]:
+    """Walk row groups from the header onwards, stopping at the first incomplete or damaged one.
+
+    With ``verify``, every block is read, checksummed and decoded, so a group is only reported
+    if all of its data would read back.
+    """
+    size = source.size()
+    offset = header.end
+    num_columns = len(header.schema)
+    while offset + GROUP_PREFIX_SIZE <= size:
+        prefix = unpack_group_prefix(bytes(source.read(offset, GROUP_PREFIX_SIZE)))
+        if prefix is None:
+            return
+        json_length, json_checksum = prefix
+        head_end = offset + GROUP_PREFIX_SIZE + json_length
+        if head_end > size:
+            return
+        body = source.read(offset + GROUP_PREFIX_SIZE, json_length)
+        if checksum(body) != json_checksum:
+            return
+        try:
+            info = json.loads(bytes(body))
+            data_start = head_end + padding(head_end)
+            num_rows = int(info["rows"])
+            blocks = [
+                BlockRecord(
+                    data_start + int(b["offset"]),
+                    int(b["stored_size"]),
+                    int(b["raw_size"]),
+                    int(b["checksum"]),
+                    dict(b["codec"]),
+                )
+                for b in info["blocks"]
+            ]
+        except (KeyError, TypeError, ValueError):
+            return
+        if len(blocks) != num_columns:
+            return
+        end = max([data_start] + [b.offset + b.stored_size for b in blocks])
+        if end > size:
+            return
+        if verify and not all(_block_reads_back(source, b, header.segment_bytes) for b in blocks):
+            return
+        end += padding(end)
+        yield ScannedGroup(offset, end - offset, num_rows, blocks)
+        offset = end
+
+
+def _block_reads_back(source: LocalSource, block: BlockRecord, segment_bytes: int) -> bool:
+    payload = source.read(block.offset, block.stored_size)
+    if checksum(payload) != block.checksum:
+        return False
+    try:
+        decoded = decode_block(
+            codec_from_config(block.codec), memoryview(payload), block.raw_size, segment_bytes
+        )
+    except Exception:  # any decoder failure means the block is not recoverable
+        return False
+    return len(decoded) == block.raw_size
+
+
+__all__ = ["Header", "NotABaleFileError", "ScannedGroup", "read_header", "read_index", "scan_groups"]
