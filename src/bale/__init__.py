@@ -12,7 +12,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from bale.errors import (  # noqa: E402
+from bale.errors import (
     BaleError,
     BaleWriteError,
     CodecError,
@@ -24,9 +24,9 @@ from bale.errors import (  # noqa: E402
     TruncatedFileError,
     UnsupportedVersionError,
 )
-from bale.format.schema import Array, Bytes, Schema, String  # noqa: E402
-from bale.reader import ColumnView, Dataset, open  # noqa: E402
-from bale.writer import Writer, write  # noqa: E402
+from bale.format.schema import Array, Bytes, Schema, String
+from bale.reader import ColumnView, Dataset, open
+from bale.writer import Writer, write
 
 __all__ = [
     "Array",

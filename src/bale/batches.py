@@ -21,7 +21,9 @@ def infer_type(name: str, value: Any) -> ColumnType:
         if value.dtype.kind == "U" or (value.dtype == object and _all(value, str)):
             return String()
         if value.ndim == 0:
-            raise SchemaError("a batch value must have one entry per row, got a 0-d array", column=name)
+            raise SchemaError(
+                "a batch value must have one entry per row, got a 0-d array", column=name
+            )
         return _array_type(name, value)
     if isinstance(value, (list, tuple)):
         if not value:
@@ -42,7 +44,9 @@ def _all(values: Any, kind: type | tuple[type, ...]) -> bool:
 
 def _array_type(name: str, value: np.ndarray) -> Array:
     try:
-        return Array(value.dtype.name if value.dtype.kind in "biufc" else str(value.dtype), value.shape[1:])
+        return Array(
+            value.dtype.name if value.dtype.kind in "biufc" else str(value.dtype), value.shape[1:]
+        )
     except ValueError as exc:
         raise SchemaError(str(exc), column=name) from exc
 
@@ -119,7 +123,9 @@ def to_column_data(
     return encoded
 
 
-def _to_array(name: str, column_type: Array, value: Any, path: str, rows: tuple[int, int]) -> np.ndarray:
+def _to_array(
+    name: str, column_type: Array, value: Any, path: str, rows: tuple[int, int]
+) -> np.ndarray:
     target = column_type.numpy_dtype
     expected = f"{column_type.dtype}{list(column_type.shape)} per row"
     if isinstance(value, np.ndarray):
@@ -137,8 +143,14 @@ def _to_array(name: str, column_type: Array, value: Any, path: str, rows: tuple[
             array = np.asarray(value, dtype=target)
             loose = np.asarray(value)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise SchemaError(f"cannot convert to {expected}: {exc}", path=path, column=name, rows=rows) from exc
-        if loose.dtype.kind in "biuf" and target.kind in "biuf" and not np.array_equal(array, loose):
+            raise SchemaError(
+                f"cannot convert to {expected}: {exc}", path=path, column=name, rows=rows
+            ) from exc
+        if (
+            loose.dtype.kind in "biuf"
+            and target.kind in "biuf"
+            and not np.array_equal(array, loose)
+        ):
             raise SchemaError(
                 f"values do not fit {column_type.dtype} exactly (got {loose.dtype})",
                 path=path,
@@ -170,7 +182,9 @@ def pack_var_rows(rows: Sequence[bytes]) -> bytes:
     return lengths.tobytes() + b"".join(rows)
 
 
-def unpack_var_rows(raw: bytes | bytearray | memoryview, num_rows: int) -> tuple[memoryview, np.ndarray]:
+def unpack_var_rows(
+    raw: bytes | bytearray | memoryview, num_rows: int
+) -> tuple[memoryview, np.ndarray]:
     """(data, offsets): row i is ``data[offsets[i]:offsets[i + 1]]``. Raises ValueError if the
     lengths do not add up to the block's size."""
     view = memoryview(raw).cast("B")

@@ -61,10 +61,15 @@ def decode_column_block(
             rows=rows,
         )
     try:
-        decoded = decode_block(codec_from_config(codec_config), memoryview(payload), raw_size, segment_bytes)
+        decoded = decode_block(
+            codec_from_config(codec_config), memoryview(payload), raw_size, segment_bytes
+        )
     except Exception as exc:  # codec libraries raise their own types; all mean damaged bytes
         raise CorruptFileError(
-            f"block does not decode with {codec_config}: {exc}", path=path, column=column.name, rows=rows
+            f"block does not decode with {codec_config}: {exc}",
+            path=path,
+            column=column.name,
+            rows=rows,
         ) from exc
     if len(decoded) != raw_size:
         raise CorruptFileError(
@@ -83,7 +88,9 @@ def decode_column_block(
                 column=column.name,
                 rows=rows,
             )
-        array = np.frombuffer(decoded, dtype=column_type.numpy_dtype).reshape((num_rows, *column_type.shape))
+        array = np.frombuffer(decoded, dtype=column_type.numpy_dtype).reshape(
+            (num_rows, *column_type.shape)
+        )
         array.flags.writeable = False  # cached and shared between callers
         return array
     try:

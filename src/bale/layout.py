@@ -9,7 +9,7 @@ from typing import Any
 
 from bale.codecs import codec_from_config
 from bale.codecs.framing import decode_block
-from bale.errors import BaleError, CorruptFileError, NotABaleFileError, TruncatedFileError
+from bale.errors import BaleError, CorruptFileError, TruncatedFileError
 from bale.format.constants import GROUP_PREFIX_SIZE, HEADER_PREFIX_SIZE, TRAILER_SIZE
 from bale.format.footer import BlockRecord, FileIndex, unpack_footer
 from bale.format.header import (
@@ -90,9 +90,10 @@ def _check_bounds(index: FileIndex, data_start: int, data_end: int, path: str) -
     groups, blocks = index.groups, index.blocks
     if len(groups) == 0:
         return
-    if int(groups["offset"].min()) < data_start or int(
-        (groups["offset"] + groups["length"]).max()
-    ) > data_end:
+    if (
+        int(groups["offset"].min()) < data_start
+        or int((groups["offset"] + groups["length"]).max()) > data_end
+    ):
         raise CorruptFileError("footer index points outside the data region", path=path)
     if blocks.size and int((blocks["offset"] + blocks["stored_size"]).max()) > data_end:
         raise CorruptFileError("footer index has a block past the data region", path=path)
@@ -106,12 +107,9 @@ class ScannedGroup:
     blocks: list[BlockRecord]
 
 
-def scan_groups(source: LocalSource, header: Header, *, verify: bool = True) -> Iterator[ScannedGroup]:
-    """Walk row groups from the header onwards, stopping at the first incomplete or damaged one.
-
-    With ``verify``, every block is read, checksummed and decoded, so a group is only reported
-    if all of its data would read back.
-    """
+def scan_groups(source: LocalSource, header: Header) -> Iterator[ScannedGroup]:
+    """Walk row groups from the header onwards, stopping at the first one whose header is damaged
+    or whose blocks run past the end of the file. Block contents are not checked here."""
     size = source.size()
     offset = header.end
     num_columns = len(header.schema)
@@ -147,14 +145,12 @@ def scan_groups(source: LocalSource, header: Header, *, verify: bool = True) -> 
         end = max([data_start] + [b.offset + b.stored_size for b in blocks])
         if end > size:
             return
-        if verify and not all(_block_reads_back(source, b, header.segment_bytes) for b in blocks):
-            return
         end += padding(end)
         yield ScannedGroup(offset, end - offset, num_rows, blocks)
         offset = end
 
 
-def _block_reads_back(source: LocalSource, block: BlockRecord, segment_bytes: int) -> bool:
+def block_reads_back(source: LocalSource, block: BlockRecord, segment_bytes: int) -> bool:
     payload = source.read(block.offset, block.stored_size)
     if checksum(payload) != block.checksum:
         return False
@@ -165,6 +161,3 @@ def _block_reads_back(source: LocalSource, block: BlockRecord, segment_bytes: in
     except Exception:  # any decoder failure means the block is not recoverable
         return False
     return len(decoded) == block.raw_size
-
-
-__all__ = ["Header", "NotABaleFileError", "ScannedGroup", "read_header", "read_index", "scan_groups"]

@@ -128,7 +128,10 @@ class Dataset:
             for group in range(first, last + 1):
                 block = self._block(group, position, column)
                 g_start = int(self._starts[group])
-                lo, hi = max(start, g_start) - g_start, min(stop, g_start + int(self._counts[group])) - g_start
+                lo, hi = (
+                    max(start, g_start) - g_start,
+                    min(stop, g_start + int(self._counts[group])) - g_start,
+                )
                 pieces.append(_slice_of(block, lo, hi, column))
             out[column.name] = _join(pieces, column)
         return out
@@ -194,7 +197,9 @@ class Dataset:
         out = []
         for name in columns:
             if name not in self.schema:
-                raise KeyError(f"no column {name!r} in {self.path!r}; columns are {self.schema.names}")
+                raise KeyError(
+                    f"no column {name!r} in {self.path!r}; columns are {self.schema.names}"
+                )
             out.append((self.schema.index(name), self.schema[name]))
         return out
 
@@ -239,7 +244,9 @@ class Dataset:
         try:
             return self._source.read(int(record["offset"]), int(record["stored_size"]))
         except BaleError as exc:
-            raise CorruptFileError(exc.detail, path=self.path, column=column.name, rows=self._rows_of(group)) from exc
+            raise CorruptFileError(
+                exc.detail, path=self.path, column=column.name, rows=self._rows_of(group)
+            ) from exc
 
     def _read_group_span(self, group: int, positions: list[int]) -> dict[int, memoryview]:
         """Payloads of several blocks of one group with a single read, when they lie close."""
@@ -275,7 +282,10 @@ class Dataset:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -330,12 +340,16 @@ class ColumnView:
             value = self.dataset.row(int(key), [self.name])[self.name]
             return value[rest] if rest else value
         if isinstance(key, slice) or key is Ellipsis:
-            value = self.dataset.read(key if isinstance(key, slice) else None, [self.name])[self.name]
+            value = self.dataset.read(key if isinstance(key, slice) else None, [self.name])[
+                self.name
+            ]
         else:
             value = self.dataset.take(key, [self.name])[self.name]
         if rest:
             if not isinstance(value, np.ndarray):
-                raise IndexError(f"column {self.name!r} holds {self.column.type.kind}: only rows can be indexed")
+                raise IndexError(
+                    f"column {self.name!r} holds {self.column.type.kind}: only rows can be indexed"
+                )
             value = value[(slice(None), *rest)]
         return value
 
@@ -381,6 +395,8 @@ def _empty(column: Column) -> Any:
     return []
 
 
-def open(path: str | os.PathLike[str], *, verify: bool = True, cache_bytes: int = DEFAULT_CACHE_BYTES) -> Dataset:  # noqa: A001
+def open(
+    path: str | os.PathLike[str], *, verify: bool = True, cache_bytes: int = DEFAULT_CACHE_BYTES
+) -> Dataset:
     """Open a ``.bale`` file for reading. See ``Dataset``."""
     return Dataset(path, verify=verify, cache_bytes=cache_bytes)

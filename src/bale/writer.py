@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
@@ -18,19 +19,42 @@ from bale.batches import (
     pack_var_rows,
     to_column_data,
 )
-from bale.codecs import Codec, codec_from_config, parse_codec
+from bale.codecs import Buffer, Codec, codec_from_config, parse_codec
 from bale.codecs.framing import encode_block
 from bale.defaults import DEFAULT_ROW_GROUP_BYTES, default_codec
 from bale.errors import BaleError, SchemaError
 from bale.format.constants import DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES
 from bale.format.footer import BlockRecord, FileIndex, pack_footer
-from bale.format.header import checksum_parts, dump_json, pack_group_prefix, pack_header, pack_trailer
+from bale.format.header import (
+    checksum_parts,
+    dump_json,
+    pack_group_prefix,
+    pack_header,
+    pack_trailer,
+    padding,
+)
 from bale.format.schema import Array, Column, ColumnType, Schema
 from bale.io.sink import FileSink
 from bale.io.source import LocalSource
 from bale.layout import read_index
 
 SchemaLike = Schema | Mapping[str, ColumnType]
+
+
+@dataclass(frozen=True)
+class EncodedBlock:
+    """One column's compressed block of a row group, ready to write."""
+
+    parts: list[Buffer]
+    raw_size: int
+    checksum: int
+    codec: dict[str, Any]
+
+    @property
+    def stored_size(self) -> int:
+        return sum(memoryview(p).nbytes for p in self.parts)
+
+
 CodecLike = Codec | str
 
 
@@ -139,9 +163,7 @@ class Writer:
         self._segment_bytes = index.segment_bytes
 
     def _check_same_schema(self, existing: Schema, given: SchemaLike) -> None:
-        given_types = (
-            {c.name: c.type for c in given} if isinstance(given, Schema) else dict(given)
-        )
+        given_types = {c.name: c.type for c in given} if isinstance(given, Schema) else dict(given)
         existing_types = {c.name: c.type for c in existing}
         if given_types != existing_types:
             raise SchemaError(
@@ -160,19 +182,31 @@ class Writer:
     def _resolve_schema(self, first_batch: Mapping[str, Any]) -> Schema:
         if self._given_schema is not None:
             columns = [
-                Column(c.name, c.type, self._codec_overrides.get(c.name, codec_from_config(c.codec)).for_itemsize(_itemsize(c.type)).config())
+                Column(
+                    c.name,
+                    c.type,
+                    self._codec_overrides.get(c.name, codec_from_config(c.codec))
+                    .for_itemsize(_itemsize(c.type))
+                    .config(),
+                )
                 for c in self._given_schema
             ]
             return Schema(tuple(columns))
-        types = self._given_types if self._given_types is not None else infer_schema_types(first_batch)
+        types = (
+            self._given_types if self._given_types is not None else infer_schema_types(first_batch)
+        )
         columns = []
         for name, column_type in types.items():
             codec = self._codec_overrides.get(name)
             if codec is None:
                 sample = first_batch.get(name, [])
                 sample_rows = list(sample[:64]) if not isinstance(column_type, Array) else []
-                codec = default_codec(column_type, [bytes(r) if not isinstance(r, str) else b"" for r in sample_rows])
-            columns.append(Column(name, column_type, codec.for_itemsize(_itemsize(column_type)).config()))
+                codec = default_codec(
+                    column_type, [bytes(r) if not isinstance(r, str) else b"" for r in sample_rows]
+                )
+            columns.append(
+                Column(name, column_type, codec.for_itemsize(_itemsize(column_type)).config())
+            )
         return Schema(tuple(columns))
 
     def _start(self, schema: Schema) -> None:
@@ -215,13 +249,15 @@ class Writer:
                     exc = type(exc)(exc.detail, path=self.path, column=exc.column, rows=exc.rows)
                 raise exc from None
             self._check_codec_names()
-        schema = self._index.schema
+        schema = self._require_index().schema
         first = self.rows_written
         n = batch_length(batch, schema, self.path, first)
         if n == 0:
             return
         rows = (first, first + n)
-        converted = {c.name: to_column_data(c.name, c.type, batch[c.name], self.path, rows) for c in schema}
+        converted = {
+            c.name: to_column_data(c.name, c.type, batch[c.name], self.path, rows) for c in schema
+        }
         for name, data in converted.items():
             self._pending.setdefault(name, []).append(data)
         self._pending_rows += n
@@ -252,12 +288,15 @@ class Writer:
             self._release()
 
     def abort(self) -> None:
-        """Stop writing: finish what is buffered into a readable ``NAME.partial`` but do not
-        publish it (for a new file), or close the appended file with its rows so far."""
+        """Stop writing. A new file is finished as a readable ``NAME.partial`` but not published
+        under ``NAME``; an appended file keeps the rows added so far. If even that fails (a full
+        disk), the complete row groups stay on disk for ``bale repair``."""
         if self._closed:
             return
         try:
             self._finish(commit=False)
+        except Exception:
+            pass
         finally:
             self._release()
 
@@ -276,6 +315,11 @@ class Writer:
             self.abort()
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _require_index(self) -> FileIndex:
+        if self._index is None:
+            raise RuntimeError("internal error: the file header has not been written")
+        return self._index
 
     def _check_open(self) -> None:
         if self._closed:
@@ -319,12 +363,13 @@ class Writer:
         return taken
 
     def _flush_group(self, n: int) -> None:
-        index = self._index
-        if index is None:
-            raise AssertionError("flush before the header")
+        index = self._require_index()
         data = self._take_pending(n)
         columns = list(index.schema)
-        encode = lambda c: self._encode_block(c, data[c.name])  # noqa: E731
+
+        def encode(column: Column) -> EncodedBlock:
+            return self._encode_block(column, data[column.name])
+
         if self._threads > 1 and len(columns) > 1:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="bale-writer")
@@ -333,27 +378,36 @@ class Writer:
             encoded = [encode(c) for c in columns]
         self._write_group(index, n, encoded)
 
-    def _encode_block(self, column: Column, data: ColumnData) -> tuple[list[Any], int, int, dict[str, Any]]:
+    def _encode_block(self, column: Column, data: ColumnData) -> EncodedBlock:
         if isinstance(data, np.ndarray):
-            raw = memoryview(data.reshape(-1).view(np.uint8))
+            raw = memoryview(data.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
         else:
             raw = memoryview(pack_var_rows(data))
         codec = codec_from_config(column.codec)
         try:
             parts = encode_block(codec, raw, self._segment_bytes)
         except Exception as exc:  # a codec library error: name the column, keep the file intact
-            raise BaleError(f"encoding with {codec!r} failed: {exc}", path=self.path, column=column.name) from exc
-        return parts, len(raw), checksum_parts(parts), column.codec
+            raise BaleError(
+                f"encoding with {codec!r} failed: {exc}", path=self.path, column=column.name
+            ) from exc
+        return EncodedBlock(parts, len(raw), checksum_parts(parts), dict(column.codec))
 
-    def _write_group(self, index: FileIndex, n: int, encoded: list[tuple[list[Any], int, int, dict[str, Any]]]) -> None:
+    def _write_group(self, index: FileIndex, n: int, encoded: list[EncodedBlock]) -> None:
         relative = 0
+        offsets = []
         block_json = []
-        for parts, raw_size, digest, codec in encoded:
-            stored = sum(len(memoryview(p).cast("B")) for p in parts)
+        for block in encoded:
+            offsets.append(relative)
             block_json.append(
-                {"offset": relative, "stored_size": stored, "raw_size": raw_size, "checksum": digest, "codec": codec}
+                {
+                    "offset": relative,
+                    "stored_size": block.stored_size,
+                    "raw_size": block.raw_size,
+                    "checksum": block.checksum,
+                    "codec": block.codec,
+                }
             )
-            relative += stored + (-stored % 64)
+            relative += block.stored_size + padding(block.stored_size)
         group_json = dump_json({"rows": n, "blocks": block_json})
         if not self._footer_replaced:
             # Appending: drop the old footer first, so an interrupted append reads as an
@@ -363,11 +417,13 @@ class Writer:
         group_offset = self._sink.write([pack_group_prefix(group_json), group_json])
         data_start = self._sink.offset
         records = []
-        for (parts, raw_size, digest, codec), info in zip(encoded, block_json, strict=True):
-            offset = self._sink.write(parts)
-            if offset != data_start + info["offset"]:
-                raise AssertionError("block layout drifted from the group header")
-            records.append(BlockRecord(offset, info["stored_size"], raw_size, digest, codec))
+        for block, relative_offset in zip(encoded, offsets, strict=True):
+            offset = self._sink.write(block.parts)
+            if offset != data_start + relative_offset:
+                raise RuntimeError("internal error: block layout drifted from the group header")
+            records.append(
+                BlockRecord(offset, block.stored_size, block.raw_size, block.checksum, block.codec)
+            )
         index.append_group(n, group_offset, self._sink.offset - group_offset, records)
 
     def _finish(self, *, commit: bool) -> None:
@@ -381,7 +437,7 @@ class Writer:
             self._start(self._resolve_schema({}))
         if self._pending_rows:
             self._flush_group(self._pending_rows)
-        index = self._index
+        index = self._require_index()
         if not self._footer_replaced and self.metadata == self._original_metadata:
             self._sink.close()  # an append that added nothing leaves the file untouched
             return

@@ -69,7 +69,11 @@ def parse_codec(spec: str | Codec) -> Codec:
         if name == "blosc2" and len(args) <= 3:
             cname = args[0] if args else "zstd"
             clevel = int(args[1]) if len(args) > 1 else 1
-            filters = [f for f in args[2].split("+") if f != "noshuffle"] if len(args) > 2 else ["shuffle"]
+            filters = (
+                [f for f in args[2].split("+") if f != "noshuffle"]
+                if len(args) > 2
+                else ["shuffle"]
+            )
             return Blosc2(cname, clevel, filters)  # type: ignore[arg-type]
     except ValueError as exc:
         raise CodecError(f"invalid codec spec {spec!r}: {exc}") from exc

@@ -70,7 +70,9 @@ class Blosc2(Codec):
         }
 
     def for_itemsize(self, itemsize: int) -> Codec:
-        return Blosc2(self.cname, self.clevel, self.filters, min(max(itemsize, 1), 255), self.blocksize)
+        return Blosc2(
+            self.cname, self.clevel, self.filters, min(max(itemsize, 1), 255), self.blocksize
+        )
 
     def _cparams(self) -> blosc2.CParams:
         return blosc2.CParams(

@@ -41,12 +41,12 @@ class LZ4(Codec):
         return {"id": self.id, "acceleration": self.acceleration}
 
     def encode(self, data: memoryview) -> Buffer:
-        return lz4.block.compress(
+        return lz4.block.compress(  # type: ignore[no-any-return]
             data, mode="fast", acceleration=self.acceleration, store_size=False
         )
 
     def decode(self, data: memoryview, raw_size: int) -> Buffer:
-        return lz4.block.decompress(data, uncompressed_size=raw_size)
+        return lz4.block.decompress(data, uncompressed_size=raw_size)  # type: ignore[no-any-return]
 
 
 class Zstd(Codec):

@@ -36,7 +36,9 @@ _ML_NAMES: Final[tuple[str, ...]] = (
 
 
 def _build_table() -> dict[str, np.dtype[np.generic]]:
-    table: dict[str, np.dtype[np.generic]] = {n: np.dtype(n).newbyteorder("<") for n in _NUMPY_NAMES}
+    table: dict[str, np.dtype[np.generic]] = {
+        n: np.dtype(n).newbyteorder("<") for n in _NUMPY_NAMES
+    }
     for name in _ML_NAMES:
         scalar_type = getattr(ml_dtypes, name, None)
         if scalar_type is not None:  # older ml_dtypes releases lack some float8 variants

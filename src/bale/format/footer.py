@@ -143,7 +143,7 @@ _KNOWN_KEYS = {
 }
 
 
-def unpack_footer(data: bytes | memoryview, path: str | None = None) -> FileIndex:
+def unpack_footer(data: bytes | bytearray | memoryview, path: str | None = None) -> FileIndex:
     """Parse footer bytes (already checked against the trailer's checksum)."""
     view = memoryview(data)
     if len(view) < _LENGTH.size:
@@ -152,9 +152,7 @@ def unpack_footer(data: bytes | memoryview, path: str | None = None) -> FileInde
     if json_length > min(MAX_JSON_BYTES, len(view)):
         raise CorruptFileError(f"footer claims {json_length} bytes of JSON", path=path)
     start = _LENGTH.size
-    info = parse_json_checked(
-        view[start : start + json_length], json_checksum, "footer JSON", path
-    )
+    info = parse_json_checked(view[start : start + json_length], json_checksum, "footer JSON", path)
     try:
         schema = Schema.from_json(info["schema"])
         num_groups = int(info["num_row_groups"])

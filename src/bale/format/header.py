@@ -95,12 +95,14 @@ def unpack_header_prefix(data: bytes, path: str | None = None) -> HeaderPrefix:
     _, major, minor, length, digest = _HEADER_PREFIX.unpack_from(data)
     check_version(major, minor, path)
     if length > MAX_JSON_BYTES:
-        raise CorruptFileError(f"header claims {length} bytes of JSON, which is implausible", path=path)
+        raise CorruptFileError(
+            f"header claims {length} bytes of JSON, which is implausible", path=path
+        )
     return HeaderPrefix(major, minor, length, digest)
 
 
 def parse_json_checked(
-    body: bytes | memoryview, expected_checksum: int, what: str, path: str | None
+    body: bytes | bytearray | memoryview, expected_checksum: int, what: str, path: str | None
 ) -> Any:
     if checksum(body) != expected_checksum:
         raise CorruptFileError(f"{what} checksum mismatch", path=path)

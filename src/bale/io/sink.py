@@ -85,9 +85,7 @@ class FileSink:
                     path=self.target,
                 )
             if is_locked(self.target):
-                raise FileLockedError(
-                    "another process is appending to this file", path=self.target
-                )
+                raise FileLockedError("another process is appending to this file", path=self.target)
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
             fd = os.open(self.path, flags, 0o644)
@@ -145,7 +143,9 @@ class FileSink:
         try:
             fn(self._fd, *args)
         except OSError as exc:
-            raise BaleWriteError(f"{fn.__name__} failed: {exc.strerror or exc}", path=self.path) from exc
+            raise BaleWriteError(
+                f"{fn.__name__} failed: {exc.strerror or exc}", path=self.path
+            ) from exc
 
     def commit(self) -> None:
         """Make the file durable and, for a new file, move it to its target name atomically."""

@@ -1,0 +1,108 @@
+"""Rebuilding the footer of an interrupted file from its header and row groups (`bale repair`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from bale import __version__
+from bale.errors import BaleError, TargetExistsError
+from bale.format.footer import FileIndex, pack_footer
+from bale.format.header import pack_trailer
+from bale.io.sink import FileSink, partial_path_for
+from bale.io.source import LocalSource
+from bale.layout import block_reads_back, read_header, read_index, scan_groups
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What ``repair`` did: the file it produced and how many rows it saved."""
+
+    path: str
+    repaired_from: str
+    rows: int
+    row_groups: int
+    bytes_dropped: int
+    already_complete: bool
+    damaged_row_groups: list[int] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.already_complete:
+            return f"{self.path}: already complete ({self.rows} rows); nothing to repair"
+        text = (
+            f"{self.path}: recovered {self.rows} rows in {self.row_groups} row groups from "
+            f"{self.repaired_from}; dropped {self.bytes_dropped} bytes of unfinished data"
+        )
+        if self.damaged_row_groups:
+            text += (
+                f"; row groups {self.damaged_row_groups} have damaged blocks and will raise "
+                "CorruptFileError when read"
+            )
+        return text
+
+
+def repair(path: str | os.PathLike[str]) -> RepairReport:
+    """Make ``path`` a complete bale file again after an interrupted write.
+
+    Repairs ``path`` itself if it exists (an interrupted append), else ``path.partial`` (an
+    interrupted new file), which is then renamed to ``path``. Every structurally complete row
+    group is kept; a damaged group at the end (the one being written when the writer died) is
+    dropped; a damaged group in the middle is kept and reported, so reading it raises
+    ``CorruptFileError`` instead of its rows vanishing. Bytes of kept groups are never changed.
+    """
+    target = os.fspath(path)
+    partial = partial_path_for(target)
+    if os.path.exists(target):
+        complete = _complete_index(target)
+        if complete is not None:
+            return RepairReport(target, target, complete.num_rows, len(complete.groups), 0, True)
+        repaired = _rebuild(target)
+    elif os.path.exists(partial):
+        repaired = _rebuild(partial)
+        if os.path.exists(target):  # appeared meanwhile: never replace it silently
+            raise TargetExistsError(f"repaired data kept in {partial!r}", path=target)
+        os.replace(partial, target)
+    else:
+        raise FileNotFoundError(f"neither {target!r} nor {partial!r} exists")
+    return RepairReport(target, *repaired)  # type: ignore[arg-type]
+
+
+def _complete_index(path: str) -> FileIndex | None:
+    source = LocalSource(path)
+    try:
+        return read_index(source)[0]
+    except BaleError:
+        return None
+    finally:
+        source.close()
+
+
+def _rebuild(path: str) -> tuple[str, int, int, int, bool, list[int]]:
+    source = LocalSource(path)
+    sink = FileSink(path, "update")  # takes the writer lock: never repair a file being written
+    try:
+        header = read_header(source)
+        size = source.size()
+        groups = list(scan_groups(source, header))
+        damaged = [
+            i
+            for i, g in enumerate(groups)
+            if not all(block_reads_back(source, b, header.segment_bytes) for b in g.blocks)
+        ]
+        while damaged and damaged[-1] == len(groups) - 1:  # the unfinished tail
+            damaged.pop()
+            groups.pop()
+        index = FileIndex.empty(header.schema, header.metadata, header.segment_bytes)
+        for group in groups:
+            index.append_group(group.num_rows, group.offset, group.length, group.blocks)
+        data_end = groups[-1].offset + groups[-1].length if groups else header.end
+        sink.offset = data_end
+        footer = pack_footer(index, f"bale {__version__} (repaired)")
+        footer_offset = sink.write([footer], align=False)
+        sink.write([pack_trailer(footer_offset, footer)], align=False)
+        sink.truncate_here()
+        sink.sync()
+    finally:
+        sink.close()
+        source.close()
+    return path, index.num_rows, len(groups), size - data_end, False, damaged
