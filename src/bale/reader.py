@@ -187,6 +187,14 @@ class Dataset:
             out[column.name] = _slice_of(block, 0, int(self._counts[group]), column)
         return out
 
+    def load_block(self, group: int, column: str) -> Decoded:
+        """One column's decoded block of one row group: an array of shape (rows, ...), or
+        ``VarRows`` for bytes/strings. Reads, checks and decodes it (or takes it from the cache)."""
+        if not 0 <= group < self.num_row_groups:
+            raise IndexError(f"row group {group} out of range for {self.num_row_groups} groups")
+        position = self.schema.index(column)
+        return self._block(group, position, self.schema.columns[position])
+
     # -- blocks -------------------------------------------------------------------------------
 
     def _select(self, columns: Sequence[str] | None) -> list[tuple[int, Column]]:

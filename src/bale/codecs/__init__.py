@@ -26,6 +26,7 @@ __all__ = [
     "NoCompression",
     "Zstd",
     "codec_from_config",
+    "codec_spec",
     "parse_codec",
 ]
 
@@ -81,3 +82,14 @@ def parse_codec(spec: str | Codec) -> Codec:
         f"invalid codec spec {spec!r}; expected none, lz4[:ACCEL], zstd[:LEVEL] or "
         "blosc2[:CNAME[:CLEVEL[:FILTER[+FILTER]]]]"
     )
+
+
+def codec_spec(config: Mapping[str, Any]) -> str:
+    """The short spec of a stored codec config, the inverse of ``parse_codec`` for display."""
+    codec_id = config.get("id")
+    if codec_id == "zstd":
+        return f"zstd:{config.get('level')}"
+    if codec_id == "blosc2":
+        filters = "+".join(config.get("filters", [])) or "noshuffle"
+        return f"blosc2:{config.get('cname')}:{config.get('clevel')}:{filters}"
+    return str(codec_id)
