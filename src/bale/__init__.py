@@ -25,6 +25,7 @@ from bale.errors import (
     UnsupportedVersionError,
 )
 from bale.format.schema import Array, Bytes, Schema, String
+from bale.loader.pipeline import Loader
 from bale.reader import ColumnView, Dataset, open
 from bale.writer import Writer, write
 
@@ -38,6 +39,7 @@ __all__ = [
     "CorruptFileError",
     "Dataset",
     "FileLockedError",
+    "Loader",
     "NotABaleFileError",
     "Schema",
     "SchemaError",

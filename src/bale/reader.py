@@ -195,6 +195,32 @@ class Dataset:
         position = self.schema.index(column)
         return self._block(group, position, self.schema.columns[position])
 
+    def prefetch_group(self, group: int, columns: Sequence[str] | None = None) -> int:
+        """Read (one read when the blocks are adjacent), check and decode a row group's blocks
+        into the block cache, ahead of use. Returns the decoded bytes now cached."""
+        selected = self._select(columns)
+        payloads = self._read_group_span(group, [p for p, _ in selected])
+        return sum(
+            self._decode(group, position, column, payloads.get(position)).nbytes
+            for position, column in selected
+        )
+
+    @property
+    def cache_bytes(self) -> int:
+        return self._cache.capacity_bytes
+
+    @cache_bytes.setter
+    def cache_bytes(self, value: int) -> None:
+        self._cache.capacity_bytes = value
+        self._cache_bytes = value
+
+    def decoded_group_bytes(self, columns: Sequence[str] | None = None) -> int:
+        """Decoded size of an average row group for these columns (to size memory budgets)."""
+        if not self.num_row_groups:
+            return 0
+        positions = [p for p, _ in self._select(columns)]
+        return int(self._index.blocks[:, positions]["raw_size"].sum()) // self.num_row_groups
+
     # -- blocks -------------------------------------------------------------------------------
 
     def _select(self, columns: Sequence[str] | None) -> list[tuple[int, Column]]:

@@ -1,0 +1,1 @@
+"""The training loader: epoch order (pure), the threaded read pipeline, image transforms."""
