@@ -26,12 +26,13 @@ import simplejpeg
 from numpy.typing import NDArray
 from PIL import Image, ImageEnhance
 
-# Colour photographs of natural scenes only: synthetic images (colorwheel, logo) and the
-# grayscale textures would make the data unrealistically easy or hard to compress. The
-# files behind these loaders are inside the skimage wheel; the loaders that need pooch
-# (and therefore the network) are deliberately absent.
+
 def _photo_loaders() -> tuple[tuple[str, Callable[[], NDArray[np.uint8]]], ...]:
-    # Imported lazily: skimage.data pulls in a lot and only generators need it.
+    # Colour photographs of natural scenes only: synthetic images (colorwheel, logo) and
+    # the grayscale textures would make the data unrealistically easy or hard to compress.
+    # The files behind these loaders are inside the skimage wheel; loaders that need pooch
+    # (and therefore the network) are deliberately absent. Imported lazily because
+    # skimage.data is slow to import and only the generators need it.
     import skimage.data as sk
 
     return (
@@ -39,12 +40,20 @@ def _photo_loaders() -> tuple[tuple[str, Callable[[], NDArray[np.uint8]]], ...]:
         ("coffee", sk.coffee),
         ("chelsea", sk.chelsea),
         ("rocket", sk.rocket),
-        ("motorcycle_left", lambda: sk.stereo_motorcycle()[0]),
-        ("motorcycle_right", lambda: sk.stereo_motorcycle()[1]),
+        ("motorcycle_left", lambda: _stereo_motorcycle()[0]),
+        ("motorcycle_right", lambda: _stereo_motorcycle()[1]),
         ("hubble_deep_field", sk.hubble_deep_field),
         ("immunohistochemistry", sk.immunohistochemistry),
         ("retina", sk.retina),
     )
+
+
+@functools.cache
+def _stereo_motorcycle() -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+    import skimage.data as sk
+
+    left, right, _disparity = sk.stereo_motorcycle()  # type: ignore[no-untyped-call]
+    return left, right
 
 
 @functools.cache
@@ -134,7 +143,9 @@ def jpeg_images(
         img = _augmented_crop(rng, label, (h, w), scale=(0.5, 1.0))
         pixels = np.asarray(img)
         out.append(
-            simplejpeg.encode_jpeg(pixels, quality=quality, colorspace="RGB", colorsubsampling="420")
+            simplejpeg.encode_jpeg(
+                pixels, quality=quality, colorspace="RGB", colorsubsampling="420"
+            )
         )
         classes[i] = label
     return out, classes

@@ -142,7 +142,8 @@ class EpochOrder:
             return self.full_permutation[positions]
         which = np.searchsorted(self.stream_offsets, positions, side="right") - 1
         groups = self.stream_groups[which]
-        return self.group_starts[groups] + (positions - self.stream_offsets[which])
+        rows: np.ndarray = self.group_starts[groups] + (positions - self.stream_offsets[which])
+        return rows
 
 
 def epoch_order(
