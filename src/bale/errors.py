@@ -59,7 +59,8 @@ class BaleError(Exception):
         if self.column is not None:
             where.append(f"column {self.column!r}")
         if self.rows is not None:
-            where.append(f"rows {self.rows[0]}..{self.rows[1] - 1}")
+            first, stop = self.rows
+            where.append(f"row {first}" if stop - first == 1 else f"rows {first}..{stop - 1}")
         return f"{', '.join(where)}: {message}" if where else message
 
     def __reduce__(self):  # type: ignore[no-untyped-def]

@@ -301,8 +301,40 @@ class Loader:
         if self.transform is not None:
             batch = self._apply_row_transform(batch, rows)
         if self.batch_transform is not None:
-            batch = self.batch_transform(batch)
+            batch = self._apply_batch_transform(self.batch_transform, batch, rows)
         return batch
+
+    def _apply_batch_transform(
+        self, transform: BatchTransform, batch: Batch, rows: np.ndarray
+    ) -> Batch:
+        """Run the batch transform; a failure names the file and row it came from (transforms
+        such as DecodeImages tag errors with ``batch_index``). In skip mode that row is dropped
+        and the transform retried."""
+        while True:
+            try:
+                return transform(batch)
+            except Exception as exc:
+                index = getattr(exc, "batch_index", None)
+                if index is None or not 0 <= index < len(rows):
+                    raise
+                if self.on_error == "raise":
+                    raise self._row_error(int(rows[index]), exc) from exc
+                with self._lock:
+                    self.skipped_rows += 1
+                keep = np.arange(len(rows)) != index
+                rows = rows[keep]
+                batch = {k: _select(v, keep) for k, v in batch.items()}
+
+    def _row_error(self, row: int, exc: Exception) -> BaleError:
+        file, local = self._files.locate(np.array([row]))
+        detail = exc.detail if isinstance(exc, BaleError) else f"{type(exc).__name__}: {exc}"
+        column = exc.column if isinstance(exc, BaleError) else None
+        return BaleError(
+            f"{detail} (use on_error='skip' to skip such rows)",
+            path=self._files.datasets[int(file[0])].path,
+            column=column,
+            rows=(int(local[0]), int(local[0]) + 1),
+        )
 
     def _gather(self, rows: np.ndarray) -> Batch:
         files, local = self._files.locate(rows)
@@ -346,11 +378,7 @@ class Loader:
                 out_rows.append(transform(row))
             except Exception as exc:
                 if self.on_error == "raise":
-                    raise BaleError(
-                        f"transform failed on row {int(rows[i])}: {type(exc).__name__}: {exc}",
-                        path=self.paths[0] if len(self.paths) == 1 else None,
-                        rows=(int(rows[i]), int(rows[i]) + 1),
-                    ) from exc
+                    raise self._row_error(int(rows[i]), exc) from exc
                 with self._lock:
                     self.skipped_rows += 1
         return collate(out_rows)
@@ -397,6 +425,12 @@ def collate(rows: Sequence[Mapping[str, Any]]) -> Batch:
         else:
             out[key] = values
     return out
+
+
+def _select(values: Any, keep: np.ndarray) -> Any:
+    if isinstance(values, np.ndarray):
+        return values[keep]
+    return [v for v, k in zip(values, keep.tolist(), strict=True) if k]
 
 
 def _merge(parts: list[tuple[np.ndarray, Batch]], n: int) -> Batch:
