@@ -164,7 +164,7 @@ class Loader:
             1, max(ds.decoded_group_bytes(self.columns) for ds in self._files.datasets)
         )
         # Two windows (the one served and the one read ahead) must fit in the memory budget.
-        self.window_groups = window_groups or max(2, min(64, memory_budget // (2 * group_bytes)))
+        self.window_groups = window_groups or max(2, memory_budget // (2 * group_bytes))
         per_file_cache = max(memory_budget // len(self._files.datasets), 3 * group_bytes)
         for ds in self._files.datasets:
             ds.cache_bytes = per_file_cache
