@@ -120,8 +120,6 @@ class Writer:
             self._given_types = dict(schema.items()) if isinstance(schema, Mapping) else None
             self._given_schema = schema if isinstance(schema, Schema) else None
             self._segment_bytes = segment_bytes
-            if self._given_schema is not None or self._given_types is not None:
-                self._start(self._resolve_schema({}))
         self._check_codec_names()
 
     # -- setup --------------------------------------------------------------------------------
@@ -173,40 +171,43 @@ class Writer:
             )
 
     def _check_codec_names(self) -> None:
-        schema = self.schema
-        if schema is not None:
-            unknown = sorted(set(self._codec_overrides) - set(schema.names))
-            if unknown:
-                raise SchemaError(f"codecs given for unknown columns {unknown}", path=self.path)
+        if self._index is not None:
+            names = set(self._index.schema.names)
+        elif self._given_schema is not None:
+            names = set(self._given_schema.names)
+        elif self._given_types is not None:
+            names = set(self._given_types)
+        else:
+            return  # checked again once the first batch fixes the schema
+        unknown = sorted(set(self._codec_overrides) - names)
+        if unknown:
+            self._sink.discard()
+            raise SchemaError(f"codecs given for unknown columns {unknown}", path=self.path)
 
     def _resolve_schema(self, first_batch: Mapping[str, Any]) -> Schema:
+        """The schema with each column's codec: a codec given for the column, else the one a
+        given Schema records, else the default for its type (bytes columns sniff the batch)."""
         if self._given_schema is not None:
-            columns = [
-                Column(
-                    c.name,
-                    c.type,
-                    self._codec_overrides.get(c.name, codec_from_config(c.codec))
-                    .for_itemsize(_itemsize(c.type))
-                    .config(),
-                )
-                for c in self._given_schema
+            given: list[tuple[str, ColumnType, dict[str, Any] | None]] = [
+                (c.name, c.type, dict(c.codec)) for c in self._given_schema
             ]
-            return Schema(tuple(columns))
-        types = (
-            self._given_types if self._given_types is not None else infer_schema_types(first_batch)
-        )
-        columns = []
-        for name, column_type in types.items():
-            codec = self._codec_overrides.get(name)
-            if codec is None:
-                sample = first_batch.get(name, [])
-                sample_rows = list(sample[:64]) if not isinstance(column_type, Array) else []
-                codec = default_codec(
-                    column_type, [bytes(r) if not isinstance(r, str) else b"" for r in sample_rows]
-                )
-            columns.append(
-                Column(name, column_type, codec.for_itemsize(_itemsize(column_type)).config())
+        else:
+            types = (
+                self._given_types
+                if self._given_types is not None
+                else infer_schema_types(first_batch)
             )
+            given = [(name, column_type, None) for name, column_type in types.items()]
+        columns = []
+        for name, column_type, stored in given:
+            override = self._codec_overrides.get(name)
+            if override is not None:
+                codec = override.for_itemsize(_itemsize(column_type)).config()
+            elif stored:
+                codec = stored
+            else:
+                codec = default_codec(column_type, _sample_bytes(first_batch.get(name))).config()
+            columns.append(Column(name, column_type, codec))
         return Schema(tuple(columns))
 
     def _start(self, schema: Schema) -> None:
@@ -226,7 +227,14 @@ class Writer:
 
     @property
     def schema(self) -> Schema | None:
-        return self._index.schema if self._index is not None else None
+        """The file's schema; None until the first batch when it is inferred. When a schema was
+        given, codecs of bytes columns shown before the first batch are provisional (they are
+        chosen from the first rows: JPEG/PNG bytes are stored uncompressed)."""
+        if self._index is not None:
+            return self._index.schema
+        if self._given_schema is not None or self._given_types is not None:
+            return self._resolve_schema({})
+        return None
 
     @property
     def rows_written(self) -> int:
@@ -243,12 +251,15 @@ class Writer:
         self._check_open()
         if self._index is None:
             try:
-                self._start(self._resolve_schema(batch))
+                resolved = self._resolve_schema(batch)
             except BaleError as exc:
                 if exc.path is None:
                     exc = type(exc)(exc.detail, path=self.path, column=exc.column, rows=exc.rows)
                 raise exc from None
-            self._check_codec_names()
+            unknown = sorted(set(self._codec_overrides) - set(resolved.names))
+            if unknown:
+                raise SchemaError(f"codecs given for unknown columns {unknown}", path=self.path)
+            self._start(resolved)
         schema = self._require_index().schema
         first = self.rows_written
         n = batch_length(batch, schema, self.path, first)
@@ -463,6 +474,13 @@ class Writer:
 
 def _itemsize(column_type: ColumnType) -> int:
     return column_type.numpy_dtype.itemsize if isinstance(column_type, Array) else 1
+
+
+def _sample_bytes(values: Any) -> list[bytes]:
+    """Up to 64 rows of a bytes column of the first batch, to recognise compressed media."""
+    if values is None or (isinstance(values, np.ndarray) and values.dtype.kind not in "SO"):
+        return []
+    return [bytes(v) for v in list(values[:64]) if isinstance(v, (bytes, bytearray, memoryview))]
 
 
 def _as_single_row(value: Any) -> Any:

@@ -12,10 +12,12 @@ _FRAME_LENGTH = struct.Struct("<Q")
 def encode_block(codec: Codec, raw: memoryview, segment_bytes: int) -> list[Buffer]:
     """The stored payload of a block, as buffers to write one after another.
 
-    Up to ``segment_bytes`` of raw data the payload is one codec frame. Above it, raw bytes are cut
+    An empty block stores nothing. Up to ``segment_bytes`` of raw data the payload is one frame. Above it, raw bytes are cut
     into ``segment_bytes`` pieces and each frame is preceded by its stored length (u64 LE).
     """
     raw = raw.cast("B")
+    if not raw:
+        return []  # an empty block is stored as nothing, whatever the codec
     if len(raw) <= segment_bytes:
         return [codec.encode(raw)]
     parts: list[Buffer] = []
@@ -28,6 +30,10 @@ def encode_block(codec: Codec, raw: memoryview, segment_bytes: int) -> list[Buff
 
 def decode_block(codec: Codec, payload: memoryview, raw_size: int, segment_bytes: int) -> Buffer:
     """Inverse of ``encode_block``. Raises ValueError on framing that does not add up."""
+    if raw_size == 0:
+        if len(payload):
+            raise ValueError(f"an empty block must store 0 bytes, found {len(payload)}")
+        return b""
     if raw_size <= segment_bytes:
         return codec.decode(payload, raw_size)
     out = bytearray(raw_size)
