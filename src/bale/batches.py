@@ -79,6 +79,13 @@ def batch_length(batch: Mapping[str, Any], schema: Schema, path: str, first_row:
 
 
 def _length(name: str, value: Any, path: str) -> int:
+    if isinstance(value, (str, bytes, bytearray, memoryview)):
+        raise SchemaError(
+            f"expected a list of rows, got a single {type(value).__name__} (wrap it in a list, "
+            "or use writer.write_row for one row)",
+            path=path,
+            column=name,
+        )
     if isinstance(value, np.ndarray) and value.ndim == 0:
         raise SchemaError("expected one entry per row, got a 0-d array", path=path, column=name)
     try:
@@ -146,11 +153,11 @@ def _to_array(
             raise SchemaError(
                 f"cannot convert to {expected}: {exc}", path=path, column=name, rows=rows
             ) from exc
+        # Python numbers must fit integer columns exactly; floats may round to the column's
+        # precision (writing [0.1] into a float32 column is the common, intended case).
         if (
-            loose.dtype.kind in "biuf"
-            and target.kind in "biuf"
-            and not np.array_equal(array, loose)
-        ):
+            loose.dtype.kind in "biu" and target.kind in "biu" and not np.array_equal(array, loose)
+        ) or (loose.dtype.kind == "f" and target.kind in "biu"):
             raise SchemaError(
                 f"values do not fit {column_type.dtype} exactly (got {loose.dtype})",
                 path=path,

@@ -91,6 +91,10 @@ class Dataset:
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             return self.column(key)
+        if isinstance(key, (bool, np.bool_)):
+            raise TypeError("a bool is not a row number (use a boolean mask array to select rows)")
+        if isinstance(key, np.ndarray) and key.ndim == 0 and key.dtype.kind in "iu":
+            key = int(key)
         if isinstance(key, (int, np.integer)):
             return self.row(int(key))
         if isinstance(key, slice):
@@ -146,8 +150,10 @@ class Dataset:
             idx = np.flatnonzero(idx)
         if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
             raise IndexError(f"expected a 1-d sequence of row numbers, got {idx.dtype} {idx.shape}")
-        idx = idx.astype(np.int64)
         n = len(self)
+        if idx.size and idx.dtype.kind == "u" and int(idx.max()) >= n:
+            raise IndexError(f"row index out of range for {n} rows in {self.path!r}")
+        idx = idx.astype(np.int64)
         if idx.size and (idx.min() < -n or idx.max() >= n):
             raise IndexError(f"row index out of range for {n} rows in {self.path!r}")
         idx = np.where(idx < 0, idx + n, idx)
@@ -368,6 +374,17 @@ class ColumnView:
 
     def __getitem__(self, key: Any) -> Any:
         rest: tuple[Any, ...] = ()
+        if isinstance(key, tuple) and key and key[0] is Ellipsis:
+            value = self[:]  # `...` may stand for the row axis too: let NumPy resolve it
+            if not isinstance(value, np.ndarray):
+                raise IndexError(
+                    f"column {self.name!r} holds {self.column.type.kind}: only rows can be indexed"
+                )
+            return value[key]
+        if isinstance(key, (bool, np.bool_)):
+            raise TypeError("a bool is not a row number")
+        if isinstance(key, np.ndarray) and key.ndim == 0 and key.dtype.kind in "iu":
+            key = int(key)
         if isinstance(key, tuple):
             key, rest = (key[0] if key else slice(None)), key[1:]
         if isinstance(key, (int, np.integer)):

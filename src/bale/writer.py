@@ -104,6 +104,7 @@ class Writer:
         self._pending: dict[str, list[ColumnData]] = {}
         self._pending_rows = 0
         self._closed = False
+        self._append_codecs: dict[str, dict[str, Any]] = {}
         self._footer_replaced = True  # a new file has no old footer to replace
         self._original_metadata: dict[str, Any] | None = None
         self.metadata: dict[str, Any] = dict(metadata or {})
@@ -125,29 +126,29 @@ class Writer:
     # -- setup --------------------------------------------------------------------------------
 
     def _open_for_append(self, schema: SchemaLike | None) -> None:
+        # Lock first: another appender may be rewriting the footer right now.
+        self._sink = FileSink(self.path, "update")
         source = LocalSource(self.path)
         try:
             index, footer_offset = read_index(source)
-        finally:
-            source.close()
-        self._sink = FileSink(self.path, "update", start=footer_offset)
-        try:
             if schema is not None:
                 self._check_same_schema(index.schema, schema)
-            # Re-read under the lock: another writer may have appended since the first read.
-            source = LocalSource(self.path)
-            try:
-                index, footer_offset = read_index(source)
-            finally:
-                source.close()
         except BaseException:
             self._sink.close()
             raise
+        finally:
+            source.close()
         self._sink.offset = footer_offset
         self._given_types = None
         self._given_schema = None
         self._footer_replaced = False
         self._original_metadata = dict(index.metadata)
+        # Codecs given when appending apply to the new row groups (each block records its own).
+        self._append_codecs = {
+            name: codec.for_itemsize(_itemsize(index.schema[name].type)).config()
+            for name, codec in self._codec_overrides.items()
+            if name in index.schema
+        }
         self._index = FileIndex(
             index.schema,
             {**index.metadata, **self.metadata},
@@ -294,6 +295,14 @@ class Writer:
         if self._closed:
             return
         try:
+            dump_json(self.metadata)
+        except (TypeError, ValueError) as exc:
+            raise SchemaError(
+                f"metadata must be JSON-serialisable ({exc}); fix writer.metadata and call "
+                "close() again - nothing has been lost",
+                path=self.path,
+            ) from exc
+        try:
             self._finish(commit=True)
         finally:
             self._release()
@@ -394,14 +403,15 @@ class Writer:
             raw = memoryview(data.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
         else:
             raw = memoryview(pack_var_rows(data))
-        codec = codec_from_config(column.codec)
+        config = self._append_codecs.get(column.name, dict(column.codec))
+        codec = codec_from_config(config)
         try:
             parts = encode_block(codec, raw, self._segment_bytes)
         except Exception as exc:  # a codec library error: name the column, keep the file intact
             raise BaleError(
                 f"encoding with {codec!r} failed: {exc}", path=self.path, column=column.name
             ) from exc
-        return EncodedBlock(parts, len(raw), checksum_parts(parts), dict(column.codec))
+        return EncodedBlock(parts, len(raw), checksum_parts(parts), config)
 
     def _write_group(self, index: FileIndex, n: int, encoded: list[EncodedBlock]) -> None:
         relative = 0
@@ -484,9 +494,11 @@ def _sample_bytes(values: Any) -> list[bytes]:
 
 
 def _as_single_row(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray, memoryview, str)):
-        return [value]
-    return np.asarray(value)[np.newaxis]
+    if isinstance(value, np.ndarray):
+        return value[np.newaxis]
+    if isinstance(value, np.generic):
+        return np.asarray(value)[np.newaxis]
+    return [value]  # Python scalars, bytes, str, nested lists: converted with the column's dtype
 
 
 def write(

@@ -56,7 +56,12 @@ def dtype_from_name(name: str) -> np.dtype[np.generic]:
 
 def dtype_name(dtype: np.dtype[np.generic] | type | str) -> str:
     """The format name of a NumPy dtype, whatever its byte order; ValueError if not storable."""
-    dt = np.dtype(dtype)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise ValueError(
+            f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES_BY_NAME)}"
+        ) from exc
     for name, known in DTYPES_BY_NAME.items():
         if dt == known or (dt.kind in "biufc" and dt.newbyteorder("<") == known):
             return name

@@ -15,6 +15,7 @@ An epoch is built in three steps:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -147,7 +148,7 @@ class EpochOrder:
 
 
 def epoch_order(
-    group_sizes: np.ndarray | list[int],
+    group_sizes: np.ndarray | Sequence[int],
     *,
     mode: ShuffleMode,
     seed: int,

@@ -1,0 +1,260 @@
+"""Keras adapter: a ``keras.utils.PyDataset`` of a bale file's batches, and a batch generator.
+
+>>> import os; os.environ["KERAS_BACKEND"] = "torch"   # before keras is imported  # doctest: +SKIP
+>>> from bale.adapters.keras import KerasSequence
+>>> train = KerasSequence("train.bale", 128, x="image", y="label", shuffle="chunks", seed=0)
+>>> model.fit(train, epochs=10, shuffle=False)   # the sequence shuffles (chunk-aware) itself
+
+Keras is imported only when ``KerasSequence`` or ``keras_sequence_class`` is called; importing
+this module works without it. ``EpochBatches`` holds all the logic and needs no Keras.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from bale.loader.order import EpochOrder, Partition, ShuffleMode, epoch_order
+from bale.loader.pipeline import DEFAULT_MEMORY_BUDGET, Loader
+from bale.reader import Batch, Dataset
+
+__all__ = ["EpochBatches", "KerasSequence", "keras_generator", "keras_sequence_class"]
+
+Names = str | Sequence[str]
+BatchTransform = Callable[[Batch], Batch]
+
+_INSTALL_HINT = "bale.adapters.keras needs Keras 3: pip install 'bale[keras]'"
+
+
+class EpochBatches:
+    """Batch ``i`` of epoch ``e`` of a bale file, by random access: what ``KerasSequence`` serves.
+
+    >>> batches = EpochBatches("train.bale", 64, x="image", y="label")  # doctest: +SKIP
+    >>> len(batches), batches.batch_rows(0)[:3]
+    (157, array([4123, 4097, 4170]))
+    >>> image, label = batches[0]
+    >>> batches.set_epoch(1)           # a new order
+
+    The order is ``bale.loader.order.epoch_order`` (the same as ``bale.Loader`` with the same
+    seed, shuffle and window), so ``batches[i]`` reads only the row groups of batch ``i``'s window
+    (``Dataset.take``), and they stay in the block cache for the window's other batches.
+    ``x`` and ``y`` name a column each (an array) or several (a dict of arrays, for multi-input
+    or multi-output models); ``y=None`` gives ``(x,)`` tuples. ``batch_transform`` runs on the
+    batch dict of the selected columns before ``x`` and ``y`` are picked out of it.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        batch_size: int,
+        *,
+        x: Names,
+        y: Names | None = None,
+        shuffle: ShuffleMode | bool = "chunks",
+        seed: int = 0,
+        drop_last: bool = False,
+        batch_transform: BatchTransform | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        partition: Partition = "drop",
+        window_groups: int | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        mode: ShuffleMode = (
+            ("chunks" if shuffle else "none") if isinstance(shuffle, bool) else shuffle
+        )
+        if mode not in ("chunks", "full", "none"):
+            raise ValueError(f"shuffle must be 'chunks', 'full', 'none' or a bool, got {mode!r}")
+        self.dataset = Dataset(path)
+        self.batch_size = batch_size
+        self.x, self.y = x, y
+        self.columns = list(dict.fromkeys([*_names(x), *(_names(y) if y is not None else [])]))
+        self.dataset.take(np.zeros(0, np.int64), self.columns)  # unknown names fail here
+        self.shuffle = mode
+        self.seed = seed
+        self.drop_last = drop_last
+        self.batch_transform = batch_transform
+        self.rank, self.world_size, self.partition = rank, world_size, partition
+        group_bytes = max(1, self.dataset.decoded_group_bytes(self.columns))
+        # As bale.Loader: two windows (the one served and the next) fit in the memory budget.
+        self.window_groups = window_groups or max(2, min(64, memory_budget // (2 * group_bytes)))
+        self.dataset.cache_bytes = max(memory_budget, 3 * group_bytes)
+        self.epoch = 0
+        self._order_lock = threading.Lock()
+        self._order_cache: tuple[int, EpochOrder] | None = None
+
+    def order(self) -> EpochOrder:
+        """This epoch's row order (computed once per epoch)."""
+        with self._order_lock:
+            cached = self._order_cache
+            if cached is None or cached[0] != self.epoch:
+                order = epoch_order(
+                    self.dataset.row_group_sizes,
+                    mode=self.shuffle,
+                    seed=self.seed,
+                    epoch=self.epoch,
+                    rank=self.rank,
+                    world_size=self.world_size,
+                    partition=self.partition,
+                    window_groups=self.window_groups,
+                )
+                cached = self._order_cache = (self.epoch, order)
+            return cached[1]
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        rows = len(self.order())
+        return rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
+
+    def batch_rows(self, index: int) -> np.ndarray:
+        """Global row numbers of batch ``index`` of the current epoch."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range for {len(self)} batches per epoch")
+        order = self.order()
+        start = index * self.batch_size
+        return order.rows(start, min(start + self.batch_size, len(order)))
+
+    def batch(self, index: int) -> Batch:
+        """Batch ``index`` of the current epoch as a dict of the selected columns."""
+        batch = self.dataset.take(self.batch_rows(index), self.columns)
+        return self.batch_transform(batch) if self.batch_transform is not None else batch
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        batch = self.batch(index)
+        x = _pick(batch, self.x)
+        return (x,) if self.y is None else (x, _pick(batch, self.y))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Serve ``epoch``'s order from now on."""
+        self.epoch = epoch
+
+    def on_epoch_end(self) -> None:
+        """Keras calls this after each epoch: the next one gets its own order.
+
+        ``fit`` also calls it once when it starts (after peeking at batch 0 to build the
+        model), so a fit from epoch ``e`` trains on the orders of epochs ``e+1, e+2, ...``.
+        To resume ``fit(..., initial_epoch=k)`` with the same orders as an uninterrupted run,
+        call ``set_epoch(k)`` on a fresh sequence first.
+        """
+        self.epoch += 1
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_order_lock"] = None
+        state["_order_cache"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._order_lock = threading.Lock()
+
+
+def _names(names: Names) -> list[str]:
+    return [names] if isinstance(names, str) else list(names)
+
+
+def _pick(batch: Batch, names: Names) -> Any:
+    if isinstance(names, str):
+        return batch[names]
+    return {name: batch[name] for name in names}
+
+
+@functools.cache
+def keras_sequence_class() -> type[EpochBatches]:
+    """The ``keras.utils.PyDataset`` subclass behind ``KerasSequence`` (imports Keras)."""
+    try:
+        import keras
+    except ImportError as exc:
+        raise ImportError(_INSTALL_HINT) from exc
+
+    class KerasSequence(EpochBatches, keras.utils.PyDataset):  # type: ignore[misc]
+        __doc__ = EpochBatches.__doc__
+
+        def __init__(
+            self,
+            path: str | os.PathLike[str],
+            batch_size: int,
+            *,
+            workers: int = 1,
+            use_multiprocessing: bool = False,
+            max_queue_size: int = 10,
+            **options: Any,
+        ) -> None:
+            EpochBatches.__init__(self, path, batch_size, **options)
+            keras.utils.PyDataset.__init__(
+                self,
+                workers=workers,
+                use_multiprocessing=use_multiprocessing,
+                max_queue_size=max_queue_size,
+            )
+
+    KerasSequence.__module__ = __name__
+    KerasSequence.__qualname__ = "KerasSequence"
+    return KerasSequence
+
+
+def KerasSequence(  # named as the class it returns: a factory, so that Keras loads lazily
+    path: str | os.PathLike[str],
+    batch_size: int,
+    *,
+    x: Names,
+    y: Names | None = None,
+    shuffle: ShuffleMode | bool = "chunks",
+    seed: int = 0,
+    **kwargs: Any,
+) -> EpochBatches:
+    """A ``keras.utils.PyDataset`` over a bale file, for ``model.fit(seq, epochs=...)``.
+
+    >>> train = KerasSequence("train.bale", 128, x="image", y="label", seed=0)  # doctest: +SKIP
+    >>> model.fit(train, epochs=10, shuffle=False)
+
+    Batch ``i`` is batch ``i`` of the current epoch's order (see ``EpochBatches``), and Keras's
+    ``on_epoch_end`` moves to the next epoch, so every row is seen once per epoch (per rank).
+    Do not combine it with ``steps_per_epoch``: Keras would then run one pass over the batches
+    across several of its epochs, and the order would change in the middle of it.
+    Pass ``shuffle=False`` to ``fit``: Keras would otherwise visit the batches in a random
+    order, which costs cache hits and adds nothing to the sequence's own shuffle.
+    ``kwargs``: ``drop_last``, ``batch_transform``, ``rank``, ``world_size``, ``partition``,
+    ``window_groups``, ``memory_budget`` (see ``EpochBatches``) and PyDataset's ``workers``,
+    ``use_multiprocessing``, ``max_queue_size``.
+    """
+    cls = keras_sequence_class()
+    return cls(path, batch_size, x=x, y=y, shuffle=shuffle, seed=seed, **kwargs)
+
+
+def keras_generator(
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    batch_size: int,
+    x: Names,
+    y: Names | None = None,
+    *,
+    epochs: int | None = None,
+    **loader_kwargs: Any,
+) -> Iterator[tuple[Any, ...]]:
+    """``(x, y)`` tuples (``(x,)`` when ``y`` is None) from ``bale.Loader``, epoch after epoch.
+
+    >>> steps = len(bale.Loader("train.bale", 128))                     # doctest: +SKIP
+    >>> data = keras_generator("train.bale", 128, "image", "label", seed=0)
+    >>> model.fit(data, epochs=10, steps_per_epoch=steps, shuffle=False)
+
+    Endless by default (``epochs=None``), as ``fit`` with ``steps_per_epoch`` expects; give
+    ``epochs`` to stop after that many. ``loader_kwargs`` go to ``bale.Loader`` (its ``columns``
+    default to those named by ``x`` and ``y``). Needs no Keras: any loop can use it.
+    """
+    loader_kwargs.setdefault(
+        "columns", list(dict.fromkeys([*_names(x), *(_names(y) if y is not None else [])]))
+    )
+    with Loader(path, batch_size, **loader_kwargs) as loader:
+        epoch = 0
+        while epochs is None or epoch < epochs:
+            for batch in loader:
+                inputs = _pick(batch, x)
+                yield (inputs,) if y is None else (inputs, _pick(batch, y))
+            epoch += 1

@@ -1,0 +1,497 @@
+"""Reading files: rows, slices, gathers, column views, row groups, threads and the block cache."""
+
+from __future__ import annotations
+
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import bale
+
+N = 100
+GROUP = 16  # -> groups of 16 x 6 + 4
+
+
+def make_columns() -> dict[str, Any]:
+    rng = np.random.default_rng(42)
+    return {
+        "x": rng.standard_normal((N, 2, 3)).astype(np.float32),
+        "y": np.arange(N, dtype=np.int64) * 10,
+        "b": [rng.bytes(int(k)) for k in rng.integers(0, 40, N)],
+        "s": [f"row {i} ✓" * (i % 3) for i in range(N)],
+    }
+
+
+COLUMNS = make_columns()
+
+
+@pytest.fixture(scope="module")
+def path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("reader") / "data.bale"
+    bale.write(target, COLUMNS, row_group_rows=GROUP, metadata={"name": "reader test"})
+    return target
+
+
+@pytest.fixture
+def ds(path: Path) -> Any:
+    with bale.open(path) as dataset:
+        yield dataset
+
+
+def expected_take(indices: Any) -> dict[str, Any]:
+    idx = np.arange(N)[np.asarray(indices)] if len(np.asarray(indices)) else np.zeros(0, int)
+    return {
+        "x": COLUMNS["x"][idx],
+        "y": COLUMNS["y"][idx],
+        "b": [COLUMNS["b"][i] for i in idx],
+        "s": [COLUMNS["s"][i] for i in idx],
+    }
+
+
+def assert_batch(got: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert list(got) == list(expected)
+    for name, value in expected.items():
+        if isinstance(value, np.ndarray):
+            assert isinstance(got[name], np.ndarray), name
+            assert got[name].dtype == value.dtype, name
+            assert got[name].shape == value.shape, name
+            assert np.array_equal(got[name], value), name
+        else:
+            assert got[name] == value, name
+
+
+# -- description --------------------------------------------------------------------------------
+
+
+def test_description(ds: bale.Dataset, path: Path) -> None:
+    assert isinstance(ds, bale.Dataset)
+    assert len(ds) == N
+    assert ds.schema.names == ["x", "y", "b", "s"]
+    assert ds.schema.describe() == {"x": "float32[2,3]", "y": "int64", "b": "bytes", "s": "string"}
+    assert ds.metadata == {"name": "reader test"}
+    assert ds.num_row_groups == 7
+    assert ds.row_group_sizes == (16,) * 6 + (4,)
+    assert str(path) in repr(ds)
+    assert "100 rows" in repr(ds)
+
+
+# -- rows ---------------------------------------------------------------------------------------
+
+
+def test_every_row(ds: bale.Dataset) -> None:
+    for i in range(N):
+        row = ds[i]
+        assert list(row) == ["x", "y", "b", "s"]
+        assert np.array_equal(row["x"], COLUMNS["x"][i])
+        assert row["x"].dtype == np.float32
+        assert row["y"] == COLUMNS["y"][i]
+        assert row["b"] == COLUMNS["b"][i]
+        assert row["s"] == COLUMNS["s"][i]
+
+
+@pytest.mark.parametrize("i", [-1, -2, -16, -17, -100])
+def test_negative_row(ds: bale.Dataset, i: int) -> None:
+    assert ds[i]["y"] == COLUMNS["y"][i]
+    assert ds[i]["s"] == COLUMNS["s"][i]
+
+
+@pytest.mark.parametrize("i", [N, N + 1, -N - 1, 10**12])
+def test_row_out_of_range(ds: bale.Dataset, i: int) -> None:
+    with pytest.raises(IndexError):
+        ds[i]
+
+
+def test_numpy_integer_row(ds: bale.Dataset) -> None:
+    assert ds[np.int64(17)]["y"] == 170
+    assert ds[np.uint8(3)]["y"] == 30
+
+
+def test_row_with_selected_columns(ds: bale.Dataset) -> None:
+    assert ds.row(20, ["s", "y"]) == {"s": COLUMNS["s"][20], "y": 200}
+
+
+# -- slices -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        slice(None),
+        slice(0, 5),
+        slice(3, 16),
+        slice(15, 17),  # across a group boundary
+        slice(10, 90),  # across many groups
+        slice(96, 100),  # the short last group
+        slice(90, None),
+        slice(-5, None),
+        slice(-30, -10),
+        slice(50, 500),  # past the end
+        slice(None, None, 3),
+        slice(1, 80, 7),
+        slice(None, None, -1),
+        slice(70, 10, -4),
+    ],
+)
+def test_slices(ds: bale.Dataset, key: slice) -> None:
+    assert_batch(ds[key], expected_take(np.arange(N)[key]))
+
+
+@pytest.mark.parametrize("key", [slice(5, 5), slice(10, 3), slice(200, 300), slice(-1, -2)])
+def test_empty_slices(ds: bale.Dataset, key: slice) -> None:
+    batch = ds[key]
+    assert batch["x"].shape == (0, 2, 3)
+    assert batch["x"].dtype == np.float32
+    assert batch["y"].shape == (0,)
+    assert batch["b"] == []
+    assert batch["s"] == []
+
+
+def test_read_with_columns(ds: bale.Dataset) -> None:
+    batch = ds.read(slice(14, 40), columns=["s", "y"])
+    assert list(batch) == ["s", "y"]
+    assert batch["s"] == COLUMNS["s"][14:40]
+    assert batch["y"].tolist() == COLUMNS["y"][14:40].tolist()
+    assert ds.read(columns=[]) == {}
+
+
+# -- gathers ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "indices",
+    [
+        [5, 1, 99],
+        [0],
+        [99, 98, 0, 1, 50, 16, 15, 17],
+        [3, 3, 3, 40, 3],  # duplicates
+        [-1, -100, 50],
+        list(range(N))[::-1],
+        [],
+    ],
+)
+def test_take_lists_and_arrays(ds: bale.Dataset, indices: list[int]) -> None:
+    expected = expected_take(np.array(indices, dtype=np.int64))
+    assert_batch(ds[indices], expected)
+    assert_batch(ds[np.array(indices, dtype=np.int64)], expected)
+    assert_batch(ds.take(np.array(indices, dtype=np.int32)), expected)
+
+
+def test_take_unsigned_indices(ds: bale.Dataset) -> None:
+    assert_batch(ds[np.array([7, 2, 90], np.uint32)], expected_take([7, 2, 90]))
+
+
+def test_boolean_masks(ds: bale.Dataset) -> None:
+    mask = (np.arange(N) % 7 == 0) | (np.arange(N) > 95)
+    expected = expected_take(np.flatnonzero(mask))
+    assert_batch(ds[mask], expected)
+    assert_batch(ds[mask.tolist()], expected)
+    assert_batch(ds[np.zeros(N, bool)], expected_take([]))
+    assert_batch(ds[np.ones(N, bool)], expected_take(np.arange(N)))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [0, N],
+        [-N - 1],
+        np.ones(N - 1, bool),
+        np.ones(N + 1, bool),
+        np.array([1.0, 2.0]),
+        np.zeros((2, 2), int),
+        np.array(["a"]),
+    ],
+)
+def test_bad_gathers(ds: bale.Dataset, bad: Any) -> None:
+    with pytest.raises(IndexError):
+        ds[bad]
+
+
+def test_huge_unsigned_index_is_out_of_range(ds: bale.Dataset) -> None:
+    with pytest.raises(IndexError):
+        ds[np.array([2**64 - 1], dtype=np.uint64)]
+
+
+def test_gathered_arrays_are_independent_copies(ds: bale.Dataset) -> None:
+    batch = ds[[1, 2]]
+    batch["x"][:] = 0
+    assert np.array_equal(ds[1]["x"], COLUMNS["x"][1])
+
+
+# -- read-only results --------------------------------------------------------------------------
+
+
+def test_rows_are_read_only_views(ds: bale.Dataset) -> None:
+    row = ds[3]
+    with pytest.raises(ValueError, match="read-only"):
+        row["x"][0, 0] = 1.0
+    within_group = ds[0:5]
+    with pytest.raises(ValueError, match="read-only"):
+        within_group["x"][0] = 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        within_group["y"][0] = 1
+    group = ds.read_row_group(2)
+    with pytest.raises(ValueError, match="read-only"):
+        group["y"][0] = 1
+    assert np.array_equal(ds[3]["x"], COLUMNS["x"][3])
+    assert ds[0]["y"] == 0
+
+
+def test_copies_of_rows_are_writable(ds: bale.Dataset) -> None:
+    x = ds[3]["x"].copy()
+    x[:] = 7
+    assert np.array_equal(ds[3]["x"], COLUMNS["x"][3])
+
+
+# -- column views -------------------------------------------------------------------------------
+
+
+def test_column_view_description(ds: bale.Dataset) -> None:
+    col = ds["x"]
+    assert isinstance(col, bale.ColumnView)
+    assert col.shape == (N, 2, 3)
+    assert col.ndim == 3
+    assert col.dtype == np.float32
+    assert len(col) == N
+    assert col.chunks == (16,) * 6 + (4,)
+    assert ds["y"].shape == (N,)
+    assert ds["y"].dtype == np.int64
+    assert ds["b"].shape == (N,)
+    assert ds["b"].dtype == np.dtype(object)
+    assert ds["s"].ndim == 1
+    assert "'x'" in repr(col)
+
+
+def test_column_view_indexing(ds: bale.Dataset) -> None:
+    x, y = COLUMNS["x"], COLUMNS["y"]
+    col = ds["x"]
+    assert np.array_equal(col[5], x[5])
+    assert np.array_equal(col[-1], x[-1])
+    assert np.array_equal(col[np.int32(7)], x[7])
+    assert np.array_equal(col[10:40], x[10:40])
+    assert np.array_equal(col[::9], x[::9])
+    assert np.array_equal(col[[3, 1, 2]], x[[3, 1, 2]])
+    assert np.array_equal(col[np.array([99, 0])], x[[99, 0]])
+    mask = np.arange(N) % 5 == 1
+    assert np.array_equal(col[mask], x[mask])
+    assert np.array_equal(col[2:5, 0], x[2:5, 0])
+    assert np.array_equal(col[2:5, 1, 2], x[2:5, 1, 2])
+    assert np.array_equal(col[2:50:3, :, ::2], x[2:50:3, :, ::2])
+    assert np.array_equal(col[[4, 8], 1], x[[4, 8], 1])
+    assert np.array_equal(col[3, 1], x[3, 1])
+    assert col[3, 1, 2] == x[3, 1, 2]
+    assert np.array_equal(col[:, ...], x)
+    assert np.array_equal(col[...], x)
+    assert np.array_equal(col[()], x)
+    assert ds["y"][42] == y[42]
+    assert np.array_equal(ds["y"][5:9], y[5:9])
+    assert ds["s"][7] == COLUMNS["s"][7]
+    assert ds["b"][3:6] == COLUMNS["b"][3:6]
+    assert ds["s"][[9, 2]] == [COLUMNS["s"][9], COLUMNS["s"][2]]
+    with pytest.raises(IndexError):
+        col[N]
+    with pytest.raises(IndexError):
+        col[[0, N]]
+
+
+def test_column_view_leading_ellipsis(ds: bale.Dataset) -> None:
+    assert ds["x"][..., 0].shape == COLUMNS["x"][..., 0].shape
+
+
+def test_column_view_element_indexing_of_var_columns_is_refused(ds: bale.Dataset) -> None:
+    with pytest.raises(IndexError, match="only rows"):
+        ds["s"][0:3, 0]
+
+
+def test_column_view_as_array(ds: bale.Dataset) -> None:
+    array = np.asarray(ds["x"])
+    assert array.dtype == np.float32
+    assert np.array_equal(array, COLUMNS["x"])
+    assert np.array_equal(np.asarray(ds["y"], dtype=np.float64), COLUMNS["y"].astype(np.float64))
+    strings = np.asarray(ds["s"])
+    assert strings.dtype == object
+    assert strings.tolist() == COLUMNS["s"]
+    assert np.array_equal(np.array(ds["y"]), COLUMNS["y"])
+
+
+def test_column_view_chunks(ds: bale.Dataset) -> None:
+    chunks = list(ds["y"].iter_chunks())
+    assert [len(c) for c in chunks] == list(ds["y"].chunks)
+    assert np.array_equal(np.concatenate(chunks), COLUMNS["y"])
+    assert [v for chunk in ds["b"].iter_chunks() for v in chunk] == COLUMNS["b"]
+
+
+def test_unknown_column(ds: bale.Dataset) -> None:
+    with pytest.raises(KeyError, match="nope"):
+        ds["nope"]
+    with pytest.raises(KeyError):
+        ds.read(columns=["x", "nope"])
+    with pytest.raises(KeyError):
+        ds.take([1], columns=["nope"])
+    with pytest.raises(KeyError):
+        ds.row(1, ["nope"])
+    with pytest.raises(KeyError):
+        ds.read_row_group(0, ["nope"])
+    with pytest.raises(TypeError):
+        ds.read(columns="x")  # type: ignore[arg-type]
+
+
+# -- row groups ---------------------------------------------------------------------------------
+
+
+def test_iter_row_groups(ds: bale.Dataset) -> None:
+    groups = list(ds.iter_row_groups())
+    assert [len(g["y"]) for g in groups] == list(ds.row_group_sizes)
+    assert np.array_equal(np.concatenate([g["x"] for g in groups]), COLUMNS["x"])
+    assert [v for g in groups for v in g["s"]] == COLUMNS["s"]
+    assert [v for g in groups for v in g["b"]] == COLUMNS["b"]
+
+
+def test_iter_row_groups_with_columns(ds: bale.Dataset) -> None:
+    groups = list(ds.iter_row_groups(columns=["s"]))
+    assert all(list(g) == ["s"] for g in groups)
+    assert [v for g in groups for v in g["s"]] == COLUMNS["s"]
+
+
+@pytest.mark.parametrize("group", [0, 3, 6])
+def test_read_row_group(ds: bale.Dataset, group: int) -> None:
+    start = group * GROUP
+    stop = min(start + GROUP, N)
+    assert_batch(ds.read_row_group(group), expected_take(np.arange(start, stop)))
+    subset = ds.read_row_group(group, ["b", "x"])
+    assert list(subset) == ["b", "x"]
+    assert subset["b"] == COLUMNS["b"][start:stop]
+    assert np.array_equal(subset["x"], COLUMNS["x"][start:stop])
+
+
+def test_read_row_group_after_cached_reads(ds: bale.Dataset) -> None:
+    ds[20]  # caches some blocks of group 1
+    ds.read(slice(16, 18), columns=["s"])
+    assert_batch(ds.read_row_group(1), expected_take(np.arange(16, 32)))
+
+
+# -- options, threads, cache --------------------------------------------------------------------
+
+
+def test_verify_false_reads_the_same(path: Path) -> None:
+    with bale.open(path, verify=False) as ds:
+        assert ds.verify is False
+        assert_batch(ds.read(), expected_take(np.arange(N)))
+        assert_batch(ds[[50, 2]], expected_take([50, 2]))
+
+
+def test_concurrent_gathers_match_a_single_thread(path: Path) -> None:
+    rng = np.random.default_rng(7)
+    requests = [rng.integers(-N, N, int(rng.integers(1, 40))) for _ in range(64)]
+    with bale.open(path) as reference:
+        expected = [reference.take(r) for r in requests]
+    # A small cache makes threads decode and evict blocks concurrently.
+    with bale.open(path, cache_bytes=4096) as shared:
+
+        def work(k: int) -> dict[str, Any]:
+            return shared.take(requests[k])
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(work, range(len(requests))))
+        for got, want in zip(results, expected, strict=True):
+            assert_batch(got, want)
+        assert shared._cache._size <= shared._cache.capacity_bytes
+
+
+def test_concurrent_mixed_access(path: Path) -> None:
+    with bale.open(path, cache_bytes=8192) as shared:
+
+        def work(k: int) -> bool:
+            i = (k * 37) % N
+            row_ok = shared[i]["s"] == COLUMNS["s"][i]
+            lo = (k * 13) % N
+            sl = shared[lo : lo + 20]
+            slice_ok = np.array_equal(sl["x"], COLUMNS["x"][lo : lo + 20])
+            group = shared.read_row_group(k % shared.num_row_groups, ["b"])
+            g = k % shared.num_row_groups
+            group_ok = group["b"] == COLUMNS["b"][g * GROUP : (g + 1) * GROUP]
+            return row_ok and slice_ok and group_ok
+
+        with ThreadPoolExecutor(8) as pool:
+            assert all(pool.map(work, range(200)))
+
+
+def test_block_cache_stays_within_its_capacity(path: Path) -> None:
+    capacity = 3000  # a few blocks of this file
+    with bale.open(path, cache_bytes=capacity) as ds:
+        assert ds._cache.capacity_bytes == capacity
+        for _ in range(3):
+            for group in range(ds.num_row_groups):
+                ds.read_row_group(group)
+                assert ds._cache._size <= capacity
+            for i in range(0, N, 7):
+                ds[i]
+                assert ds._cache._size <= capacity
+        items = list(ds._cache._items.values())
+        assert items  # blocks are cached at all
+        assert sum(item.nbytes for item in items) == ds._cache._size
+        assert_batch(ds.read(), expected_take(np.arange(N)))
+
+
+def test_cache_disabled(path: Path) -> None:
+    with bale.open(path, cache_bytes=0) as ds:
+        assert_batch(ds.read(), expected_take(np.arange(N)))
+        assert_batch(ds[[5, 80, 5]], expected_take([5, 80, 5]))
+        assert ds._cache._size == 0
+
+
+def test_dataset_pickles_by_path(path: Path) -> None:
+    with bale.open(path, verify=False, cache_bytes=12345) as ds:
+        clone = pickle.loads(pickle.dumps(ds))
+    try:
+        assert clone.path == str(path)
+        assert clone.verify is False
+        assert clone._cache.capacity_bytes == 12345
+        assert_batch(clone[[1, 60]], expected_take([1, 60]))
+    finally:
+        clone.close()
+
+
+# -- small files --------------------------------------------------------------------------------
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.bale"
+    with bale.Writer(path, {"x": bale.Array("float32", (3,)), "s": bale.String()}):
+        pass
+    with bale.open(path) as ds:
+        assert len(ds) == 0
+        assert ds.num_row_groups == 0
+        assert ds["x"].shape == (0, 3)
+        assert ds["x"].chunks == ()
+        assert list(ds.iter_row_groups()) == []
+        batch = ds[:]
+        assert batch["x"].shape == (0, 3)
+        assert batch["s"] == []
+        gathered = ds[[]]
+        assert gathered["x"].shape == (0, 3)
+        assert gathered["s"] == []
+        with pytest.raises(IndexError):
+            ds[0]
+        with pytest.raises(IndexError):
+            ds[-1]
+        assert np.asarray(ds["x"]).shape == (0, 3)
+
+
+def test_single_row_file(tmp_path: Path) -> None:
+    path = tmp_path / "one.bale"
+    bale.write(path, {"y": np.array([7], np.uint16), "s": ["only"]})
+    with bale.open(path) as ds:
+        assert len(ds) == 1
+        assert ds[0] == {"y": 7, "s": "only"}
+        assert ds[-1]["s"] == "only"
+        assert ds[[0, 0, -1]]["y"].tolist() == [7, 7, 7]
+        assert ds[np.array([True])]["s"] == ["only"]
+
+
+def test_opening_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        bale.open(tmp_path / "missing.bale")
