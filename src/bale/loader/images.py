@@ -74,12 +74,17 @@ def decode_image(data: bytes, min_size: tuple[int, int] | None = None) -> np.nda
         return np.asarray(image.convert("RGB"))
 
 
-def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    if array.shape[:2] == size:
+def _resize(
+    array: np.ndarray,
+    size: tuple[int, int],
+    box: tuple[float, float, float, float] | None = None,
+) -> np.ndarray:
+    """Resize ``array`` (or the sub-pixel ``box`` = left, top, right, bottom of it) to ``size``."""
+    if box is None and array.shape[:2] == size:
         return array
     image_module = _pil_image()
     image = image_module.fromarray(np.ascontiguousarray(array))
-    return np.asarray(image.resize((size[1], size[0]), image_module.Resampling.BILINEAR))
+    return np.asarray(image.resize((size[1], size[0]), image_module.Resampling.BILINEAR, box=box))
 
 
 def _crop_box(
@@ -135,9 +140,12 @@ class DecodeImages:
     seed: int | None = None
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
-    def __call__(self, batch: Batch) -> Batch:
+    def __call__(self, batch: Batch, *, rows: np.ndarray | None = None, epoch: int = 0) -> Batch:
+        """Decode one batch. The Loader passes the batch's global ``rows`` and the ``epoch``, so
+        with ``seed`` set every row gets the same augmentation in the same epoch, whatever
+        thread or process decodes it, and a different one in the next epoch."""
         encoded = batch[self.column]
-        rng = self._rng(encoded)
+        rng = self._rng(encoded, rows, epoch)
         images = [self._one(data, rng, i) for i, data in enumerate(encoded)]
         if self.size is None and len({im.shape for im in images}) > 1:
             raise BaleError(
@@ -155,16 +163,24 @@ class DecodeImages:
         result[self.column] = out
         return result
 
-    def _rng(self, encoded: Sequence[bytes]) -> np.random.Generator:
+    def _rng(
+        self, encoded: Sequence[bytes], rows: np.ndarray | None, epoch: int
+    ) -> np.random.Generator:
         if self.seed is None:
             generator = getattr(self._local, "rng", None)
             if generator is None:
                 generator = self._local.rng = np.random.default_rng()
             return generator
-        # Deterministic: keyed by the seed and the batch's bytes, whatever thread or process
-        # runs it (xxhash, not hash(): Python salts str/bytes hashes per process).
-        first = xxhash.xxh3_64_intdigest(bytes(encoded[0][:256])) if encoded else 0
-        return np.random.default_rng([self.seed, len(encoded), first])
+        # Deterministic: keyed by the seed, the epoch and which rows these are (or, called
+        # outside a Loader, by all the batch's bytes). xxhash, not hash(): Python salts
+        # str/bytes hashes per process.
+        hasher = xxhash.xxh3_64()
+        if rows is not None:
+            hasher.update(np.ascontiguousarray(rows, dtype="<i8").tobytes())
+        else:
+            for data in encoded:
+                hasher.update(data)
+        return np.random.default_rng([self.seed, epoch, hasher.intdigest()])
 
     def _one(self, data: bytes, rng: np.random.Generator, index: int) -> np.ndarray:
         try:
@@ -199,8 +215,7 @@ class DecodeImages:
         min_size = (math.ceil(height / factor), math.ceil(width / factor)) if factor > 1 else None
         image = decode_image(data, min_size)
         sy, sx = image.shape[0] / height, image.shape[1] / width
-        crop = image[
-            int(top * sy) : int(top * sy) + max(1, round(h * sy)),
-            int(left * sx) : int(left * sx) + max(1, round(w * sx)),
-        ]
-        return _resize(crop, size)
+        # The crop box scaled to the reduced image, kept fractional: rounding it would shift
+        # the crop by up to one reduced pixel (8 source pixels at 1/8 scale).
+        box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
+        return _resize(image, size, box)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import threading
 from collections import deque
@@ -52,18 +53,25 @@ class _Files:
 
     @classmethod
     def open(cls, paths: Sequence[str], columns: Sequence[str] | None, cache_bytes: int) -> _Files:
-        datasets = [Dataset(p, cache_bytes=cache_bytes) for p in paths]
-        first = datasets[0].schema
-        for ds in datasets[1:]:
-            if ds.schema.describe() != first.describe():
-                raise BaleError(
-                    f"all files of one Loader need the same columns: {ds.schema.describe()} "
-                    f"differs from {first.describe()} in {datasets[0].path!r}",
-                    path=ds.path,
-                )
-        for name in columns or []:
-            if name not in first:
-                raise KeyError(f"no column {name!r}; columns are {first.names}")
+        datasets: list[Dataset] = []
+        try:
+            for path in paths:
+                datasets.append(Dataset(path, cache_bytes=cache_bytes))
+            first = datasets[0].schema
+            for ds in datasets[1:]:
+                if ds.schema.describe() != first.describe():
+                    raise BaleError(
+                        f"all files of one Loader need the same columns: {ds.schema.describe()} "
+                        f"differs from {first.describe()} in {datasets[0].path!r}",
+                        path=ds.path,
+                    )
+            for name in columns or []:
+                if name not in first:
+                    raise KeyError(f"no column {name!r}; columns are {first.names}")
+        except BaseException:
+            for ds in datasets:
+                ds.close()
+            raise
         sizes = [len(ds) for ds in datasets]
         row_starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         group_file = np.concatenate(
@@ -150,16 +158,23 @@ class Loader:
         self.drop_last = drop_last
         self.num_threads = max(1, num_threads)
         self.prefetch = prefetch if prefetch is not None else 2 * self.num_threads
+        if self.prefetch < 1:
+            raise ValueError(f"prefetch must be >= 1 batch, got {prefetch}")
         if rank is None or world_size is None:
             detected_rank, detected_world = detect_distributed()
             rank = detected_rank if rank is None else rank
             world_size = detected_world if world_size is None else world_size
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(
+                f"rank must be in 0..world_size-1, got rank={rank}, world_size={world_size}"
+            )
         self.rank, self.world_size = rank, world_size
         self.partition: Partition = partition
         self.memory_budget = memory_budget
         self.on_error: OnError = on_error
         self.skipped_rows = 0
         self._files = _Files.open(self.paths, self.columns, cache_bytes=0)
+        self._transform_takes_rows = _accepts_rows(batch_transform)
         group_bytes = max(
             1, max(ds.decoded_group_bytes(self.columns) for ds in self._files.datasets)
         )
@@ -212,30 +227,45 @@ class Loader:
         self.epoch = epoch
         self._position = 0
 
+    def _epoch_end(self, order: EpochOrder) -> int:
+        """Positions served in an epoch: all rows, or whole batches only with drop_last."""
+        total = len(order)
+        return total - total % self.batch_size if self.drop_last else total
+
     def state_dict(self) -> dict[str, Any]:
-        """Where the next batch starts: a few numbers, enough to resume exactly."""
+        """Where the next batch starts: a few numbers, enough to resume exactly. Taken right
+        after an epoch's last batch, it points at the start of the next epoch."""
+        epoch, position = self.epoch, self._position
+        if position and position >= self._epoch_end(self._order(epoch)):
+            epoch, position = epoch + 1, 0
         return {
             "version": _STATE_VERSION,
-            "epoch": self.epoch,
-            "position": self._position,
+            "epoch": epoch,
+            "position": position,
             "seed": self.seed,
             "shuffle": self.shuffle,
             "rank": self.rank,
             "world_size": self.world_size,
+            "partition": self.partition,
+            "window_groups": self.window_groups,
             "num_rows": self.num_rows,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume where ``state_dict()`` was taken: the next batch is the first unseen row."""
+        """Resume where ``state_dict()`` was taken: the next batch is the first unseen row.
+        Settings that change the order (seed, shuffle, world size, partition, window size, the
+        data) must match; batch size and thread counts may differ."""
+        keys = ("seed", "shuffle", "world_size", "partition", "window_groups", "num_rows")
         mismatched = {
             key: (state.get(key), getattr(self, key))
-            for key in ("seed", "shuffle", "world_size", "num_rows")
+            for key in keys
             if state.get(key) != getattr(self, key)
         }
         if mismatched:
             raise ValueError(
                 f"cannot resume: the saved state was taken with different settings {mismatched} "
-                "(saved, current); the order would differ"
+                "(saved, current); the order would differ (pass window_groups= explicitly to "
+                "resume under a different memory_budget)"
             )
         self.epoch = int(state["epoch"])
         self._position = int(state["position"])
@@ -246,9 +276,7 @@ class Loader:
         """One epoch from the current position. When it ends, the next iteration is the next
         epoch (unless ``set_epoch`` says otherwise)."""
         order = self._order(self.epoch)
-        total = len(order)
-        if self.drop_last:
-            total -= (total - self._position) % self.batch_size if total > self._position else 0
+        total = self._epoch_end(order)
         starts = list(range(self._position, total, self.batch_size))
         yield from self._run(order, starts, total)
         self.epoch += 1
@@ -297,21 +325,23 @@ class Loader:
 
     def _make_batch(self, order: EpochOrder, a: int, b: int) -> Batch:
         rows = order.rows(a, b)
-        batch = self._gather(rows)
+        batch, rows = self._gather(rows)
         if self.transform is not None:
-            batch = self._apply_row_transform(batch, rows)
+            batch, rows = self._apply_row_transform(batch, rows)
         if self.batch_transform is not None:
-            batch = self._apply_batch_transform(self.batch_transform, batch, rows)
+            batch = self._apply_batch_transform(self.batch_transform, batch, rows, order.epoch)
         return batch
 
     def _apply_batch_transform(
-        self, transform: BatchTransform, batch: Batch, rows: np.ndarray
+        self, transform: BatchTransform, batch: Batch, rows: np.ndarray, epoch: int
     ) -> Batch:
         """Run the batch transform; a failure names the file and row it came from (transforms
         such as DecodeImages tag errors with ``batch_index``). In skip mode that row is dropped
         and the transform retried."""
         while True:
             try:
+                if self._transform_takes_rows:
+                    return transform(batch, rows=rows, epoch=epoch)  # type: ignore[call-arg]
                 return transform(batch)
             except Exception as exc:
                 index = getattr(exc, "batch_index", None)
@@ -336,52 +366,62 @@ class Loader:
             rows=(int(local[0]), int(local[0]) + 1),
         )
 
-    def _gather(self, rows: np.ndarray) -> Batch:
+    def _gather(self, rows: np.ndarray) -> tuple[Batch, np.ndarray]:
+        """The batch for these global rows, and the rows it holds (fewer in skip mode)."""
         files, local = self._files.locate(rows)
         if len(self._files.datasets) == 1:
-            return self._take(self._files.datasets[0], local)
+            batch, keep = self._take(self._files.datasets[0], local)
+            return batch, rows[keep]
         parts = []
+        kept = np.zeros(len(rows), bool)
         for f in np.unique(files).tolist():
-            mask = files == f
-            parts.append((np.flatnonzero(mask), self._take(self._files.datasets[f], local[mask])))
-        return _merge(parts, len(rows))
+            positions = np.flatnonzero(files == f)
+            batch, keep = self._take(self._files.datasets[f], local[positions])
+            kept[positions[keep]] = True
+            parts.append((positions[keep], batch))
+        # Positions in the merged batch: rank of each kept position among all kept ones.
+        new_position = np.cumsum(kept) - 1
+        parts = [(new_position[p], b) for p, b in parts]
+        return _merge(parts, int(kept.sum())), rows[kept]
 
-    def _take(self, ds: Dataset, local: np.ndarray) -> Batch:
+    def _take(self, ds: Dataset, local: np.ndarray) -> tuple[Batch, np.ndarray]:
+        everything = np.ones(len(local), bool)
         if self.on_error == "raise":
-            return ds.take(local, self.columns)
+            return ds.take(local, self.columns), everything
         try:
-            return ds.take(local, self.columns)
+            return ds.take(local, self.columns), everything
         except CorruptFileError:
             pass
         # Skip mode: find the row groups that fail and drop their rows from this batch.
         group_starts = np.cumsum((0, *ds.row_group_sizes[:-1]))
         groups = np.searchsorted(group_starts, local, side="right") - 1
-        keep = np.ones(len(local), bool)
+        keep = everything
         for g in np.unique(groups).tolist():
             try:
                 ds.prefetch_group(g, self.columns)
             except CorruptFileError:
-                keep &= groups != g
+                keep = keep & (groups != g)
         with self._lock:
             self.skipped_rows += int((~keep).sum())
-        return ds.take(local[keep], self.columns)
+        return ds.take(local[keep], self.columns), keep
 
-    def _apply_row_transform(self, batch: Batch, rows: np.ndarray) -> Batch:
+    def _apply_row_transform(self, batch: Batch, rows: np.ndarray) -> tuple[Batch, np.ndarray]:
         transform = self.transform
         if transform is None:
-            return batch
-        n = len(next(iter(batch.values()))) if batch else 0
+            return batch, rows
         out_rows = []
-        for i in range(n):
+        kept = []
+        for i in range(len(rows)):
             row = {k: v[i] for k, v in batch.items()}
             try:
                 out_rows.append(transform(row))
+                kept.append(i)
             except Exception as exc:
                 if self.on_error == "raise":
                     raise self._row_error(int(rows[i]), exc) from exc
                 with self._lock:
                     self.skipped_rows += 1
-        return collate(out_rows)
+        return collate(out_rows), rows[kept]
 
     def _ensure_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -425,6 +465,18 @@ def collate(rows: Sequence[Mapping[str, Any]]) -> Batch:
         else:
             out[key] = values
     return out
+
+
+def _accepts_rows(transform: Any) -> bool:
+    """Whether a batch transform takes ``rows=`` and ``epoch=`` keywords (global row numbers of
+    the batch and the epoch), as DecodeImages does to seed augmentations reproducibly."""
+    if transform is None:
+        return False
+    try:
+        parameters = inspect.signature(transform).parameters
+    except (TypeError, ValueError):
+        return False
+    return "rows" in parameters and "epoch" in parameters
 
 
 def _select(values: Any, keep: np.ndarray) -> Any:
