@@ -123,6 +123,7 @@ class EpochOrder:
 
     def rows(self, a: int, b: int) -> np.ndarray:
         """Positions a..b-1 of this rank's sequence (any range, across windows)."""
+        a, b = max(a, 0), min(b, len(self))
         if self.mode != "chunks":
             return self._stream_rows(self.share.start + a, self.share.start + b)
         pieces = []
