@@ -198,6 +198,8 @@ def unpack_var_rows(
     if len(view) < 8 * num_rows:
         raise ValueError(f"block of {len(view)} bytes cannot hold {num_rows} row lengths")
     lengths = np.frombuffer(view[: 8 * num_rows], dtype="<u8")
+    if num_rows and int(lengths.max()) > len(view):
+        raise ValueError(f"a row length of {int(lengths.max())} exceeds the block's size")
     offsets = np.zeros(num_rows + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     if int(offsets[-1]) != len(view) - 8 * num_rows:

@@ -110,4 +110,22 @@ class FileLockedError(BaleError, BlockingIOError):
 
 
 class BaleWriteError(BaleError, OSError):
-    """The operating system refused a write. Rows written before it are recoverable."""
+    """The operating system refused a write. Rows written before it are recoverable.
+
+    ``errno`` and ``strerror`` are those of the failed call (``errno.ENOSPC`` for a full disk),
+    and ``filename`` is the file being written, as on any OSError."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        column: str | None = None,
+        rows: RowRange | None = None,
+        errno: int | None = None,
+        strerror: str | None = None,
+    ) -> None:
+        super().__init__(message, path=path, column=column, rows=rows)
+        self.errno = errno
+        self.strerror = strerror
+        self.filename = self.path

@@ -22,7 +22,7 @@ from bale.batches import (
 from bale.codecs import Buffer, Codec, codec_from_config, parse_codec
 from bale.codecs.framing import encode_block
 from bale.defaults import DEFAULT_ROW_GROUP_BYTES, default_codec
-from bale.errors import BaleError, SchemaError
+from bale.errors import BaleError, BaleWriteError, SchemaError
 from bale.format.constants import DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES
 from bale.format.footer import BlockRecord, FileIndex, pack_footer
 from bale.format.header import (
@@ -104,6 +104,7 @@ class Writer:
         self._pending: dict[str, list[ColumnData]] = {}
         self._pending_rows = 0
         self._closed = False
+        self._failed: BaleWriteError | None = None
         self._append_codecs: dict[str, dict[str, Any]] = {}
         self._footer_replaced = True  # a new file has no old footer to replace
         self._original_metadata: dict[str, Any] | None = None
@@ -276,7 +277,7 @@ class Writer:
         if self._rows_per_group is None:
             self._rows_per_group = self._estimate_rows_per_group(converted, n)
         while self._pending_rows >= self._rows_per_group:
-            self._flush_group(self._rows_per_group)
+            self._flush_group_or_fail(self._rows_per_group)
         if self._pending_rows:
             self._own_batch_remainder()
 
@@ -288,12 +289,15 @@ class Writer:
         """Write buffered rows now as a (possibly short) row group."""
         self._check_open()
         if self._pending_rows:
-            self._flush_group(self._pending_rows)
+            self._flush_group_or_fail(self._pending_rows)
 
     def close(self) -> None:
         """Write what is buffered, the footer and the trailer; publish the file under its name."""
         if self._closed:
             return
+        if self._failed is not None:
+            self._release()
+            raise self._failure_error()
         try:
             dump_json(self.metadata)
         except (TypeError, ValueError) as exc:
@@ -304,6 +308,9 @@ class Writer:
             ) from exc
         try:
             self._finish(commit=True)
+        except BaleWriteError as exc:
+            self._failed = exc
+            raise
         finally:
             self._release()
 
@@ -312,6 +319,9 @@ class Writer:
         under ``NAME``; an appended file keeps the rows added so far. If even that fails (a full
         disk), the complete row groups stay on disk for ``bale repair``."""
         if self._closed:
+            return
+        if self._failed is not None:  # the file is left exactly as the failed write left it
+            self._release()
             return
         try:
             self._finish(commit=False)
@@ -344,6 +354,33 @@ class Writer:
     def _check_open(self) -> None:
         if self._closed:
             raise ValueError(f"writer for {self.path!r} is closed")
+        if self._failed is not None:
+            raise self._failure_error()
+
+    def _failure_error(self) -> BaleWriteError:
+        failed = self._failed
+        return BaleWriteError(
+            f"an earlier write failed ({failed.detail if failed else 'unknown'}); this writer "
+            f"writes nothing more. `bale repair {self.path}` recovers every complete row group",
+            path=self._sink.path,
+            errno=failed.errno if failed else None,
+            strerror=failed.strerror if failed else None,
+        )
+
+    def _flush_group_or_fail(self, n: int) -> None:
+        """Write a row group. If the disk refuses it, the writer stops for good: the rows of
+        that group are no longer buffered, so writing any later row would leave a gap."""
+        try:
+            self._flush_group(n)
+        except BaleWriteError as exc:
+            self._failed = exc
+            raise BaleWriteError(
+                f"{exc.detail}; rows before row {self._require_index().num_rows} are safe: "
+                f"run `bale repair {self.path}` to recover them",
+                path=exc.path,
+                errno=exc.errno,
+                strerror=exc.strerror,
+            ) from exc
 
     def _estimate_rows_per_group(self, converted: Mapping[str, ColumnData], n: int) -> int:
         row_bytes = 0.0
@@ -457,7 +494,7 @@ class Writer:
                 )
             self._start(self._resolve_schema({}))
         if self._pending_rows:
-            self._flush_group(self._pending_rows)
+            self._flush_group_or_fail(self._pending_rows)
         index = self._require_index()
         if not self._footer_replaced and self.metadata == self._original_metadata:
             self._sink.close()  # an append that added nothing leaves the file untouched
@@ -473,6 +510,13 @@ class Writer:
         else:
             self._sink.sync()
             self._sink.close()
+
+    def __del__(self) -> None:
+        # A writer dropped without close() releases its lock; its complete row groups stay on
+        # disk for `bale repair` (nothing is finished or published implicitly).
+        sink = getattr(self, "_sink", None)
+        if sink is not None and not getattr(self, "_closed", True):
+            sink.close()
 
     def _release(self) -> None:
         self._closed = True

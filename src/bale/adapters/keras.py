@@ -46,6 +46,8 @@ class EpochBatches:
     ``x`` and ``y`` name a column each (an array) or several (a dict of arrays, for multi-input
     or multi-output models); ``y=None`` gives ``(x,)`` tuples. ``batch_transform`` runs on the
     batch dict of the selected columns before ``x`` and ``y`` are picked out of it.
+    ``rank``/``world_size`` default to one process (no detection): pass them to give each
+    process a disjoint share of every epoch.
     """
 
     def __init__(
@@ -82,13 +84,23 @@ class EpochBatches:
         self.drop_last = drop_last
         self.batch_transform = batch_transform
         self.rank, self.world_size, self.partition = rank, world_size, partition
+        # The window size is bale.Loader's (from the memory budget), so orders match the Loader's.
+        with Loader(
+            path,
+            batch_size,
+            columns=self.columns,
+            rank=rank,
+            world_size=world_size,
+            window_groups=window_groups,
+            memory_budget=memory_budget,
+        ) as sizing:
+            self.window_groups = sizing.window_groups
         group_bytes = max(1, self.dataset.decoded_group_bytes(self.columns))
-        # As bale.Loader: two windows (the one served and the next) fit in the memory budget.
-        self.window_groups = window_groups or max(2, min(64, memory_budget // (2 * group_bytes)))
         self.dataset.cache_bytes = max(memory_budget, 3 * group_bytes)
         self.epoch = 0
         self._order_lock = threading.Lock()
         self._order_cache: tuple[int, EpochOrder] | None = None
+        self._windows: dict[tuple[int, int], np.ndarray] = {}
 
     def order(self) -> EpochOrder:
         """This epoch's row order (computed once per epoch)."""
@@ -118,8 +130,28 @@ class EpochBatches:
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range for {len(self)} batches per epoch")
         order = self.order()
-        start = index * self.batch_size
-        return order.rows(start, min(start + self.batch_size, len(order)))
+        a = index * self.batch_size
+        b = min(a + self.batch_size, len(order))
+        if order.mode != "chunks":
+            return order.rows(a, b)
+        # As EpochOrder.rows, but each window's permutation is computed once, not per batch.
+        pieces = []
+        for w in range(a // order.window_rows, (b - 1) // order.window_rows + 1):
+            lo, _ = order.window_bounds(w)
+            pieces.append(self._window(order, w)[max(a - lo, 0) : b - lo])
+        return np.concatenate(pieces)
+
+    def _window(self, order: EpochOrder, window: int) -> np.ndarray:
+        key = (order.epoch, window)
+        with self._order_lock:
+            rows = self._windows.get(key)
+        if rows is None:
+            rows = order.window(window)
+            with self._order_lock:
+                self._windows[key] = rows
+                while len(self._windows) > 4:  # the windows in use: a batch spans at most two
+                    del self._windows[next(iter(self._windows))]
+        return rows
 
     def batch(self, index: int) -> Batch:
         """Batch ``index`` of the current epoch as a dict of the selected columns."""
@@ -149,6 +181,7 @@ class EpochBatches:
         state = self.__dict__.copy()
         state["_order_lock"] = None
         state["_order_cache"] = None
+        state["_windows"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from bale.loader.order import EpochOrder
 from bale.loader.pipeline import Loader, detect_distributed
 from bale.reader import Batch, Dataset
 
@@ -153,6 +152,10 @@ class TorchDataset(_TorchMapDataset[Row]):
             return [_to_tensor(self.transform(row), False) for row in rows]
         return [to_torch(row) for row in rows]
 
+    def close(self) -> None:
+        """Close the file in this process (workers close theirs when they exit)."""
+        self.dataset.close()
+
     def __repr__(self) -> str:
         return f"TorchDataset({self.path!r}, columns={self.columns!r})"
 
@@ -237,10 +240,11 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
         state["_loader_pid"] = -1
         return state
 
-    def _epoch_end(self, order: EpochOrder, start: int) -> int:
+    def _epoch_end(self, start: int) -> int:
         """The row position where an epoch that resumes at ``start`` ends (as bale.Loader)."""
-        total = len(order)
-        if self._process_loader().drop_last and total > start:
+        loader = self._process_loader()
+        total = loader.rows_per_epoch()  # the same for every epoch
+        if loader.drop_last and total > start:
             total -= (total - start) % self.batch_size
         return total
 
@@ -256,9 +260,7 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
 
     def __len__(self) -> int:
         """Batches in the next iteration (all workers together)."""
-        loader = self._process_loader()
-        order = loader._order(self.epoch)
-        remaining = max(0, self._epoch_end(order, self._position) - self._position)
+        remaining = max(0, self._epoch_end(self._position) - self._position)
         return -(-remaining // self.batch_size)
 
     def state_dict(self, batches_seen: int) -> dict[str, Any]:
@@ -266,18 +268,14 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
         (counted from where it started: the epoch start, or the resumed position)."""
         if batches_seen < 0:
             raise ValueError(f"batches_seen must be >= 0, got {batches_seen}")
-        loader = self._process_loader()
-        order = loader._order(self.epoch)
-        end = self._epoch_end(order, self._position)
-        position = self._position + batches_seen * self.batch_size
         if batches_seen > len(self):
             raise ValueError(
                 f"batches_seen={batches_seen} but this iteration has only {len(self)} batches"
             )
-        epoch = self.epoch
-        if position >= end:
+        epoch, position = self.epoch, self._position + batches_seen * self.batch_size
+        if position >= self._epoch_end(self._position):
             epoch, position = epoch + 1, 0
-        state = loader.state_dict()
+        state = self._process_loader().state_dict()
         state.update(
             adapter_version=_STATE_VERSION,
             epoch=epoch,
@@ -300,14 +298,19 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         loader = self._process_loader()
-        for batch in _strided_batches(
-            loader, self.epoch, self._position, self._epoch_end, worker, workers
-        ):
+        end = self._epoch_end(self._position)
+        for batch in _strided_batches(loader, self.epoch, self._position, end, worker, workers):
             yield to_torch(batch, pin_memory=self.pin_memory)
         if info is not None:
             # A persistent worker's copy moves on as bale.Loader would; the main process's copy
             # changes only through set_epoch / load_state_dict.
             self.epoch, self._position, self._resumed = self.epoch + 1, 0, False
+
+    def close(self) -> None:
+        """Stop this process's read-ahead threads and close its files."""
+        if self._loader is not None and self._loader_pid == os.getpid():
+            self._loader.close()
+        self._loader = None
 
     def __repr__(self) -> str:
         return (
@@ -320,17 +323,15 @@ def _strided_batches(
     loader: Loader,
     epoch: int,
     position: int,
-    epoch_end: Callable[[EpochOrder, int], int],
+    end: int,
     worker: int,
     workers: int,
 ) -> Iterator[Batch]:
-    """Batches ``worker, worker + workers, ...`` of ``loader``'s epoch from row ``position``.
+    """Batches ``worker, worker + workers, ...`` of ``loader``'s epoch, rows ``position..end``.
 
     bale.Loader iterates all of an epoch's batches; it has no public way to make only every
     K-th one. This drives its read-ahead machinery (``_order``, ``_run``) with a strided list of
     batch starts, so each worker reads and transforms only its own batches.
     """
-    order = loader._order(epoch)
-    total = epoch_end(order, position)
-    starts = list(range(position, total, loader.batch_size))[worker::workers]
-    yield from loader._run(order, starts, total)
+    starts = list(range(position, end, loader.batch_size))[worker::workers]
+    yield from loader._run(loader._order(epoch), starts, end)

@@ -54,6 +54,11 @@ class Blosc2(Codec):
             raise CodecError(f"blosc2 typesize must be in 1..255, got {typesize}")
         if blocksize < 0:
             raise CodecError(f"blosc2 blocksize must be >= 0 (0 = automatic), got {blocksize}")
+        if blocksize % typesize:
+            # c-blosc2 3.3.5 encodes such chunks without complaint, then cannot decode them.
+            raise CodecError(
+                f"blosc2 blocksize {blocksize} must be a multiple of typesize {typesize}"
+            )
         self.cname: Blosc2Compressor = cname
         self.clevel = int(clevel)
         self.filters: tuple[Blosc2Filter, ...] = tuple(filters)

@@ -10,7 +10,12 @@ from typing import Any
 
 import xxhash
 
-from bale.errors import CorruptFileError, NotABaleFileError, UnsupportedVersionError
+from bale.errors import (
+    CorruptFileError,
+    NotABaleFileError,
+    TruncatedFileError,
+    UnsupportedVersionError,
+)
 from bale.format.constants import (
     ALIGNMENT,
     FILE_MAGIC,
@@ -87,6 +92,10 @@ class HeaderPrefix:
 
 
 def unpack_header_prefix(data: bytes, path: str | None = None) -> HeaderPrefix:
+    if len(data) < HEADER_PREFIX_SIZE and data[:8] == FILE_MAGIC:
+        raise TruncatedFileError(
+            f"the file is only {len(data)} bytes long, cut inside its header", path=path
+        )
     if len(data) < HEADER_PREFIX_SIZE or data[:8] != FILE_MAGIC:
         raise NotABaleFileError(
             f"not a bale file (expected magic {FILE_MAGIC!r} at offset 0, got {bytes(data[:8])!r})",

@@ -129,6 +129,8 @@ class FileSink:
             raise BaleWriteError(
                 f"write of {total} bytes at offset {start} failed: {exc.strerror or exc}",
                 path=self.path,
+                errno=exc.errno,
+                strerror=exc.strerror,
             ) from exc
         return start
 
@@ -144,7 +146,10 @@ class FileSink:
             fn(self._fd, *args)
         except OSError as exc:
             raise BaleWriteError(
-                f"{fn.__name__} failed: {exc.strerror or exc}", path=self.path
+                f"{fn.__name__} failed: {exc.strerror or exc}",
+                path=self.path,
+                errno=exc.errno,
+                strerror=exc.strerror,
             ) from exc
 
     def commit(self) -> None:

@@ -1,0 +1,313 @@
+"""What the golden files of format 1.0 hold: their columns, codecs, write phases and every value.
+
+Shared by ``make_golden.py`` (which wrote the files once) and ``test_golden.py`` (which checks
+them). Values come from closed-form formulas and raw bit patterns, never from a random generator
+or a float conversion whose rounding could change between library versions.
+
+Never change what a file below holds: the golden files are fixed, so a changed formula only makes
+the test fail. Add a new file (and regenerate only that one, by hand) to pin something new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bale.format.dtypes import DTYPES_BY_NAME
+from bale.format.schema import Array, Bytes, ColumnType, String
+
+FORMAT_DIR = "v1_0"
+
+TEXTS = [
+    "",
+    "a",
+    "caf\u00e9",
+    "\u65e5\u672c\u8a9e",
+    "\U0001f600 emoji",
+    "nul\x00inside",
+    "line\nbreak\ttab",
+    "lone \ud800 surrogate",
+    " ",
+    "x" * 300,
+]
+BLOBS = [
+    b"",
+    b"\x00",
+    b"\xff\xff\xff",
+    b"\xff\xd8\xff\xe0 jpeg-like",
+    bytes(range(256)),
+    b"BGRP",  # the row-group magic inside data must not confuse anything
+    b"BALE.END",
+]
+
+# Names of every array dtype this bale knows (ml_dtypes' float8 variants included).
+ALL_DTYPES = sorted(DTYPES_BY_NAME)
+
+
+def pattern(dtype_name: str, rows: range, shape: tuple[int, ...] = ()) -> np.ndarray:
+    """Deterministic values of any dtype, built from raw bytes (NaN payloads and all)."""
+    dtype = DTYPES_BY_NAME[dtype_name]
+    count = len(rows) * int(np.prod(shape, dtype=np.int64))
+    if dtype_name == "bool":
+        flat = np.array(
+            [(k * 7 + j) % 3 == 0 for k in rows for j in range(count // max(len(rows), 1))],
+            dtype=bool,
+        )
+        return flat.reshape((len(rows), *shape))
+    nbytes = count * dtype.itemsize
+    per_row = nbytes // max(len(rows), 1)
+    raw = np.array(
+        [(k * 37 + j * 11 + 5) % 256 for k in rows for j in range(per_row)], dtype=np.uint8
+    )
+    return raw.view(dtype).reshape((len(rows), *shape))
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One Writer session: rows start..stop, written with mode "w" (first) or "a" (later)."""
+
+    start: int
+    stop: int
+    row_group_rows: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GoldenFile:
+    schema: dict[str, ColumnType]
+    codecs: dict[str, str]
+    columns: Callable[[range], dict[str, Any]]
+    phases: tuple[Phase, ...]
+    segment_bytes: int | None = None  # None: the default (1 GiB)
+
+    @property
+    def num_rows(self) -> int:
+        return self.phases[-1].stop if self.phases else 0
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for phase in self.phases:
+            merged.update(phase.metadata)
+        return merged
+
+    @property
+    def row_group_sizes(self) -> tuple[int, ...]:
+        sizes: list[int] = []
+        for phase in self.phases:
+            n = phase.stop - phase.start
+            full, rest = divmod(n, phase.row_group_rows)
+            sizes += [phase.row_group_rows] * full + ([rest] if rest else [])
+        return tuple(sizes)
+
+    def values(self) -> dict[str, Any]:
+        return self.columns(range(self.num_rows))
+
+
+# -- one file per codec family -------------------------------------------------------------------
+
+
+def _codec_columns(tag: str) -> Callable[[range], dict[str, Any]]:
+    def columns(rows: range) -> dict[str, Any]:
+        k = np.arange(rows.start, rows.stop, dtype=np.int64)
+        floats = k / 8.0
+        floats[k == 3] = np.nan
+        floats[k == 4] = -0.0
+        floats[k == 5] = np.inf
+        floats[k == 6] = -np.inf
+        return {
+            "ints": np.stack([k, -k * 1000, k * k], axis=1).astype(np.int32),
+            "floats": floats,
+            "text": [f"{tag} row {i} " + "\u00e9" * (i % 3) for i in rows],
+            "blob": bytes_rows(rows),
+        }
+
+    return columns
+
+
+def bytes_rows(rows: range) -> list[bytes]:
+    return [bytes((i * j) % 256 for j in range(i % 11)) for i in rows]
+
+
+_CODEC_SCHEMA: dict[str, ColumnType] = {
+    "ints": Array("int32", (3,)),
+    "floats": Array("float64"),
+    "text": String(),
+    "blob": Bytes(),
+}
+
+
+def _codec_file(codec: str, tag: str) -> GoldenFile:
+    return GoldenFile(
+        schema=_CODEC_SCHEMA,
+        codecs=dict.fromkeys(_CODEC_SCHEMA, codec),
+        columns=_codec_columns(tag),
+        phases=(Phase(0, 50, 16, {"codec": codec}),),
+    )
+
+
+# -- blosc2 settings -----------------------------------------------------------------------------
+
+
+def _blosc_columns(rows: range) -> dict[str, Any]:
+    k = np.arange(rows.start, rows.stop, dtype=np.int64)
+    return {
+        "img": ((k[:, None] * 3 + np.arange(48)[None, :]) % 256)
+        .astype(np.uint8)
+        .reshape(-1, 4, 4, 3),
+        "f32": ((k[:, None] + np.arange(16)[None, :]) * 0.125).astype(np.float32),
+        "i64": k**3 - 500,
+        "u16": (k[:, None] * 31 + np.arange(5)[None, :]).astype(np.uint16),
+        "f64": k.astype(np.float64) * 1.5,
+    }
+
+
+BLOSC_FILE = GoldenFile(
+    schema={
+        "img": Array("uint8", (4, 4, 3)),
+        "f32": Array("float32", (16,)),
+        "i64": Array("int64"),
+        "u16": Array("uint16", (5,)),
+        "f64": Array("float64"),
+    },
+    codecs={
+        "img": "blosc2:zstd:1:shuffle+bytedelta",
+        "f32": "blosc2:lz4:5:bitshuffle",
+        "i64": "blosc2:zlib:3:bitshuffle",
+        "u16": "blosc2:blosclz:9:noshuffle",
+        "f64": "blosc2:lz4hc:4:shuffle",
+    },
+    columns=_blosc_columns,
+    phases=(Phase(0, 40, 15, {"what": "blosc2 settings"}),),
+)
+
+
+# -- every column kind ---------------------------------------------------------------------------
+
+_KIND_CODECS = ["none", "lz4", "zstd", "blosc2"]
+
+
+def _all_kinds_schema() -> dict[str, ColumnType]:
+    schema: dict[str, ColumnType] = {f"s_{name}": Array(name) for name in ALL_DTYPES}
+    schema.update(
+        {
+            "bf16_mat": Array("bfloat16", (2, 3)),
+            "f8_vec": Array("float8_e5m2", (4,)),
+            "bool_grid": Array("bool", (3, 3)),
+            "c64_pair": Array("complex64", (2,)),
+            "i16_cube": Array("int16", (2, 2, 2)),
+            "text": String(),
+            "blob": Bytes(),
+        }
+    )
+    return schema
+
+
+def _all_kinds_columns(rows: range) -> dict[str, Any]:
+    out: dict[str, Any] = {f"s_{name}": pattern(name, rows) for name in ALL_DTYPES}
+    out["bf16_mat"] = pattern("bfloat16", rows, (2, 3))
+    out["f8_vec"] = pattern("float8_e5m2", rows, (4,))
+    out["bool_grid"] = pattern("bool", rows, (3, 3))
+    out["c64_pair"] = pattern("complex64", rows, (2,))
+    out["i16_cube"] = pattern("int16", rows, (2, 2, 2))
+    out["text"] = [TEXTS[i % len(TEXTS)] + f"#{i}" for i in rows]
+    out["blob"] = [BLOBS[i % len(BLOBS)] + i.to_bytes(2, "little") for i in rows]
+    return out
+
+
+_ALL_KINDS_SCHEMA = _all_kinds_schema()
+ALL_KINDS_FILE = GoldenFile(
+    schema=_ALL_KINDS_SCHEMA,
+    codecs={name: _KIND_CODECS[i % 4] for i, name in enumerate(_ALL_KINDS_SCHEMA)},
+    columns=_all_kinds_columns,
+    phases=(
+        Phase(
+            0,
+            30,
+            7,
+            {
+                "classes": ["cat", "dog", "\u732b"],
+                "nested": {"a": [1, 2.5, None, True, False], "b": {"c": "d"}},
+                "big": 2**62,
+                "neg": -1.25e-300,
+                "empty": {},
+                "unicode \u00e9": "\U0001f600",
+            },
+        ),
+    ),
+)
+
+
+# -- appended in several sessions ----------------------------------------------------------------
+
+
+def _appended_columns(rows: range) -> dict[str, Any]:
+    k = np.arange(rows.start, rows.stop, dtype=np.int64)
+    return {
+        "id": k,
+        "vec": np.stack([k, -k], axis=1).astype(np.float32),
+        "name": [f"n{i}" for i in rows],
+    }
+
+
+APPENDED_FILE = GoldenFile(
+    schema={"id": Array("int64"), "vec": Array("float32", (2,)), "name": String()},
+    codecs={"id": "lz4", "vec": "blosc2", "name": "zstd"},
+    columns=_appended_columns,
+    phases=(
+        Phase(0, 20, 8, {"version": 1, "source": "golden"}),
+        Phase(20, 31, 5, {"version": 2}),
+        Phase(31, 40, 4, {"appended": ["a", "b"]}),
+    ),
+)
+
+
+# -- blocks split into many frames ---------------------------------------------------------------
+
+
+def _segmented_columns(rows: range) -> dict[str, Any]:
+    k = np.arange(rows.start, rows.stop, dtype=np.int64)
+    return {
+        "a": (k[:, None] * 100 + np.arange(20)[None, :]).astype(np.int64),
+        "b": [bytes([i % 256]) * (i * 7 % 60) for i in rows],
+        "c": ((k[:, None] - np.arange(30)[None, :]) * 0.5).astype(np.float32),
+        "d": [f"s{i}" * (i % 9) for i in rows],
+    }
+
+
+SEGMENTED_FILE = GoldenFile(
+    schema={"a": Array("int64", (20,)), "b": Bytes(), "c": Array("float32", (30,)), "d": String()},
+    codecs={"a": "zstd", "b": "none", "c": "blosc2", "d": "lz4"},
+    columns=_segmented_columns,
+    phases=(Phase(0, 24, 10, {}),),
+    segment_bytes=100,
+)
+
+
+# -- no rows at all ------------------------------------------------------------------------------
+
+EMPTY_FILE = GoldenFile(
+    schema={"x": Array("float32", (2,)), "s": String()},
+    codecs={"x": "lz4", "s": "zstd"},
+    columns=lambda rows: {
+        "x": np.zeros((len(rows), 2), np.float32),
+        "s": ["" for _ in rows],
+    },
+    phases=(Phase(0, 0, 1, {"empty": True}),),
+)
+
+
+FILES: dict[str, GoldenFile] = {
+    "codec_none.bale": _codec_file("none", "none"),
+    "codec_lz4.bale": _codec_file("lz4", "lz4"),
+    "codec_zstd.bale": _codec_file("zstd:9", "zstd"),
+    "codec_blosc2.bale": _codec_file("blosc2", "blosc2"),
+    "blosc2_settings.bale": BLOSC_FILE,
+    "all_kinds.bale": ALL_KINDS_FILE,
+    "appended.bale": APPENDED_FILE,
+    "segmented.bale": SEGMENTED_FILE,
+    "empty.bale": EMPTY_FILE,
+}
