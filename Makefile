@@ -6,10 +6,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck bench clean
 
+# torch is pinned to 2.13.0: on these machines that version is a local CPU-only wheel, while
+# any other spec downloads gigabytes of CUDA packages. The framework adapters' tests need it.
+FRAMEWORKS := torch==2.13.0 keras grain "dask[array]"
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test,bench]"
+	$(BIN)/python -m pip install -q $(FRAMEWORKS)
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from bale.loader.pipeline import Loader, detect_distributed
-from bale.reader import Batch, Dataset
+from bale.reader import Dataset
 
 try:
     import torch
@@ -241,12 +241,7 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
         return state
 
     def _epoch_end(self, start: int) -> int:
-        """The row position where an epoch that resumes at ``start`` ends (as bale.Loader)."""
-        loader = self._process_loader()
-        total = loader.rows_per_epoch()  # the same for every epoch
-        if loader.drop_last and total > start:
-            total -= (total - start) % self.batch_size
-        return total
+        return self._process_loader().epoch_end(start)
 
     # -- epochs and state ----------------------------------------------------------------------
 
@@ -298,8 +293,10 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         loader = self._process_loader()
-        end = self._epoch_end(self._position)
-        for batch in _strided_batches(loader, self.epoch, self._position, end, worker, workers):
+        batches = loader.iter_batches(
+            self.epoch, start=self._position, worker=worker, num_workers=workers
+        )
+        for batch in batches:
             yield to_torch(batch, pin_memory=self.pin_memory)
         if info is not None:
             # A persistent worker's copy moves on as bale.Loader would; the main process's copy
@@ -317,21 +314,3 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
             f"TorchIterableDataset({self.paths!r}, batch_size={self.batch_size}, "
             f"epoch={self.epoch}, position={self._position})"
         )
-
-
-def _strided_batches(
-    loader: Loader,
-    epoch: int,
-    position: int,
-    end: int,
-    worker: int,
-    workers: int,
-) -> Iterator[Batch]:
-    """Batches ``worker, worker + workers, ...`` of ``loader``'s epoch, rows ``position..end``.
-
-    bale.Loader iterates all of an epoch's batches; it has no public way to make only every
-    K-th one. This drives its read-ahead machinery (``_order``, ``_run``) with a strided list of
-    batch starts, so each worker reads and transforms only its own batches.
-    """
-    starts = list(range(position, end, loader.batch_size))[worker::workers]
-    yield from loader._run(loader._order(epoch), starts, end)

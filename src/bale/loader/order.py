@@ -16,7 +16,7 @@ An epoch is built in three steps:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -91,6 +91,7 @@ class EpochOrder:
     window_rows: int
     seed: int
     epoch: int
+    _window_cache: dict[int, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def num_rows(self) -> int:
@@ -108,11 +109,20 @@ class EpochOrder:
         return -(-len(self) // self.window_rows) if len(self) else 0
 
     def window(self, window: int) -> np.ndarray:
-        """Global row numbers of one window, in the order they are served."""
+        """Global row numbers of one window, in the order they are served. The last few windows
+        are cached: every batch of a window asks for it."""
+        cache = self._window_cache
+        cached = cache.get(window)
+        if cached is not None:
+            return cached
         a, b = self.window_bounds(window)
         rows = self._stream_rows(self.share.start + a, self.share.start + b)
         if self.mode == "chunks":
             rows = rows[permutation(len(rows), self.seed, self.epoch, self.share.start, window)]
+        rows.flags.writeable = False
+        if len(cache) >= 4:
+            cache.pop(next(iter(cache)))  # dict order: the oldest entry first
+        cache[window] = rows
         return rows
 
     def groups_of_window(self, window: int) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,13 +30,11 @@ _STATE_VERSION = 1
 def detect_distributed() -> tuple[int, int]:
     """(rank, world_size): from an initialised torch.distributed, else the RANK / WORLD_SIZE
     variables torchrun and most launchers set, else (0, 1). Called when a Loader is built."""
-    try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-    except ImportError:
-        pass
+    # Only a program that already imported torch.distributed can have initialised it; importing
+    # torch here just to ask would cost every Loader seconds.
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank()), int(dist.get_world_size())
     env = os.environ
     if "RANK" in env and "WORLD_SIZE" in env:
         return int(env["RANK"]), int(env["WORLD_SIZE"])
@@ -227,16 +226,19 @@ class Loader:
         self.epoch = epoch
         self._position = 0
 
-    def _epoch_end(self, order: EpochOrder) -> int:
-        """Positions served in an epoch: all rows, or whole batches only with drop_last."""
-        total = len(order)
-        return total - total % self.batch_size if self.drop_last else total
+    def epoch_end(self, start: int = 0) -> int:
+        """The position where an epoch iterated from ``start`` stops: all of this rank's rows, or
+        with drop_last the end of the last whole batch counted from ``start``."""
+        total = self.rows_per_epoch()  # the same for every epoch
+        if self.drop_last and total > start:
+            total -= (total - start) % self.batch_size
+        return total
 
     def state_dict(self) -> dict[str, Any]:
         """Where the next batch starts: a few numbers, enough to resume exactly. Taken right
         after an epoch's last batch, it points at the start of the next epoch."""
         epoch, position = self.epoch, self._position
-        if position and position >= self._epoch_end(self._order(epoch)):
+        if position and position >= self.epoch_end(position):
             epoch, position = epoch + 1, 0
         return {
             "version": _STATE_VERSION,
@@ -275,12 +277,21 @@ class Loader:
     def __iter__(self) -> Iterator[Batch]:
         """One epoch from the current position. When it ends, the next iteration is the next
         epoch (unless ``set_epoch`` says otherwise)."""
-        order = self._order(self.epoch)
-        total = self._epoch_end(order)
-        starts = list(range(self._position, total, self.batch_size))
-        yield from self._run(order, starts, total)
+        yield from self.iter_batches(self.epoch, start=self._position)
         self.epoch += 1
         self._position = 0
+
+    def iter_batches(
+        self, epoch: int, *, start: int = 0, worker: int = 0, num_workers: int = 1
+    ) -> Iterator[Batch]:
+        """The batches of ``epoch`` from row position ``start``; with ``num_workers`` > 1 only
+        batches ``worker, worker + num_workers, ...`` (how DataLoader workers share an epoch
+        without duplicates, in the order a single process would yield them)."""
+        if not 0 <= worker < num_workers:
+            raise ValueError(f"worker must be in 0..num_workers-1, got {worker}/{num_workers}")
+        end = self.epoch_end(start)
+        starts = list(range(start, end, self.batch_size))[worker::num_workers]
+        yield from self._run(self._order(epoch), starts, end)
 
     def _run(self, order: EpochOrder, starts: list[int], total: int) -> Iterator[Batch]:
         pool = self._ensure_pool()

@@ -1,0 +1,79 @@
+"""bale.adapters.grain: a bale file as a grain random-access source."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bale
+from bale.adapters.grain import GrainSource
+
+ROWS = 400
+
+
+@pytest.fixture(scope="module")
+def path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(0)
+    target = tmp_path_factory.mktemp("grain") / "rows.bale"
+    bale.write(
+        target,
+        {
+            "id": np.arange(ROWS, dtype=np.int64),
+            "x": rng.standard_normal((ROWS, 5)).astype(np.float32),
+            "name": [f"row-{i}" for i in range(ROWS)],
+        },
+        row_group_rows=64,
+    )
+    return target
+
+
+def test_source_rows(path: Path) -> None:
+    source = GrainSource(path)
+    reference = bale.open(path).read()
+    assert len(source) == ROWS
+    row = source[np.int64(70)]
+    assert row["id"] == 70 and row["name"] == "row-70"
+    np.testing.assert_array_equal(row["x"], reference["x"][70])
+    row["x"][:] = 0  # a copy: the next read is unaffected
+    np.testing.assert_array_equal(source[70]["x"], reference["x"][70])
+    assert [r["id"] for r in source._getitems([9, 3, 399])] == [9, 3, 399]
+    assert GrainSource(path, columns=["id"])[1].keys() == {"id"}
+    with pytest.raises(KeyError):
+        GrainSource(path, columns=["nope"])
+
+
+def test_source_pickles_by_path(path: Path) -> None:
+    source = GrainSource(path, columns=["id", "x"])
+    clone = pickle.loads(pickle.dumps(source))
+    assert repr(clone) == repr(source)
+    assert clone[5]["id"] == 5
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_grain_dataloader_with_shuffle_sampler(path: Path, workers: int) -> None:
+    grain = pytest.importorskip("grain.python")
+    source = GrainSource(path, columns=["id", "x"])
+    assert isinstance(source, grain.RandomAccessDataSource)
+    loader = grain.DataLoader(
+        data_source=source,
+        sampler=grain.IndexSampler(len(source), shuffle=True, seed=3, num_epochs=1),
+        operations=[grain.Batch(32)],
+        worker_count=workers,  # workers > 0: the source is pickled into child processes
+    )
+    ids = np.concatenate([batch["id"] for batch in loader])
+    assert sorted(ids.tolist()) == list(range(ROWS))
+    assert ids.tolist() != list(range(ROWS))  # actually shuffled
+
+
+def test_grain_map_dataset(path: Path) -> None:
+    grain = pytest.importorskip("grain")
+    source = GrainSource(path, columns=["id", "name"])
+    ds = grain.MapDataset.source(source).shuffle(seed=1)
+    rows = [ds[i] for i in range(len(ds))]
+    assert sorted(r["id"] for r in rows) == list(range(ROWS))
+    assert all(r["name"] == f"row-{r['id']}" for r in rows)
+    batches = list(grain.MapDataset.source(source).batch(50, batch_fn=list))
+    assert [r["id"] for b in batches for r in b] == list(range(ROWS))
