@@ -278,7 +278,7 @@ def test_absurd_row_lengths_raise_corrupt_file_error_without_warnings(tmp_path: 
 # -- damaged structure --------------------------------------------------------------------------
 
 
-def test_flipped_group_header_is_ignored_by_readers_but_stops_repair(
+def test_flipped_group_header_is_ignored_by_readers_and_skipped_by_repair(
     copy: Path, original: Path
 ) -> None:
     index = index_of(copy)
@@ -289,22 +289,34 @@ def test_flipped_group_header_is_ignored_by_readers_but_stops_repair(
     assert_batch_equal(batch, make_columns())
     assert info["metadata"] == {"classes": ["cat", "dog"], "n": 3}
 
-    # Without a footer, repair scans group headers and stops at the damaged one.
+    # Without a footer, repair scans group headers: it cannot trust group 2, skips it, and keeps
+    # every intact group after it instead of destroying them.
     flip(copy, copy.stat().st_size - 1)  # trailer magic: the footer is no longer found
     with pytest.raises(TruncatedFileError):
         bale.open(copy)
     report = repair(copy)
+    total_groups = len(index.groups)
     assert not report.already_complete
-    assert report.row_groups == 2
-    assert report.rows == 2 * GROUP_ROWS
-    assert report.bytes_dropped > 0
+    assert report.row_groups == total_groups - 1
+    assert report.rows == int(index.groups["num_rows"].sum()) - GROUP_ROWS
+    assert report.skipped_bytes == int(index.groups[2]["length"])
+    assert report.bytes_dropped > 0  # the old footer and trailer
     assert report.damaged_row_groups == []
+    assert "skipped" in report.summary()
+    columns = make_columns()
+    keep = np.r_[0 : 2 * GROUP_ROWS, 3 * GROUP_ROWS : N_ROWS]
     batch, _ = read_everything(copy)
-    assert_batch_equal(batch, {k: v[: 2 * GROUP_ROWS] for k, v in make_columns().items()})
-    # Kept groups are byte-for-byte the original ones.
+    assert_batch_equal(batch, {k: _pick(v, keep) for k, v in columns.items()})
+    # Kept groups are byte-for-byte the original ones, at their original offsets.
     data, before = copy.read_bytes(), original.read_bytes()
-    end = int(index.groups[1]["offset"] + index.groups[1]["length"])
-    assert data[:end] == before[:end]
+    for g in (0, 1, *range(3, total_groups)):
+        lo = int(index.groups[g]["offset"])
+        hi = lo + int(index.groups[g]["length"])
+        assert data[lo:hi] == before[lo:hi]
+
+
+def _pick(values: Any, rows: np.ndarray) -> Any:
+    return values[rows] if isinstance(values, np.ndarray) else [values[i] for i in rows]
 
 
 @pytest.mark.parametrize("where", ["json", "group_table", "block_table", "last_byte"])
@@ -537,10 +549,13 @@ def test_byte_flip_sweep(sweep_file: Path, tmp_path: Path) -> None:
 
 
 def test_repair_after_byte_flip_never_fabricates_rows(sweep_file: Path, tmp_path: Path) -> None:
-    """With the footer gone, repair rebuilds from group headers: every row it keeps reads back as
-    the original row (or raises), and the rows kept are a prefix of the original rows."""
+    """With the footer gone, repair rebuilds from group headers: every group it keeps is one of
+    the original groups at its original offset, and reads back as the original rows (or raises)."""
     pristine = sweep_file.read_bytes()
     expected, _ = read_everything(sweep_file)
+    original = index_of(sweep_file)
+    group_at = {int(g["offset"]): i for i, g in enumerate(original.groups)}
+    starts = np.cumsum((0, *original.groups["num_rows"].tolist()))
     n = len(expected["none"])
     footer_start = struct.unpack_from("<Q", pristine, len(pristine) - TRAILER_SIZE)[0]
     body = pristine[:footer_start]  # drop footer and trailer: an interrupted write
@@ -558,9 +573,9 @@ def test_repair_after_byte_flip_never_fabricates_rows(sweep_file: Path, tmp_path
         with bale.open(target) as ds:
             assert len(ds) == report.rows <= n
             recovered_counts.add(len(ds))
-            starts = np.cumsum((0, *ds.row_group_sizes))
             for group in range(ds.num_row_groups):
-                lo, hi = int(starts[group]), int(starts[group + 1])
+                source_group = group_at[int(ds.index.groups[group]["offset"])]
+                lo, hi = int(starts[source_group]), int(starts[source_group + 1])
                 try:
                     got = ds.read_row_group(group)
                 except CorruptFileError:

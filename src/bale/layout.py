@@ -10,7 +10,13 @@ from typing import Any
 from bale.codecs import codec_from_config
 from bale.codecs.framing import decode_block
 from bale.errors import BaleError, CorruptFileError, TruncatedFileError
-from bale.format.constants import GROUP_PREFIX_SIZE, HEADER_PREFIX_SIZE, TRAILER_SIZE
+from bale.format.constants import (
+    ALIGNMENT,
+    GROUP_MAGIC,
+    GROUP_PREFIX_SIZE,
+    HEADER_PREFIX_SIZE,
+    TRAILER_SIZE,
+)
 from bale.format.footer import BlockRecord, FileIndex, unpack_footer
 from bale.format.header import (
     checksum,
@@ -105,49 +111,85 @@ class ScannedGroup:
     length: int
     num_rows: int
     blocks: list[BlockRecord]
+    skipped_before: int = 0  # damaged bytes between the previous group and this one
 
 
 def scan_groups(source: LocalSource, header: Header) -> Iterator[ScannedGroup]:
-    """Walk row groups from the header onwards, stopping at the first one whose header is damaged
-    or whose blocks run past the end of the file. Block contents are not checked here."""
+    """Walk row groups from the header onwards. Where a group header is damaged, look for the
+    next intact group at a later aligned offset (group headers carry a magic and a checksummed
+    JSON, so a false match is practically impossible) instead of giving up on the rest of the
+    file. The walk ends at the first group that runs past the end of the file. Block contents
+    are not checked here."""
     size = source.size()
     offset = header.end
-    num_columns = len(header.schema)
+    skipped = 0
     while offset + GROUP_PREFIX_SIZE <= size:
-        prefix = unpack_group_prefix(bytes(source.read(offset, GROUP_PREFIX_SIZE)))
-        if prefix is None:
-            return
-        json_length, json_checksum = prefix
-        head_end = offset + GROUP_PREFIX_SIZE + json_length
-        if head_end > size:
-            return
-        body = source.read(offset + GROUP_PREFIX_SIZE, json_length)
-        if checksum(body) != json_checksum:
-            return
-        try:
-            info = json.loads(bytes(body))
-            data_start = head_end + padding(head_end)
-            num_rows = int(info["rows"])
-            blocks = [
-                BlockRecord(
-                    data_start + int(b["offset"]),
-                    int(b["stored_size"]),
-                    int(b["raw_size"]),
-                    int(b["checksum"]),
-                    dict(b["codec"]),
-                )
-                for b in info["blocks"]
-            ]
-        except (KeyError, TypeError, ValueError):
-            return
-        if len(blocks) != num_columns:
-            return
-        end = max([data_start] + [b.offset + b.stored_size for b in blocks])
-        if end > size:
-            return
-        end += padding(end)
-        yield ScannedGroup(offset, end - offset, num_rows, blocks)
-        offset = end
+        group = _group_at(source, offset, len(header.schema), size)
+        if group is None:
+            found = _next_group(source, offset + ALIGNMENT, len(header.schema), size)
+            if found is None:
+                return
+            skipped += found.offset - offset
+            group = found
+        yield ScannedGroup(group.offset, group.length, group.num_rows, group.blocks, skipped)
+        skipped = 0
+        offset = group.offset + group.length
+
+
+def _group_at(source: LocalSource, offset: int, num_columns: int, size: int) -> ScannedGroup | None:
+    """The complete row group starting at ``offset``, or None."""
+    prefix = unpack_group_prefix(bytes(source.read(offset, GROUP_PREFIX_SIZE)))
+    if prefix is None:
+        return None
+    json_length, json_checksum = prefix
+    head_end = offset + GROUP_PREFIX_SIZE + json_length
+    if head_end > size:
+        return None
+    body = source.read(offset + GROUP_PREFIX_SIZE, json_length)
+    if checksum(body) != json_checksum:
+        return None
+    try:
+        info = json.loads(bytes(body))
+        data_start = head_end + padding(head_end)
+        num_rows = int(info["rows"])
+        blocks = [
+            BlockRecord(
+                data_start + int(b["offset"]),
+                int(b["stored_size"]),
+                int(b["raw_size"]),
+                int(b["checksum"]),
+                dict(b["codec"]),
+            )
+            for b in info["blocks"]
+        ]
+    except (KeyError, TypeError, ValueError):
+        return None
+    if len(blocks) != num_columns or num_rows < 0:
+        return None
+    end = max([data_start] + [b.offset + b.stored_size for b in blocks])
+    if end > size:
+        return None
+    end += padding(end)
+    return ScannedGroup(offset, end - offset, num_rows, blocks)
+
+
+def _next_group(
+    source: LocalSource, start: int, num_columns: int, size: int
+) -> ScannedGroup | None:
+    """The first intact group at an aligned offset >= ``start``, searching in 4 MiB windows."""
+    start += padding(start)
+    window = 4 << 20
+    while start + GROUP_PREFIX_SIZE <= size:
+        chunk = bytes(source.read(start, min(window + GROUP_PREFIX_SIZE, size - start)))
+        position = chunk.find(GROUP_MAGIC)
+        while position != -1 and position < window:
+            if (start + position) % ALIGNMENT == 0:
+                group = _group_at(source, start + position, num_columns, size)
+                if group is not None:
+                    return group
+            position = chunk.find(GROUP_MAGIC, position + 1)
+        start += window
+    return None
 
 
 def block_reads_back(source: LocalSource, block: BlockRecord, segment_bytes: int) -> bool:

@@ -25,6 +25,7 @@ class RepairReport:
     bytes_dropped: int
     already_complete: bool
     damaged_row_groups: list[int] = field(default_factory=list)
+    skipped_bytes: int = 0
 
     def summary(self) -> str:
         if self.already_complete:
@@ -33,6 +34,11 @@ class RepairReport:
             f"{self.path}: recovered {self.rows} rows in {self.row_groups} row groups from "
             f"{self.repaired_from}; dropped {self.bytes_dropped} bytes of unfinished data"
         )
+        if self.skipped_bytes:
+            text += (
+                f"; skipped {self.skipped_bytes} bytes of damaged row-group headers in the middle "
+                "of the file (their rows are lost; later groups were kept)"
+            )
         if self.damaged_row_groups:
             text += (
                 f"; row groups {self.damaged_row_groups} have damaged blocks and will raise "
@@ -77,7 +83,7 @@ def _complete_index(path: str) -> FileIndex | None:
         source.close()
 
 
-def _rebuild(path: str) -> tuple[str, int, int, int, bool, list[int]]:
+def _rebuild(path: str) -> tuple[str, int, int, int, bool, list[int], int]:
     source = LocalSource(path)
     sink = FileSink(path, "update")  # takes the writer lock: never repair a file being written
     try:
@@ -105,4 +111,5 @@ def _rebuild(path: str) -> tuple[str, int, int, int, bool, list[int]]:
     finally:
         sink.close()
         source.close()
-    return path, index.num_rows, len(groups), size - data_end, False, damaged
+    skipped = sum(g.skipped_before for g in groups)
+    return path, index.num_rows, len(groups), size - data_end, False, damaged, skipped
