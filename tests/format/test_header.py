@@ -116,7 +116,7 @@ def test_header_prefix_end_is_aligned() -> None:
     "data",
     [
         b"",
-        FILE_MAGIC,  # shorter than the prefix
+        FILE_MAGIC[:7],  # shorter than the magic itself
         b"PK\x03\x04" + bytes(20),
         b"\x89HDF\r\n\x1a\n" + bytes(16),
         b"\x89bale\r\n\x1a" + bytes(16),
@@ -126,6 +126,11 @@ def test_wrong_magic_is_not_a_bale_file(data: bytes) -> None:
     with pytest.raises(bale.NotABaleFileError) as info:
         unpack_header_prefix(data, "some/path")
     assert info.value.path == "some/path"
+
+
+def test_full_magic_but_cut_header_is_truncated() -> None:
+    with pytest.raises(bale.TruncatedFileError, match="cut inside its header"):
+        unpack_header_prefix(FILE_MAGIC + bytes(4), "some/path")
 
 
 @pytest.mark.parametrize("major", [0, 2, 65535])
