@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from bale.batches import unpack_var_rows
-from bale.codecs import codec_from_config
+from bale.codecs import Codec
 from bale.codecs.framing import decode_block
 from bale.errors import CorruptFileError
 from bale.format.header import checksum
@@ -41,7 +41,7 @@ Decoded = np.ndarray | VarRows
 def decode_column_block(
     payload: bytes | bytearray | memoryview,
     record: Any,  # a BLOCK_DTYPE row
-    codec_config: dict[str, Any],
+    codec: Codec,
     column: Column,
     num_rows: int,
     *,
@@ -61,12 +61,10 @@ def decode_column_block(
             rows=rows,
         )
     try:
-        decoded = decode_block(
-            codec_from_config(codec_config), memoryview(payload), raw_size, segment_bytes
-        )
+        decoded = decode_block(codec, memoryview(payload), raw_size, segment_bytes)
     except Exception as exc:  # codec libraries raise their own types; all mean damaged bytes
         raise CorruptFileError(
-            f"block does not decode with {codec_config}: {exc}",
+            f"block does not decode with {codec!r}: {exc}",
             path=path,
             column=column.name,
             rows=rows,

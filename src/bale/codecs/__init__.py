@@ -9,6 +9,7 @@ LZ4(acceleration=1)
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Mapping
 from typing import Any
@@ -38,6 +39,11 @@ _BY_ID: Mapping[str, type[Codec]] = {
 }
 
 
+@functools.cache
+def _init_parameters(cls: type[Codec]) -> frozenset[str]:
+    return frozenset(inspect.signature(cls.__init__).parameters)
+
+
 def codec_from_config(config: Mapping[str, Any]) -> Codec:
     """The codec a stored config describes. Unknown extra keys (from a newer minor version) are
     ignored: they cannot change decoding, since a different decoding would need a new id."""
@@ -45,7 +51,7 @@ def codec_from_config(config: Mapping[str, Any]) -> Codec:
     cls = _BY_ID.get(codec_id) if isinstance(codec_id, str) else None
     if cls is None:
         raise CodecError(f"unknown codec id {codec_id!r}; this bale knows {sorted(_BY_ID)}")
-    accepted = inspect.signature(cls.__init__).parameters
+    accepted = _init_parameters(cls)
     kwargs = {k: v for k, v in config.items() if k != "id" and k in accepted}
     try:
         return cls(**kwargs)

@@ -61,6 +61,11 @@ class LocalSource:
             done += n
         return buffer
 
+    def will_need(self, offset: int, size: int) -> None:
+        """Ask the kernel to start reading a range now (asynchronously), so a later read of it
+        finds the data in the page cache: disk I/O overlaps with decoding."""
+        os.posix_fadvise(self._fileno(), offset, size, os.POSIX_FADV_WILLNEED)
+
     def evict_from_page_cache(self) -> None:
         """Ask the kernel to drop this file's cached pages (for cold-cache measurements)."""
         fd = self._fileno()
