@@ -125,6 +125,18 @@ class EpochOrder:
         cache[window] = rows
         return rows
 
+    def window_stream(self, window: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, order): a window's global rows in stream order (runs of consecutive rows of
+        the same row group, cheap to read) and the permutation that gives the serving order:
+        ``rows[order]`` equals ``window(window)``."""
+        a, b = self.window_bounds(window)
+        rows = self._stream_rows(self.share.start + a, self.share.start + b)
+        if self.mode == "chunks":
+            served = permutation(len(rows), self.seed, self.epoch, self.share.start, window)
+        else:
+            served = np.arange(len(rows), dtype=np.int64)
+        return rows, served
+
     def groups_of_window(self, window: int) -> np.ndarray:
         """Global row groups that a window's rows come from (what to read ahead for it)."""
         a, b = self.window_bounds(window)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import os
 import sys
@@ -16,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bale.errors import BaleError, CorruptFileError
+from bale.format.schema import Array
 from bale.loader.order import EpochOrder, Partition, ShuffleMode, epoch_order
 from bale.reader import Batch, Dataset
 
@@ -177,9 +177,20 @@ class Loader:
         group_bytes = max(
             1, max(ds.decoded_group_bytes(self.columns) for ds in self._files.datasets)
         )
-        # Two windows (the one served and the one read ahead) must fit in the memory budget.
-        self.window_groups = window_groups or max(2, memory_budget // (2 * group_bytes))
-        per_file_cache = max(memory_budget // len(self._files.datasets), 3 * group_bytes)
+        rows_per_group = max(1, int(np.median(self._files.group_sizes))) if self.num_rows else 1
+        batch_bytes = self.batch_size * group_bytes // rows_per_group
+        # The budget holds two windows (the one served and the one read ahead) and the batches
+        # in flight; what stays goes to the windows.
+        window_budget = max(0, memory_budget - self.prefetch * batch_bytes)
+        self.window_groups = window_groups or max(2, window_budget // (2 * group_bytes))
+        # "full" mode reads batches straight from the files: its block cache gets the budget.
+        # "chunks" decodes each row group once per window and needs no cache.
+        if shuffle == "full":
+            per_file_cache = window_budget // len(self._files.datasets)
+        elif shuffle == "none":  # a row group spans several batches: decode it once
+            per_file_cache = (self.num_threads + 2) * group_bytes
+        else:
+            per_file_cache = 0
         for ds in self._files.datasets:
             ds.cache_bytes = per_file_cache
         self.epoch = 0
@@ -294,53 +305,72 @@ class Loader:
         yield from self._run(self._order(epoch), starts, end)
 
     def _run(self, order: EpochOrder, starts: list[int], total: int) -> Iterator[Batch]:
+        """Batches starting at ``starts``, made ``prefetch`` ahead in the pool. In "chunks" mode
+        rows come from windows read whole (each row group read and decoded once per window, in
+        parallel) while the previous window is served; "none" and "full" read each batch
+        directly (contiguous rows in "none", through the block cache)."""
         pool = self._ensure_pool()
         pending: deque[tuple[int, Future[Batch]]] = deque()
-        warmed: set[int] = set()
+        windows: dict[int, _Window] = {}
         next_start = 0
         try:
             while next_start < len(starts) or pending:
                 while next_start < len(starts) and len(pending) < self.prefetch:
                     a = starts[next_start]
                     b = min(a + self.batch_size, total)
-                    self._warm_ahead(pool, order, b, warmed)
-                    pending.append((b, pool.submit(self._make_batch, order, a, b)))
+                    if order.mode != "chunks":
+                        task = pool.submit(self._make_batch, order, a, b)
+                    else:
+                        needed = self._windows_for(order, a, b, windows, pool)
+                        task = pool.submit(self._make_window_batch, needed, a, b, order.epoch)
+                    pending.append((b, task))
                     next_start += 1
                 end, future = pending.popleft()
                 batch = future.result()  # re-raises a worker's exception with its traceback
                 self._position = end
+                for w in [w for w in windows if windows[w].stop <= end]:
+                    del windows[w]  # fully served: its memory goes back
                 yield batch
         finally:
             for _, future in pending:
                 future.cancel()
+            for window in windows.values():
+                window.cancel()
 
-    def _warm_ahead(
-        self, pool: ThreadPoolExecutor, order: EpochOrder, position: int, warmed: set[int]
-    ) -> None:
-        """In chunks mode, read the row groups of the next window before batches need them."""
-        if order.mode != "chunks" or not order.num_windows:
-            return
-        window = position // order.window_rows
-        for w in (window, window + 1):
-            if w in warmed or w >= order.num_windows:
-                continue
-            warmed.add(w)
-            for g in order.groups_of_window(w).tolist():
-                pool.submit(self._prefetch_group, g)
+    def _windows_for(
+        self,
+        order: EpochOrder,
+        a: int,
+        b: int,
+        windows: dict[int, _Window],
+        pool: ThreadPoolExecutor,
+    ) -> list[_Window]:
+        """The windows a batch of positions a..b-1 needs, starting any not yet gathered, and
+        the window after them (read ahead while these are served)."""
+        first, last = a // order.window_rows, (b - 1) // order.window_rows
+        for w in range(first, min(last + 2, order.num_windows)):
+            if w not in windows:
+                windows[w] = _Window(self, order, w, pool)
+        return [windows[w] for w in range(first, last + 1)]
 
-    def _prefetch_group(self, global_group: int) -> None:
-        ds = self._files.datasets[int(self._files.group_file[global_group])]
-        # Errors are reported (or skipped) when a batch actually needs these rows.
-        with contextlib.suppress(BaleError):
-            ds.prefetch_group(int(self._files.group_local[global_group]), self.columns)
+    def _make_window_batch(self, windows: list[_Window], a: int, b: int, epoch: int) -> Batch:
+        pieces = [w.take(max(a, w.start), min(b, w.stop)) for w in windows]
+        if len(pieces) == 1:
+            batch, rows = pieces[0]
+        else:
+            rows = np.concatenate([r for _, r in pieces])
+            batch = {k: _concat([p[k] for p, _ in pieces]) for k in pieces[0][0]}
+        return self._finish_batch(batch, rows, epoch)
 
     def _make_batch(self, order: EpochOrder, a: int, b: int) -> Batch:
-        rows = order.rows(a, b)
-        batch, rows = self._gather(rows)
+        batch, rows = self._gather(order.rows(a, b))
+        return self._finish_batch(batch, rows, order.epoch)
+
+    def _finish_batch(self, batch: Batch, rows: np.ndarray, epoch: int) -> Batch:
         if self.transform is not None:
             batch, rows = self._apply_row_transform(batch, rows)
         if self.batch_transform is not None:
-            batch = self._apply_batch_transform(self.batch_transform, batch, rows, order.epoch)
+            batch = self._apply_batch_transform(self.batch_transform, batch, rows, epoch)
         return batch
 
     def _apply_batch_transform(
@@ -379,10 +409,15 @@ class Loader:
 
     def _gather(self, rows: np.ndarray) -> tuple[Batch, np.ndarray]:
         """The batch for these global rows, and the rows it holds (fewer in skip mode)."""
+        batch, kept = self._gather_mask(rows)
+        return batch, rows[kept]
+
+    def _gather_mask(self, rows: np.ndarray) -> tuple[Batch, np.ndarray]:
+        """The batch for these global rows and a mask of the rows it holds (skip mode drops
+        rows of damaged row groups)."""
         files, local = self._files.locate(rows)
         if len(self._files.datasets) == 1:
-            batch, keep = self._take(self._files.datasets[0], local)
-            return batch, rows[keep]
+            return self._take(self._files.datasets[0], local)
         parts = []
         kept = np.zeros(len(rows), bool)
         for f in np.unique(files).tolist():
@@ -393,14 +428,20 @@ class Loader:
         # Positions in the merged batch: rank of each kept position among all kept ones.
         new_position = np.cumsum(kept) - 1
         parts = [(new_position[p], b) for p, b in parts]
-        return _merge(parts, int(kept.sum())), rows[kept]
+        return _merge(parts, int(kept.sum())), kept
 
     def _take(self, ds: Dataset, local: np.ndarray) -> tuple[Batch, np.ndarray]:
         everything = np.ones(len(local), bool)
+        contiguous = len(local) > 0 and int(local[-1]) - int(local[0]) == len(local) - 1
+        if contiguous and bool((np.diff(local) == 1).all()):
+            rows = slice(int(local[0]), int(local[-1]) + 1)
+            read: Callable[[], Batch] = lambda: _own(ds.read(rows, self.columns))  # noqa: E731
+        else:
+            read = lambda: ds.take(local, self.columns)  # noqa: E731
         if self.on_error == "raise":
-            return ds.take(local, self.columns), everything
+            return read(), everything
         try:
-            return ds.take(local, self.columns), everything
+            return read(), everything
         except CorruptFileError:
             pass
         # Skip mode: find the row groups that fail and drop their rows from this batch.
@@ -461,6 +502,96 @@ class Loader:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+class _Window:
+    """One window of an epoch held in memory, for the "chunks" shuffle.
+
+    Rows are stored in stream order, where they form runs of consecutive rows of one row group:
+    filling the window is a series of contiguous copies out of decoded blocks, split by row
+    group into one part per loader thread, so each row group is read and decoded exactly once
+    and the parts run in parallel. A batch applies the window's permutation as one gather of
+    its rows, a copy, so a batch kept by the training loop does not pin the window.
+    """
+
+    def __init__(self, loader: Loader, order: EpochOrder, window: int, pool: ThreadPoolExecutor):
+        self.start, self.stop = order.window_bounds(window)
+        self.rows, self.served = order.window_stream(window)
+        n = len(self.rows)
+        self.kept = np.ones(n, bool)
+        self.data: Batch = {}
+        schema = loader._files.datasets[0].schema
+        self._columns = list(loader.columns or schema.names)
+        for name in self._columns:
+            column_type = schema[name].type
+            if isinstance(column_type, Array):
+                self.data[name] = np.empty((n, *column_type.shape), column_type.numpy_dtype)
+            else:
+                self.data[name] = [None] * n
+        groups = np.searchsorted(order.group_starts, self.rows, side="right") - 1
+        # Runs of consecutive positions in the same row group: [run_start, run_stop).
+        breaks = np.flatnonzero(np.diff(groups)) + 1
+        run_starts = np.concatenate([[0], breaks]).astype(np.int64)
+        run_stops = np.concatenate([breaks, [n]]).astype(np.int64)
+        run_groups = groups[run_starts] if n else np.zeros(0, np.int64)
+        parts = min(loader.num_threads, max(1, len(np.unique(run_groups))))
+        self._loader = loader
+        self._group_starts = order.group_starts
+        self._futures = [
+            pool.submit(self._fill, run_starts[sel], run_stops[sel], run_groups[sel])
+            for sel in (run_groups % parts == p for p in range(parts))
+            if sel.any()
+        ]
+
+    def _fill(self, run_starts: np.ndarray, run_stops: np.ndarray, run_groups: np.ndarray) -> None:
+        loader = self._loader
+        files = loader._files
+        for start, stop, group in zip(
+            run_starts.tolist(), run_stops.tolist(), run_groups.tolist(), strict=True
+        ):
+            ds = files.datasets[int(files.group_file[group])]
+            try:
+                block = ds.read_row_group(int(files.group_local[group]), self._columns)
+            except CorruptFileError:
+                if loader.on_error == "raise":
+                    raise
+                self.kept[start:stop] = False
+                with loader._lock:
+                    loader.skipped_rows += stop - start
+                continue
+            first = int(self.rows[start] - self._group_starts[group])
+            for name in self._columns:
+                self.data[name][start:stop] = block[name][first : first + stop - start]
+
+    def take(self, a: int, b: int) -> tuple[Batch, np.ndarray]:
+        """Positions a..b-1 of the epoch (inside this window) and their global rows."""
+        for future in self._futures:
+            future.result()  # waits for the parts; re-raises a part's error
+        picked = self.served[a - self.start : b - self.start]
+        picked = picked[self.kept[picked]]
+        batch = {
+            k: np.take(v, picked, axis=0) if isinstance(v, np.ndarray) else [v[i] for i in picked]
+            for k, v in self.data.items()
+        }
+        return batch, self.rows[picked]
+
+    def cancel(self) -> None:
+        for future in self._futures:
+            future.cancel()
+
+
+def _own(batch: Batch) -> Batch:
+    """Copies of arrays that are views of cached blocks (read-only, shared between callers)."""
+    return {
+        k: v.copy() if isinstance(v, np.ndarray) and not v.flags.writeable else v
+        for k, v in batch.items()
+    }
+
+
+def _concat(pieces: list[Any]) -> Any:
+    if isinstance(pieces[0], np.ndarray):
+        return np.concatenate(pieces)
+    return [value for piece in pieces for value in piece]
 
 
 def collate(rows: Sequence[Mapping[str, Any]]) -> Batch:
