@@ -198,6 +198,7 @@ class Loader:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._order_cache: tuple[int, EpochOrder] | None = None
+        self._spare_buffers: list[dict[str, np.ndarray]] = []  # arrays of a served window
 
     # -- order and state ----------------------------------------------------------------------
 
@@ -329,7 +330,9 @@ class Loader:
                 batch = future.result()  # re-raises a worker's exception with its traceback
                 self._position = end
                 for w in [w for w in windows if windows[w].stop <= end]:
-                    del windows[w]  # fully served: its memory goes back
+                    windows.pop(w).recycle(self._spare_buffers)  # fully served
+                if order.mode == "chunks" and end < total:
+                    self._read_next_window(order, end, windows, pool)
                 yield batch
         finally:
             for _, future in pending:
@@ -345,13 +348,25 @@ class Loader:
         windows: dict[int, _Window],
         pool: ThreadPoolExecutor,
     ) -> list[_Window]:
-        """The windows a batch of positions a..b-1 needs, starting any not yet gathered, and
-        the window after them (read ahead while these are served)."""
+        """The windows a batch of positions a..b-1 needs, starting any not yet read."""
         first, last = a // order.window_rows, (b - 1) // order.window_rows
-        for w in range(first, min(last + 2, order.num_windows)):
+        for w in range(first, last + 1):
             if w not in windows:
-                windows[w] = _Window(self, order, w, pool)
+                windows[w] = _Window(self, order, w, pool, self._spare_buffers)
         return [windows[w] for w in range(first, last + 1)]
+
+    def _read_next_window(
+        self,
+        order: EpochOrder,
+        position: int,
+        windows: dict[int, _Window],
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        """Start reading the window after the one being served, so it is ready when needed;
+        never more than two windows at once (the memory budget counts two)."""
+        upcoming = position // order.window_rows + 1
+        if upcoming < order.num_windows and upcoming not in windows and len(windows) < 2:
+            windows[upcoming] = _Window(self, order, upcoming, pool, self._spare_buffers)
 
     def _make_window_batch(self, windows: list[_Window], a: int, b: int, epoch: int) -> Batch:
         pieces = [w.take(max(a, w.start), min(b, w.stop)) for w in windows]
@@ -485,6 +500,7 @@ class Loader:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._spare_buffers.clear()
         self._files.close()
 
     def __enter__(self) -> Loader:
@@ -497,6 +513,7 @@ class Loader:
         state = self.__dict__.copy()
         state["_pool"] = None
         state["_lock"] = None
+        state["_spare_buffers"] = []
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -514,7 +531,14 @@ class _Window:
     its rows, a copy, so a batch kept by the training loop does not pin the window.
     """
 
-    def __init__(self, loader: Loader, order: EpochOrder, window: int, pool: ThreadPoolExecutor):
+    def __init__(
+        self,
+        loader: Loader,
+        order: EpochOrder,
+        window: int,
+        pool: ThreadPoolExecutor,
+        spares: list[dict[str, np.ndarray]],
+    ):
         self.start, self.stop = order.window_bounds(window)
         self.rows, self.served = order.window_stream(window)
         n = len(self.rows)
@@ -522,10 +546,16 @@ class _Window:
         self.data: Batch = {}
         schema = loader._files.datasets[0].schema
         self._columns = list(loader.columns or schema.names)
+        # Reuse the arrays of a served window: fresh memory costs a page fault per page (and on
+        # VMs with free-page reporting, a trip to the host), every window of every epoch.
+        spare = spares.pop() if spares else {}
         for name in self._columns:
             column_type = schema[name].type
             if isinstance(column_type, Array):
-                self.data[name] = np.empty((n, *column_type.shape), column_type.numpy_dtype)
+                buffer = spare.get(name)
+                if buffer is None or len(buffer) < n:
+                    buffer = np.empty((n, *column_type.shape), column_type.numpy_dtype)
+                self.data[name] = buffer[:n]
             else:
                 self.data[name] = [None] * n
         groups = np.searchsorted(order.group_starts, self.rows, side="right") - 1
@@ -578,6 +608,17 @@ class _Window:
     def cancel(self) -> None:
         for future in self._futures:
             future.cancel()
+
+    def recycle(self, spares: list[dict[str, np.ndarray]]) -> None:
+        """Hand this window's arrays to the next window (batches hold copies, never views)."""
+        arrays = {
+            k: v.base if v.base is not None else v
+            for k, v in self.data.items()
+            if isinstance(v, np.ndarray)
+        }
+        if arrays and len(spares) < 1:
+            spares.append(arrays)
+        self.data = {}
 
 
 def _own(batch: Batch) -> Batch:
