@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench bench-quick clean
 
 # torch is pinned to 2.13.0: on these machines that version is a local CPU-only wheel, while
 # any other spec downloads gigabytes of CUDA packages. The framework adapters' tests need it.
@@ -32,6 +32,12 @@ test: $(STAMP) lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python bench/format_bench.py
+	$(BIN)/python bench/loader_bench.py
+	$(BIN)/python bench/report.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/format_bench.py --quick
+	$(BIN)/python bench/loader_bench.py --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,93 @@
+"""Builds docs/BENCHMARKS.md from the reports the benchmark scripts wrote to bench/results/.
+
+No figure in docs/BENCHMARKS.md is typed by hand: each section is a generated report, included
+as it is (headings moved one level down), behind a short guide to what each one measures.
+
+    .venv/bin/python bench/report.py
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+TARGET = HERE.parent / "docs" / "BENCHMARKS.md"
+
+SECTIONS = (
+    (
+        "format_bench.md",
+        "The file format against .npy and h5py",
+        "`.venv/bin/python bench/format_bench.py`: file size, write speed, sequential read speed "
+        "(warm and cold page cache), open time at 10^6 rows, and peak memory while streaming a "
+        "multi-GB file, for JPEG bytes, decoded uint8 images and sparse float32 activations.",
+    ),
+    (
+        "loader_bench.md",
+        "The training loader against DataLoader pipelines, memmap and h5py",
+        "`.venv/bin/python bench/loader_bench.py`: images/s against a decode-only ceiling and "
+        "against a JPEG folder, h5py and npy memmap behind a PyTorch DataLoader; decoded arrays; "
+        "cold shuffled against cold sequential epochs; peak memory against the memory budget.",
+    ),
+    (
+        "shuffle_quality.md",
+        "Shuffle quality",
+        "`.venv/bin/python bench/shuffle_quality.py`: the dispersion ratio (1.0 = i.i.d.) of "
+        "each shuffle mode and window size on class-sorted data.",
+    ),
+    (
+        "codec_choice.md",
+        "Codec measurements behind the defaults",
+        "`.venv/bin/python bench/codec_choice.py`: ratio and single-thread speed of every codec "
+        "candidate on the three data kinds, and the row-group size sweep.",
+    ),
+)
+
+INTRO = """# Benchmarks
+
+Every figure on this page was measured by a script under `bench/` and copied here by
+`bench/report.py` from the reports the scripts wrote to `bench/results/`. Each report names
+its machine, library versions, date and the command that reproduces it, and shows medians of
+repeated runs with min-max. Comparisons are made within one run on one machine, because the
+machines here are shared and noisy. Where bale misses an aim, the report says so.
+
+Quick reproduction of everything (about 30 minutes on 2 cores):
+
+```
+make bench                                  # format and loader benchmarks
+.venv/bin/python bench/shuffle_quality.py
+.venv/bin/python bench/codec_choice.py
+.venv/bin/python bench/report.py            # rebuilds this page
+```
+"""
+
+
+def demote(markdown: str) -> str:
+    """Move every heading one level down, so a report's title becomes a section."""
+    return re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", markdown, flags=re.MULTILINE)
+
+
+def build() -> str:
+    parts = [INTRO]
+    for name, title, what in SECTIONS:
+        path = RESULTS / name
+        parts.append(f"\n## {title}\n\n{what}\n")
+        if not path.exists():
+            parts.append(f"\n*Not run yet: `{path.relative_to(HERE.parent)}` is missing.*\n")
+            continue
+        body = path.read_text(encoding="utf-8").strip()
+        body = re.sub(r"^# .*\n", "", body, count=1)  # the report's own title: the section's
+        parts.append("\n" + demote(body) + "\n")
+    return "".join(parts)
+
+
+def main() -> int:
+    TARGET.write_text(build(), encoding="utf-8")
+    print(f"wrote {TARGET}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
