@@ -332,13 +332,16 @@ def test_load_state_dict_refuses_a_different_dataset(loaders, path: str, tmp_pat
 
 def test_resume_with_a_different_memory_budget(path: str) -> None:
     # The window size is derived from memory_budget: ~16 bytes a row here, 10 rows a group.
-    with Loader(path, BATCH, shuffle="chunks", seed=4, memory_budget=1_000) as first:
+    # Budgets just above the loader's fixed allowance (16 MiB), so their windows differ.
+    with Loader(path, BATCH, shuffle="chunks", seed=4, memory_budget=(16 << 20) + 1_000) as first:
         ref = batch_labels(list(first))
         first.set_epoch(0)
         seen = batch_labels(take(first, 3))
         state = first.state_dict()
         small_window = first.window_groups
-    with Loader(path, BATCH, shuffle="chunks", seed=4, memory_budget=10_000) as resumed:
+    with Loader(
+        path, BATCH, shuffle="chunks", seed=4, memory_budget=(16 << 20) + 10_000
+    ) as resumed:
         assert resumed.window_groups != small_window
         try:
             resumed.load_state_dict(state)
