@@ -271,13 +271,15 @@ def explanation(results: dict[str, Any]) -> str:
         "(K x rows per group < B: K = 2 at B = 256 here), a batch spans several windows and "
         "the rule overestimates R. So 1 + B/K is an upper bound for large files. **To get "
         "R <= 1.5, use K >= 2B row groups per window**: K >= 128 for batches of 64, K >= 512 "
-        "for batches of 256. With the default 1 MiB row groups the Loader picks "
-        "K = memory_budget / (2 x row group size), about 512 for the default 1 GiB budget: "
-        f"R <= 1.5 at B = 256 and about 1.1 at B = 64 even on fully class-sorted data "
+        "for batches of 256. With the default 1 MiB row groups the Loader fits two windows "
+        "(and the batches in flight) in its memory_budget, which gives "
+        f"K = {results['default_window']} for the default 1 GiB: by the rule R <= "
+        f"{1 + 256 / results['default_window']:.2f} at B = 256 and "
+        f"{1 + 64 / results['default_window']:.2f} at B = 64 even on fully class-sorted data "
         f"({measured[256]:.2f} and {measured[64]:.2f} measured on the first file below, where "
-        f"a window is {results['default_window'] / first['row_groups']:.0%} of the file); halve "
-        "the budget and R at B = 256 rises to about 2. `shuffle='full'` gives R ≈ 1 at any "
-        "batch size, at the price of random reads."
+        f"a window is {results['default_window'] / first['row_groups']:.0%} of the file). With "
+        "half that budget the rule predicts R ≈ 2 at B = 256. `shuffle='full'` gives R ≈ 1 at "
+        "any batch size, at the price of random reads."
     )
 
 
