@@ -270,6 +270,11 @@ class Dataset:
 
     # -- blocks -------------------------------------------------------------------------------
 
+    def check_columns(self, columns: Sequence[str] | None) -> None:
+        """Raise KeyError naming the file and its columns if any of ``columns`` is unknown
+        (TypeError for a bare string). ``None`` means all columns."""
+        self._select(columns)
+
     def _select(self, columns: Sequence[str] | None) -> list[tuple[int, Column]]:
         if columns is None:
             return list(enumerate(self.schema.columns))

@@ -45,7 +45,7 @@ class GrainSource:
     def __init__(self, path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> None:
         self.dataset = Dataset(path)
         self.columns = list(columns) if columns is not None else None
-        self.dataset.take(np.zeros(0, np.int64), self.columns)  # unknown names fail here
+        self.dataset.check_columns(self.columns)
 
     @property
     def path(self) -> str:

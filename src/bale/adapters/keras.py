@@ -78,7 +78,7 @@ class EpochBatches:
         self.batch_size = batch_size
         self.x, self.y = x, y
         self.columns = list(dict.fromkeys([*_names(x), *(_names(y) if y is not None else [])]))
-        self.dataset.take(np.zeros(0, np.int64), self.columns)  # unknown names fail here
+        self.dataset.check_columns(self.columns)
         self.shuffle = mode
         self.seed = seed
         self.drop_last = drop_last

@@ -132,7 +132,7 @@ class TorchDataset(_TorchMapDataset[Row]):
         self.columns = list(columns) if columns is not None else None
         self.transform = transform
         if self.columns is not None:
-            self.dataset.take(np.zeros(0, np.int64), self.columns)  # unknown names fail here
+            self.dataset.check_columns(self.columns)
 
     @property
     def path(self) -> str:

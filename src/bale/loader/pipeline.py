@@ -67,9 +67,7 @@ class _Files:
                         f"differs from {first.describe()} in {datasets[0].path!r}",
                         path=ds.path,
                     )
-            for name in columns or []:
-                if name not in first:
-                    raise KeyError(f"no column {name!r}; columns are {first.names}")
+            datasets[0].check_columns(columns)
         except BaseException:
             for ds in datasets:
                 ds.close()
