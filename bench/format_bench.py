@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import pstats
-import resource
 import shutil
 import signal
 import statistics
@@ -41,6 +40,15 @@ from typing import Any
 import datasets
 import h5py
 import numpy as np
+from machine import (
+    ForeignLoad,
+    evict,
+    exit_on_sigterm,
+    fmt_range,
+    reset_peak_rss,
+    resident_bytes,
+    vm_status,
+)
 from numpy.typing import NDArray
 
 import bale
@@ -266,59 +274,6 @@ def proc_read_bytes() -> int:
         if line.startswith("read_bytes:"):
             return int(line.split()[1])
     raise RuntimeError("/proc/self/io has no read_bytes")
-
-
-def machine_busy_seconds() -> float:
-    """Non-idle CPU seconds of the whole machine since boot (/proc/stat, guest time excluded
-    because the kernel already counts it in user time)."""
-    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    idle = values[3] + values[4]  # idle + iowait
-    return (sum(values) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    """CPU seconds of this process and of the subprocesses it has waited for."""
-    usage = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    return sum(u.ru_utime + u.ru_stime for u in usage)
-
-
-class ForeignLoad:
-    """CPU time other processes used while a section ran: on a shared 2-core machine it tells
-    whether the timings were disturbed."""
-
-    def __init__(self) -> None:
-        self.wall0 = time.perf_counter()
-        self.busy0 = machine_busy_seconds()
-        self.own0 = own_cpu_seconds()
-
-    def result(self) -> dict[str, float]:
-        wall = time.perf_counter() - self.wall0
-        foreign = (machine_busy_seconds() - self.busy0) - (own_cpu_seconds() - self.own0)
-        return {"wall_s": wall, "foreign_cpu_s": max(0.0, foreign), "foreign_cores": foreign / wall}
-
-
-def evict(paths: list[Path]) -> None:
-    """Drop files from the page cache. sync first: DONTNEED leaves dirty pages in place."""
-    os.sync()
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
-def resident_bytes(paths: list[Path]) -> int | None:
-    """Page-cache-resident bytes of the files (util-linux fincore, i.e. mincore), if available."""
-    if shutil.which("fincore") is None:
-        return None
-    out = subprocess.run(
-        ["fincore", "--bytes", "--noheadings", "--raw", "-o", "RES", *map(str, paths)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return sum(int(x) for x in out.split())
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -651,25 +606,6 @@ def bale_row_groups(path: Path) -> int:
 # -- peak RSS while streaming -------------------------------------------------------------------
 
 
-def vm_status() -> dict[str, int]:
-    """VmRSS and VmHWM (peak RSS) of this process, in bytes."""
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key = line.split(":")[0]
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(line.split()[1]) * 1024
-    return out
-
-
-def reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0), so the peak excludes set-up."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
 def rss_child(which: str, path: str, total: int, checkpoint: int) -> None:
     """Stream ``total`` raw bytes of 64x64x3 uint8 images to ``path``, reporting RSS as it goes.
 
@@ -884,10 +820,6 @@ def environment() -> dict[str, Any]:
         "git_commit": commit.stdout.strip() or "unknown",
         "src_modified": bool(dirty.stdout.strip()),
     }
-
-
-def fmt_range(s: dict[str, float], digits: int = 0) -> str:
-    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
 
 
 def kind_tables(name: str, k: dict[str, Any]) -> list[str]:
@@ -1212,10 +1144,6 @@ def load_section(results: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def _exit_on_sigterm(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # run the finally blocks that delete the large files
-
-
 # -- main ---------------------------------------------------------------------------------------
 
 
@@ -1233,7 +1161,7 @@ def main() -> None:
         rss_child(which, path, int(total), int(checkpoint))
         return
 
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     cfg = Config.make(args.quick)
     WORK.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)

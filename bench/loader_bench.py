@@ -55,6 +55,15 @@ import datasets
 import h5py
 import numpy as np
 import torch
+from machine import (
+    ForeignLoad,
+    evict,
+    exit_on_sigterm,
+    fmt_range,
+    reset_peak_rss,
+    resident_bytes,
+    vm_status,
+)
 from numpy.typing import NDArray
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
@@ -107,35 +116,6 @@ class Config:
 # -- measurement helpers ----------------------------------------------------------------------
 
 
-def evict(paths: Sequence[Path]) -> None:
-    """Drop files from the page cache. sync first: DONTNEED leaves dirty pages in place."""
-    os.sync()
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
-def resident_bytes(paths: Sequence[Path]) -> int | None:
-    """Page-cache-resident bytes of the files (util-linux fincore, i.e. mincore), if available.
-    Pages still mapped by some process cannot be dropped, and this is where it would show."""
-    if shutil.which("fincore") is None:
-        return None
-    total = 0
-    for start in range(0, len(paths), 500):  # stay far below the argument-length limit
-        out = subprocess.run(
-            ["fincore", "--bytes", "--noheadings", "--raw", "-o", "RES"]
-            + [str(p) for p in paths[start : start + 500]],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        total += sum(int(x) for x in out.split())
-    return total
-
-
 def device_read_bytes() -> int:
     """Bytes this process and its reaped children (DataLoader workers are joined at the end of
     each epoch) fetched from the block device rather than from the page cache. getrusage's
@@ -143,34 +123,6 @@ def device_read_bytes() -> int:
     counter it ignores the other processes sharing the machine."""
     usage = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return sum(u.ru_inblock for u in usage) * 512
-
-
-def machine_busy_seconds() -> float:
-    """Non-idle CPU seconds of the whole machine since boot (/proc/stat; guest time excluded
-    because the kernel already counts it in user time)."""
-    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    """CPU seconds of this process tree (os.times counts waited-for children, e.g. workers)."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-class ForeignLoad:
-    """CPU time other processes used while a section ran: on a shared 2-core machine it tells
-    whether the timings were disturbed."""
-
-    def __init__(self) -> None:
-        self.wall0 = time.perf_counter()
-        self.busy0 = machine_busy_seconds()
-        self.own0 = own_cpu_seconds()
-
-    def result(self) -> dict[str, float]:
-        wall = time.perf_counter() - self.wall0
-        foreign = (machine_busy_seconds() - self.busy0) - (own_cpu_seconds() - self.own0)
-        return {"wall_s": wall, "foreign_cpu_s": max(0.0, foreign), "foreign_cores": foreign / wall}
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -731,25 +683,6 @@ def bench_array(cfg: Config, name: str, description: str, data: NDArray[Any]) ->
 # -- peak RSS -------------------------------------------------------------------------------------
 
 
-def vm_status() -> dict[str, int]:
-    """VmRSS and VmHWM (peak RSS) of this process, in bytes."""
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key = line.split(":")[0]
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(line.split()[1]) * 1024
-    return out
-
-
-def reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0), so the peak excludes the imports."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
 def count_block_decodes() -> list[int]:
     """Count block decodes (checksum + decompress) from here on. The reader calls this module
     function once per block it has to decode: a block the cache dropped before its last use is
@@ -1083,10 +1016,6 @@ def src_digest() -> str:
     return h.hexdigest()[:10]
 
 
-def fmt_range(s: dict[str, float], digits: int = 0) -> str:
-    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
-
-
 def method_rows(methods: dict[str, Any], ref: str | None) -> list[str]:
     """Table rows: warm and cold rate, time to first batch, and the ratio to ``ref`` (warm)."""
     rows = []
@@ -1379,10 +1308,6 @@ def run_all(cfg: Config) -> dict[str, Any]:
     return results
 
 
-def _exit_on_sigterm(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # run the finally block that deletes the large files
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small data, 1-2 minutes")
@@ -1391,7 +1316,7 @@ def main() -> None:
     if args.rss_child:
         rss_child(args.rss_child[0], int(args.rss_child[1]))
         return
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     cfg = Config.make(args.quick)
     WORK.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
