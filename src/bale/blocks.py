@@ -1,4 +1,4 @@
-"""Decoded blocks: bytes from disk -> checked, decompressed column data; and a bounded LRU cache."""
+"""Blocks: stored (compressed, as on disk) and decoded (checked column data); a bounded LRU cache."""
 
 from __future__ import annotations
 
@@ -10,11 +10,35 @@ from typing import Any
 import numpy as np
 
 from bale.batches import unpack_var_rows
-from bale.codecs import Codec
+from bale.codecs import Buffer, Codec
 from bale.codecs.framing import decode_block
 from bale.errors import CorruptFileError
 from bale.format.header import checksum
 from bale.format.schema import Array, Column
+
+
+@dataclass(frozen=True)
+class StoredBlock:
+    """One column's block as stored in a file: compressed parts, sizes, checksum, codec config."""
+
+    parts: list[Buffer]
+    raw_size: int
+    checksum: int
+    codec: dict[str, Any]
+
+    @property
+    def stored_size(self) -> int:
+        return sum(memoryview(p).nbytes for p in self.parts)
+
+
+@dataclass(frozen=True)
+class StoredGroup:
+    """A row group's blocks as stored, checksums verified: copied between files without
+    decompressing (``Dataset.stored_group`` -> ``Writer.write_stored_group``)."""
+
+    num_rows: int
+    blocks: dict[str, StoredBlock]
+    segment_bytes: int
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,18 @@ from typing import Any
 
 import numpy as np
 
-from bale.blocks import BlockCache, Decoded, VarRows, decode_column_block
+from bale.blocks import (
+    BlockCache,
+    Decoded,
+    StoredBlock,
+    StoredGroup,
+    VarRows,
+    decode_column_block,
+)
 from bale.codecs import codec_from_config
 from bale.errors import BaleError, CorruptFileError
 from bale.format.footer import FileIndex
+from bale.format.header import checksum
 from bale.format.schema import Array, Column, Schema, String
 from bale.io.source import LocalSource
 from bale.layout import read_index
@@ -234,6 +242,34 @@ class Dataset:
             out[column.name] = _slice_of(block, 0, int(self._counts[group]), column)
         return out
 
+    def stored_group(self, group: int) -> StoredGroup:
+        """Row group ``group`` as stored (compressed), every block's checksum verified, for
+        ``Writer.write_stored_group``: copying between files without recompressing."""
+        if not 0 <= group < self.num_row_groups:
+            raise IndexError(f"row group {group} out of range for {self.num_row_groups} groups")
+        positions = list(range(len(self.schema)))
+        spans = self._read_group_span(group, positions, use_cache=False)
+        blocks = {}
+        for position, column in enumerate(self.schema.columns):
+            record = self._index.blocks[group, position]
+            payload = spans.get(position)
+            if payload is None:
+                payload = memoryview(self._read_payload(record, column, group))
+            if checksum(payload) != int(record["checksum"]):
+                raise CorruptFileError(
+                    "block checksum mismatch (the stored bytes were changed or damaged)",
+                    path=self.path,
+                    column=column.name,
+                    rows=self._rows_of(group),
+                )
+            blocks[column.name] = StoredBlock(
+                [payload],
+                int(record["raw_size"]),
+                int(record["checksum"]),
+                dict(self._index.codecs[int(record["codec"])]),
+            )
+        return StoredGroup(int(self._counts[group]), blocks, self._index.segment_bytes)
+
     def load_block(self, group: int, column: str) -> Decoded:
         """One column's decoded block of one row group: an array of shape (rows, ...), or
         ``VarRows`` for bytes/strings. Reads, checks and decodes it (or takes it from the cache)."""
@@ -334,9 +370,11 @@ class Dataset:
                 exc.detail, path=self.path, column=column.name, rows=self._rows_of(group)
             ) from exc
 
-    def _read_group_span(self, group: int, positions: list[int]) -> dict[int, memoryview]:
+    def _read_group_span(
+        self, group: int, positions: list[int], *, use_cache: bool = True
+    ) -> dict[int, memoryview]:
         """Payloads of several blocks of one group with a single read, when they lie close."""
-        needed = [p for p in positions if self._cache.get((group, p)) is None]
+        needed = [p for p in positions if not use_cache or self._cache.get((group, p)) is None]
         if len(needed) < 2:
             return {}
         records = self._index.blocks[group, needed]

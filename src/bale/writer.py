@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
@@ -19,7 +18,8 @@ from bale.batches import (
     pack_var_rows,
     to_column_data,
 )
-from bale.codecs import Buffer, Codec, codec_from_config, parse_codec
+from bale.blocks import StoredBlock, StoredGroup
+from bale.codecs import Codec, codec_from_config, parse_codec
 from bale.codecs.framing import encode_block
 from bale.defaults import DEFAULT_ROW_GROUP_BYTES, default_codec
 from bale.errors import BaleError, BaleWriteError, SchemaError
@@ -39,20 +39,6 @@ from bale.io.source import LocalSource
 from bale.layout import read_index
 
 SchemaLike = Schema | Mapping[str, ColumnType]
-
-
-@dataclass(frozen=True)
-class EncodedBlock:
-    """One column's compressed block of a row group, ready to write."""
-
-    parts: list[Buffer]
-    raw_size: int
-    checksum: int
-    codec: dict[str, Any]
-
-    @property
-    def stored_size(self) -> int:
-        return sum(memoryview(p).nbytes for p in self.parts)
 
 
 CodecLike = Codec | str
@@ -285,6 +271,53 @@ class Writer:
         """Append one row (a dict of column -> value). Rows are buffered into full row groups."""
         self.write({k: _as_single_row(v) for k, v in row.items()})
 
+    def write_stored_group(self, group: StoredGroup) -> None:
+        """Append a row group copied from another file (``Dataset.stored_group``) without
+        decompressing it: its blocks keep their codecs and checksums. Buffered rows are written
+        first, so rows stay in the order given. The file must have the same column types and
+        the same segment size; a new file without a schema takes the group's columns' types."""
+        self._check_open()
+        if self._index is None:
+            if self._given_schema is None and self._given_types is None:
+                raise SchemaError(
+                    "write_stored_group needs a schema for a new file: pass schema= "
+                    "(e.g. the source Dataset's schema)",
+                    path=self.path,
+                )
+            self._start(self._resolve_schema({}))
+        index = self._require_index()
+        if group.segment_bytes != self._segment_bytes:
+            raise SchemaError(
+                f"cannot copy a row group framed in segments of {group.segment_bytes} bytes "
+                f"into a file framed in {self._segment_bytes}-byte segments",
+                path=self.path,
+            )
+        if set(group.blocks) != set(index.schema.names):
+            raise SchemaError(
+                f"cannot copy a row group with columns {sorted(group.blocks)} into a file with "
+                f"columns {index.schema.names}",
+                path=self.path,
+            )
+        if self._pending_rows:
+            self._flush_group_or_fail(self._pending_rows)
+        encoded = [group.blocks[c.name] for c in index.schema]
+        for column, block in zip(index.schema, encoded, strict=True):
+            if (
+                isinstance(column.type, Array)
+                and block.raw_size != group.num_rows * column.type.row_nbytes
+            ):
+                raise SchemaError(
+                    f"a copied block holds {block.raw_size} bytes, expected "
+                    f"{group.num_rows * column.type.row_nbytes} for {group.num_rows} rows",
+                    path=self.path,
+                    column=column.name,
+                )
+        try:
+            self._write_group(index, group.num_rows, encoded)
+        except BaleWriteError as exc:
+            self._failed = exc
+            raise
+
     def flush(self) -> None:
         """Write buffered rows now as a (possibly short) row group."""
         self._check_open()
@@ -424,7 +457,7 @@ class Writer:
         data = self._take_pending(n)
         columns = list(index.schema)
 
-        def encode(column: Column) -> EncodedBlock:
+        def encode(column: Column) -> StoredBlock:
             return self._encode_block(column, data[column.name])
 
         if self._threads > 1 and len(columns) > 1:
@@ -435,7 +468,7 @@ class Writer:
             encoded = [encode(c) for c in columns]
         self._write_group(index, n, encoded)
 
-    def _encode_block(self, column: Column, data: ColumnData) -> EncodedBlock:
+    def _encode_block(self, column: Column, data: ColumnData) -> StoredBlock:
         if isinstance(data, np.ndarray):
             raw = memoryview(data.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
         else:
@@ -448,9 +481,9 @@ class Writer:
             raise BaleError(
                 f"encoding with {codec!r} failed: {exc}", path=self.path, column=column.name
             ) from exc
-        return EncodedBlock(parts, len(raw), checksum_parts(parts), config)
+        return StoredBlock(parts, len(raw), checksum_parts(parts), config)
 
-    def _write_group(self, index: FileIndex, n: int, encoded: list[EncodedBlock]) -> None:
+    def _write_group(self, index: FileIndex, n: int, encoded: list[StoredBlock]) -> None:
         relative = 0
         offsets = []
         block_json = []

@@ -1,4 +1,4 @@
-"""`bale` subcommands: info, verify, repair, export. Exit codes: 0 ok, 1 damaged data, 2 error."""
+"""The `bale` command: its parser, the file commands (info, verify, repair, export), exit codes. Exit codes: 0 ok, 1 damaged data, 2 error."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -18,6 +18,8 @@ from bale.format.schema import Array
 from bale.reader import Dataset
 from bale.repair import repair
 from bale.verify import verify
+
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 EXIT_OK = 0
 EXIT_DAMAGED = 1
@@ -47,7 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bale {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add_commands in COMMAND_GROUPS:
+        add_commands(commands)
+    return parser
 
+
+def _add_file_commands(commands: Subcommands) -> None:
+    """info, verify, repair, export: the commands that look at one existing file."""
     info = commands.add_parser(
         "info",
         help="rows, columns, codecs, compression ratios, row groups and metadata of a file",
@@ -91,7 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--columns", nargs="+", help="only these columns")
     export.add_argument("--overwrite", action="store_true", help="replace existing .npy files")
     export.set_defaults(run=_export)
-    return parser
+
+
+# Each entry adds its subcommands; a command module owns its parser and its `run` function.
+COMMAND_GROUPS: tuple[Callable[[Subcommands], None], ...] = (_add_file_commands,)
 
 
 def _describe(ds: Dataset) -> dict[str, Any]:

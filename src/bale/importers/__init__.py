@@ -1,0 +1,1 @@
+"""Importers: turn what users already have into RowSources for `bale.pack`."""
