@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import mmap
 import os
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +28,7 @@ from bale.format.header import checksum
 from bale.format.schema import Array, Column, Schema, String
 from bale.io.source import LocalSource
 from bale.layout import read_index
+from bale.mapped import MappedColumn, can_map, map_file, unmap
 
 DEFAULT_CACHE_BYTES = 64 << 20
 #: Row groups requested from the kernel ahead of a sequential read, so disk reads overlap decoding.
@@ -71,6 +74,11 @@ class Dataset:
         self._codecs = [codec_from_config(c) for c in self._index.codecs]
         self._starts = self._index.groups["row_start"].astype(np.int64)
         self._counts = self._index.groups["num_rows"].astype(np.int64)
+        # Uncompressed array columns are read from a mapping of the file (made on first use).
+        self._mappable = {p for p in range(len(self.schema)) if can_map(self._index, p)}
+        self._mapping: Any = None
+        self._mapped: dict[int, MappedColumn] = {}
+        self._map_lock = threading.Lock()
 
     # -- description --------------------------------------------------------------------------
 
@@ -127,6 +135,11 @@ class Dataset:
         local = i - int(self._starts[group])
         out: Row = {}
         for position, column in self._select(columns):
+            mapped = self.mapped_column(position)
+            if mapped is not None:
+                value = mapped.gather(np.array([i]))[0]
+                out[column.name] = value if value.ndim else value[()]
+                continue
             block = self._block(group, position, column)
             out[column.name] = _row_of(block, local, column)
         return out
@@ -143,6 +156,10 @@ class Dataset:
         last = int(np.searchsorted(self._starts, stop - 1, side="right") - 1)
         out: Batch = {}
         for position, column in selected:
+            mapped = self.mapped_column(position)
+            if mapped is not None:
+                out[column.name] = mapped.read(start, stop)
+                continue
             pieces = []
             for group in range(first, last + 1):
                 block = self._block(group, position, column)
@@ -178,6 +195,10 @@ class Dataset:
         runs = np.split(order, bounds) if idx.size else []
         out: Batch = {}
         for position, column in self._select(columns):
+            mapped = self.mapped_column(position)
+            if mapped is not None:
+                out[column.name] = mapped.gather(idx)
+                continue
             if isinstance(column.type, Array):
                 result: Any = np.empty((idx.size, *column.type.shape), column.type.numpy_dtype)
             else:
@@ -235,12 +256,37 @@ class Dataset:
 
     def read_row_group(self, group: int, columns: Sequence[str] | None = None) -> Batch:
         selected = self._select(columns)
-        payloads = self._read_group_span(group, [p for p, _ in selected])
+        payloads = self._read_group_span(group, [p for p, _ in selected if p not in self._mappable])
         out: Batch = {}
         for position, column in selected:
+            mapped = self.mapped_column(position)
+            if mapped is not None:
+                start, stop = self._rows_of(group)
+                out[column.name] = mapped.read(start, stop)
+                continue
             block = self._decode(group, position, column, payloads.get(position))
             out[column.name] = _slice_of(block, 0, int(self._counts[group]), column)
         return out
+
+    def mapped_column(self, column: int | str) -> MappedColumn | None:
+        """Zero-copy access to an uncompressed array column (codec ``none``), or None for any
+        other column. Its rows are gathered straight from a read-only mapping of the file, and
+        each block's checksum is verified the first time its rows are read. ``take``, ``read``
+        and ``row`` use it automatically."""
+        position = column if isinstance(column, int) else self.schema.index(column)
+        if position not in self._mappable:
+            return None
+        mapped = self._mapped.get(position)
+        if mapped is not None:
+            return mapped
+        with self._map_lock:
+            if position not in self._mapped:
+                if self._mapping is None:
+                    self._mapping = map_file(self._source.fileno())
+                self._mapped[position] = MappedColumn(
+                    self._mapping, self._index, position, path=self.path, verify=self.verify
+                )
+            return self._mapped[position]
 
     def stored_group(self, group: int) -> StoredGroup:
         """Row group ``group`` as stored (compressed), every block's checksum verified, for
@@ -396,10 +442,17 @@ class Dataset:
     def evict_from_page_cache(self) -> None:
         """Drop this file from the OS page cache and bale's block cache (cold-read measurements)."""
         self._cache.clear()
+        if self._mapping is not None:  # mapped pages are not dropped while a process maps them
+            self._mapping.madvise(mmap.MADV_DONTNEED)
         self._source.evict_from_page_cache()
 
     def close(self) -> None:
         self._cache.clear()
+        with self._map_lock:
+            self._mapped.clear()
+            if self._mapping is not None:
+                unmap(self._mapping)
+                self._mapping = None
         self._source.close()
 
     def __enter__(self) -> Dataset:

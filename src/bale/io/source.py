@@ -38,6 +38,10 @@ class LocalSource:
                 self._pid = pid
             return self._fd
 
+    def fileno(self) -> int:
+        """This process's descriptor of the file (reopened after a fork)."""
+        return self._fileno()
+
     def size(self) -> int:
         return os.fstat(self._fileno()).st_size
 

@@ -17,6 +17,7 @@ import numpy as np
 from bale.errors import BaleError, CorruptFileError
 from bale.format.schema import Array
 from bale.loader.order import EpochOrder, Partition, ShuffleMode, epoch_order
+from bale.mapped import MappedColumn
 from bale.reader import Batch, Dataset
 
 RowTransform = Callable[[dict[str, Any]], dict[str, Any]]
@@ -83,6 +84,43 @@ class _Files:
     @property
     def group_sizes(self) -> np.ndarray:
         return np.concatenate([np.asarray(ds.row_group_sizes, np.int64) for ds in self.datasets])
+
+    def mapped(self, name: str) -> bool:
+        """Whether column ``name`` is uncompressed (read from the mapped file) in every file."""
+        return all(ds.mapped_column(name) is not None for ds in self.datasets)
+
+    def gather_mapped(self, names: Sequence[str], rows: np.ndarray) -> Batch:
+        """Mapped columns' values of these global rows, in this order: one gather per file."""
+        files, local = self.locate(rows)
+        out: Batch = {}
+        for name in names:
+            if len(self.datasets) == 1:
+                out[name] = self.mapped_column(0, name).gather(local)
+                continue
+            parts = []
+            for f in np.unique(files).tolist():
+                positions = np.flatnonzero(files == f)
+                parts.append(
+                    (positions, {name: self.mapped_column(f, name).gather(local[positions])})
+                )
+            out[name] = _merge(parts, len(rows))[name]
+        return out
+
+    def release_mapped(self, names: Sequence[str], rows: np.ndarray) -> None:
+        """Unmap the row groups these rows lie in (served windows) from this process."""
+        files, local = self.locate(rows)
+        for f in np.unique(files).tolist():
+            ds = self.datasets[f]
+            starts = np.cumsum((0, *ds.row_group_sizes[:-1]))
+            groups = np.unique(np.searchsorted(starts, local[files == f], side="right") - 1)
+            for name in names:
+                self.mapped_column(f, name).release(groups)
+
+    def mapped_column(self, file: int, name: str) -> MappedColumn:
+        mapped = self.datasets[file].mapped_column(name)
+        if mapped is None:
+            raise RuntimeError(f"internal error: column {name!r} is not mapped")
+        return mapped
 
     def locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         file = np.searchsorted(self.row_starts, rows, side="right") - 1
@@ -202,6 +240,17 @@ class Loader:
         self._lock = threading.Lock()
         self._order_cache: tuple[int, EpochOrder] | None = None
         self._spare_buffers: list[dict[str, np.ndarray]] = []  # arrays of a served window
+        # Uncompressed columns are read from the mapped files. Their pages are page cache, not
+        # memory the loader allocates; still, when they would not fit in the windows' share of
+        # the budget, served windows are unmapped so the process's RSS stays within it (at the
+        # cost of mapping the pages again next epoch).
+        mapped_bytes = sum(
+            ds.decoded_group_bytes([n]) * ds.num_row_groups
+            for ds in self._files.datasets
+            for n in (self.columns or ds.schema.names)
+            if ds.mapped_column(n) is not None
+        )
+        self._unmap_served_windows = mapped_bytes > window_budget
 
     # -- order and state ----------------------------------------------------------------------
 
@@ -547,8 +596,13 @@ class _Window:
         n = len(self.rows)
         self.kept = np.ones(n, bool)
         self.data: Batch = {}
-        schema = loader._files.datasets[0].schema
-        self._columns = list(loader.columns or schema.names)
+        files = loader._files
+        schema = files.datasets[0].schema
+        columns = list(loader.columns or schema.names)
+        # Uncompressed array columns are gathered per batch straight from the mapped files:
+        # the window neither copies nor holds them.
+        self._mapped = [name for name in columns if files.mapped(name)]
+        self._columns = [name for name in columns if name not in self._mapped]
         # Reuse the arrays of a served window: fresh memory costs a page fault per page (and on
         # VMs with free-page reporting, a trip to the host), every window of every epoch.
         spare = spares.pop() if spares else {}
@@ -583,8 +637,15 @@ class _Window:
             run_starts.tolist(), run_stops.tolist(), run_groups.tolist(), strict=True
         ):
             ds = files.datasets[int(files.group_file[group])]
+            local = int(files.group_local[group])
             try:
-                block = ds.read_row_group(int(files.group_local[group]), self._columns)
+                for name in self._mapped:
+                    mapped = files.mapped_column(int(files.group_file[group]), name)
+                    if loader.on_error == "skip":  # find damage now, where rows can be dropped
+                        mapped.verify_groups(np.array([local]))
+                    else:  # gathered and checked per batch; start reading it now
+                        mapped.will_need(local)
+                block = ds.read_row_group(local, self._columns) if self._columns else {}
             except CorruptFileError:
                 if loader.on_error == "raise":
                     raise
@@ -606,7 +667,10 @@ class _Window:
             k: np.take(v, picked, axis=0) if isinstance(v, np.ndarray) else [v[i] for i in picked]
             for k, v in self.data.items()
         }
-        return batch, self.rows[picked]
+        rows = self.rows[picked]
+        if self._mapped:
+            batch.update(self._loader._files.gather_mapped(self._mapped, rows))
+        return batch, rows
 
     def cancel(self) -> None:
         for future in self._futures:
@@ -622,6 +686,8 @@ class _Window:
         if arrays and len(spares) < 1:
             spares.append(arrays)
         self.data = {}
+        if self._mapped and self._loader._unmap_served_windows:
+            self._loader._files.release_mapped(self._mapped, self.rows)
 
 
 def _own(batch: Batch) -> Batch:
