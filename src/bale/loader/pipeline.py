@@ -28,6 +28,7 @@ DEFAULT_MEMORY_BUDGET = 1 << 30
 #: Memory the loader uses whatever the window size (measured: about 16 MiB of growth beyond the
 #: windows and buffers with 2 threads).
 _FIXED_OVERHEAD_BYTES = 16 << 20
+_INDEX_BYTES_PER_ROW = 2 * (8 + 8 + 1) + 4 * 8
 _STATE_VERSION = 1
 
 
@@ -223,7 +224,10 @@ class Loader:
         # fixed allowance for the rest (index arrays, Python objects); windows get what stays.
         in_flight = self.prefetch * batch_bytes + self.num_threads * 2 * group_bytes
         window_budget = max(0, memory_budget - in_flight - _FIXED_OVERHEAD_BYTES)
-        self.window_groups = window_groups or max(2, window_budget // (2 * group_bytes))
+        # Each row of a window also costs index entries: its row number and serving position
+        # in the two windows (17 bytes) and in the order's cache of 4 windows (32 bytes).
+        group_cost = 2 * group_bytes + _INDEX_BYTES_PER_ROW * rows_per_group
+        self.window_groups = window_groups or max(2, window_budget // group_cost)
         # "full" mode reads batches straight from the files: its block cache gets the budget.
         # "chunks" decodes each row group once per window and needs no cache.
         if shuffle == "full":
