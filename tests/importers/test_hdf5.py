@@ -1,0 +1,197 @@
+"""Hdf5Source against h5py: dataset selection, chunk-aligned reads, strings and blobs, errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import skimage.data
+
+import bale
+from bale.errors import BaleError, CorruptFileError, SchemaError
+from bale.format.schema import Array, Bytes, String
+from bale.importers.base import RowSource
+from bale.importers.hdf5 import Hdf5Source
+
+h5py = pytest.importorskip("h5py")
+
+N = 40
+
+
+def photos(n: int) -> np.ndarray:
+    camera = skimage.data.camera()
+    return np.stack([camera[i * 9 : i * 9 + 16, i * 4 : i * 4 + 20] for i in range(n)])
+
+
+def pack_and_reopen(source: RowSource, target: Path, step: int = 6) -> Any:
+    with bale.Writer(target, metadata=source.metadata) as w:
+        for start in range(0, source.num_rows, step):
+            w.write(source.read(start, min(start + step, source.num_rows)).columns)
+    return bale.open(target)
+
+
+@pytest.fixture
+def h5(tmp_path: Path) -> Path:
+    path = tmp_path / "data.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset(
+            "train/images", data=photos(N), chunks=(7, 16, 20), compression="gzip", shuffle=True
+        )
+        f.create_dataset("train/labels", data=np.arange(N, dtype=">i8") % 5, chunks=(16,))
+        f.create_dataset(
+            "train/captions", data=[f"photo {i} ✓" for i in range(N)], dtype=h5py.string_dtype()
+        )
+        blobs = np.empty(N, dtype=object)
+        blobs[:] = [np.arange(i % 7, dtype=np.uint8) for i in range(N)]
+        f.create_dataset("train/jpeg", data=blobs, dtype=h5py.vlen_dtype(np.uint8), chunks=(9,))
+        f.create_dataset("classes", data=np.array([b"cat", b"dog"]))  # other length: skipped
+        f.create_dataset("mean", data=np.zeros(3))
+        f.attrs["author"] = "test"
+        f.attrs["version"] = np.int32(2)
+        f["train/images"].attrs["range"] = np.array([0, 255])
+    return path
+
+
+def test_all_datasets_with_the_main_length_become_columns(h5: Path) -> None:
+    with Hdf5Source(h5) as src:
+        assert src.num_rows == N
+        assert src.column_types == {
+            "train.captions": String(),
+            "train.images": Array("uint8", (16, 20)),
+            "train.jpeg": Bytes(),
+            "train.labels": Array("int64"),
+        }
+        assert not src.random_access and src.picklable
+        meta = src.metadata
+        assert meta["source"] == "hdf5"
+        assert meta["attrs"] == {"author": "test", "version": 2}
+        assert meta["skipped"] == {"/classes": [2], "/mean": [3]}
+        assert meta["datasets"]["/train/images"]["chunks"] == [7, 16, 20]
+        assert meta["datasets"]["/train/images"]["attrs"] == {"range": [0, 255]}
+        assert meta["datasets"]["/train/captions"]["dtype"] == "vlen utf-8 string"
+
+
+def test_ranges_match_h5py(h5: Path) -> None:
+    with h5py.File(h5, "r") as f:
+        images = f["train/images"][:]
+        labels = f["train/labels"][:]
+        captions = list(f["train/captions"].asstr()[:])
+        jpeg = [bytes(b) for b in f["train/jpeg"][:]]
+    src = Hdf5Source(h5)
+    # ranges that start and stop inside chunks, go backwards, and are empty
+    for start, stop in [(0, N), (3, 10), (10, 11), (11, 30), (30, N), (5, 6), (N, N), (0, 0)]:
+        batch = src.read(start, stop)
+        np.testing.assert_array_equal(batch.rows, np.arange(start, stop))
+        np.testing.assert_array_equal(batch.columns["train.images"], images[start:stop])
+        np.testing.assert_array_equal(batch.columns["train.labels"], labels[start:stop])
+        assert batch.columns["train.captions"] == captions[start:stop]
+        assert batch.columns["train.jpeg"] == jpeg[start:stop]
+    src.close()
+
+
+def test_reads_are_widened_to_whole_chunks(h5: Path) -> None:
+    src = Hdf5Source(h5, datasets=["/train/images"])
+    reader = src._reader("train.images".replace(".", "/"))
+    calls: list[tuple[int, int]] = []
+    fetch = reader._fetch
+    reader._fetch = lambda a, b: calls.append((a, b)) or fetch(a, b)  # type: ignore[method-assign]
+    for start in range(0, N, 5):
+        src.read(start, min(start + 5, N))
+    assert calls == [(0, 7), (7, 14), (14, 21), (21, 28), (28, 35), (35, 40)]
+    src.close()
+
+
+def test_chosen_datasets_and_pickling(h5: Path) -> None:
+    src = Hdf5Source(h5, datasets=["train/labels", "/train/captions"])
+    assert list(src.column_types or {}) == ["train.labels", "train.captions"]
+    src.read(0, 2)
+    copy = pickle.loads(pickle.dumps(src))
+    batch = copy.read(36, 40)
+    np.testing.assert_array_equal(batch.columns["train.labels"], [1, 2, 3, 4])
+    assert batch.columns["train.captions"][0] == "photo 36 ✓"
+    copy.close()
+    src.close()
+
+
+def test_round_trip_through_bale(h5: Path, tmp_path: Path) -> None:
+    src = Hdf5Source(h5)
+    with pack_and_reopen(src, tmp_path / "out.bale") as ds, h5py.File(h5, "r") as f:
+        np.testing.assert_array_equal(ds["train.images"][:], f["train/images"][:])
+        np.testing.assert_array_equal(ds["train.labels"][:], f["train/labels"][:])
+        assert ds["train.captions"][:] == list(f["train/captions"].asstr()[:])
+        assert ds["train.jpeg"][:] == [bytes(b) for b in f["train/jpeg"][:]]
+        assert ds.metadata["skipped"] == {"/classes": [2], "/mean": [3]}
+    src.close()
+
+
+def test_compound_dataset_gives_one_column_per_field(tmp_path: Path) -> None:
+    records = np.zeros(12, dtype=[("x", "<f4", (2,)), ("y", "<i2")])
+    records["x"] = np.arange(24).reshape(12, 2)
+    records["y"] = np.arange(12)
+    with h5py.File(tmp_path / "t.h5", "w") as f:
+        f["table"] = records
+    src = Hdf5Source(tmp_path / "t.h5")
+    assert src.column_types == {"table.x": Array("float32", (2,)), "table.y": Array("int16")}
+    batch = src.read(4, 9)
+    np.testing.assert_array_equal(batch.columns["table.x"], records["x"][4:9])
+    np.testing.assert_array_equal(batch.columns["table.y"], records["y"][4:9])
+    src.close()
+
+
+def test_mismatched_lengths_name_datasets(h5: Path) -> None:
+    with pytest.raises(SchemaError, match=r"'train/images': 40.*'classes': 2"):
+        Hdf5Source(h5, datasets=["train/images", "classes"])
+    with pytest.raises(SchemaError, match="'nope' is missing"):
+        Hdf5Source(h5, datasets=["nope"])
+    with pytest.raises(SchemaError, match="is a group"):
+        Hdf5Source(h5, datasets=["train"])
+
+
+def test_damaged_file_is_corrupt(h5: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"\x00" * 64 + h5.read_bytes()[64:])
+    with pytest.raises(CorruptFileError, match=r"bad\.h5"):
+        Hdf5Source(bad)
+
+
+def test_damaged_chunk_names_dataset_and_rows(tmp_path: Path) -> None:
+    path = tmp_path / "chunks.h5"
+    with h5py.File(path, "w") as f:
+        dset = f.create_dataset("x", data=photos(N), chunks=(10, 16, 20), compression="gzip")
+        offset = dset.id.get_chunk_info(1).byte_offset  # the chunk holding rows 10..19
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 32] = b"\xff" * 32
+    path.write_bytes(bytes(data))
+    src = Hdf5Source(path)
+    np.testing.assert_array_equal(src.read(0, 10).columns["x"], photos(N)[:10])
+    with pytest.raises(CorruptFileError, match=r"dataset '/x'.*") as info:
+        src.read(12, 15)
+    assert info.value.rows == (12, 15)
+    src.close()
+
+
+def test_missing_h5py_gives_install_hint(h5: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(BaleError, match="pip install h5py"):
+        Hdf5Source(h5)
+
+
+def test_missing_compression_filter_says_how_to_get_it(tmp_path: Path) -> None:
+    if importlib.util.find_spec("hdf5plugin") is not None:
+        pytest.skip("hdf5plugin is installed: the blosc filter would be found")
+    path = tmp_path / "blosc.h5"
+    with h5py.File(path, "w") as f:
+        dset = f.create_dataset(
+            "x", shape=(10,), dtype="i4", chunks=(10,), compression=32001, allow_unknown_filter=True
+        )
+        dset.id.write_direct_chunk((0,), b"0123456789abcdef")  # 32001: the HDF5 blosc filter
+    src = Hdf5Source(path)
+    with pytest.raises(BaleError, match="hdf5plugin") as info:
+        src.read(0, 3)
+    assert not isinstance(info.value, CorruptFileError)
+    src.close()
