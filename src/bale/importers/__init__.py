@@ -1,1 +1,148 @@
-"""Importers: turn what users already have into RowSources for `bale.pack`."""
+"""Importers: turn what users already have into RowSources for `bale.pack` (``open_source`` picks one).
+
+>>> from bale.importers import open_source
+>>> source = open_source("photos/", size=(224, 224))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from bale.errors import BaleError
+from bale.importers.base import RowSource, SkippedRow, SourceBatch
+from bale.importers.image_folder import find_splits
+
+__all__ = ["RowSource", "SkippedRow", "SourceBatch", "open_source"]
+
+
+@dataclass(frozen=True)
+class _Importer:
+    """Where a RowSource class lives, what it reads, and what to install when it cannot load."""
+
+    module: str
+    name: str
+    kind: str
+    install: str | None  # the pip package it needs beyond bale's own dependencies
+
+
+_IMAGE_FOLDER = _Importer(
+    "bale.importers.image_folder", "ImageFolderSource", "image folder", "'bale[images]'"
+)
+_MANIFEST = _Importer("bale.importers.image_folder", "ManifestSource", "manifest", "'bale[images]'")
+_ZARR = _Importer("bale.importers.zarr", "ZarrSource", "zarr", "'zarr>=3'")
+_BCOLZ = _Importer("bale.importers.bcolz", "BcolzSource", "bcolz", None)  # needs no bcolz
+
+_BY_EXTENSION: dict[str, _Importer] = {
+    ".csv": _MANIFEST,
+    ".tsv": _MANIFEST,
+    ".json": _MANIFEST,
+    ".jsonl": _MANIFEST,
+    ".ndjson": _MANIFEST,
+    ".npy": _Importer("bale.importers.npy", "NpySource", "npy", None),
+    ".npz": _Importer("bale.importers.npy", "NpzSource", "npz", None),
+    ".h5": _Importer("bale.importers.hdf5", "Hdf5Source", "HDF5", "h5py"),
+    ".hdf5": _Importer("bale.importers.hdf5", "Hdf5Source", "HDF5", "h5py"),
+    ".pkl": _Importer("bale.importers.pickle", "PickleSource", "pickle", None),
+    ".pickle": _Importer("bale.importers.pickle", "PickleSource", "pickle", None),
+    ".zarr": _ZARR,
+}
+
+ACCEPTED = (
+    "an image folder (one sub-folder per class, or images directly inside), a manifest "
+    "(.csv, .tsv, .json, .jsonl), .npy, .npz, .h5/.hdf5, .pkl/.pickle, a zarr array or group "
+    "(.zarr or a folder with .zarray/.zgroup/zarr.json), or a bcolz carray/ctable folder"
+)
+
+
+def open_source(path: str | os.PathLike[str], **options: Any) -> RowSource:
+    """The RowSource for ``path``, chosen by its extension or, for a folder, by what it holds.
+
+    ``options`` go to that source's constructor (``size=(224, 224)`` for images, ``root=`` for a
+    manifest, ``trust=True`` for pickle, ``datasets=[...]`` for HDF5); an option the source does
+    not take is an error naming the options it does take.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise BaleError(f"no such file or folder; bale pack reads {ACCEPTED}", path=path)
+    importer = _importer_for(path)
+    source_class = _load(importer, path)
+    _check_options(source_class, importer, options, path)
+    try:
+        return source_class(path, **options)  # type: ignore[call-arg]
+    except ImportError as exc:  # an optional library the importer loads when it opens a file
+        raise BaleError(f"reading {importer.kind} input: {exc}", path=path) from exc
+
+
+def _importer_for(path: str) -> _Importer:
+    extension = os.path.splitext(path.rstrip("/"))[1].lower()
+    if os.path.isdir(path):
+        names = set(os.listdir(path))
+        if extension == ".zarr" or names & {".zarray", ".zgroup", "zarr.json"}:
+            return _ZARR
+        if names & {"__rootdirs__", "__attrs__"} or _has_bcolz_meta(path):
+            return _BCOLZ
+        splits = find_splits(path)
+        if splits:
+            raise BaleError(
+                f"holds split folders ({', '.join(splits)}): pack them with "
+                "bale.pack_splits(root, out_dir) or `bale pack ROOT OUT_DIR/` (one file per split)",
+                path=path,
+            )
+        return _IMAGE_FOLDER
+    importer = _BY_EXTENSION.get(extension)
+    if importer is None:
+        raise BaleError(
+            f"cannot tell what {extension or 'this file'!r} holds; bale pack reads {ACCEPTED}",
+            path=path,
+        )
+    return importer
+
+
+def _has_bcolz_meta(path: str) -> bool:
+    """A bcolz carray keeps its layout in ``meta/`` (``sizes``, ``storage``) beside ``data/``."""
+    meta = os.path.join(path, "meta")
+    return os.path.isdir(meta) and (
+        os.path.exists(os.path.join(meta, "sizes")) or os.path.exists(os.path.join(meta, "storage"))
+    )
+
+
+def _load(importer: _Importer, path: str) -> type[RowSource]:
+    try:
+        module = importlib.import_module(importer.module)
+    except ImportError as exc:
+        if exc.name == importer.module:
+            raise BaleError(
+                f"reading {importer.kind} input needs {importer.module}, which this "
+                "installation of bale does not have",
+                path=path,
+            ) from exc
+        hint = f": pip install {importer.install}" if importer.install else ""
+        raise BaleError(
+            f"reading {importer.kind} input needs the {exc.name or importer.install!r} "
+            f"package{hint}",
+            path=path,
+        ) from exc
+    source_class = getattr(module, importer.name, None)
+    if not isinstance(source_class, type) or not issubclass(source_class, RowSource):
+        raise BaleError(f"{importer.module} has no RowSource {importer.name}", path=path)
+    return source_class
+
+
+def _check_options(
+    source_class: type[RowSource], importer: _Importer, options: dict[str, Any], path: str
+) -> None:
+    parameters = list(inspect.signature(source_class).parameters.values())[1:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    accepted = [p.name for p in parameters]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise BaleError(
+            f"option(s) {unknown} do not apply to {importer.kind} input; "
+            f"{source_class.__name__} takes {accepted or 'no options'}",
+            path=path,
+        )

@@ -1,0 +1,167 @@
+"""The `bale pack` command: its parser, source options, and the printed summary."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from bale.errors import BaleError
+from bale.importers.image_folder import find_splits
+from bale.packing import DEFAULT_MEMORY_BUDGET, PackReport, pack, pack_splits
+
+if TYPE_CHECKING:
+    from bale.cli.main import Subcommands
+
+# The exit codes of bale.cli.main (not imported: main imports this module).
+_EXIT_OK = 0
+_EXIT_ERROR = 2
+
+
+def add_pack_command(commands: Subcommands) -> None:
+    """pack: the command that makes a .bale file from data in other formats."""
+    parser = commands.add_parser(
+        "pack",
+        help="pack an image folder, a manifest, .npy/.npz, HDF5, zarr, pickle or bcolz into .bale",
+        description="Write every row of SOURCE to OUT, shuffled (seeded) unless --no-shuffle. "
+        "SOURCE: an image folder (one sub-folder per class), a manifest (.csv/.tsv/.json/"
+        ".jsonl listing image paths, labels and extra columns), .npy, .npz, .h5/.hdf5, "
+        ".pkl/.pickle (with --trust-pickle), a zarr array or group, or a bcolz folder. A "
+        "folder holding train/ and valid/|val/|validation/|test/ is packed into one file per "
+        "split inside OUT (a folder). Unreadable images are skipped and counted unless "
+        "--strict. Exit 0: written; 2: stopped (nothing is left under OUT). See docs/PACK.md.",
+    )
+    parser.add_argument("source", metavar="SOURCE")
+    parser.add_argument("out", metavar="OUT", help="the .bale file to write (a folder for splits)")
+    parser.add_argument(
+        "--no-shuffle", dest="shuffle", action="store_false", help="keep the source's order"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the shuffle (default 0)")
+    parser.add_argument(
+        "--size",
+        "--resize",
+        dest="size",
+        type=_size,
+        metavar="HxW",
+        help="decode images and store uint8 HxWx3 arrays of exactly this size "
+        "(default: store the image files' bytes unchanged)",
+    )
+    parser.add_argument(
+        "--resize-mode",
+        choices=("crop", "stretch"),
+        help="crop (default): keep the aspect ratio, cut the centre; stretch: scale to HxW",
+    )
+    parser.add_argument(
+        "--codec",
+        action="append",
+        metavar="auto|SPEC|COLUMN=SPEC",
+        help="codecs: 'auto' (measured on the first rows), a SPEC for every column "
+        "(zstd:3, lz4, none, blosc2:zstd:1:shuffle+bytedelta), or COLUMN=SPEC; repeatable",
+    )
+    parser.add_argument(
+        "--workers", type=int, help="processes reading and decoding (default: one per CPU)"
+    )
+    parser.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow reading a pickle file (unpickling can run any code: only for files you trust)",
+    )
+    parser.add_argument(
+        "--manifest-root", metavar="DIR", help="folder the manifest's paths are relative to"
+    )
+    parser.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="skip (and count) manifest rows whose file does not exist, instead of stopping",
+    )
+    parser.add_argument(
+        "--memory",
+        type=int,
+        default=DEFAULT_MEMORY_BUDGET >> 20,
+        metavar="MiB",
+        help="memory for rows in flight and for one shuffle bucket "
+        f"(default {DEFAULT_MEMORY_BUDGET >> 20})",
+    )
+    parser.add_argument(
+        "--temp-dir", metavar="DIR", help="where shuffle buckets go (default: beside OUT)"
+    )
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar"
+    )
+    parser.set_defaults(run=_pack)
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected HxW like 224x224 (or one number), got {text!r}")
+    return values[0], values[1]
+
+
+def _codecs(items: list[str] | None) -> dict[str, str] | None:
+    """``--codec`` values -> pack's codecs: a bare value applies to every column (``"*"``)."""
+    if not items:
+        return None
+    out: dict[str, str] = {}
+    for item in items:
+        column, sep, spec = item.partition("=")
+        if sep:
+            out[column.strip()] = spec.strip()
+        else:
+            out["*"] = item.strip()
+    return out
+
+
+def _pack(args: argparse.Namespace) -> int:
+    source_options: dict[str, Any] = {}
+    if args.size is not None:
+        source_options["size"] = args.size
+    if args.resize_mode is not None:
+        source_options["resize_mode"] = args.resize_mode
+    if args.trust_pickle:
+        source_options["trust"] = True
+    if args.manifest_root is not None:
+        source_options["root"] = args.manifest_root
+    if args.skip_missing:
+        source_options["missing"] = "skip"
+    options: dict[str, Any] = {
+        "shuffle": args.shuffle,
+        "seed": args.seed,
+        "codecs": _codecs(args.codec),
+        "workers": args.workers,
+        "progress": args.progress,
+        "strict": args.strict,
+        "overwrite": args.overwrite,
+        "memory_budget": max(1, args.memory) << 20,
+        "temp_dir": args.temp_dir,
+    }
+    try:
+        if find_splits(args.source):
+            if args.out.endswith(".bale") or os.path.isfile(args.out):
+                raise ValueError(
+                    f"{args.source} holds split folders; give an output folder "
+                    f"(e.g. `bale pack {args.source} packed/`): one .bale per split goes there"
+                )
+            for report in pack_splits(args.source, args.out, **options, **source_options).values():
+                _print(report)
+            return _EXIT_OK
+        _print(pack(args.source, args.out, **options, **source_options))
+    except ValueError as exc:  # invalid option values (bale errors are reported by main)
+        if isinstance(exc, BaleError):
+            raise
+        print(f"bale pack: error: {exc}", file=sys.stderr)
+        return _EXIT_ERROR
+    return _EXIT_OK
+
+
+def _print(report: PackReport) -> None:
+    print(report.summary())

@@ -1,0 +1,231 @@
+"""The `bale pack` command: options, summary, exit codes, a real subprocess and a real Ctrl-C."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import simplejpeg
+import skimage.data as skdata
+
+import bale
+from bale.cli.main import main
+
+
+def make_folder(
+    root: Path, classes: tuple[str, ...] = ("cat", "dog"), n: int = 4
+) -> dict[str, bytes]:
+    photos = [skdata.chelsea(), skdata.astronaut()]
+    files = {}
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            crop = photos[c % 2][i * 10 : i * 10 + 40 + 2 * i, 30 : 30 + 50]
+            files[f"{name}/{i}.jpg"] = bytes(simplejpeg.encode_jpeg(np.ascontiguousarray(crop), 85))
+    for rel, data in files.items():
+        (root / rel).write_bytes(data)
+    return files
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
+    root = tmp_path / "photos"
+    return root, make_folder(root)
+
+
+def run(*args: str | Path) -> int:
+    return main(["pack", *(str(a) for a in args), "--no-progress", "--workers", "1"])
+
+
+def test_pack_writes_the_file_and_prints_a_summary(
+    tmp_path: Path, folder: tuple[Path, dict[str, bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, files = folder
+    out = tmp_path / "out.bale"
+    assert run(root, out, "--seed", "5") == 0
+    printed = capsys.readouterr().out
+    assert f"packed 8 rows from {root} into {out} (shuffled, seed 5)" in printed
+    assert "rows/s" in printed and "MB/s" in printed and "on disk" in printed
+    with bale.open(out) as ds:
+        data = ds.read()
+        assert [files[p] for p in data["path"]] == data["image"]
+        assert ds.metadata["bale.pack"]["seed"] == 5
+
+
+def test_size_no_shuffle_and_codecs(tmp_path: Path, folder: tuple[Path, dict[str, bytes]]) -> None:
+    root, files = folder
+    out = tmp_path / "out.bale"
+    args = ["--size", "12x20", "--no-shuffle", "--codec", "lz4", "--codec", "label=zstd:4"]
+    assert run(root, out, *args) == 0
+    with bale.open(out) as ds:
+        assert ds.schema.describe()["image"] == "uint8[12,20,3]"
+        assert ds["path"][:] == sorted(files)
+        assert ds.schema["label"].codec == {"id": "zstd", "level": 4}
+        assert ds.schema["image"].codec["id"] == "lz4"
+    assert run(root, tmp_path / "sq.bale", "--resize", "9", "--resize-mode", "stretch") == 0
+    assert bale.open(tmp_path / "sq.bale").schema.describe()["image"] == "uint8[9,9,3]"
+
+
+def test_stops_with_exit_2(
+    tmp_path: Path, folder: tuple[Path, dict[str, bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, files = folder
+    out = tmp_path / "out.bale"
+    out.write_bytes(b"x")
+    assert run(root, out) == 2
+    assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
+    assert run(root, out, "--overwrite") == 0
+
+    (root / "dog" / "bad.jpg").write_bytes(files["dog/0.jpg"][:200])
+    assert run(root, tmp_path / "s.bale", "--strict") == 2
+    assert "cannot read dog/bad.jpg" in capsys.readouterr().err
+    assert not (tmp_path / "s.bale").exists() and not (tmp_path / "s.bale.partial").exists()
+    assert run(root, tmp_path / "ok.bale") == 0  # without --strict: skipped and reported
+    assert "skipped 1 unreadable row(s):\n    dog/bad.jpg: " in capsys.readouterr().out
+
+    (tmp_path / "empty").mkdir()
+    assert run(tmp_path / "empty", tmp_path / "e.bale") == 2
+    assert "no image files found" in capsys.readouterr().err
+
+    assert run(root, tmp_path / "p.bale", "--trust-pickle") == 2
+    assert "['trust'] do not apply to image folder input" in capsys.readouterr().err
+
+    assert run(tmp_path / "nothing.npy", tmp_path / "n.bale") == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+    with pytest.raises(SystemExit) as stop:
+        run(root, tmp_path / "z.bale", "--size", "12y3")
+    assert stop.value.code == 2
+    assert "expected HxW" in capsys.readouterr().err
+
+
+def test_manifest_missing_files(
+    tmp_path: Path, folder: tuple[Path, dict[str, bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, files = folder
+    lines = ["file,label"] + [f"{p},{p[:3]}" for p in sorted(files)] + ["dog/missing.jpg,dog"]
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    assert run(manifest, tmp_path / "m.bale") == 2
+    assert "9 of 9 files listed do not exist" in capsys.readouterr().err  # not beside list.csv
+    assert run(manifest, tmp_path / "m.bale", "--manifest-root", root) == 2
+    assert "line 10: dog/missing.jpg" in capsys.readouterr().err
+    assert run(manifest, tmp_path / "m.bale", "--manifest-root", root, "--skip-missing") == 0
+    assert "dog/missing.jpg (line 10): file not found" in capsys.readouterr().out
+    assert len(bale.open(tmp_path / "m.bale")) == 8
+
+
+def test_split_folders_go_to_an_output_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_folder(tmp_path / "data" / "train")
+    make_folder(tmp_path / "data" / "val", ("dog",), n=2)
+    assert run(tmp_path / "data", tmp_path / "all.bale") == 2
+    assert "holds split folders; give an output folder" in capsys.readouterr().err
+    assert run(tmp_path / "data", tmp_path / "packed") == 0
+    assert sorted(os.listdir(tmp_path / "packed")) == ["train.bale", "val.bale"]
+    with bale.open(tmp_path / "packed" / "val.bale") as ds:
+        assert ds["label"][:].tolist() == [1, 1] and ds.metadata["classes"] == ["cat", "dog"]
+
+
+def test_a_real_subprocess(tmp_path: Path, folder: tuple[Path, dict[str, bytes]]) -> None:
+    root, files = folder
+    out = tmp_path / "sub.bale"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bale.cli.main",
+            "pack",
+            str(root),
+            str(out),
+            "--workers",
+            "2",
+            "--memory",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "packed 8 rows" in done.stdout
+    assert "rows/s" in done.stderr  # the progress bar
+    with bale.open(out) as ds:
+        data = ds.read()
+        assert [files[p] for p in data["path"]] == data["image"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="FIFOs and process groups as on Linux")
+def test_ctrl_c_stops_workers_and_leaves_nothing(
+    tmp_path: Path, folder: tuple[Path, dict[str, bytes]]
+) -> None:
+    psutil = pytest.importorskip("psutil")
+    root, files = folder
+    # A manifest whose last entry is a FIFO: reading it blocks until the test lets it, so the
+    # pack is certainly in the middle of its work (in a worker process) when Ctrl-C comes.
+    fifo = root / "dog" / "blocking.jpg"
+    os.mkfifo(fifo)
+    rows = [f"{p},{p[:3]}" for p in sorted(files)] * 40 + ["dog/blocking.jpg,dog"]
+    (tmp_path / "list.csv").write_text("\n".join(["path,label", *rows]) + "\n")
+    (tmp_path / "list.csv").rename(root / "list.csv")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bale.cli.main",
+            "pack",
+            str(root / "list.csv"),
+            str(out_dir / "c.bale"),
+            "--workers",
+            "2",
+            "--memory",
+            "1",
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell gives a foreground job
+    )
+    writer = None
+    try:
+        deadline = time.monotonic() + 60
+        while writer is None:  # wait until some process opened the FIFO for reading
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                if (
+                    exc.errno != errno.ENXIO
+                    or time.monotonic() > deadline
+                    or process.poll() is not None
+                ):
+                    raise
+                time.sleep(0.05)
+        family = [
+            psutil.Process(process.pid),
+            *psutil.Process(process.pid).children(recursive=True),
+        ]
+        assert len(family) >= 3  # the command and its workers
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        if writer is not None:
+            os.close(writer)
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    _, alive = psutil.wait_procs(family, timeout=20)
+    assert alive == []  # no worker left behind
+    assert os.listdir(out_dir) == []  # no c.bale, no c.bale.partial

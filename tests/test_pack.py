@@ -1,0 +1,590 @@
+"""bale.pack: order (seeded shuffle, bucket shuffle), workers, codecs, bad input, cleanup, report."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import logging
+import multiprocessing
+import os
+import sys
+import time
+import tracemalloc
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import simplejpeg
+import skimage.data as skdata
+from PIL import Image
+
+import bale
+from bale import BaleError, CodecError, SchemaError, TargetExistsError
+from bale.importers.base import RowSource, SourceBatch
+from bale.importers.image_folder import ImageFolderSource
+from bale.packing import PackReport, pack, pack_splits, shuffle_keys
+
+QUIET: dict[str, Any] = {"progress": False, "workers": 1}
+pack_module = importlib.import_module("bale.packing")
+
+
+def jpeg(array: np.ndarray) -> bytes:
+    return bytes(simplejpeg.encode_jpeg(np.ascontiguousarray(array), quality=85))
+
+
+def png(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format="PNG")
+    return out.getvalue()
+
+
+def make_folder(
+    root: Path, classes: Sequence[str] = ("cat", "coffee", "rocket"), n: int = 5
+) -> dict[str, bytes]:
+    """Class folders of real photo crops plus one PNG; returns relative path -> bytes."""
+    photos = [skdata.chelsea(), skdata.coffee(), skdata.rocket(), skdata.astronaut()]
+    files: dict[str, bytes] = {}
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        photo = photos[c % len(photos)]
+        for i in range(n):
+            files[f"{name}/{i:02d}.jpg"] = jpeg(
+                photo[i * 7 : i * 7 + 50 + 3 * i, i * 5 : i * 5 + 64]
+            )
+    files[f"{classes[0]}/zz.png"] = png(photos[1][:30, :40])
+    for rel, data in files.items():
+        (root / rel).write_bytes(data)
+    return files
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
+    root = tmp_path / "photos"
+    return root, make_folder(root)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+class Counting(RowSource):
+    """Rows i = (x: [i, i*2, i*3] int64, s: "row i"), read in order only (like HDF5 chunks)."""
+
+    def __init__(self, n: int, *, random_access: bool = False, fail_at: int | None = None) -> None:
+        self.path = f"counting-{n}"
+        self.n = n
+        self._random = random_access
+        self.fail_at = fail_at
+        self.reads: list[tuple[int, int]] = []
+
+    @property
+    def num_rows(self) -> int:
+        return self.n
+
+    @property
+    def random_access(self) -> bool:
+        return self._random
+
+    @property
+    def row_nbytes_hint(self) -> int:
+        return 40
+
+    def _rows(self, rows: np.ndarray) -> SourceBatch:
+        if self.fail_at is not None and len(rows) and rows.max() >= self.fail_at:
+            raise KeyboardInterrupt
+        x = rows[:, None] * np.array([1, 2, 3], np.int64)
+        return SourceBatch({"x": x, "s": [f"row {i}" for i in rows.tolist()]}, rows)
+
+    def read(self, start: int, stop: int) -> SourceBatch:
+        self.reads.append((start, stop))
+        return self._rows(np.arange(start, stop, dtype=np.int64))
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> SourceBatch:
+        return self._rows(np.asarray(rows, np.int64))
+
+
+def expected_order(n: int, seed: int) -> np.ndarray:
+    return np.argsort(shuffle_keys(np.arange(n), seed))
+
+
+# -- image folders: bytes, labels, order ----------------------------------------------------------
+
+
+def test_pack_stores_each_file_byte_for_byte(
+    tmp_path: Path, photos: tuple[Path, dict[str, bytes]]
+) -> None:
+    root, files = photos
+    report = pack(root, tmp_path / "out.bale", **QUIET)
+    assert isinstance(report, PackReport)
+    with bale.open(tmp_path / "out.bale") as ds:
+        assert len(ds) == len(files) == report.rows
+        data = ds.read()
+        classes = ds.metadata["classes"]
+        assert classes == ["cat", "coffee", "rocket"]
+        for path, image, label in zip(data["path"], data["image"], data["label"], strict=True):
+            assert image == files[path] == (root / path).read_bytes()
+            assert classes[label] == path.split("/")[0]
+        info = ds.metadata["bale.pack"]
+    assert info == {
+        "shuffled": True,
+        "seed": 0,
+        "shuffle_method": "permuted reads",
+        "source": str(root),
+        "source_kind": "image_folder",
+        "rows": len(files),
+        "skipped": 0,
+    }
+    assert report.file_bytes == os.path.getsize(tmp_path / "out.bale")
+    assert report.data_bytes == sum(len(d) + len(p) for p, d in files.items()) + 8 * len(files)
+    assert report.rows_per_second > 0 and report.mb_per_second > 0
+    assert leftovers(tmp_path) == ["out.bale", "photos"]
+
+
+def test_shuffled_order_is_the_seeded_permutation(
+    tmp_path: Path, photos: tuple[Path, dict[str, bytes]]
+) -> None:
+    root, files = photos
+    source_order = sorted(files)  # rows are numbered in sorted path order
+    orders = {}
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        pack(root, tmp_path / f"{name}.bale", seed=seed, **QUIET)
+        with bale.open(tmp_path / f"{name}.bale") as ds:
+            orders[name] = ds["path"][:]
+            assert ds.metadata["bale.pack"]["seed"] == seed
+    assert orders["a"] == [source_order[i] for i in expected_order(len(files), 3)]
+    assert orders["a"] == orders["b"]  # same seed, same order
+    assert orders["a"] != orders["c"] and sorted(orders["c"]) == source_order
+    assert orders["a"] != source_order
+
+    pack(root, tmp_path / "plain.bale", shuffle=False, **QUIET)
+    with bale.open(tmp_path / "plain.bale") as ds:
+        assert ds["path"][:] == source_order
+        assert ds.metadata["bale.pack"]["shuffled"] is False
+        assert ds.metadata["bale.pack"]["seed"] is None
+
+
+def test_size_stores_decoded_arrays(tmp_path: Path, photos: tuple[Path, dict[str, bytes]]) -> None:
+    root, files = photos
+    report = pack(root, tmp_path / "out.bale", size=(20, 30), resize_mode="stretch", **QUIET)
+    with bale.open(tmp_path / "out.bale") as ds:
+        assert ds.schema.describe()["image"] == "uint8[20,30,3]"
+        assert ds.metadata["image_size"] == [20, 30]
+        row = ds["path"][:].index("cat/zz.png")
+        image = ds[row]["image"]
+    original = skdata.coffee()[:30, :40]
+    resized = np.asarray(Image.fromarray(original).resize((30, 20), Image.Resampling.BILINEAR))
+    assert np.abs(image.astype(int) - resized.astype(int)).mean() < 2
+    assert report.data_bytes == len(files) * (20 * 30 * 3 + 8) + sum(len(p) for p in files)
+
+
+def test_workers_give_the_same_file_as_one_process(
+    tmp_path: Path, photos: tuple[Path, dict[str, bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, _ = photos
+    pools: list[int] = []
+
+    class Pool(pack_module.ProcessPoolExecutor):  # type: ignore[misc, name-defined]
+        def __init__(self, workers: int, **kwargs: Any) -> None:
+            pools.append(workers)
+            super().__init__(workers, **kwargs)
+
+    monkeypatch.setattr(pack_module, "ProcessPoolExecutor", Pool)
+    options: dict[str, Any] = {"size": (16, 16), "progress": False, "memory_budget": 8 << 10}
+    pack(root, tmp_path / "one.bale", workers=1, **options)
+    assert pools == []
+    pack(root, tmp_path / "two.bale", workers=2, **options)
+    assert pools == [2]
+    with bale.open(tmp_path / "one.bale") as one, bale.open(tmp_path / "two.bale") as two:
+        a, b = one.read(), two.read()
+    assert a["path"] == b["path"]
+    np.testing.assert_array_equal(a["image"], b["image"])
+    np.testing.assert_array_equal(a["label"], b["label"])
+    assert not multiprocessing.active_children()
+
+
+class Picklable(Counting):
+    def __init__(self, n: int, delay: float = 0.0) -> None:
+        super().__init__(n, random_access=True)
+        self.delay = delay
+
+    @property
+    def picklable(self) -> bool:
+        return True
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> SourceBatch:
+        time.sleep(self.delay)  # a slow decoder
+        return super().take(rows)
+
+
+@pytest.mark.parametrize(
+    ("delay", "workers", "started"),
+    [(0.0, None, False), (0.02, None, True), (0.0, 2, True), (0.02, 1, False)],
+)
+def test_workers_start_for_slow_sources_or_when_asked(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    delay: float,
+    workers: int | None,
+    started: bool,
+) -> None:
+    pools: list[int] = []
+    monkeypatch.setattr(pack_module, "os", _Cpus(4))
+    monkeypatch.setattr(pack_module._BatchReader, "_start_pool", lambda self: pools.append(1))
+    pack(
+        Picklable(400, delay),
+        tmp_path / "a.bale",
+        workers=workers,
+        progress=False,
+        memory_budget=8 << 10,
+    )
+    assert bool(pools) is started
+    with bale.open(tmp_path / "a.bale") as ds:
+        np.testing.assert_array_equal(ds["x"][:, 0], expected_order(400, 0))
+
+
+class _Cpus:
+    """``os`` with a fixed CPU count (the test machine may have one CPU)."""
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+
+    def cpu_count(self) -> int:
+        return self._count
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+# -- the bucket shuffle ---------------------------------------------------------------------------
+
+
+def test_bucket_shuffle_equals_the_random_access_order(tmp_path: Path) -> None:
+    n = 3000
+    sequential = Counting(n)
+    report = pack(sequential, tmp_path / "buckets.bale", seed=7, memory_budget=32 << 10, **QUIET)
+    assert report.rows == n
+    pack(Counting(n, random_access=True), tmp_path / "direct.bale", seed=7, **QUIET)
+    with bale.open(tmp_path / "buckets.bale") as a, bale.open(tmp_path / "direct.bale") as b:
+        assert a.metadata["bale.pack"]["shuffle_method"] == "buckets"
+        assert b.metadata["bale.pack"]["shuffle_method"] == "permuted reads"
+        x, s = a["x"][:], a["s"][:]
+        np.testing.assert_array_equal(x, b["x"][:])
+        assert s == b["s"][:]
+    rows = x[:, 0]
+    np.testing.assert_array_equal(rows, expected_order(n, 7))  # the exact permutation
+    np.testing.assert_array_equal(np.sort(rows), np.arange(n))  # every row once
+    np.testing.assert_array_equal(x, rows[:, None] * np.array([1, 2, 3]))
+    assert s == [f"row {i}" for i in rows]
+    # read strictly in order, once
+    assert [a for a, _ in sequential.reads] == sorted(a for a, _ in sequential.reads)
+    assert sum(b - a for a, b in sequential.reads) == n
+    # uniform-looking: no relation between source row and output position
+    positions = np.empty(n, np.int64)
+    positions[rows] = np.arange(n)
+    assert abs(np.corrcoef(np.arange(n), positions)[0, 1]) < 0.1
+    tenths = np.bincount(rows[: n // 10] * 10 // n, minlength=10)
+    assert tenths.min() > 10  # the first 10% of the output draws from every tenth of the input
+    assert leftovers(tmp_path) == ["buckets.bale", "direct.bale"]
+
+
+def test_bucket_shuffle_keeps_memory_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Wide(Counting):
+        @property
+        def row_nbytes_hint(self) -> int:
+            return 1024 + 16
+
+        def _rows(self, rows: np.ndarray) -> SourceBatch:
+            payload = np.repeat(rows[:, None].astype(np.uint8), 1024, axis=1)
+            return SourceBatch({"row": rows, "payload": payload}, rows)
+
+    loaded: list[int] = []
+    real = pack_module.Dataset
+
+    class Recording(real):  # type: ignore[misc, valid-type]
+        def read(self, *args: Any, **kwargs: Any) -> Any:
+            batch = super().read(*args, **kwargs)
+            loaded.append(len(batch["row"]))
+            return batch
+
+    monkeypatch.setattr(pack_module, "Dataset", Recording)
+    n, budget = 6000, 512 << 10  # ~6 MiB of rows through a 0.5 MiB budget
+    tracemalloc.start()
+    try:
+        pack(
+            Wide(n),
+            tmp_path / "wide.bale",
+            memory_budget=budget,
+            row_group_bytes=256 << 10,
+            **QUIET,
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(loaded) >= 32 and sum(loaded) == n  # many buckets, every row in one
+    assert max(loaded) * 1040 < budget / 2  # one bucket at a time, each within the budget
+    assert peak < 0.6 * n * 1040, peak  # well below the data's size
+    with bale.open(tmp_path / "wide.bale") as ds:
+        rows = ds["row"][:]
+        np.testing.assert_array_equal(rows, expected_order(n, 0))
+        np.testing.assert_array_equal(
+            ds["payload"][:100], np.repeat(rows[:100, None].astype(np.uint8), 1024, 1)
+        )
+
+
+def test_no_shuffle_keeps_source_order(tmp_path: Path) -> None:
+    pack(Counting(500), tmp_path / "o.bale", shuffle=False, **QUIET)
+    with bale.open(tmp_path / "o.bale") as ds:
+        np.testing.assert_array_equal(ds["x"][:, 0], np.arange(500))
+        assert ds.metadata["bale.pack"]["shuffle_method"] is None
+
+
+# -- interrupts and errors leave nothing behind -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("shuffle", "random_access"), [(True, False), (True, True), (False, False)]
+)
+def test_keyboard_interrupt_leaves_nothing(
+    tmp_path: Path, shuffle: bool, random_access: bool
+) -> None:
+    source = Counting(4000, random_access=random_access, fail_at=3000)
+    with pytest.raises(KeyboardInterrupt):
+        pack(source, tmp_path / "k.bale", shuffle=shuffle, memory_budget=64 << 10, **QUIET)
+    assert leftovers(tmp_path) == []
+
+
+def test_strict_stops_at_the_first_unreadable_image(
+    tmp_path: Path, photos: tuple[Path, dict[str, bytes]]
+) -> None:
+    root, files = photos
+    (root / "coffee" / "broken.jpg").write_bytes(files["cat/00.jpg"][:300])
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(BaleError, match=r"cannot read coffee/broken\.jpg: .*strict"):
+        pack(root, out / "s.bale", strict=True, progress=False, workers=2, memory_budget=32 << 10)
+    assert leftovers(out) == []
+    assert not multiprocessing.active_children()  # workers stopped
+
+
+def test_unreadable_images_are_skipped_and_reported(
+    tmp_path: Path, photos: tuple[Path, dict[str, bytes]], caplog: pytest.LogCaptureFixture
+) -> None:
+    root, files = photos
+    (root / "coffee" / "broken.jpg").write_bytes(files["cat/00.jpg"][:300])
+    (root / "rocket" / "noise.jpg").write_bytes(np.random.default_rng(1).bytes(2000))
+    with caplog.at_level(logging.WARNING, logger="bale.pack"):
+        report = pack(root, tmp_path / "out.bale", **QUIET)
+    assert report.rows == len(files)
+    assert sorted(s.where for s in report.skipped) == ["coffee/broken.jpg", "rocket/noise.jpg"]
+    assert "skipping coffee/broken.jpg" in caplog.text
+    assert "skipped 2 unreadable row(s)" in report.summary()
+    with bale.open(tmp_path / "out.bale") as ds:
+        assert ds.metadata["bale.pack"]["skipped"] == 2
+        assert sorted(ds["path"][:]) == sorted(files)
+
+
+def test_nothing_readable_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "src" / "a").mkdir(parents=True)
+    for i in range(3):
+        (tmp_path / "src" / "a" / f"{i}.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(BaleError, match=r"no rows could be read: 3 skipped \(e\.g\. a/"):
+        pack(tmp_path / "src", tmp_path / "x.bale", **QUIET)
+    assert leftovers(tmp_path) == ["src"]
+
+
+def test_mixed_shapes_name_the_source_rows(tmp_path: Path) -> None:
+    class Growing(Counting):
+        def _rows(self, rows: np.ndarray) -> SourceBatch:
+            width = 3 if rows[0] < 200 else 4
+            return SourceBatch({"x": np.zeros((len(rows), width), np.float32)}, rows)
+
+    with pytest.raises(SchemaError, match=r"source rows \[2\d\d, .*do not fit"):
+        pack(Growing(400), tmp_path / "m.bale", shuffle=False, memory_budget=8 << 10, **QUIET)
+    assert leftovers(tmp_path) == []
+
+
+def test_target_exists(tmp_path: Path, photos: tuple[Path, dict[str, bytes]]) -> None:
+    root, _ = photos
+    out = tmp_path / "t.bale"
+    out.write_bytes(b"keep me")
+    with pytest.raises(TargetExistsError, match="overwrite"):
+        pack(root, out, **QUIET)
+    assert out.read_bytes() == b"keep me"
+    pack(root, out, overwrite=True, **QUIET)
+    assert len(bale.open(out)) == 16
+    (tmp_path / "u.bale.partial").write_bytes(b"left by a killed run")
+    with pytest.raises(TargetExistsError, match="interrupted write"):
+        pack(root, tmp_path / "u.bale", **QUIET)
+
+
+def test_bad_arguments(tmp_path: Path, photos: tuple[Path, dict[str, bytes]]) -> None:
+    root, _ = photos
+    with pytest.raises(CodecError):
+        pack(root, tmp_path / "a.bale", codecs={"label": "zstd:99x"}, **QUIET)
+    with pytest.raises(SchemaError, match=r"unknown columns \['nope'\]"):
+        pack(root, tmp_path / "a.bale", codecs={"nope": "lz4"}, **QUIET)
+    with pytest.raises(BaleError, match=r"output folder .* does not exist"):
+        pack(root, tmp_path / "no" / "a.bale", **QUIET)
+    with pytest.raises(BaleError, match="the output is a folder"):
+        pack(root, tmp_path, **QUIET)
+    with pytest.raises(BaleError, match="no rows"):
+        pack(Counting(0), tmp_path / "a.bale", **QUIET)
+    with pytest.raises(TypeError, match="already open"):
+        pack(Counting(5), tmp_path / "a.bale", size=(2, 2), **QUIET)
+    with pytest.raises(ValueError, match="workers"):
+        pack(root, tmp_path / "a.bale", workers=0)
+    assert leftovers(tmp_path) == ["photos"]
+
+
+# -- codecs, metadata, progress ------------------------------------------------------------------
+
+
+def test_codecs(tmp_path: Path, photos: tuple[Path, dict[str, bytes]]) -> None:
+    root, _ = photos
+
+    def codecs_of(path: Path) -> dict[str, str]:
+        with bale.open(path) as ds:
+            return {c.name: c.codec["id"] + str(c.codec.get("level", "")) for c in ds.schema}
+
+    pack(root, tmp_path / "a.bale", codecs="zstd:5", **QUIET)
+    assert codecs_of(tmp_path / "a.bale") == {"image": "zstd5", "label": "zstd5", "path": "zstd5"}
+    pack(root, tmp_path / "b.bale", codecs={"*": "lz4", "label": "zstd:2"}, **QUIET)
+    assert codecs_of(tmp_path / "b.bale") == {"image": "lz4", "label": "zstd2", "path": "lz4"}
+    pack(root, tmp_path / "c.bale", codecs={"label": "none"}, **QUIET)
+    assert codecs_of(tmp_path / "c.bale") == {"image": "none", "label": "none", "path": "zstd3"}
+
+
+def test_codecs_auto_asks_the_advisor(
+    tmp_path: Path, photos: tuple[Path, dict[str, bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    advisor = pytest.importorskip("bale.advisor")
+    root, files = photos
+    seen: list[tuple[dict[str, Any], str]] = []
+
+    def fake(samples: dict[str, Any], goal: str = "balanced") -> dict[str, str]:
+        seen.append((samples, goal))
+        return {"image": "none", "label": "zstd:7", "path": "lz4"}
+
+    monkeypatch.setattr(advisor, "recommend_codecs", fake)
+    pack(
+        root,
+        tmp_path / "a.bale",
+        codecs={"*": "auto", "path": "zstd:1"},
+        codec_goal="smallest",
+        **QUIET,
+    )
+    [(samples, goal)] = seen
+    assert goal == "smallest" and set(samples) == {"image", "label", "path"}
+    assert all(
+        image == files[path] for image, path in zip(samples["image"], samples["path"], strict=True)
+    )
+    with bale.open(tmp_path / "a.bale") as ds:
+        assert ds.schema["label"].codec == {"id": "zstd", "level": 7}
+        assert ds.schema["path"].codec == {"id": "zstd", "level": 1}  # a given codec wins
+
+
+def test_codecs_auto_with_the_real_advisor(tmp_path: Path) -> None:
+    pytest.importorskip("bale.advisor")
+    pack(Counting(300), tmp_path / "a.bale", codecs="auto", **QUIET)
+    with bale.open(tmp_path / "a.bale") as ds:
+        assert sorted(ds["x"][:, 0]) == list(range(300))
+
+
+def test_metadata_merges_source_user_and_pack(
+    tmp_path: Path, photos: tuple[Path, dict[str, bytes]]
+) -> None:
+    root, _ = photos
+    pack(root, tmp_path / "a.bale", metadata={"license": "CC0", "classes": ["x"]}, **QUIET)
+    with bale.open(tmp_path / "a.bale") as ds:
+        assert ds.metadata["license"] == "CC0"
+        assert ds.metadata["classes"] == ["x"]  # what the caller says wins
+        assert ds.metadata["bale.pack"]["rows"] == 16
+
+
+def test_progress_bar(
+    tmp_path: Path,
+    photos: tuple[Path, dict[str, bytes]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("tqdm")
+    root, _ = photos
+    pack(root, tmp_path / "a.bale", workers=1)
+    err = capsys.readouterr().err
+    assert "16/16" in err and "rows/s" in err and "MB/s" in err
+    pack(root, tmp_path / "b.bale", **QUIET)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # not installed: no bar, no error
+    pack(root, tmp_path / "c.bale", workers=1)
+    assert capsys.readouterr().err == ""
+
+
+# -- manifests and split folders ------------------------------------------------------------------
+
+
+def test_pack_a_manifest_with_boxes(tmp_path: Path, photos: tuple[Path, dict[str, bytes]]) -> None:
+    root, files = photos
+    lines = ["path,label,box"]
+    for i, rel in enumerate(sorted(files)):
+        lines.append(f'{rel},{rel.split("/")[0]},"[{i}, 1.5, 3, 4]"')
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    pack(root / "labels.csv", tmp_path / "m.bale", shuffle=False, **QUIET)
+    with bale.open(tmp_path / "m.bale") as ds:
+        assert ds.schema.describe() == {
+            "image": "bytes",
+            "label": "int64",
+            "path": "string",
+            "box": "float32[4]",
+        }
+        data = ds.read()
+    assert data["path"] == sorted(files)
+    assert [files[p] for p in data["path"]] == data["image"]
+    np.testing.assert_array_equal(data["box"][:, 0], np.arange(len(files), dtype=np.float32))
+    assert ds.metadata["bale.pack"]["source_kind"] == "manifest"
+
+
+def test_pack_splits_share_one_class_list(tmp_path: Path) -> None:
+    root = tmp_path / "kaggle"
+    train = make_folder(root / "train", ("ant", "bee"), n=3)
+    valid = make_folder(root / "valid", ("ant", "cat"), n=2)
+    test = make_folder(root / "test" / "_", ("flat",), n=2)
+    for rel in test:  # a flat test folder: images without class folders
+        os.replace(root / "test" / "_" / rel, root / "test" / rel.split("/")[1])
+    (root / "test" / "_" / "flat").rmdir()
+    (root / "test" / "_").rmdir()
+    with pytest.raises(BaleError, match="pack_splits"):
+        pack(root, tmp_path / "one.bale", **QUIET)
+    reports = pack_splits(root, tmp_path / "out", size=(8, 8), **QUIET)
+    assert sorted(reports) == ["test", "train", "valid"]
+    assert leftovers(tmp_path / "out") == ["test.bale", "train.bale", "valid.bale"]
+    expected = {"train": train, "valid": valid}
+    for split in ("train", "valid"):
+        with bale.open(tmp_path / "out" / f"{split}.bale") as ds:
+            assert ds.metadata["classes"] == ["ant", "bee", "cat"]
+            labels = {
+                p: ["ant", "bee", "cat"][lab]
+                for p, lab in zip(ds["path"][:], ds["label"][:], strict=True)
+            }
+        assert labels == {p: p.split("/")[0] for p in expected[split]}
+    with bale.open(tmp_path / "out" / "test.bale") as ds:
+        assert "label" not in ds.schema and ds.metadata["classes"] == ["ant", "bee", "cat"]
+        assert sorted(ds["path"][:]) == ["00.jpg", "01.jpg", "zz.png"]
+    with pytest.raises(TargetExistsError):
+        pack_splits(root, tmp_path / "out", **QUIET)
+    with pytest.raises(BaleError, match="no split folders"):
+        pack_splits(root / "train", tmp_path / "x", **QUIET)
+
+
+def test_source_is_closed_after_packing_a_path(
+    tmp_path: Path, photos: tuple[Path, dict[str, bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed: list[str] = []
+    monkeypatch.setattr(
+        ImageFolderSource, "close", lambda self: closed.append(self.path), raising=False
+    )
+    pack(photos[0], tmp_path / "a.bale", **QUIET)
+    assert closed == [str(photos[0])]
