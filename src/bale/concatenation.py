@@ -1,0 +1,161 @@
+"""Joining files of one schema into one file (`bale concat`) by copying their row groups as stored."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bale.errors import SchemaError, TargetExistsError
+from bale.io.sink import partial_path_for
+from bale.reader import Dataset
+from bale.writer import Writer
+
+#: Metadata keys that describe how one input was made; they move into "bale.concat".
+_PER_FILE_KEYS = ("bale.split", "bale.concat")
+
+
+@dataclass(frozen=True)
+class ConcatSource:
+    """One input of ``concat``: its rows, and how many were copied as stored vs re-encoded."""
+
+    path: str
+    rows: int
+    groups_copied: int
+    rows_reencoded: int
+
+
+@dataclass(frozen=True)
+class ConcatReport:
+    """What ``concat`` wrote: the output file and what came from each input."""
+
+    path: str
+    rows: int
+    file_bytes: int
+    sources: tuple[ConcatSource, ...]
+
+    def summary(self) -> str:
+        lines = [f"{self.path}: {self.rows} rows, {self.file_bytes / 2**20:.1f} MiB"]
+        for s in self.sources:
+            lines.append(
+                f"  from {s.path}: {s.rows} rows ({s.groups_copied} row group(s) copied, "
+                f"{s.rows_reencoded} rows re-encoded)"
+            )
+        return "\n".join(lines)
+
+
+def concat(
+    inputs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+) -> ConcatReport:
+    """Write the rows of ``inputs``, in that order, to one new file ``out``.
+
+    >>> bale.concat(["part-0.bale", "part-1.bale"], "all.bale")  # doctest: +SKIP
+
+    The inputs must have the same columns (names and types; column order and codecs may differ).
+    Row groups are copied as stored, keeping each block's codec; an input framed with a
+    different segment size than the first is decoded and re-encoded with the first input's
+    codecs. Different columns raise ``SchemaError`` naming both files and the columns.
+
+    ``out`` gets the first input's schema and metadata, except the per-file keys
+    ``"bale.split"`` and ``"bale.concat"``, plus ``"bale.concat": {"sources": [...], "rows":
+    [...], "metadata": [...]}``: each input's path, row count and those per-file keys, and
+    ``"differing_keys"``, the metadata keys whose values are not the same in every input.
+
+    A damaged block raises ``CorruptFileError`` naming the input, column and rows; nothing is
+    left under ``out`` (nor ``out.partial``).
+    """
+    paths = [os.fspath(p) for p in inputs]
+    target = os.fspath(out)
+    if isinstance(inputs, (str, bytes)) or not paths:
+        raise ValueError("concat needs a list of one or more input files")
+    if os.path.realpath(target) in {os.path.realpath(p) for p in paths}:
+        raise ValueError(f"the output {target!r} is also an input: write to a new file")
+    if os.path.exists(target) and not overwrite:
+        raise TargetExistsError("the file exists; pass overwrite=True to replace it", path=target)
+    with contextlib.ExitStack() as stack:
+        datasets = [stack.enter_context(Dataset(p, cache_bytes=0)) for p in paths]
+        first = datasets[0]
+        for ds in datasets[1:]:
+            _check_same_columns(first, ds)
+        metadata = _merged_metadata(datasets)
+        writer = Writer(
+            target,
+            first.schema,
+            overwrite=overwrite,
+            metadata=metadata,
+            row_group_rows=max(first.row_group_sizes, default=None),
+            segment_bytes=first.index.segment_bytes,
+        )
+        sources = []
+        try:
+            for ds in datasets:
+                sources.append(_append(writer, ds, first.index.segment_bytes))
+            writer.close()
+        except BaseException:
+            writer.abort()
+            with contextlib.suppress(OSError):
+                os.remove(partial_path_for(target))
+            raise
+    rows = sum(s.rows for s in sources)
+    return ConcatReport(target, rows, os.path.getsize(target), tuple(sources))
+
+
+def _check_same_columns(first: Dataset, other: Dataset) -> None:
+    a = {c.name: c.type for c in first.schema}
+    b = {c.name: c.type for c in other.schema}
+    if a == b:
+        return
+    shown_a, shown_b = first.schema.describe(), other.schema.describe()
+    differing = sorted(n for n in set(a) | set(b) if a.get(n) != b.get(n))
+    problems = []
+    for name in differing:
+        if name not in b:
+            problems.append(f"{name!r} ({shown_a[name]}) only in the first")
+        elif name not in a:
+            problems.append(f"{name!r} ({shown_b[name]}) only in the second")
+        else:
+            problems.append(
+                f"{name!r} is {shown_a[name]} in the first, {shown_b[name]} in the second"
+            )
+    raise SchemaError(
+        f"cannot concatenate {first.path!r} and {other.path!r}, their columns differ: "
+        + "; ".join(problems),
+        path=other.path,
+        column=differing[0],
+    )
+
+
+def _merged_metadata(datasets: Sequence[Dataset]) -> dict[str, Any]:
+    metas = [ds.metadata for ds in datasets]
+    keys = sorted({k for m in metas for k in m if k not in _PER_FILE_KEYS})
+    missing = object()
+    differing = [
+        k for k in keys if any(m.get(k, missing) != metas[0].get(k, missing) for m in metas)
+    ]
+    merged = {k: v for k, v in metas[0].items() if k not in _PER_FILE_KEYS}
+    merged["bale.concat"] = {
+        "sources": [ds.path for ds in datasets],
+        "rows": [len(ds) for ds in datasets],
+        "metadata": [{k: m[k] for k in _PER_FILE_KEYS if k in m} for m in metas],
+        "differing_keys": differing,
+    }
+    return merged
+
+
+def _append(writer: Writer, ds: Dataset, segment_bytes: int) -> ConcatSource:
+    copy = ds.index.segment_bytes == segment_bytes
+    copied = reencoded = 0
+    for group in range(ds.num_row_groups):
+        if copy:
+            writer.write_stored_group(ds.stored_group(group))
+            copied += 1
+        else:
+            batch = ds.read_row_group(group)
+            writer.write(batch)
+            reencoded += ds.row_group_sizes[group]
+    return ConcatSource(ds.path, len(ds), copied, reencoded)
