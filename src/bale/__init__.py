@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from bale.concatenation import ConcatReport, concat
 from bale.errors import (
     BaleError,
     BaleWriteError,
@@ -26,7 +27,9 @@ from bale.errors import (
 )
 from bale.format.schema import Array, Bytes, Schema, String
 from bale.loader.pipeline import Loader
+from bale.packing import PackReport, pack, pack_splits
 from bale.reader import ColumnView, Dataset, open
+from bale.splitting import SplitReport, split
 from bale.writer import Writer, write
 
 __all__ = [
@@ -36,19 +39,26 @@ __all__ = [
     "Bytes",
     "CodecError",
     "ColumnView",
+    "ConcatReport",
     "CorruptFileError",
     "Dataset",
     "FileLockedError",
     "Loader",
     "NotABaleFileError",
+    "PackReport",
     "Schema",
     "SchemaError",
+    "SplitReport",
     "String",
     "TargetExistsError",
     "TruncatedFileError",
     "UnsupportedVersionError",
     "Writer",
     "__version__",
+    "concat",
     "open",
+    "pack",
+    "pack_splits",
+    "split",
     "write",
 ]

@@ -21,7 +21,7 @@ from bale.batches import (
 from bale.blocks import StoredBlock, StoredGroup
 from bale.codecs import Codec, codec_from_config, parse_codec
 from bale.codecs.framing import encode_block
-from bale.defaults import DEFAULT_ROW_GROUP_BYTES, default_codec
+from bale.defaults import DEFAULT_ROW_GROUP_BYTES, default_codec, shuffle_typesize
 from bale.errors import BaleError, BaleWriteError, SchemaError
 from bale.format.constants import DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES
 from bale.format.footer import BlockRecord, FileIndex, pack_footer
@@ -132,7 +132,7 @@ class Writer:
         self._original_metadata = dict(index.metadata)
         # Codecs given when appending apply to the new row groups (each block records its own).
         self._append_codecs = {
-            name: codec.for_itemsize(_itemsize(index.schema[name].type)).config()
+            name: codec.for_itemsize(shuffle_typesize(index.schema[name].type)).config()
             for name, codec in self._codec_overrides.items()
             if name in index.schema
         }
@@ -190,7 +190,7 @@ class Writer:
         for name, column_type, stored in given:
             override = self._codec_overrides.get(name)
             if override is not None:
-                codec = override.for_itemsize(_itemsize(column_type)).config()
+                codec = override.for_itemsize(shuffle_typesize(column_type)).config()
             elif stored:
                 codec = stored
             else:
@@ -557,10 +557,6 @@ class Writer:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self._sink.close()
-
-
-def _itemsize(column_type: ColumnType) -> int:
-    return column_type.numpy_dtype.itemsize if isinstance(column_type, Array) else 1
 
 
 def _sample_bytes(values: Any) -> list[bytes]:

@@ -12,6 +12,10 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from bale import __version__
+from bale.cli.bench import add_bench_command
+from bale.cli.codecs import add_codecs_command
+from bale.cli.pack import add_pack_command
+from bale.cli.split import add_split_commands
 from bale.codecs import codec_spec
 from bale.errors import BaleError
 from bale.format.schema import Array
@@ -102,7 +106,13 @@ def _add_file_commands(commands: Subcommands) -> None:
 
 
 # Each entry adds its subcommands; a command module owns its parser and its `run` function.
-COMMAND_GROUPS: tuple[Callable[[Subcommands], None], ...] = (_add_file_commands,)
+COMMAND_GROUPS: tuple[Callable[[Subcommands], None], ...] = (
+    _add_file_commands,
+    add_split_commands,
+    add_pack_command,
+    add_codecs_command,
+    add_bench_command,
+)
 
 
 def _describe(ds: Dataset) -> dict[str, Any]:

@@ -1,0 +1,196 @@
+"""The `bale codecs` command: measure codecs on a sample of a file or source and recommend one per column."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bale.advisor import (
+    DEFAULT_SAMPLE_BYTES,
+    GOALS,
+    AdvisorReport,
+    ColumnReport,
+    measure_codecs,
+    sample_file,
+    sample_source,
+)
+from bale.errors import BaleError
+from bale.format.constants import FILE_MAGIC
+
+if TYPE_CHECKING:
+    from bale.cli.main import Subcommands
+
+_EXIT_OK = 0  # bale.cli.main's exit code (not imported: main imports this module)
+
+
+def add_codecs_command(commands: Subcommands) -> None:
+    """codecs: which codec suits each column, measured on this machine."""
+    parser = commands.add_parser(
+        "codecs",
+        help="measure codecs on a sample of each column and recommend one",
+        description="Read a sample of SOURCE (a .bale file, or anything `bale pack` reads: an "
+        "image folder, .npy, .h5, ...), compress and decompress each column with candidate "
+        "codecs on one thread, and print per column: ratio, compress and decompress speed "
+        "(MB/s of raw data per core), the recommended codec and why. Goals: smallest = best "
+        "ratio decoding at >= 100 MB/s; balanced = best ratio decoding at >= 300 MB/s and "
+        "compressing at >= 100 MB/s (within 2%: the faster decoder); fastest = fastest decoder "
+        "within 10% of the best ratio. balanced and fastest store data as is when no codec "
+        "saves 5%. See docs/CODECS.md.",
+    )
+    parser.add_argument("source", help="a .bale file, or a source `bale pack` reads")
+    parser.add_argument("--goal", choices=GOALS, default="balanced", help="default: balanced")
+    parser.add_argument(
+        "--read-rate",
+        type=_positive_float,
+        metavar="MB/s",
+        help="raw MB/s the training must read per core: recommend the smallest codec that "
+        "decodes at least this fast",
+    )
+    parser.add_argument("--columns", nargs="+", help="only these columns")
+    parser.add_argument(
+        "--sample-mb",
+        type=_positive_float,
+        default=DEFAULT_SAMPLE_BYTES / 2**20,
+        help="sample about this many MiB of the largest column (default 16)",
+    )
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        metavar="SPEC",
+        help="measure these codec specs for every column instead of the default set "
+        "(e.g. zstd:3 lz4 blosc2:zstd:1:bitshuffle)",
+    )
+    parser.add_argument(
+        "--thorough",
+        action="store_true",
+        help="more candidates (blosc2 lz4/zstd/zlib at levels 1, 5, 9; zstd 19 always): slower",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per codec (median)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.set_defaults(run=run_codecs)
+
+
+def run_codecs(args: argparse.Namespace) -> int:
+    if args.repeats < 1:
+        raise BaleError(f"--repeats must be >= 1, got {args.repeats}")
+    max_bytes = int(args.sample_mb * 2**20)
+    sample, where = _read_sample(args.source, args.columns, max_bytes)
+    report = measure_codecs(
+        sample, candidates=args.candidates, repeats=args.repeats, thorough=args.thorough
+    )
+    if args.json:
+        out = report.to_dict(args.goal, args.read_rate)
+        out["source"] = args.source
+        out["sample"] = where
+        print(json.dumps(out, indent=2))
+        return _EXIT_OK
+    print(_text(report, args.goal, args.read_rate, args.source, where))
+    return _EXIT_OK
+
+
+def _read_sample(
+    path: str, columns: list[str] | None, max_bytes: int
+) -> tuple[dict[str, Any], str]:
+    """(sample batch, a few words on where it came from)."""
+    if _is_bale_file(path):
+        sample = sample_file(path, columns=columns, max_bytes=max_bytes)
+        return sample, "evenly spread row groups"
+    if path.endswith(".npy") and importlib.util.find_spec("bale.importers.npy") is None:
+        # Until bale's .npy importer exists, a .npy file is read here directly.
+        return _sample_npy(path, columns, max_bytes), "evenly spread rows"
+    from bale.importers import open_source  # the importers load optional libraries lazily
+
+    with open_source(path) as source:
+        return sample_source(source, columns=columns, max_bytes=max_bytes), "evenly spread rows"
+
+
+def _is_bale_file(path: str) -> bool:
+    if not os.path.isfile(path):
+        return False
+    with open(path, "rb") as f:
+        return f.read(len(FILE_MAGIC)) == FILE_MAGIC
+
+
+def _sample_npy(path: str, columns: list[str] | None, max_bytes: int) -> dict[str, Any]:
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    name = os.path.splitext(os.path.basename(path))[0]
+    if columns is not None and columns != [name]:
+        raise BaleError(f"a .npy file holds one column, {name!r}", path=path)
+    if array.ndim == 0 or not len(array):
+        raise BaleError("the array has no rows to sample", path=path)
+    row_bytes = max(array.nbytes // len(array), 1)
+    want = max(1, min(len(array), max_bytes // row_bytes))
+    picked = np.linspace(0, len(array) - 1, want).round().astype(np.int64)
+    return {name: np.ascontiguousarray(array[np.unique(picked)])}
+
+
+def _text(
+    report: AdvisorReport, goal: Any, read_rate: float | None, source: str, where: str
+) -> str:
+    lines = [
+        f"Codecs for {source} (goal: {goal}"
+        + (f", read rate {read_rate:,.0f} MB/s per core" if read_rate else "")
+        + ")",
+        f"Measured on {report.machine}; speeds are MB/s of raw data per core (one thread's "
+        f"CPU time), median of {report.repeats}; sample: {where}; took {report.seconds:.1f} s.",
+        "'-': no codec work (none stores rows as they are). '*': the recommendation.",
+    ]
+    for column in report.columns.values():
+        lines.append("")
+        lines.extend(_column_lines(column, goal, read_rate))
+    recommendation = report.recommend(goal, read_rate)
+    lines.append("")
+    lines.append(f"Writer codecs: {json.dumps(recommendation)}")
+    left_out = [name for name in report.columns if name not in recommendation]
+    if left_out:
+        lines.append(f"  (bale's default is the pick for {left_out}: leave their codecs unset)")
+    return "\n".join(lines)
+
+
+def _column_lines(column: ColumnReport, goal: Any, read_rate: float | None) -> list[str]:
+    choice = column.choose(goal, read_rate)
+    lines = [
+        f"{column.name}: {column.description}; {column.rows:,} rows, "
+        f"{_size(column.raw_bytes)} measured"
+    ]
+    width = max(len("codec"), *(len(r.label) for r in column.results)) + 2
+    lines.append(f"    {'codec':<{width}} {'ratio':>7} {'compress':>10} {'decompress':>11}")
+    for result in column.results:
+        mark = "*" if result is choice else " "
+        note = ""
+        if result is choice:
+            note = "  <- recommended"
+        elif result.is_default:
+            note = "  (bale's default)"
+        lines.append(
+            f"  {mark} {result.label:<{width}} {result.ratio:>6.3f}x "
+            f"{_speed(result.compress_mbps):>10} {_speed(result.decompress_mbps):>11}{note}"
+        )
+    for spec, why in column.excluded.items():
+        lines.append(f"    {spec}: {why}")
+    lines.append(f"  why: {column.reason(goal, read_rate)}")
+    return lines
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:,.1f} KiB" if n < 2**20 else f"{n / 2**20:,.1f} MiB"
+
+
+def _speed(value: float) -> str:
+    return "-" if math.isinf(value) else f"{value:,.0f}"
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value

@@ -1,0 +1,490 @@
+"""Loader throughput (`bale bench`): samples/s a ``bale.Loader`` delivers, warm and cold, and
+whether a training loop at a given step rate would wait for its input.
+
+>>> report = measure_loader("train.bale", batch_size=256, threads=4, cold=True)  # doctest: +SKIP
+>>> report.warm.samples_per_s, report.cold.samples_per_s  # doctest: +SKIP
+>>> print(report.verdict(step_rate=120).text)  # doctest: +SKIP
+your model takes 120 steps/s of batch 256 = 30,720 samples/s; bale delivers ...
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from bale.errors import BaleError
+from bale.format.schema import Bytes
+from bale.loader.images import DecodeImages
+from bale.loader.order import ShuffleMode
+from bale.loader.pipeline import BatchTransform, Loader
+from bale.reader import Dataset
+
+__all__ = [
+    "LoaderRun",
+    "ThroughputReport",
+    "Verdict",
+    "evict_files",
+    "input_bound_verdict",
+    "measure_loader",
+    "parse_transform",
+    "resident_bytes",
+]
+
+MB = 1e6
+Phase = Literal["warm", "cold"]
+_TRANSFORM = re.compile(r"^(none|decode-jpeg)(?:-(\d+))?$")
+
+
+@dataclass(frozen=True)
+class LoaderRun:
+    """One timed pass of the Loader. Rates count from the Loader's creation to the last batch,
+    so the time to fill the first shuffle window is included."""
+
+    phase: Phase
+    samples: int  # rows delivered
+    batches: int
+    seconds: float
+    time_to_first_batch_s: float
+    full_epochs: int  # epochs iterated to their end (0: stopped by the time limit)
+    raw_bytes: float  # decoded bytes of the rows read, from the file's block sizes
+    stored_bytes: float  # bytes of the rows read as stored in the file
+    resident_before: int | None = None  # page-cache bytes of the files at the start (mincore):
+    # after the eviction of a cold run, near 0 shows that the eviction worked
+    device_read_bytes: int | None = None  # bytes this process read from storage (/proc/self/io)
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def batches_per_s(self) -> float:
+        return self.batches / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def raw_mbps(self) -> float:
+        return self.raw_bytes / MB / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def stored_mbps(self) -> float:
+        return self.stored_bytes / MB / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(
+            samples_per_s=round(self.samples_per_s, 1),
+            batches_per_s=round(self.batches_per_s, 2),
+            raw_mbps=round(self.raw_mbps, 1),
+            stored_mbps=round(self.stored_mbps, 1),
+        )
+        return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a training loop at ``step_rate`` steps/s of ``batch_size`` would wait for data."""
+
+    step_rate: float
+    batch_size: int
+    needed_samples_per_s: float
+    warm_samples_per_s: float
+    cold_samples_per_s: float | None
+    input_bound_warm: bool
+    input_bound_cold: bool | None
+    text: str
+
+
+@dataclass(frozen=True)
+class ThroughputReport:
+    """What ``measure_loader`` measured, with the settings it used."""
+
+    paths: list[str]
+    rows: int
+    file_bytes: int
+    raw_bytes: int
+    batch_size: int
+    threads: int
+    shuffle: ShuffleMode
+    transform: str
+    max_seconds: float
+    epochs: int
+    warm: LoaderRun
+    cold: LoaderRun | None
+
+    def verdict(self, step_rate: float) -> Verdict:
+        return input_bound_verdict(
+            step_rate,
+            self.batch_size,
+            self.warm.samples_per_s,
+            self.cold.samples_per_s if self.cold else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["warm"] = self.warm.to_dict()
+        out["cold"] = self.cold.to_dict() if self.cold else None
+        return out
+
+
+def input_bound_verdict(
+    step_rate: float,
+    batch_size: int,
+    warm_samples_per_s: float,
+    cold_samples_per_s: float | None = None,
+) -> Verdict:
+    """Compare what training consumes (``step_rate`` x ``batch_size`` samples/s) with what the
+    loader delivers. A pure function, so the wording can be checked without timing anything."""
+    if not step_rate > 0 or batch_size < 1:
+        raise ValueError(
+            f"step rate and batch size must be positive, got {step_rate}, {batch_size}"
+        )
+    needed = step_rate * batch_size
+    warm_bound = warm_samples_per_s < needed
+    cold_bound = None if cold_samples_per_s is None else cold_samples_per_s < needed
+    delivers = f"bale delivers {warm_samples_per_s:,.0f} samples/s warm"
+    if cold_samples_per_s is not None:
+        delivers += f", {cold_samples_per_s:,.0f} cold"
+    if warm_bound and cold_bound is not False:
+        wait = 1 - warm_samples_per_s / needed
+        conclusion = (
+            f"input-bound{' warm and cold' if cold_bound else ''}: the accelerator would wait "
+            f"about {wait:.0%} of the time (more threads, a cheaper transform or a faster codec help)"
+        )
+    elif cold_bound:
+        conclusion = (
+            "input-bound when cold (the first epoch, or data larger than the page cache), "
+            "not when warm"
+        )
+    elif warm_bound:
+        conclusion = (
+            "input-bound when warm but not cold: the two runs differ by noise; measure longer"
+        )
+    else:
+        slowest = min(warm_samples_per_s, cold_samples_per_s or warm_samples_per_s)
+        conclusion = f"not input-bound: {slowest / needed:.1f}x the rate training needs"
+    text = (
+        f"your model takes {step_rate:,.4g} steps/s of batch {batch_size} = {needed:,.0f} "
+        f"samples/s; {delivers} -> {conclusion}"
+    )
+    return Verdict(
+        step_rate,
+        batch_size,
+        needed,
+        warm_samples_per_s,
+        cold_samples_per_s,
+        warm_bound,
+        cold_bound,
+        text,
+    )
+
+
+def parse_transform(spec: str, image_column: str) -> BatchTransform | None:
+    """``none``; ``decode-jpeg`` (full size: all images must share one size); ``decode-jpeg-N``
+    (a random N x N crop-and-resize with horizontal flips, as ImageNet training does)."""
+    match = _TRANSFORM.match(spec)
+    if match is None:
+        raise ValueError(
+            f"unknown transform {spec!r}; expected none, decode-jpeg or decode-jpeg-SIZE "
+            "(e.g. decode-jpeg-224)"
+        )
+    kind, size = match.groups()
+    if kind == "none":
+        if size is not None:
+            raise ValueError(f"unknown transform {spec!r}: 'none' takes no size")
+        return None
+    if size is None:
+        return DecodeImages(image_column)
+    side = int(size)
+    if side < 1:
+        raise ValueError(f"transform size must be >= 1, got {spec!r}")
+    return DecodeImages(image_column, size=(side, side), random_resized_crop=(0.08, 1.0), hflip=0.5)
+
+
+def measure_loader(
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    batch_size: int = 256,
+    threads: int = 4,
+    shuffle: ShuffleMode = "chunks",
+    transform: str = "none",
+    image_column: str | None = None,
+    columns: Sequence[str] | None = None,
+    max_seconds: float = 5.0,
+    epochs: int = 1,
+    cold: bool = False,
+    seed: int = 0,
+) -> ThroughputReport:
+    """Iterate a ``bale.Loader`` for at most ``epochs`` epochs or ``max_seconds`` (whichever
+    ends first) and time it. With ``cold``, a first pass runs after dropping the files from the
+    page cache (``evict_files``); the warm pass runs after reading the files once (when they fit
+    in half the free memory).
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files = [os.fspath(p) for p in paths]
+    if not files:
+        raise ValueError("measure_loader needs at least one file")
+    if epochs < 1 or not max_seconds > 0:
+        raise ValueError(f"epochs and max_seconds must be positive, got {epochs}, {max_seconds}")
+    parse_transform(transform, "image")  # a bad spec fails before any file is read
+    rows, file_bytes, raw_bytes, stored_bytes, bytes_column = _describe_files(files, columns)
+    chosen_column = image_column or bytes_column
+    if transform != "none" and chosen_column is None:
+        raise BaleError(
+            f"transform {transform!r} needs a bytes column of encoded images; the file has none",
+            path=files[0],
+        )
+    batch_transform = parse_transform(transform, chosen_column or "image")
+    per_row_raw = raw_bytes / rows if rows else 0.0
+    per_row_stored = stored_bytes / rows if rows else 0.0
+
+    def run(phase: Phase) -> LoaderRun:
+        return _timed_run(
+            phase,
+            files,
+            batch_size=batch_size,
+            threads=threads,
+            shuffle=shuffle,
+            transform=batch_transform,
+            columns=columns,
+            max_seconds=max_seconds,
+            epochs=epochs,
+            seed=seed,
+            per_row=(per_row_raw, per_row_stored),
+        )
+
+    cold_run = None
+    if cold:
+        evict_files(files)
+        cold_run = run("cold")
+    _read_through(files)
+    warm_run = run("warm")
+    return ThroughputReport(
+        paths=files,
+        rows=rows,
+        file_bytes=file_bytes,
+        raw_bytes=raw_bytes,
+        batch_size=batch_size,
+        threads=threads,
+        shuffle=shuffle,
+        transform=transform,
+        max_seconds=max_seconds,
+        epochs=epochs,
+        warm=warm_run,
+        cold=cold_run,
+    )
+
+
+def _describe_files(
+    files: list[str], columns: Sequence[str] | None
+) -> tuple[int, int, int, int, str | None]:
+    """(rows, file bytes, raw and stored bytes of the selected columns, first bytes column)."""
+    rows = file_bytes = raw = stored = 0
+    bytes_column = None
+    for path in files:
+        with Dataset(path, cache_bytes=0) as ds:
+            ds.check_columns(columns)
+            names = list(columns) if columns is not None else ds.schema.names
+            positions = [ds.schema.index(n) for n in names]
+            blocks = ds.index.blocks[:, positions] if ds.num_row_groups else None
+            rows += len(ds)
+            file_bytes += os.path.getsize(path)
+            if blocks is not None:
+                raw += int(blocks["raw_size"].sum())
+                stored += int(blocks["stored_size"].sum())
+            if bytes_column is None:
+                bytes_column = next(
+                    (n for n in names if isinstance(ds.schema[n].type, Bytes)), None
+                )
+    return rows, file_bytes, raw, stored, bytes_column
+
+
+def _timed_run(
+    phase: Phase,
+    files: list[str],
+    *,
+    batch_size: int,
+    threads: int,
+    shuffle: ShuffleMode,
+    transform: BatchTransform | None,
+    columns: Sequence[str] | None,
+    max_seconds: float,
+    epochs: int,
+    seed: int,
+    per_row: tuple[float, float],
+) -> LoaderRun:
+    resident = _total_resident(files)
+    io_before = _process_read_bytes()
+    samples = batches = full_epochs = 0
+    first_batch = None
+    start = time.perf_counter()
+    loader = Loader(
+        files,
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        columns=columns,
+        batch_transform=transform,
+        num_threads=threads,
+        rank=0,
+        world_size=1,
+    )
+    try:
+        for epoch in range(epochs):
+            loader.set_epoch(epoch)
+            finished = True
+            for batch in loader:
+                n = _batch_rows(batch)
+                samples += n
+                batches += 1
+                if first_batch is None:
+                    first_batch = time.perf_counter() - start
+                if time.perf_counter() - start >= max_seconds:
+                    finished = False
+                    break
+            if not finished:
+                break
+            full_epochs += 1
+        seconds = time.perf_counter() - start
+    finally:
+        loader.close()
+    io_after = _process_read_bytes()
+    return LoaderRun(
+        phase=phase,
+        samples=samples,
+        batches=batches,
+        seconds=seconds,
+        time_to_first_batch_s=first_batch if first_batch is not None else seconds,
+        full_epochs=full_epochs,
+        raw_bytes=samples * per_row[0],
+        stored_bytes=samples * per_row[1],
+        resident_before=resident,
+        device_read_bytes=(
+            io_after - io_before if io_before is not None and io_after is not None else None
+        ),
+    )
+
+
+def _batch_rows(batch: dict[str, Any]) -> int:
+    value = next(iter(batch.values()))
+    return len(value) if not isinstance(value, np.ndarray) else int(value.shape[0])
+
+
+# -- the page cache -----------------------------------------------------------------------------
+
+
+def evict_files(paths: Sequence[str | os.PathLike[str]]) -> None:
+    """Drop files from the OS page cache (``Dataset.evict_from_page_cache``), after flushing any
+    dirty pages of theirs to disk: the kernel does not drop pages it has not written yet."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with Dataset(path, cache_bytes=0) as ds:
+            ds.evict_from_page_cache()
+
+
+def resident_bytes(path: str | os.PathLike[str]) -> int | None:
+    """Bytes of ``path`` now in the page cache (mincore of a mapping that is never touched, so
+    asking does not load anything), or None where that cannot be asked (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    size = os.path.getsize(path)
+    if size == 0:
+        return 0
+    libc = _libc()
+    if libc is None:
+        return None
+    page = os.sysconf("SC_PAGE_SIZE")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+        if address is None or address == ctypes.c_void_p(-1).value:
+            return None
+        try:
+            vector = (ctypes.c_ubyte * ((size + page - 1) // page))()
+            if libc.mincore(ctypes.c_void_p(address), size, vector) != 0:
+                return None
+            pages = int(np.count_nonzero(np.frombuffer(memoryview(vector), dtype=np.uint8) & 1))
+        finally:
+            libc.munmap(ctypes.c_void_p(address), size)
+    finally:
+        os.close(fd)
+    return min(pages * page, size)
+
+
+def _libc() -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return None
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return libc
+
+
+def _total_resident(files: list[str]) -> int | None:
+    total = 0
+    for path in files:
+        resident = resident_bytes(path)
+        if resident is None:
+            return None
+        total += resident
+    return total
+
+
+def _process_read_bytes() -> int | None:
+    """Bytes this process caused to be read from storage (Linux /proc/self/io read_bytes)."""
+    try:
+        with open("/proc/self/io", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("read_bytes:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _read_through(files: list[str]) -> None:
+    """Read the files once so the warm pass finds them in the page cache. Skipped when they
+    would not fit in half the free memory: reading them would take long and stay cold anyway
+    (the warm run's ``resident_before`` then shows how much was cached)."""
+    available = _available_memory()
+    if available is not None and sum(os.path.getsize(p) for p in files) > available // 2:
+        return
+    for path in files:
+        with open(path, "rb", buffering=0) as f:
+            while f.read(8 << 20):
+                pass
+
+
+def _available_memory() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes (Linux), else None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
