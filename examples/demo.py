@@ -3,15 +3,15 @@
 Run with ``make demo``. It
 1. builds a small "image library" the way users have one: a folder per class of JPEG files, cut
    from the real photographs bundled with scikit-image (nothing is downloaded);
-2. writes train/valid/test ``.bale`` files holding the original JPEG bytes, the label, the
-   relative path, and a decoded 64x64 thumbnail, with class names in the metadata;
+2. packs the folder into one shuffled ``.bale`` file with ``bale.pack`` (the original JPEG
+   bytes, the label, the relative path; class names in the metadata), then splits it into
+   train/valid/test files with ``bale.split``, stratified by label;
 3. reads them back: random rows, a shuffled gather, a full sequential pass, checks every byte
    against the source files, verifies checksums, and prints how fast each step was.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 import tempfile
@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 import simplejpeg
 import skimage.data
-from PIL import Image
 
 import bale
 from bale.verify import verify
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
 IMAGES_PER_CLASS = 200
-SPLITS = {"train": 0.8, "valid": 0.1, "test": 0.1}
+SPLITS = ("train", "valid", "test")
+SPLITS_RATIOS = (0.8, 0.1, 0.1)
 
 
 def make_image_library(root: Path, seed: int = 0) -> list[tuple[str, int]]:
@@ -53,36 +53,16 @@ def make_image_library(root: Path, seed: int = 0) -> list[tuple[str, int]]:
     return files
 
 
-def thumbnail(jpeg: bytes) -> np.ndarray:
-    image = Image.open(io.BytesIO(jpeg))
-    image.draft("RGB", (128, 128))  # decode at reduced size straight from the DCT: much faster
-    return np.asarray(image.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR))
-
-
-def pack_splits(
-    root: Path, files: list[tuple[str, int]], out: Path, seed: int = 0
-) -> dict[str, Path]:
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(files))  # shuffled once at pack time: class folders are sorted
-    bounds = np.cumsum([round(f * len(files)) for f in SPLITS.values()])
-    paths = {}
-    for split, part in zip(SPLITS, np.split(order, bounds[:-1]), strict=True):
-        path = out / f"{split}.bale"
-        metadata = {"classes": list(PHOTOS), "split": split, "source": "skimage.data photos"}
-        with bale.Writer(path, metadata=metadata) as writer:
-            for start in range(0, len(part), 64):
-                batch = [files[i] for i in part[start : start + 64]]
-                jpegs = [(root / rel).read_bytes() for rel, _ in batch]
-                writer.write(
-                    {
-                        "jpeg": jpegs,
-                        "thumb": np.stack([thumbnail(j) for j in jpegs]),
-                        "label": np.array([label for _, label in batch], dtype=np.int16),
-                        "path": [rel for rel, _ in batch],
-                    }
-                )
-        paths[split] = path
-    return paths
+def pack_and_split(root: Path, out: Path) -> dict[str, Path]:
+    """`bale pack` the folder (shuffled, seeded, JPEG bytes kept as they are), then
+    `bale split` it into train/valid/test with the class proportions kept."""
+    report = bale.pack(root, out / "library.bale", progress=False)
+    print("   " + report.summary().replace("\n", "\n   "))
+    split = bale.split(
+        out / "library.bale", SPLITS_RATIOS, names=SPLITS, stratify="label", out_dir=out
+    )
+    print("   " + split.summary().replace("\n", "\n   "))
+    return {o.name: Path(o.path) for o in split.outputs}
 
 
 def main() -> int:
@@ -98,11 +78,11 @@ def main() -> int:
         )
 
         t0 = time.perf_counter()
-        paths = pack_splits(root, files, out)
+        paths = pack_and_split(root, out)
         took = time.perf_counter() - t0
         print(
-            f"2. wrote {', '.join(p.name for p in paths.values())} in {took:.1f} s "
-            f"({len(files) / took:.0f} images/s incl. decoding thumbnails)"
+            f"2. packed and split into {', '.join(p.name for p in paths.values())} in "
+            f"{took:.1f} s ({len(files) / took:.0f} images/s, every JPEG decoded once to check it)"
         )
         for split, path in paths.items():
             print(f"   {split:<5} {os.path.getsize(path) / 1e6:6.1f} MB, one file")
@@ -117,11 +97,11 @@ def main() -> int:
         t0 = time.perf_counter()
         everything = ds.read()
         read_s = time.perf_counter() - t0
-        for rel, jpeg in zip(everything["path"], everything["jpeg"], strict=True):
+        for rel, jpeg in zip(everything["path"], everything["image"], strict=True):
             if (root / rel).read_bytes() != jpeg:
                 print(f"MISMATCH in {rel}", file=sys.stderr)
                 return 1
-        mb = sum(len(j) for j in everything["jpeg"]) / 1e6 + everything["thumb"].nbytes / 1e6
+        mb = sum(len(j) for j in everything["image"]) / 1e6
         print(
             f"   sequential read of all {len(ds)} rows: {mb / read_s:.0f} MB/s; "
             "all JPEG bytes identical to the source files"
@@ -132,7 +112,7 @@ def main() -> int:
         t0 = time.perf_counter()
         batch = ds[indices]
         gather_ms = (time.perf_counter() - t0) * 1e3
-        decoded = [simplejpeg.decode_jpeg(j) for j in batch["jpeg"]]
+        decoded = [simplejpeg.decode_jpeg(j) for j in batch["image"]]
         print(
             f"   shuffled batch of 256 rows: {gather_ms:.1f} ms; first image "
             f"{decoded[0].shape}, class {ds.metadata['classes'][batch['label'][0]]!r}"
@@ -154,7 +134,7 @@ def main() -> int:
         )
 
         labels = ds["label"][:]
-        counts = np.bincount(labels, minlength=len(PHOTOS))
+        counts = np.bincount(labels, minlength=len(ds.metadata["classes"]))
         print(f"   labels per class in train: {counts.tolist()}")
         ds.close()
 
