@@ -42,6 +42,7 @@ from bale.importers import open_source
 from bale.importers.base import RowSource, SkippedRow, SourceBatch
 from bale.importers.image_folder import ImageFolderSource, find_splits, split_classes
 from bale.io.sink import partial_path_for
+from bale.loader.order import splitmix64
 from bale.reader import Dataset
 from bale.writer import Writer
 
@@ -234,16 +235,8 @@ def shuffle_keys(rows: np.ndarray, seed: int) -> np.ndarray:
 
     splitmix64 of the row number mixed with the seed: a bijection, so keys never tie.
     """
-    salt = _splitmix64(np.array([seed & _MASK64], dtype=np.uint64))[0]
-    return _splitmix64(np.asarray(rows).astype(np.uint64) ^ salt)
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        z = x + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+    salt = splitmix64(np.array([seed & _MASK64], dtype=np.uint64))[0]
+    return splitmix64(np.asarray(rows).astype(np.uint64) ^ salt)
 
 
 # -- the pack ---------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ import bale
 from bale.errors import CorruptFileError, SchemaError
 from bale.format.schema import Array, Bytes, String
 from bale.importers.base import RowSource
-from bale.importers.npy import AlignedRangeReader, NpySource, NpzSource, select_common_length
+from bale.importers.columns import AlignedRangeReader, select_common_length
+from bale.importers.npy import NpySource, NpzSource
 
 
 def photos(n: int) -> np.ndarray:

@@ -27,16 +27,16 @@ import json
 import os
 import pickle
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from bale.errors import BaleError, CodecError, CorruptFileError, SchemaError
-from bale.format.schema import ColumnType
-from bale.importers.base import RowSource, SourceBatch
-from bale.importers.npy import (
+from bale.importers.base import SourceBatch
+from bale.importers.columns import (
+    ArraySource,
     FieldColumn,
     checked_range,
     checked_rows,
@@ -293,7 +293,7 @@ class _ChunkReader:
         return out
 
 
-class BcolzSource(RowSource):
+class BcolzSource(ArraySource):
     """Rows of a bcolz carray or ctable directory, without bcolz.
 
     A carray gives one column named after its directory (``old_images.bcolz`` ->
@@ -357,14 +357,6 @@ class BcolzSource(RowSource):
         recorded = str(dirs[name])
         moved = os.path.join(self.path, os.path.basename(recorded.rstrip("/\\")))
         return moved if os.path.isdir(moved) else recorded
-
-    @property
-    def num_rows(self) -> int:
-        return self._num_rows
-
-    @property
-    def column_types(self) -> Mapping[str, ColumnType] | None:
-        return {c.name: c.type for cs in self._columns.values() for c in cs if c.type is not None}
 
     @property
     def metadata(self) -> dict[str, Any]:

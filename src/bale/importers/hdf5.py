@@ -13,16 +13,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from bale.errors import BaleError, CorruptFileError, SchemaError
-from bale.format.schema import Bytes, ColumnType, String
-from bale.importers.base import RowSource, SourceBatch
-from bale.importers.npy import (
+from bale.format.schema import Bytes, String
+from bale.importers.base import SourceBatch
+from bale.importers.columns import (
     AlignedRangeReader,
+    ArraySource,
     FieldColumn,
     checked_range,
     field_columns,
@@ -103,7 +104,7 @@ def _dataset_columns(h5py: Any, name: str, dset: Any, path: str) -> list[FieldCo
     return field_columns(name, dtype, row_shape, path=where)
 
 
-class Hdf5Source(RowSource):
+class Hdf5Source(ArraySource):
     """Rows of an HDF5 file: ``datasets`` (paths inside the file) as columns, or when None, the
     largest dataset and every other dataset with the same first dimension (the rest are listed
     under ``metadata["skipped"]``). Compound datasets give one column per field.
@@ -201,14 +202,6 @@ class Hdf5Source(RowSource):
         if self._file is None:
             self._file = _h5py().File(self.path, "r")
         return self._file
-
-    @property
-    def num_rows(self) -> int:
-        return self._num_rows
-
-    @property
-    def column_types(self) -> Mapping[str, ColumnType] | None:
-        return {c.name: c.type for cs in self._columns.values() for c in cs if c.type is not None}
 
     @property
     def metadata(self) -> dict[str, Any]:

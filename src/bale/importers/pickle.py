@@ -32,7 +32,7 @@ import numpy as np
 from bale.errors import BaleError, CorruptFileError, SchemaError
 from bale.format.schema import Bytes, ColumnType, String
 from bale.importers.base import RowSource, SourceBatch
-from bale.importers.npy import (
+from bale.importers.columns import (
     FieldColumn,
     checked_range,
     checked_rows,

@@ -11,16 +11,17 @@ is sharded) along the first dimension, keeping the last one for the next range.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from bale.errors import BaleError, CorruptFileError, SchemaError
-from bale.format.schema import Bytes, ColumnType, String
-from bale.importers.base import RowSource, SourceBatch
-from bale.importers.npy import (
+from bale.format.schema import Bytes, String
+from bale.importers.base import SourceBatch
+from bale.importers.columns import (
     AlignedRangeReader,
+    ArraySource,
     FieldColumn,
     checked_range,
     column_name,
@@ -66,7 +67,7 @@ def _chunk_rows(array: Any) -> int:
     return max(int(rows), 1)
 
 
-class ZarrSource(RowSource):
+class ZarrSource(ArraySource):
     """Rows of a zarr array or group. For a group: ``arrays`` (paths inside it) as columns, or
     when None, the largest array and every other array with the same first dimension (the rest
     are listed under ``metadata["skipped"]``).
@@ -161,14 +162,6 @@ class ZarrSource(RowSource):
         self._attrs = dict(node.attrs)
         self._arrays: dict[str, Any] = found
         self._readers: dict[str, AlignedRangeReader] = {}
-
-    @property
-    def num_rows(self) -> int:
-        return self._num_rows
-
-    @property
-    def column_types(self) -> Mapping[str, ColumnType] | None:
-        return {c.name: c.type for cs in self._columns.values() for c in cs if c.type is not None}
 
     @property
     def metadata(self) -> dict[str, Any]:
