@@ -30,14 +30,27 @@ typecheck: $(STAMP)
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+# The comparative suite (bench/suite) runs in its own environment: the tools it compares
+# (WebDataset, Streaming, LitData, Lance, HF datasets, ArrayRecord, ...) have conflicting pins.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): pyproject.toml bench/suite/setup_env.sh bench/suite/constraints.txt
+	PYTHON=$(PYTHON) bash bench/suite/setup_env.sh
+	touch $@
+
+bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python bench/format_bench.py
 	$(BIN)/python bench/loader_bench.py
+	$(BIN)/python bench/pack_bench.py
+	$(BENCH_VENV)/bin/python -m bench.suite.run
 	$(BIN)/python bench/report.py
 
-bench-quick: $(STAMP)
+bench-quick: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python bench/format_bench.py --quick
 	$(BIN)/python bench/loader_bench.py --quick
-
+	$(BIN)/python bench/pack_bench.py --quick
+	$(BENCH_VENV)/bin/python -m bench.suite.run --quick
+	$(BIN)/python bench/report.py
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -18,6 +18,15 @@ TARGET = HERE.parent / "docs" / "BENCHMARKS.md"
 
 SECTIONS = (
     (
+        "suite.md",
+        "Comparative suite: bale against the dataset tools people use",
+        "`make bench` (`.venv-bench/bin/python -m bench.suite.run`; set-up: "
+        "`bash bench/suite/setup_env.sh`): for JPEGs, uint8 images and sparse activations, "
+        "write time, size, files and peak memory; sequential and shuffled epochs warm and cold; "
+        "random-row latency; JPEG fetch+decode; shuffle quality; the machine's own limits. See "
+        "bench/suite/README.md.",
+    ),
+    (
         "format_bench.md",
         "The file format against .npy and h5py",
         "`.venv/bin/python bench/format_bench.py`: file size, write speed, sequential read speed "
@@ -30,6 +39,13 @@ SECTIONS = (
         "`.venv/bin/python bench/loader_bench.py`: images/s against a decode-only ceiling and "
         "against a JPEG folder, h5py and npy memmap behind a PyTorch DataLoader; decoded arrays; "
         "cold shuffled against cold sequential epochs; peak memory against the memory budget.",
+    ),
+    (
+        "pack_bench.md",
+        "Packing a JPEG folder: bale pack against h5py and WebDataset",
+        "`.venv/bin/python bench/pack_bench.py`: images/s, source MB/s and output size when "
+        "packing a class-folder tree of JPEGs made from real photos, keeping the bytes or "
+        "decoding to 224x224, against h5py and WebDataset's ShardWriter.",
     ),
     (
         "shuffle_quality.md",
@@ -56,7 +72,8 @@ machines here are shared and noisy. Where bale misses an aim, the report says so
 Quick reproduction of everything (about 30 minutes on 2 cores):
 
 ```
-make bench                                  # format and loader benchmarks
+bash bench/suite/setup_env.sh               # once: .venv-bench with the compared tools
+make bench                                  # format, loader and comparative benchmarks
 .venv/bin/python bench/shuffle_quality.py
 .venv/bin/python bench/codec_choice.py
 .venv/bin/python bench/report.py            # rebuilds this page
@@ -69,16 +86,25 @@ def demote(markdown: str) -> str:
     return re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", markdown, flags=re.MULTILINE)
 
 
+#: Reports that may stand in for a missing one: the suite's quick run until a full run exists.
+FALLBACKS = {"suite.md": "suite_quick.md"}
+#: Image links in reports point from bench/results/ to docs/img/; this page lives in docs/.
+IMAGE_LINK = "../../docs/img/"
+
+
 def build() -> str:
     parts = [INTRO]
     for name, title, what in SECTIONS:
         path = RESULTS / name
+        if not path.exists() and name in FALLBACKS and (RESULTS / FALLBACKS[name]).exists():
+            path = RESULTS / FALLBACKS[name]
         parts.append(f"\n## {title}\n\n{what}\n")
         if not path.exists():
             parts.append(f"\n*Not run yet: `{path.relative_to(HERE.parent)}` is missing.*\n")
             continue
         body = path.read_text(encoding="utf-8").strip()
         body = re.sub(r"^# .*\n", "", body, count=1)  # the report's own title: the section's
+        body = body.replace(f"]({IMAGE_LINK}", "](img/")
         parts.append("\n" + demote(body) + "\n")
     return "".join(parts)
 
