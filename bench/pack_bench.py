@@ -79,13 +79,13 @@ def decode_resize(data: bytes) -> np.ndarray:
 # -- writers: each returns the paths it wrote ----------------------------------------------------
 
 
-def bale_bytes(root: Path, out: Path, workers: int, verify: bool) -> list[Path]:
+def bale_bytes(root: Path, out: Path, workers: int | None, verify: bool) -> list[Path]:
     source = ImageFolderSource(root, verify=verify)
     bale.pack(source, out / "train.bale", workers=workers, progress=False, overwrite=True)
     return [out / "train.bale"]
 
 
-def bale_decoded(root: Path, out: Path, workers: int) -> list[Path]:
+def bale_decoded(root: Path, out: Path, workers: int | None) -> list[Path]:
     source = ImageFolderSource(root, size=SIZE)
     bale.pack(source, out / "train.bale", workers=workers, progress=False, overwrite=True)
     return [out / "train.bale"]
@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="400 images, 2 repeats")
     args = parser.parse_args()
     n, repeats = (400, 2) if args.quick else (3000, 3)
-    workers = os.cpu_count() or 1
+    workers = None  # bale's default: worker processes only when reading is slow (decoding)
     root = WORK / "jpegs"
     files, labels, source_bytes = make_folder(root, n)
     for p in files:  # warm page cache for every writer alike
@@ -217,8 +217,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['images']} ImageNet-like JPEGs from real photos in class folders "
         f"({report['source_bytes'] / MB:.0f} MB), page cache warm; {report['repeats']} repeats, "
         f"median (min-max). Machine: {m['cpus']} CPUs, {m['platform']}, Python {m['python']}; "
-        f"bale {m['bale']}, h5py {m['h5py']}, webdataset {m['webdataset']}. bale.pack uses "
-        f"{report['workers']} worker processes and shuffles rows (its default); h5py and "
+        f"bale {m['bale']}, h5py {m['h5py']}, webdataset {m['webdataset']}. bale.pack runs "
+        "with its defaults: it shuffles rows, and starts one worker process per CPU only when "
+        "the first rows read slower than 256 MB/s (decoding); h5py and "
         "WebDataset are written in one process, in file order, as their docs show. "
         "`verify` decodes each JPEG once at 1/8 scale so corrupt files are skipped, not stored.",
         "",
