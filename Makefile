@@ -43,6 +43,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python bench/format_bench.py
 	$(BIN)/python bench/loader_bench.py
 	$(BIN)/python bench/pack_bench.py
+	$(BIN)/python bench/advisor_bench.py
 	$(BENCH_VENV)/bin/python -m bench.suite.run
 	$(BIN)/python bench/report.py
 

@@ -48,6 +48,12 @@ SECTIONS = (
         "decoding to 224x224, against h5py and WebDataset's ShardWriter.",
     ),
     (
+        "advisor_bench.md",
+        "The codec advisor on three kinds of data",
+        "`.venv/bin/python bench/advisor_bench.py`: `bale codecs` as printed for JPEG bytes, "
+        "uint8 images and sparse activations made from real photos.",
+    ),
+    (
         "shuffle_quality.md",
         "Shuffle quality",
         "`.venv/bin/python bench/shuffle_quality.py`: the dispersion ratio (1.0 = i.i.d.) of "
