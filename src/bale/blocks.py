@@ -62,6 +62,25 @@ class VarRows:
 Decoded = np.ndarray | VarRows
 
 
+def check_block(
+    payload: bytes | bytearray | memoryview,
+    expected: int,
+    *,
+    path: str,
+    column: str,
+    rows: tuple[int, int],
+) -> None:
+    """Raise CorruptFileError (naming file, column, rows) unless the stored bytes match their
+    recorded checksum."""
+    if checksum(payload) != expected:
+        raise CorruptFileError(
+            "block checksum mismatch (the stored bytes were changed or damaged)",
+            path=path,
+            column=column,
+            rows=rows,
+        )
+
+
 def decode_column_block(
     payload: bytes | bytearray | memoryview,
     record: Any,  # a BLOCK_DTYPE row
@@ -77,13 +96,8 @@ def decode_column_block(
     """Check and decode one block. Any mismatch raises CorruptFileError naming file, column, rows;
     damaged bytes are never returned as data."""
     raw_size = int(record["raw_size"])
-    if verify and checksum(payload) != int(record["checksum"]):
-        raise CorruptFileError(
-            "block checksum mismatch (the stored bytes were changed or damaged)",
-            path=path,
-            column=column.name,
-            rows=rows,
-        )
+    if verify:
+        check_block(payload, int(record["checksum"]), path=path, column=column.name, rows=rows)
     try:
         decoded = decode_block(codec, memoryview(payload), raw_size, segment_bytes)
     except Exception as exc:  # codec libraries raise their own types; all mean damaged bytes

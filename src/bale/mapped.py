@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from bale.blocks import check_block
 from bale.codecs import codec_from_config
 from bale.codecs.simple import NoCompression
 from bale.errors import CorruptFileError
 from bale.format.constants import ALIGNMENT
 from bale.format.footer import FileIndex
-from bale.format.header import checksum
 from bale.format.schema import Array, Column
 
 _PAGE = mmap.PAGESIZE
@@ -95,6 +95,7 @@ class MappedColumn:
         self._starts = index.groups["row_start"].astype(np.int64)
         self._counts = index.groups["num_rows"].astype(np.int64)
         self._verified = np.zeros(len(blocks), bool) if verify else np.ones(len(blocks), bool)
+        self._all_verified = not verify
         self._lock = threading.Lock()
 
     def gather(self, rows: np.ndarray) -> np.ndarray:
@@ -115,23 +116,22 @@ class MappedColumn:
         self._verify(np.asarray(groups, np.int64))
 
     def _verify(self, groups: np.ndarray) -> None:
-        if self._verified.all():
+        if self._all_verified:  # the common case once an epoch has touched every block
             return
         pending = np.unique(groups[~self._verified[groups]])
         for group in pending.tolist():
             offset, size = int(self._offsets[group]), int(self._sizes[group])
-            if checksum(memoryview(self._mapping)[offset : offset + size]) != int(
-                self._checksums[group]
-            ):
-                start = int(self._starts[group])
-                raise CorruptFileError(
-                    "block checksum mismatch (the stored bytes were changed or damaged)",
-                    path=self.path,
-                    column=self.column.name,
-                    rows=(start, start + int(self._counts[group])),
-                )
+            start = int(self._starts[group])
+            check_block(
+                memoryview(self._mapping)[offset : offset + size],
+                int(self._checksums[group]),
+                path=self.path,
+                column=self.column.name,
+                rows=(start, start + int(self._counts[group])),
+            )
             with self._lock:
                 self._verified[group] = True
+        self._all_verified = bool(self._verified.all())
 
     def will_need(self, group: int) -> None:
         """Ask the kernel to start reading this group's block now (asynchronously)."""

@@ -19,12 +19,12 @@ from bale.blocks import (
     StoredBlock,
     StoredGroup,
     VarRows,
+    check_block,
     decode_column_block,
 )
 from bale.codecs import codec_from_config
 from bale.errors import BaleError, CorruptFileError
 from bale.format.footer import FileIndex
-from bale.format.header import checksum
 from bale.format.schema import Array, Column, Schema, String
 from bale.io.source import LocalSource
 from bale.layout import read_index
@@ -189,16 +189,20 @@ class Dataset:
         if idx.size and (idx.min() < -n or idx.max() >= n):
             raise IndexError(f"row index out of range for {n} rows in {self.path!r}")
         idx = np.where(idx < 0, idx + n, idx)
+        selected = self._select(columns)
+        out: Batch = {}
+        for position, column in selected:
+            mapped = self.mapped_column(position)
+            if mapped is not None:
+                out[column.name] = mapped.gather(idx)
+        decoded = [(p, c) for p, c in selected if c.name not in out]
+        if not decoded:
+            return out
         groups = np.searchsorted(self._starts, idx, side="right") - 1
         order = np.argsort(groups, kind="stable")
         bounds = np.flatnonzero(np.diff(groups[order])) + 1
         runs = np.split(order, bounds) if idx.size else []
-        out: Batch = {}
-        for position, column in self._select(columns):
-            mapped = self.mapped_column(position)
-            if mapped is not None:
-                out[column.name] = mapped.gather(idx)
-                continue
+        for position, column in decoded:
             if isinstance(column.type, Array):
                 result: Any = np.empty((idx.size, *column.type.shape), column.type.numpy_dtype)
             else:
@@ -213,7 +217,7 @@ class Dataset:
                     for dest, row in zip(run.tolist(), local.tolist(), strict=True):
                         result[dest] = _var_value(block, row, column)
             out[column.name] = result
-        return out
+        return {c.name: out[c.name] for _, c in selected}  # the columns in the order asked
 
     def iter_row_groups(
         self, columns: Sequence[str] | None = None, *, threads: int = 1
@@ -301,13 +305,13 @@ class Dataset:
             payload = spans.get(position)
             if payload is None:
                 payload = memoryview(self._read_payload(record, column, group))
-            if checksum(payload) != int(record["checksum"]):
-                raise CorruptFileError(
-                    "block checksum mismatch (the stored bytes were changed or damaged)",
-                    path=self.path,
-                    column=column.name,
-                    rows=self._rows_of(group),
-                )
+            check_block(
+                payload,
+                int(record["checksum"]),
+                path=self.path,
+                column=column.name,
+                rows=self._rows_of(group),
+            )
             blocks[column.name] = StoredBlock(
                 [payload],
                 int(record["raw_size"]),
