@@ -52,7 +52,7 @@ from machine import (
 from numpy.typing import NDArray
 
 import bale
-from bale.defaults import DEFAULT_ROW_GROUP_BYTES
+from bale._core.defaults import DEFAULT_ROW_GROUP_BYTES
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"

@@ -70,8 +70,8 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 import bale
-import bale.reader
-from bale.loader.images import DecodeImages
+import bale._core.dataset
+from bale.images import DecodeImages
 from bale.loader.order import ShuffleMode
 
 HERE = Path(__file__).resolve().parent
@@ -703,13 +703,15 @@ def count_block_decodes() -> list[int]:
     function once per block it has to decode: a block the cache dropped before its last use is
     decoded again, which is what makes a too-small cache slow."""
     counter = [0]
-    decode = vars(bale.reader)["decode_column_block"]  # imported there from bale.blocks
+    decode = vars(bale._core.dataset)[
+        "decode_column_block"
+    ]  # imported there from bale._core.blocks
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         counter[0] += 1
         return decode(*args, **kwargs)
 
-    vars(bale.reader)["decode_column_block"] = counting
+    vars(bale._core.dataset)["decode_column_block"] = counting
     return counter
 
 

@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 import bale
-from bale.defaults import DEFAULT_ROW_GROUP_BYTES
+from bale._core.defaults import DEFAULT_ROW_GROUP_BYTES
 from bale.loader.order import ShuffleMode
 from bale.loader.pipeline import DEFAULT_MEMORY_BUDGET
 from bale.loader.quality import dispersion_ratio

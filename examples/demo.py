@@ -23,7 +23,7 @@ import simplejpeg
 import skimage.data
 
 import bale
-from bale.verify import verify
+from bale.ops.verify import verify
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
 IMAGES_PER_CLASS = 200

@@ -1,4 +1,4 @@
-"""The codec advisor (bale.advisor): real measurements, goal rules, and specs that really write.
+"""The codec advisor (bale.measure.advisor): real measurements, goal rules, and specs that really write.
 
 Data: 64x64x3 uint8 crops of real photos from skimage.data, sparse float32 ReLU activations
 computed from those photos, random bytes, generated text and JPEG bytes. Measurements are taken
@@ -19,8 +19,14 @@ import numpy as np
 import pytest
 
 import bale
-import bale.advisor as advisor
-from bale.advisor import (
+import bale.measure.advisor as advisor
+from bale._core.batches import pack_var_rows
+from bale.codecs import Codec, Zstd, codec_from_config, parse_codec
+from bale.codecs.framing import encode_block
+from bale.errors import BaleError
+from bale.format.schema import Array
+from bale.importers.base import RowSource, SourceBatch
+from bale.measure.advisor import (
     GOALS,
     AdvisorReport,
     measure_codecs,
@@ -28,12 +34,6 @@ from bale.advisor import (
     sample_file,
     sample_source,
 )
-from bale.batches import pack_var_rows
-from bale.codecs import Codec, Zstd, codec_from_config, parse_codec
-from bale.codecs.framing import encode_block
-from bale.errors import BaleError
-from bale.format.schema import Array
-from bale.importers.base import RowSource, SourceBatch
 
 GROUP = 256 << 10  # small row groups, so every column is cut into several blocks
 

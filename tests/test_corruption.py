@@ -27,7 +27,7 @@ from bale.errors import (
 from bale.format.constants import GROUP_PREFIX_SIZE, HEADER_PREFIX_SIZE, TRAILER_SIZE
 from bale.format.footer import pack_footer
 from bale.format.header import checksum, pack_trailer
-from bale.repair import repair
+from bale.ops.repair import repair
 
 N_ROWS = 100
 GROUP_ROWS = 25

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import bale
-from bale.mapped import can_map
+from bale._core.mapped import can_map
 
 SHAPES = {
     "img": ("uint8", (8, 8, 3)),  # 192-byte rows: a multiple of the 64-byte unit

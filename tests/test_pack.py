@@ -24,10 +24,10 @@ import bale
 from bale import BaleError, CodecError, SchemaError, TargetExistsError
 from bale.importers.base import RowSource, SourceBatch
 from bale.importers.image_folder import ImageFolderSource
-from bale.packing import PackReport, pack, pack_splits, shuffle_keys
+from bale.ops.pack import PackReport, pack, pack_splits, shuffle_keys
 
 QUIET: dict[str, Any] = {"progress": False, "workers": 1}
-pack_module = importlib.import_module("bale.packing")
+pack_module = importlib.import_module("bale.ops.pack")
 
 
 def jpeg(array: np.ndarray) -> bytes:
@@ -461,7 +461,7 @@ def test_codecs(tmp_path: Path, photos: tuple[Path, dict[str, bytes]]) -> None:
 def test_codecs_auto_asks_the_advisor(
     tmp_path: Path, photos: tuple[Path, dict[str, bytes]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    advisor = pytest.importorskip("bale.advisor")
+    advisor = pytest.importorskip("bale.measure.advisor")
     root, files = photos
     seen: list[tuple[dict[str, Any], str]] = []
 
@@ -488,7 +488,7 @@ def test_codecs_auto_asks_the_advisor(
 
 
 def test_codecs_auto_with_the_real_advisor(tmp_path: Path) -> None:
-    pytest.importorskip("bale.advisor")
+    pytest.importorskip("bale.measure.advisor")
     pack(Counting(300), tmp_path / "a.bale", codecs="auto", **QUIET)
     with bale.open(tmp_path / "a.bale") as ds:
         assert sorted(ds["x"][:, 0]) == list(range(300))

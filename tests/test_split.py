@@ -12,7 +12,7 @@ import pytest
 
 import bale
 from bale.codecs import codec_spec
-from bale.splitting import class_counts, largest_remainder, shuffled_when_packed
+from bale.ops.split import class_counts, largest_remainder, shuffled_when_packed
 
 N = 1000
 GROUP_ROWS = 64

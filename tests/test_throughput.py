@@ -1,4 +1,4 @@
-"""Loader throughput (bale.throughput): real runs count the rows they read; the verdict's rules.
+"""Loader throughput (bale.measure.throughput): real runs count the rows they read; the verdict's rules.
 
 No test asserts a speed: only counts, which phases ran, and the wording of verdicts computed
 from given numbers.
@@ -15,8 +15,8 @@ import pytest
 
 import bale
 from bale.errors import BaleError
-from bale.loader.images import DecodeImages
-from bale.throughput import (
+from bale.images import DecodeImages
+from bale.measure.throughput import (
     evict_files,
     input_bound_verdict,
     measure_loader,

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import bale
-from bale.defaults import default_codec
+from bale._core.defaults import default_codec
+from bale._core.layout import read_header
 from bale.format.dtypes import DTYPES_BY_NAME
 from bale.format.schema import Column, Schema
 from bale.io.source import LocalSource
-from bale.layout import read_header
 
 
 def random_array(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> np.ndarray:

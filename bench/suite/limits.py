@@ -142,8 +142,8 @@ Decompress = Callable[[bytes, int], Any]
 
 def codecs_for(work: Path, kind: str) -> dict[str, tuple[Compress, Decompress]]:
     """name -> (compress, decompress(payload, raw_size)) for the codecs the tools use on a kind."""
+    from bale._core.defaults import default_codec
     from bale.codecs import parse_codec
-    from bale.defaults import default_codec
     from bale.format.schema import Array
 
     spec = data.load_spec(work / "data", kind)

@@ -10,9 +10,9 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from bale.concatenation import ConcatReport, concat
+from bale._core.dataset import ColumnView, Dataset, open
+from bale._core.writer import Writer, write
+from bale._version import __version__
 from bale.errors import (
     BaleError,
     BaleWriteError,
@@ -27,10 +27,9 @@ from bale.errors import (
 )
 from bale.format.schema import Array, Bytes, Schema, String
 from bale.loader.pipeline import Loader
-from bale.packing import PackReport, pack, pack_splits
-from bale.reader import ColumnView, Dataset, open
-from bale.splitting import SplitReport, split
-from bale.writer import Writer, write
+from bale.ops.concat import ConcatReport, concat
+from bale.ops.pack import PackReport, pack, pack_splits
+from bale.ops.split import SplitReport, split
 
 __all__ = [
     "Array",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import bale
-from bale.reader import Dataset
+from bale._core.dataset import Dataset
 
 da = pytest.importorskip("dask.array")
 

@@ -21,7 +21,7 @@ import pytest
 import bale
 from bale.codecs import parse_codec
 from bale.format.constants import FILE_MAGIC, TRAILER_MAGIC, TRAILER_SIZE
-from bale.repair import repair
+from bale.ops.repair import repair
 
 HERE = Path(__file__).resolve().parent
 

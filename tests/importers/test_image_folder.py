@@ -20,6 +20,7 @@ from PIL import Image
 import bale.importers as importers
 from bale import BaleError
 from bale.format.schema import Array, Bytes, String
+from bale.images import DecodeImages
 from bale.importers import open_source
 from bale.importers.base import RowSource, SourceBatch
 from bale.importers.image_folder import (
@@ -28,7 +29,6 @@ from bale.importers.image_folder import (
     find_splits,
     split_classes,
 )
-from bale.loader.images import DecodeImages
 
 PHOTOS = {"cat": "chelsea", "coffee": "coffee", "rocket": "rocket"}
 

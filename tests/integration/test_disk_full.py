@@ -19,7 +19,7 @@ import pytest
 import bale
 from bale.errors import BaleWriteError
 from bale.io.sink import is_locked, partial_path_for
-from bale.repair import repair
+from bale.ops.repair import repair
 
 ROWS_SRC = """
 import numpy as np

@@ -22,7 +22,7 @@ import bale
 from bale.errors import FileLockedError, TargetExistsError, TruncatedFileError
 from bale.format.schema import Array
 from bale.io.sink import is_locked, partial_path_for
-from bale.repair import repair
+from bale.ops.repair import repair
 
 # Row k of every file here is make_rows(k, 1): the child process and the test share this source.
 ROWS_SRC = """

@@ -193,7 +193,7 @@ def test_small_segments_round_trip(tmp_path: Path, codec: str, segment_bytes: in
 
 @pytest.mark.parametrize("segment_bytes", [1000, 4096])
 def test_small_segments_survive_append_and_repair(tmp_path: Path, segment_bytes: int) -> None:
-    from bale.repair import repair
+    from bale.ops.repair import repair
 
     path = tmp_path / "segments.bale"
     columns = small_columns(200)

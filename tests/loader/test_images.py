@@ -14,9 +14,8 @@ import skimage.data as skdata
 from PIL import Image
 
 import bale
-from bale import BaleError
-from bale.loader import images
-from bale.loader.images import DecodeImages, decode_image, image_size
+from bale import BaleError, images
+from bale.images import DecodeImages, decode_image, image_size
 
 NAMES = ("astronaut", "coffee", "chelsea")  # 512x512, 400x600, 300x451
 

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bale._core.dataset import Dataset
 from bale.errors import SchemaError
 from bale.format.schema import Array
-from bale.reader import Dataset
 
 if TYPE_CHECKING:
     import dask.array

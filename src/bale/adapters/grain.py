@@ -23,7 +23,7 @@ from typing import Any, SupportsIndex
 
 import numpy as np
 
-from bale.reader import Dataset
+from bale._core.dataset import Dataset
 
 __all__ = ["GrainSource"]
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from bale._core.dataset import Batch, Dataset
 from bale.loader.order import EpochOrder, Partition, ShuffleMode, epoch_order
 from bale.loader.pipeline import DEFAULT_MEMORY_BUDGET, Loader
-from bale.reader import Batch, Dataset
 
 __all__ = ["EpochBatches", "KerasSequence", "keras_generator", "keras_sequence_class"]
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from bale._core.dataset import Dataset
 from bale.loader.pipeline import Loader, detect_distributed
-from bale.reader import Dataset
 
 try:
     import torch

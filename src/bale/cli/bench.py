@@ -7,9 +7,9 @@ import json
 import math
 from typing import TYPE_CHECKING
 
-from bale.advisor import describe_machine
 from bale.errors import BaleError
-from bale.throughput import LoaderRun, ThroughputReport, measure_loader, parse_transform
+from bale.measure.advisor import describe_machine
+from bale.measure.throughput import LoaderRun, ThroughputReport, measure_loader, parse_transform
 
 if TYPE_CHECKING:
     from bale.cli.main import Subcommands

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bale.advisor import (
+from bale.errors import BaleError
+from bale.format.constants import FILE_MAGIC
+from bale.measure.advisor import (
     DEFAULT_SAMPLE_BYTES,
     GOALS,
     AdvisorReport,
@@ -20,8 +22,6 @@ from bale.advisor import (
     sample_file,
     sample_source,
 )
-from bale.errors import BaleError
-from bale.format.constants import FILE_MAGIC
 
 if TYPE_CHECKING:
     from bale.cli.main import Subcommands

@@ -11,7 +11,8 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-from bale import __version__
+from bale._core.dataset import Dataset
+from bale._version import __version__
 from bale.cli.bench import add_bench_command
 from bale.cli.codecs import add_codecs_command
 from bale.cli.pack import add_pack_command
@@ -19,9 +20,8 @@ from bale.cli.split import add_split_commands
 from bale.codecs import codec_spec
 from bale.errors import BaleError
 from bale.format.schema import Array
-from bale.reader import Dataset
-from bale.repair import repair
-from bale.verify import verify
+from bale.ops.repair import repair
+from bale.ops.verify import verify
 
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 

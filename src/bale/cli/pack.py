@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from bale.errors import BaleError
 from bale.importers.image_folder import find_splits
-from bale.packing import DEFAULT_MEMORY_BUDGET, PackReport, pack, pack_splits
+from bale.ops.pack import DEFAULT_MEMORY_BUDGET, PackReport, pack, pack_splits
 
 if TYPE_CHECKING:
     from bale.cli.main import Subcommands

@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from bale.concatenation import concat
 from bale.errors import CorruptFileError
-from bale.splitting import split
+from bale.ops.concat import concat
+from bale.ops.split import split
 
 if TYPE_CHECKING:
     from bale.cli.main import Subcommands

@@ -23,8 +23,8 @@ import numpy as np
 
 from bale.errors import BaleError
 from bale.format.schema import Array, Bytes, ColumnType, String
+from bale.images import DecodeImages, decode_image, image_size
 from bale.importers.base import RowSource, SkippedRow, SourceBatch
-from bale.loader.images import DecodeImages, decode_image, image_size
 
 ResizeMode = Literal["crop", "stretch"]
 MissingFiles = Literal["error", "skip"]

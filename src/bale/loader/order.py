@@ -21,34 +21,10 @@ from typing import Literal
 
 import numpy as np
 
+from bale._core.shuffle import permutation
+
 ShuffleMode = Literal["chunks", "full", "none"]
 Partition = Literal["drop", "pad"]
-
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-def splitmix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser on uint64 arrays (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        z = x + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-
-def _key(*parts: int) -> np.uint64:
-    """Mix integers (seed, epoch, window...) into one 64-bit key."""
-    h = np.array([0x243F6A8885A308D3], dtype=np.uint64)
-    for part in parts:
-        h = splitmix64(h ^ np.array([part & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))
-    return np.uint64(h[0])
-
-
-def permutation(n: int, *key: int) -> np.ndarray:
-    """A permutation of range(n) that depends only on ``key``: ``permutation(5, seed, epoch)``."""
-    with np.errstate(over="ignore"):
-        hashes = splitmix64(np.arange(n, dtype=np.uint64) ^ _key(*key))
-    return np.argsort(hashes, kind="stable").astype(np.int64)
 
 
 @dataclass(frozen=True)

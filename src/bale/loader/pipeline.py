@@ -14,11 +14,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from bale._core.dataset import Batch, Dataset
+from bale._core.mapped import MappedColumn
 from bale.errors import BaleError, CorruptFileError
 from bale.format.schema import Array
 from bale.loader.order import EpochOrder, Partition, ShuffleMode, epoch_order
-from bale.mapped import MappedColumn
-from bale.reader import Batch, Dataset
 
 RowTransform = Callable[[dict[str, Any]], dict[str, Any]]
 BatchTransform = Callable[[Batch], Batch]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from bale.blocks import check_block
+from bale._core.blocks import check_block
 from bale.codecs import codec_from_config
 from bale.codecs.simple import NoCompression
 from bale.errors import CorruptFileError

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from bale import __version__
+from bale._core.layout import block_reads_back, read_header, read_index, scan_groups
+from bale._version import __version__
 from bale.errors import BaleError, TargetExistsError
 from bale.format.footer import FileIndex, pack_footer
 from bale.format.header import pack_trailer
 from bale.io.sink import FileSink, partial_path_for
 from bale.io.source import LocalSource
-from bale.layout import block_reads_back, read_header, read_index, scan_groups
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,19 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bale import __version__
-from bale.batches import (
+from bale._core.batches import (
     ColumnData,
     batch_length,
     infer_schema_types,
     pack_var_rows,
     to_column_data,
 )
-from bale.blocks import StoredBlock, StoredGroup
+from bale._core.blocks import StoredBlock, StoredGroup
+from bale._core.defaults import DEFAULT_ROW_GROUP_BYTES, default_codec, shuffle_typesize
+from bale._core.layout import read_index
+from bale._version import __version__
 from bale.codecs import Codec, codec_from_config, parse_codec
 from bale.codecs.framing import encode_block
-from bale.defaults import DEFAULT_ROW_GROUP_BYTES, default_codec, shuffle_typesize
 from bale.errors import BaleError, BaleWriteError, SchemaError
 from bale.format.constants import DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES
 from bale.format.footer import BlockRecord, FileIndex, pack_footer
@@ -36,7 +37,6 @@ from bale.format.header import (
 from bale.format.schema import Array, Column, ColumnType, Schema
 from bale.io.sink import FileSink
 from bale.io.source import LocalSource
-from bale.layout import read_index
 
 SchemaLike = Schema | Mapping[str, ColumnType]
 

@@ -33,18 +33,18 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bale.batches import infer_schema_types
+from bale._core.batches import infer_schema_types
+from bale._core.dataset import Dataset
+from bale._core.defaults import DEFAULT_ROW_GROUP_BYTES
+from bale._core.shuffle import shuffle_keys
+from bale._core.writer import Writer
 from bale.codecs import Codec, parse_codec
-from bale.defaults import DEFAULT_ROW_GROUP_BYTES
 from bale.errors import BaleError, SchemaError, TargetExistsError
 from bale.format.schema import Array, ColumnType
 from bale.importers import open_source
 from bale.importers.base import RowSource, SkippedRow, SourceBatch
 from bale.importers.image_folder import ImageFolderSource, find_splits, split_classes
 from bale.io.sink import partial_path_for
-from bale.loader.order import splitmix64
-from bale.reader import Dataset
-from bale.writer import Writer
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "PackReport", "pack", "pack_splits", "shuffle_keys"]
 
@@ -62,10 +62,9 @@ _MAX_BUCKETS = 4096
 _FAST_SOURCE = 256e6  # bytes/s
 _QUICK_TASK = 0.002  # seconds
 _LOGGED_SKIPS = 10
-_MASK64 = 0xFFFFFFFFFFFFFFFF
 
 CodecChoice = str | Codec
-CodecGoal = Literal["balanced", "smallest", "fastest"]  # bale.advisor's goals
+CodecGoal = Literal["balanced", "smallest", "fastest"]  # bale.measure.advisor's goals
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,7 @@ def pack(
     >>> bale.pack("photos/", "photos.bale")                      # doctest: +SKIP
     >>> bale.pack("train.h5", "train.bale", datasets=["x", "y"])  # doctest: +SKIP
 
-    - ``codecs``: None (bale's defaults), ``"auto"`` (measured by ``bale.advisor`` on the first
+    - ``codecs``: None (bale's defaults), ``"auto"`` (measured by ``bale.measure.advisor`` on the first
       rows, for ``codec_goal``), one spec for every column (``"zstd:3"``), or ``{column: spec}``
       where the key ``"*"`` stands for every other column (its value may be ``"auto"``).
     - ``workers``: processes reading and decoding rows, for picklable sources (others are read
@@ -228,15 +227,6 @@ def pack_splits(
         with ImageFolderSource(folder, classes=classes, **source_options) as source:
             reports[name] = pack(source, targets[name], **pack_options)
     return reports
-
-
-def shuffle_keys(rows: np.ndarray, seed: int) -> np.ndarray:
-    """uint64 sort keys of source rows: the packed order is the rows sorted by key.
-
-    splitmix64 of the row number mixed with the seed: a bijection, so keys never tie.
-    """
-    salt = splitmix64(np.array([seed & _MASK64], dtype=np.uint64))[0]
-    return splitmix64(np.asarray(rows).astype(np.uint64) ^ salt)
 
 
 # -- the pack ---------------------------------------------------------------------------------
@@ -490,10 +480,10 @@ def _codecs(
     chosen: dict[str, CodecChoice] = {}
     if default == "auto":
         try:
-            from bale.advisor import recommend_codecs
+            from bale.measure.advisor import recommend_codecs
         except ImportError as exc:
             raise BaleError(
-                "codecs='auto' needs bale.advisor, which this installation does not have"
+                "codecs='auto' needs bale.measure.advisor, which this installation does not have"
             ) from exc
         chosen = dict(recommend_codecs(dict(sample), settings.codec_goal))
     elif default is not None:

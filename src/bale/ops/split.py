@@ -26,11 +26,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from bale._core.dataset import Batch, Dataset
+from bale._core.writer import Writer
 from bale.errors import SchemaError, TargetExistsError
 from bale.format.schema import Array
 from bale.io.sink import partial_path_for
-from bale.reader import Batch, Dataset
-from bale.writer import Writer
 
 SplitMethod = Literal["contiguous", "random", "stratified"]
 

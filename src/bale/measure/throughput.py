@@ -21,12 +21,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from bale._core.dataset import Dataset
 from bale.errors import BaleError
 from bale.format.schema import Bytes
-from bale.loader.images import DecodeImages
+from bale.images import DecodeImages
 from bale.loader.order import ShuffleMode
 from bale.loader.pipeline import BatchTransform, Loader
-from bale.reader import Dataset
 
 __all__ = [
     "LoaderRun",

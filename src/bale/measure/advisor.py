@@ -43,19 +43,19 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 
-from bale.batches import infer_type, pack_var_rows, to_column_data
-from bale.codecs import Blosc2, Codec, NoCompression, codec_spec, parse_codec
-from bale.codecs.framing import decode_block, encode_block
-from bale.defaults import (
+from bale._core.batches import infer_type, pack_var_rows, to_column_data
+from bale._core.dataset import Dataset
+from bale._core.defaults import (
     DEFAULT_ROW_GROUP_BYTES,
     default_codec,
     looks_compressed,
     shuffle_typesize,
 )
+from bale.codecs import Blosc2, Codec, NoCompression, codec_spec, parse_codec
+from bale.codecs.framing import decode_block, encode_block
 from bale.errors import BaleError, CodecError
 from bale.format.constants import DEFAULT_SEGMENT_BYTES
 from bale.format.schema import Array, Bytes, ColumnType, String
-from bale.reader import Dataset
 
 if TYPE_CHECKING:
     from bale.importers.base import RowSource

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from bale.batches import unpack_var_rows
+from bale._core.batches import unpack_var_rows
 from bale.codecs import Buffer, Codec
 from bale.codecs.framing import decode_block
 from bale.errors import CorruptFileError

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bale.blocks import (
+from bale._core.blocks import (
     BlockCache,
     Decoded,
     StoredBlock,
@@ -22,13 +22,13 @@ from bale.blocks import (
     check_block,
     decode_column_block,
 )
+from bale._core.layout import read_index
+from bale._core.mapped import MappedColumn, can_map, map_file, unmap
 from bale.codecs import codec_from_config
 from bale.errors import BaleError, CorruptFileError
 from bale.format.footer import FileIndex
 from bale.format.schema import Array, Column, Schema, String
 from bale.io.source import LocalSource
-from bale.layout import read_index
-from bale.mapped import MappedColumn, can_map, map_file, unmap
 
 DEFAULT_CACHE_BYTES = 64 << 20
 #: Row groups requested from the kernel ahead of a sequential read, so disk reads overlap decoding.

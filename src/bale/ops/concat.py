@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bale._core.dataset import Dataset
+from bale._core.writer import Writer
 from bale.errors import SchemaError, TargetExistsError
 from bale.io.sink import partial_path_for
-from bale.reader import Dataset
-from bale.writer import Writer
 
 #: Metadata keys that describe how one input was made; they move into "bale.concat".
 _PER_FILE_KEYS = ("bale.split", "bale.concat")

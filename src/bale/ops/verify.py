@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from bale._core.dataset import Dataset
 from bale.errors import BaleError
-from bale.reader import Dataset
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Measuring: the codec advisor (`bale codecs`) and loader throughput (`bale bench`)."""

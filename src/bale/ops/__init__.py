@@ -1,0 +1,1 @@
+"""Whole-file operations: pack, split, concat, repair, verify."""
