@@ -592,3 +592,9 @@ def open(
 ) -> Dataset:
     """Open a ``.bale`` file for reading. See ``Dataset``."""
     return Dataset(path, verify=verify, cache_bytes=cache_bytes)
+
+
+def reader_of(dataset: Dataset) -> Dataset:
+    """The engine behind a Dataset: block-level reads, stored groups, mapped columns and sizing,
+    for bale's own layers (loader, operations, adapters, CLI). Not user API."""
+    return dataset

@@ -23,7 +23,7 @@ from typing import Any, SupportsIndex
 
 import numpy as np
 
-from bale._core.dataset import Dataset
+from bale._core.dataset import Dataset, reader_of
 
 __all__ = ["GrainSource"]
 
@@ -45,7 +45,7 @@ class GrainSource:
     def __init__(self, path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> None:
         self.dataset = Dataset(path)
         self.columns = list(columns) if columns is not None else None
-        self.dataset.check_columns(self.columns)
+        reader_of(self.dataset).check_columns(self.columns)
 
     @property
     def path(self) -> str:

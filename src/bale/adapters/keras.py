@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from bale._core.dataset import Batch, Dataset
+from bale._core.dataset import Batch, Dataset, reader_of
 from bale.loader.order import EpochOrder, Partition, ShuffleMode, epoch_order
 from bale.loader.pipeline import DEFAULT_MEMORY_BUDGET, Loader
 
@@ -78,7 +78,7 @@ class EpochBatches:
         self.batch_size = batch_size
         self.x, self.y = x, y
         self.columns = list(dict.fromkeys([*_names(x), *(_names(y) if y is not None else [])]))
-        self.dataset.check_columns(self.columns)
+        reader_of(self.dataset).check_columns(self.columns)
         self.shuffle = mode
         self.seed = seed
         self.drop_last = drop_last
@@ -95,7 +95,7 @@ class EpochBatches:
             memory_budget=memory_budget,
         ) as sizing:
             self.window_groups = sizing.window_groups
-        group_bytes = max(1, self.dataset.decoded_group_bytes(self.columns))
+        group_bytes = max(1, reader_of(self.dataset).decoded_group_bytes(self.columns))
         self.dataset.cache_bytes = max(memory_budget, 3 * group_bytes)
         self.epoch = 0
         self._order_lock = threading.Lock()

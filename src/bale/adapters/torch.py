@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bale._core.dataset import Dataset
+from bale._core.dataset import Dataset, reader_of
 from bale.loader.pipeline import Loader, detect_distributed
 
 try:
@@ -132,7 +132,7 @@ class TorchDataset(_TorchMapDataset[Row]):
         self.columns = list(columns) if columns is not None else None
         self.transform = transform
         if self.columns is not None:
-            self.dataset.check_columns(self.columns)
+            reader_of(self.dataset).check_columns(self.columns)
 
     @property
     def path(self) -> str:

@@ -11,7 +11,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-from bale._core.dataset import Dataset
+from bale._core.dataset import Dataset, reader_of
 from bale._version import __version__
 from bale.cli.bench import add_bench_command
 from bale.cli.codecs import add_codecs_command
@@ -229,7 +229,7 @@ def _export_column(ds: Dataset, name: str, directory: str, overwrite: bool) -> l
         )
         start = 0
         for group in range(ds.num_row_groups):
-            block = ds.load_block(group, name)
+            block = reader_of(ds).load_block(group, name)
             out[start : start + len(block)] = block
             start += len(block)
         out.flush()
@@ -245,7 +245,7 @@ def _export_column(ds: Dataset, name: str, directory: str, overwrite: bool) -> l
     offsets[0] = 0
     row = byte = 0
     for group in range(ds.num_row_groups):
-        block = ds.load_block(group, name)
+        block = reader_of(ds).load_block(group, name)
         if isinstance(block, np.ndarray):
             raise BaleError(
                 "internal error: bytes column decoded as an array", path=ds.path, column=name

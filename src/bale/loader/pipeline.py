@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bale._core.dataset import Batch, Dataset
+from bale._core.dataset import Batch, Dataset, reader_of
 from bale._core.mapped import MappedColumn
 from bale.errors import BaleError, CorruptFileError
 from bale.format.schema import Array
@@ -69,7 +69,7 @@ class _Files:
                         f"differs from {first.describe()} in {datasets[0].path!r}",
                         path=ds.path,
                     )
-            datasets[0].check_columns(columns)
+            reader_of(datasets[0]).check_columns(columns)
         except BaseException:
             for ds in datasets:
                 ds.close()
@@ -88,7 +88,7 @@ class _Files:
 
     def mapped(self, name: str) -> bool:
         """Whether column ``name`` is uncompressed (read from the mapped file) in every file."""
-        return all(ds.mapped_column(name) is not None for ds in self.datasets)
+        return all(reader_of(ds).mapped_column(name) is not None for ds in self.datasets)
 
     def gather_mapped(self, names: Sequence[str], rows: np.ndarray) -> Batch:
         """Mapped columns' values of these global rows, in this order: one gather per file."""
@@ -118,7 +118,7 @@ class _Files:
                 self.mapped_column(f, name).release(groups)
 
     def mapped_column(self, file: int, name: str) -> MappedColumn:
-        mapped = self.datasets[file].mapped_column(name)
+        mapped = reader_of(self.datasets[file]).mapped_column(name)
         if mapped is None:
             raise RuntimeError(f"internal error: column {name!r} is not mapped")
         return mapped
@@ -215,7 +215,7 @@ class Loader:
         self._files = _Files.open(self.paths, self.columns, cache_bytes=0)
         self._transform_takes_rows = _accepts_rows(batch_transform)
         group_bytes = max(
-            1, max(ds.decoded_group_bytes(self.columns) for ds in self._files.datasets)
+            1, max(reader_of(ds).decoded_group_bytes(self.columns) for ds in self._files.datasets)
         )
         rows_per_group = max(1, int(np.median(self._files.group_sizes))) if self.num_rows else 1
         batch_bytes = self.batch_size * group_bytes // rows_per_group
@@ -249,10 +249,10 @@ class Loader:
         # the budget, served windows are unmapped so the process's RSS stays within it (at the
         # cost of mapping the pages again next epoch).
         mapped_bytes = sum(
-            ds.decoded_group_bytes([n]) * ds.num_row_groups
+            reader_of(ds).decoded_group_bytes([n]) * ds.num_row_groups
             for ds in self._files.datasets
             for n in (self.columns or ds.schema.names)
-            if ds.mapped_column(n) is not None
+            if reader_of(ds).mapped_column(n) is not None
         )
         self._unmap_served_windows = mapped_bytes > window_budget
 
@@ -521,7 +521,7 @@ class Loader:
         keep = everything
         for g in np.unique(groups).tolist():
             try:
-                ds.prefetch_group(g, self.columns)
+                reader_of(ds).prefetch_group(g, self.columns)
             except CorruptFileError:
                 keep = keep & (groups != g)
         with self._lock:

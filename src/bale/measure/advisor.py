@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import numpy as np
 
 from bale._core.batches import infer_type, pack_var_rows, to_column_data
-from bale._core.dataset import Dataset
+from bale._core.dataset import Dataset, reader_of
 from bale._core.defaults import (
     DEFAULT_ROW_GROUP_BYTES,
     default_codec,
@@ -637,7 +637,7 @@ def sample_file(
     if rows is not None and rows < 1:
         raise ValueError(f"rows must be >= 1, got {rows}")
     with Dataset(path, cache_bytes=0) as ds:
-        ds.check_columns(columns)
+        reader_of(ds).check_columns(columns)
         names = list(columns) if columns is not None else ds.schema.names
         groups = ds.num_row_groups
         if not groups:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bale._core.dataset import Dataset
+from bale._core.dataset import Dataset, reader_of
 from bale.errors import BaleError
 from bale.format.schema import Bytes
 from bale.images import DecodeImages
@@ -291,7 +291,7 @@ def _describe_files(
     bytes_column = None
     for path in files:
         with Dataset(path, cache_bytes=0) as ds:
-            ds.check_columns(columns)
+            reader_of(ds).check_columns(columns)
             names = list(columns) if columns is not None else ds.schema.names
             positions = [ds.schema.index(n) for n in names]
             blocks = ds.index.blocks[:, positions] if ds.num_row_groups else None

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bale._core.dataset import Dataset
+from bale._core.dataset import Dataset, reader_of
 from bale._core.writer import Writer
 from bale.errors import SchemaError, TargetExistsError
 from bale.io.sink import partial_path_for
@@ -152,7 +152,7 @@ def _append(writer: Writer, ds: Dataset, segment_bytes: int) -> ConcatSource:
     copied = reencoded = 0
     for group in range(ds.num_row_groups):
         if copy:
-            writer.write_stored_group(ds.stored_group(group))
+            writer.write_stored_group(reader_of(ds).stored_group(group))
             copied += 1
         else:
             batch = ds.read_row_group(group)

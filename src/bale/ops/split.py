@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bale._core.dataset import Batch, Dataset
+from bale._core.dataset import Batch, Dataset, reader_of
 from bale._core.writer import Writer
 from bale.errors import SchemaError, TargetExistsError
 from bale.format.schema import Array
@@ -415,7 +415,7 @@ def _write_outputs(
                 continue
             first = int(owners[0])
             if copy_whole_groups and bool((owners == first).all()):
-                writers[first].write_stored_group(ds.stored_group(group))
+                writers[first].write_stored_group(reader_of(ds).stored_group(group))
                 tallies[first].groups_copied += 1
                 tallies[first].rows_copied += size
                 continue

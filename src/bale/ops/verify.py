@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from bale._core.dataset import Dataset
+from bale._core.dataset import Dataset, reader_of
 from bale.errors import BaleError
 
 
@@ -40,7 +40,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
             for column in ds.schema.names:
                 checked += 1
                 try:
-                    ds.load_block(group, column)
+                    reader_of(ds).load_block(group, column)
                 except BaleError as exc:
                     problems.append(exc)
         return VerifyReport(ds.path, len(ds), checked, problems)
