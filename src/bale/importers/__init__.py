@@ -32,7 +32,7 @@ class _Importer:
 _IMAGE_FOLDER = _Importer(
     "bale.importers.image_folder", "ImageFolderSource", "image folder", "'bale[images]'"
 )
-_MANIFEST = _Importer("bale.importers.image_folder", "ManifestSource", "manifest", "'bale[images]'")
+_MANIFEST = _Importer("bale.importers.manifest", "ManifestSource", "manifest", "'bale[images]'")
 _ZARR = _Importer("bale.importers.zarr", "ZarrSource", "zarr", "'zarr>=3'")
 _BCOLZ = _Importer("bale.importers.bcolz", "BcolzSource", "bcolz", None)  # needs no bcolz
 
