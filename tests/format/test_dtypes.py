@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import subprocess
+import sys
+
 import ml_dtypes
 import numpy as np
 import pytest
@@ -139,3 +144,44 @@ def test_unknown_format_name_is_a_key_error() -> None:
 def test_misspelt_dtype_name_raises_value_error() -> None:
     with pytest.raises(ValueError):
         bale.Array("flaot32")
+
+
+@pytest.mark.parametrize("name", ML_NAMES)
+def test_ml_names_given_as_strings_are_understood(name: str) -> None:
+    assert dtype_name(name) == name
+    assert bale.Array(name).numpy_dtype == dtype_from_name(name)
+
+
+def test_table_is_built_once_and_other_attributes_do_not_exist() -> None:
+    import bale.format.dtypes as dtypes
+
+    assert dtypes.DTYPES_BY_NAME is DTYPES_BY_NAME
+    with pytest.raises(AttributeError, match="NO_SUCH_TABLE"):
+        dtypes.NO_SUCH_TABLE  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        'dtype_name("flaot32")',
+        "dtype_name(object)",
+        'dtype_name("V8")',
+        'dtype_from_name("float128")',
+        'dtype_from_name("bfloat17")',
+    ],
+)
+def test_errors_are_the_same_before_ml_dtypes_is_loaded(call: str) -> None:
+    # ml_dtypes is imported lazily; a fresh interpreter must say what this one (which has it) says.
+    code = (
+        "from bale.format.dtypes import dtype_from_name, dtype_name\n"
+        f"try:\n    {call}\nexcept (KeyError, ValueError) as exc:\n"
+        "    print(type(exc).__name__, exc)"
+    )
+    fresh = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    namespace: dict[str, object] = {}
+    with contextlib.redirect_stdout(io.StringIO()) as here:
+        exec(code, namespace)
+    assert fresh == here.getvalue().strip()
+    assert fresh.startswith(("KeyError", "ValueError"))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+import functools
+from types import ModuleType
+from typing import Any, ClassVar, Final, Literal, get_args
 
-import blosc2
-
-from bale.codecs.base import Buffer, Codec
+from bale.codecs.base import Buffer, Codec, decode_error, encode_error, import_library
 from bale.errors import CodecError
 
 Blosc2Compressor = Literal["blosclz", "lz4", "lz4hc", "zlib", "zstd"]
@@ -14,35 +14,31 @@ Blosc2Compressor = Literal["blosclz", "lz4", "lz4hc", "zlib", "zstd"]
 # a multiple of typesize (measured with c-blosc2 3.3.5). BYTEDELTA has no such problem.
 Blosc2Filter = Literal["shuffle", "bitshuffle", "bytedelta"]
 
-_COMPRESSORS: dict[str, blosc2.Codec] = {
-    "blosclz": blosc2.Codec.BLOSCLZ,
-    "lz4": blosc2.Codec.LZ4,
-    "lz4hc": blosc2.Codec.LZ4HC,
-    "zlib": blosc2.Codec.ZLIB,
-    "zstd": blosc2.Codec.ZSTD,
-}
-_FILTERS: dict[str, blosc2.Filter] = {
-    "shuffle": blosc2.Filter.SHUFFLE,
-    "bitshuffle": blosc2.Filter.BITSHUFFLE,
-    "bytedelta": blosc2.Filter.BYTEDELTA,
-}
+# Each name is its blosc2.Codec / blosc2.Filter member's name in lower case, so validating a
+# config needs no blosc2 import; the members are looked up when a chunk is encoded.
+_COMPRESSORS: Final[frozenset[str]] = frozenset(get_args(Blosc2Compressor))
+_FILTERS: Final[frozenset[str]] = frozenset(get_args(Blosc2Filter))
 
 
-# bale parallelises across blocks; blosc2's own pool (one thread per core by default) would
-# oversubscribe the cores. Built once: constructing DParams per call costs time on hot paths.
-_ONE_THREAD = blosc2.DParams(nthreads=1)
-_gil_released = False
+@functools.cache
+def _blosc2() -> ModuleType:
+    """python-blosc2, imported and set up at first use.
 
-
-def _release_gil_once() -> None:
-    """python-blosc2 holds the GIL while it (de)compresses unless told otherwise, which would
+    python-blosc2 holds the GIL while it (de)compresses unless told otherwise, which would
     serialise bale's reader threads (measured: 2 threads decoded 502 MB/s vs 491 for one; with
-    the GIL released, 986). Switched on at first use, not at import: importing bale changes
-    nothing in other libraries."""
-    global _gil_released
-    if not _gil_released:
-        blosc2.set_releasegil(True)
-        _gil_released = True
+    the GIL released, 986). Switched on here, not at import: importing bale changes nothing in
+    other libraries."""
+    blosc2 = import_library("blosc2", "blosc2")
+    blosc2.set_releasegil(True)
+    return blosc2
+
+
+@functools.cache
+def _one_thread() -> Any:
+    """DParams for one thread. bale parallelises across blocks; blosc2's own pool (one thread per
+    core by default) would oversubscribe the cores. Built once: constructing DParams per call
+    costs time on hot paths."""
+    return _blosc2().DParams(nthreads=1)
 
 
 class Blosc2(Codec):
@@ -97,22 +93,27 @@ class Blosc2(Codec):
             self.cname, self.clevel, self.filters, min(max(itemsize, 1), 255), self.blocksize
         )
 
-    def _cparams(self) -> blosc2.CParams:
+    def _cparams(self, blosc2: ModuleType) -> Any:
         return blosc2.CParams(
-            codec=_COMPRESSORS[self.cname],
+            codec=blosc2.Codec[self.cname.upper()],
             clevel=self.clevel,
-            filters=[_FILTERS[f] for f in self.filters],
+            filters=[blosc2.Filter[f.upper()] for f in self.filters],
             typesize=self.typesize,
             blocksize=self.blocksize,
             nthreads=1,  # bale parallelises across blocks; nested pools would oversubscribe
         )
 
     def encode(self, data: memoryview) -> Buffer:
-        _release_gil_once()
-        return blosc2.compress2(data, cparams=self._cparams())  # type: ignore[no-any-return]
+        blosc2 = _blosc2()
+        try:
+            return blosc2.compress2(data, cparams=self._cparams(blosc2))  # type: ignore[no-any-return]
+        except (RuntimeError, ValueError) as exc:
+            raise encode_error(self, exc) from exc
 
     def decode(self, data: memoryview, raw_size: int) -> Buffer:
-        _release_gil_once()
+        blosc2 = _blosc2()
         # Letting blosc2 allocate the output is faster than zero-filling a bytearray for it.
-        out = blosc2.decompress2(data, dparams=_ONE_THREAD)
-        return out  # type: ignore[no-any-return]
+        try:
+            return blosc2.decompress2(data, dparams=_one_thread())  # type: ignore[no-any-return]
+        except (RuntimeError, ValueError) as exc:  # python-blosc2 raises both for bad input
+            raise decode_error(self, exc) from exc

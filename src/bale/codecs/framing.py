@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 from bale.codecs.base import Buffer, Codec
+from bale.errors import CorruptFileError
 
 _FRAME_LENGTH = struct.Struct("<Q")
 
@@ -29,10 +30,11 @@ def encode_block(codec: Codec, raw: memoryview, segment_bytes: int) -> list[Buff
 
 
 def decode_block(codec: Codec, payload: memoryview, raw_size: int, segment_bytes: int) -> Buffer:
-    """Inverse of ``encode_block``. Raises ValueError on framing that does not add up."""
+    """Inverse of ``encode_block``. CorruptFileError (a ValueError) on framing that does not add
+    up or a frame that does not decode; the caller adds the file, column and rows."""
     if raw_size == 0:
         if len(payload):
-            raise ValueError(f"an empty block must store 0 bytes, found {len(payload)}")
+            raise CorruptFileError(f"an empty block must store 0 bytes, found {len(payload)}")
         return b""
     if raw_size <= segment_bytes:
         return codec.decode(payload, raw_size)
@@ -41,16 +43,16 @@ def decode_block(codec: Codec, payload: memoryview, raw_size: int, segment_bytes
     for start in range(0, raw_size, segment_bytes):
         size = min(segment_bytes, raw_size - start)
         if position + 8 > len(payload):
-            raise ValueError("segmented block ends before its next frame length")
+            raise CorruptFileError("segmented block ends before its next frame length")
         (length,) = _FRAME_LENGTH.unpack_from(payload, position)
         position += 8
         if position + length > len(payload):
-            raise ValueError("segmented block frame runs past the block's end")
+            raise CorruptFileError("segmented block frame runs past the block's end")
         frame = codec.decode(payload[position : position + length], size)
         if len(frame) != size:
-            raise ValueError(f"frame decoded to {len(frame)} bytes, expected {size}")
+            raise CorruptFileError(f"frame decoded to {len(frame)} bytes, expected {size}")
         out[start : start + size] = frame
         position += length
     if position != len(payload):
-        raise ValueError("segmented block has trailing bytes")
+        raise CorruptFileError("segmented block has trailing bytes")
     return out

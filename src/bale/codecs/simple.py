@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import threading
+from types import ModuleType
 from typing import Any, ClassVar
 
-import lz4.block
-import zstandard
-
-from bale.codecs.base import Buffer, Codec
+from bale.codecs.base import Buffer, Codec, decode_error, encode_error, import_library
 from bale.errors import CodecError
+
+
+@functools.cache
+def _lz4_block() -> ModuleType:
+    return import_library("lz4.block", "lz4")
+
+
+@functools.cache
+def _zstandard() -> ModuleType:
+    return import_library("zstandard", "zstandard")
 
 
 class NoCompression(Codec):
@@ -41,12 +50,21 @@ class LZ4(Codec):
         return {"id": self.id, "acceleration": self.acceleration}
 
     def encode(self, data: memoryview) -> Buffer:
-        return lz4.block.compress(  # type: ignore[no-any-return]
-            data, mode="fast", acceleration=self.acceleration, store_size=False
-        )
+        block = _lz4_block()
+        try:
+            return block.compress(  # type: ignore[no-any-return]
+                data, mode="fast", acceleration=self.acceleration, store_size=False
+            )
+        except (block.LZ4BlockError, ValueError) as exc:
+            raise encode_error(self, exc) from exc
 
     def decode(self, data: memoryview, raw_size: int) -> Buffer:
-        return lz4.block.decompress(data, uncompressed_size=raw_size)  # type: ignore[no-any-return]
+        block = _lz4_block()
+        # ValueError: a size lz4 cannot represent; LZ4BlockError: damaged or mis-sized bytes.
+        try:
+            return block.decompress(data, uncompressed_size=raw_size)  # type: ignore[no-any-return]
+        except (block.LZ4BlockError, ValueError) as exc:
+            raise decode_error(self, exc) from exc
 
 
 class Zstd(Codec):
@@ -65,18 +83,26 @@ class Zstd(Codec):
         return {"id": self.id, "level": self.level}
 
     def encode(self, data: memoryview) -> Buffer:
+        zstandard = _zstandard()
         compressor = getattr(self._local, "compressor", None)
-        if compressor is None:
-            compressor = zstandard.ZstdCompressor(level=self.level, write_content_size=True)
-            self._local.compressor = compressor
-        return compressor.compress(data)
+        try:
+            if compressor is None:
+                compressor = zstandard.ZstdCompressor(level=self.level, write_content_size=True)
+                self._local.compressor = compressor
+            return compressor.compress(data)  # type: ignore[no-any-return]
+        except zstandard.ZstdError as exc:
+            raise encode_error(self, exc) from exc
 
     def decode(self, data: memoryview, raw_size: int) -> Buffer:
+        zstandard = _zstandard()
         decompressor = getattr(self._local, "decompressor", None)
         if decompressor is None:
             decompressor = zstandard.ZstdDecompressor()
             self._local.decompressor = decompressor
-        return decompressor.decompress(data, max_output_size=raw_size)
+        try:
+            return decompressor.decompress(data, max_output_size=raw_size)  # type: ignore[no-any-return]
+        except zstandard.ZstdError as exc:
+            raise decode_error(self, exc) from exc
 
     def __getstate__(self) -> dict[str, Any]:
         return {"level": self.level}
