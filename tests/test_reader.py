@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import bale
+from bale._core.dataset import reader_of
 
 N = 100
 GROUP = 16  # -> groups of 16 x 6 + 4
@@ -398,7 +399,7 @@ def test_concurrent_gathers_match_a_single_thread(path: Path) -> None:
             results = list(pool.map(work, range(len(requests))))
         for got, want in zip(results, expected, strict=True):
             assert_batch(got, want)
-        assert shared._cache._size <= shared._cache.capacity_bytes
+        assert reader_of(shared).cache._size <= reader_of(shared).cache.capacity_bytes
 
 
 def test_concurrent_mixed_access(path: Path) -> None:
@@ -422,17 +423,17 @@ def test_concurrent_mixed_access(path: Path) -> None:
 def test_block_cache_stays_within_its_capacity(path: Path) -> None:
     capacity = 3000  # a few blocks of this file
     with bale.open(path, cache_bytes=capacity) as ds:
-        assert ds._cache.capacity_bytes == capacity
+        assert reader_of(ds).cache.capacity_bytes == capacity
         for _ in range(3):
             for group in range(ds.num_row_groups):
                 ds.read_row_group(group)
-                assert ds._cache._size <= capacity
+                assert reader_of(ds).cache._size <= capacity
             for i in range(0, N, 7):
                 ds[i]
-                assert ds._cache._size <= capacity
-        items = list(ds._cache._items.values())
+                assert reader_of(ds).cache._size <= capacity
+        items = list(reader_of(ds).cache._items.values())
         assert items  # blocks are cached at all
-        assert sum(item.nbytes for item in items) == ds._cache._size
+        assert sum(item.nbytes for item in items) == reader_of(ds).cache._size
         assert_batch(ds.read(), expected_take(np.arange(N)))
 
 
@@ -440,7 +441,7 @@ def test_cache_disabled(path: Path) -> None:
     with bale.open(path, cache_bytes=0) as ds:
         assert_batch(ds.read(), expected_take(np.arange(N)))
         assert_batch(ds[[5, 80, 5]], expected_take([5, 80, 5]))
-        assert ds._cache._size == 0
+        assert reader_of(ds).cache._size == 0
 
 
 def test_dataset_pickles_by_path(path: Path) -> None:
@@ -449,7 +450,7 @@ def test_dataset_pickles_by_path(path: Path) -> None:
     try:
         assert clone.path == str(path)
         assert clone.verify is False
-        assert clone._cache.capacity_bytes == 12345
+        assert reader_of(clone).cache.capacity_bytes == 12345
         assert_batch(clone[[1, 60]], expected_take([1, 60]))
     finally:
         clone.close()

@@ -14,6 +14,7 @@ import pytest
 import xxhash
 
 import bale
+from bale._core.dataset import reader_of
 from bale.format.schema import Array, Bytes, String
 
 BIG = 2**31 + 64  # one row, just past 2 GiB
@@ -62,7 +63,7 @@ def test_array_row_over_2_gib_round_trips(tmp_path: Path) -> None:
         np.testing.assert_array_equal(got[MARKS], marks)
         assert xxhash.xxh3_64_intdigest(got) == digest
         # Three frames (1 GiB, 1 GiB, 64 bytes), each preceded by its stored length.
-        payload = ds._source.read(int(record["offset"]), int(record["stored_size"]))
+        payload = reader_of(ds).source.read(int(record["offset"]), int(record["stored_size"]))
         assert count_frames(bytes(payload)) == 3
 
 
@@ -86,7 +87,7 @@ def test_bytes_row_over_2_gib_round_trips(tmp_path: Path) -> None:
         assert ds.row_group_sizes == (1, 1, 1)
         record = ds.index.blocks[1, 0]
         assert int(record["raw_size"]) == 8 + BIG
-        payload = ds._source.read(int(record["offset"]), int(record["stored_size"]))
+        payload = reader_of(ds).source.read(int(record["offset"]), int(record["stored_size"]))
         assert count_frames(bytes(payload)) == 3
         del payload
         assert ds[0]["b"] == b"small" and ds[2]["b"] == b""
@@ -187,7 +188,9 @@ def test_small_segments_round_trip(tmp_path: Path, codec: str, segment_bytes: in
             assert row["s"] == columns["s"][k] and row["b"] == columns["b"][k]
         # The stored payload of a segmented block is (u64 length, frame) pairs, one per segment.
         record = ds.index.blocks[0, 0]
-        payload = bytes(ds._source.read(int(record["offset"]), int(record["stored_size"])))
+        payload = bytes(
+            reader_of(ds).source.read(int(record["offset"]), int(record["stored_size"]))
+        )
     assert count_frames(payload) == -(-int(record["raw_size"]) // segment_bytes)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import bale
+from bale._core.dataset import reader_of
 
 N_ROWS = 1200
 
@@ -43,7 +44,7 @@ def _read_chunk(indices: list[int]) -> dict[str, Any]:
     ds = _worker_ds
     assert ds is not None
     batch = ds.take(indices)
-    source = ds._source
+    source = reader_of(ds).source
     return {
         "indices": indices,
         "x": batch["x"].tobytes(),
@@ -93,8 +94,8 @@ def test_workers_read_every_row_exactly_once(dataset_path: Path, method: str) ->
     # cache_bytes=0: every read goes to the file, so a forked worker must use its descriptor.
     ds = bale.open(dataset_path, cache_bytes=0, verify=True)
     reference = ds.read()  # single-process read; also uses the parent's descriptor
-    parent_fd = ds._source._fd
-    assert parent_fd is not None and ds._source._pid == os.getpid()
+    parent_fd = reader_of(ds).source._fd
+    assert parent_fd is not None and reader_of(ds).source._pid == os.getpid()
     chunks = _chunks(len(ds), 97)
     context = multiprocessing.get_context(method)
     with context.Pool(2, initializer=_init_worker, initargs=(ds, parent_fd)) as pool:
@@ -127,7 +128,7 @@ def test_forked_child_reopens_its_own_descriptor(dataset_path: Path) -> None:
         pytest.skip("no fork")
     ds = bale.open(dataset_path, cache_bytes=0)
     np.asarray(ds["label"][:10])
-    parent_fd = ds._source._fd
+    parent_fd = reader_of(ds).source._fd
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: report (fd, pid, ok) through the pipe, then exit without cleanup
@@ -136,7 +137,9 @@ def test_forked_child_reopens_its_own_descriptor(dataset_path: Path) -> None:
             os.close(read_fd)
             row = ds[1150]
             ok = row["name"] == make_columns()["name"][1150] and int(row["label"]) == 1150 % 7
-            message = f"{ds._source._fd} {ds._source._pid} {os.getpid()} {int(ok)}"
+            message = (
+                f"{reader_of(ds).source._fd} {reader_of(ds).source._pid} {os.getpid()} {int(ok)}"
+            )
             os.write(write_fd, message.encode())
             status = 0
         finally:
@@ -150,7 +153,7 @@ def test_forked_child_reopens_its_own_descriptor(dataset_path: Path) -> None:
     assert source_pid == child_pid == pid
     assert child_fd != parent_fd
     # The parent's descriptor is still its own and still works.
-    assert ds._source._fd == parent_fd and ds._source._pid == os.getpid()
+    assert reader_of(ds).source._fd == parent_fd and reader_of(ds).source._pid == os.getpid()
     assert ds["label"][1150] == 1150 % 7
     ds.close()
 
@@ -165,7 +168,7 @@ def test_pickled_dataset_round_trips(dataset_path: Path) -> None:
     with clone:
         assert clone.path == os.fspath(dataset_path)
         assert clone.verify is False
-        assert clone._cache_bytes == 1 << 20
+        assert clone.cache_bytes == 1 << 20
         assert len(clone) == N_ROWS
         assert clone.metadata == {"split": "train"}
         assert clone.schema.describe() == {
@@ -180,7 +183,7 @@ def test_pickled_dataset_round_trips(dataset_path: Path) -> None:
         np.testing.assert_array_equal(got["label"], expected["label"])
         assert got["name"] == expected["name"]
         assert got["blob"] == expected["blob"]
-        assert clone._source._pid == os.getpid()
+        assert reader_of(clone).source._pid == os.getpid()
 
 
 def test_corrupt_file_error_crosses_process_boundary(tmp_path: Path, dataset_path: Path) -> None:

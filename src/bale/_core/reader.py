@@ -1,0 +1,266 @@
+"""The engine behind a Dataset: one open file's footer, block reads, checksums, decoding, the
+block cache, mapped uncompressed columns and stored-group copies. Internal API for bale's layers."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from bale._core.blocks import (
+    BlockCache,
+    Decoded,
+    StoredBlock,
+    StoredGroup,
+    check_block,
+    decode_column_block,
+)
+from bale._core.layout import read_index
+from bale._core.mapped import MappedColumn, can_map, map_file, unmap
+from bale._core.rowmap import RowGroupMap
+from bale.codecs import codec_from_config
+from bale.errors import BaleError, CorruptFileError
+from bale.format.footer import FileIndex
+from bale.format.schema import Column, Schema
+from bale.io.source import LocalSource
+
+DEFAULT_CACHE_BYTES = 64 << 20
+#: Row groups requested from the kernel ahead of a sequential read, so disk reads overlap decoding.
+READ_AHEAD_GROUPS = 2
+
+
+class FileReader:
+    """An open ``.bale`` file at block level: which bytes hold which rows, read and checked.
+
+    Safe to share between threads: reads are positional and the cache is locked.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        verify: bool = True,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.verify = verify
+        self.source = LocalSource(self.path)
+        try:
+            self.index: FileIndex = read_index(self.source)[0]
+        except BaseException:
+            self.source.close()
+            raise
+        self.cache = BlockCache(cache_bytes)
+        # Codec objects are built once per file, not per block: the hot path stays allocation-free.
+        self._codecs = [codec_from_config(c) for c in self.index.codecs]
+        self.groups = RowGroupMap(self.index.groups["row_start"], self.index.groups["num_rows"])
+        # Uncompressed array columns are read from a mapping of the file (made on first use).
+        self.mappable = {p for p in range(len(self.schema)) if can_map(self.index, p)}
+        self._mapping: Any = None
+        self._mapped: dict[int, MappedColumn] = {}
+        self._map_lock = threading.Lock()
+
+    @property
+    def schema(self) -> Schema:
+        return self.index.schema
+
+    @property
+    def num_row_groups(self) -> int:
+        return len(self.groups)
+
+    @property
+    def cache_bytes(self) -> int:
+        return self.cache.capacity_bytes
+
+    @cache_bytes.setter
+    def cache_bytes(self, value: int) -> None:
+        self.cache.capacity_bytes = value
+
+    # -- columns ------------------------------------------------------------------------------
+
+    def select(self, columns: Sequence[str] | None) -> list[tuple[int, Column]]:
+        """(position, column) of each named column, all columns for ``None``. KeyError naming
+        the file and its columns for an unknown name, TypeError for a bare string."""
+        if columns is None:
+            return list(enumerate(self.schema.columns))
+        if isinstance(columns, str):
+            raise TypeError("columns must be a list of names, not a single string")
+        out = []
+        for name in columns:
+            if name not in self.schema:
+                raise KeyError(
+                    f"no column {name!r} in {self.path!r}; columns are {self.schema.names}"
+                )
+            out.append((self.schema.index(name), self.schema[name]))
+        return out
+
+    def check_columns(self, columns: Sequence[str] | None) -> None:
+        """Raise as ``select`` does if any of ``columns`` is unknown."""
+        self.select(columns)
+
+    def decoded_group_bytes(self, columns: Sequence[str] | None = None) -> int:
+        """Decoded size of an average row group for these columns (to size memory budgets)."""
+        if not self.num_row_groups:
+            return 0
+        positions = [p for p, _ in self.select(columns)]
+        return int(self.index.blocks[:, positions]["raw_size"].sum()) // self.num_row_groups
+
+    def mapped_column(self, column: int | str) -> MappedColumn | None:
+        """Zero-copy access to an uncompressed array column (codec ``none``), or None for any
+        other column. Its rows are gathered straight from a read-only mapping of the file, and
+        each block's checksum is verified the first time its rows are read."""
+        position = column if isinstance(column, int) else self.schema.index(column)
+        if position not in self.mappable:
+            return None
+        mapped = self._mapped.get(position)
+        if mapped is not None:
+            return mapped
+        with self._map_lock:
+            if position not in self._mapped:
+                if self._mapping is None:
+                    self._mapping = map_file(self.source.fileno())
+                self._mapped[position] = MappedColumn(
+                    self._mapping, self.index, position, path=self.path, verify=self.verify
+                )
+            return self._mapped[position]
+
+    # -- blocks -------------------------------------------------------------------------------
+
+    def block(self, group: int, position: int, column: Column) -> Decoded:
+        """A decoded block, from the cache or read, checked and decoded now."""
+        cached = self.cache.get((group, position))
+        if cached is not None:
+            return cached
+        return self.decode(group, position, column, None)
+
+    def load_block(self, group: int, column: str) -> Decoded:
+        """One column's decoded block of one row group: an array of shape (rows, ...), or
+        ``VarRows`` for bytes/strings. Reads, checks and decodes it (or takes it from the cache)."""
+        self._check_group(group)
+        position = self.schema.index(column)
+        return self.block(group, position, self.schema.columns[position])
+
+    def decode(self, group: int, position: int, column: Column, payload: Any) -> Decoded:
+        """Decode a block from ``payload`` (read now when None) into the cache."""
+        cached = self.cache.get((group, position))
+        if cached is not None:
+            return cached
+        record = self.index.blocks[group, position]
+        if payload is None:
+            payload = self._read_payload(record, column, group)
+        block = decode_column_block(
+            payload,
+            record,
+            self._codecs[int(record["codec"])],
+            column,
+            int(self.groups.counts[group]),
+            segment_bytes=self.index.segment_bytes,
+            verify=self.verify,
+            path=self.path,
+            rows=self.groups.rows_of(group),
+        )
+        self.cache.put((group, position), block)
+        return block
+
+    def prefetch_group(self, group: int, columns: Sequence[str] | None = None) -> int:
+        """Read (one read when the blocks are adjacent), check and decode a row group's blocks
+        into the block cache, ahead of use. Returns the decoded bytes now cached."""
+        selected = self.select(columns)
+        payloads = self.read_group_span(group, [p for p, _ in selected])
+        return sum(
+            self.decode(group, position, column, payloads.get(position)).nbytes
+            for position, column in selected
+        )
+
+    def stored_group(self, group: int) -> StoredGroup:
+        """Row group ``group`` as stored (compressed), every block's checksum verified, for
+        ``Writer.write_stored_group``: copying between files without recompressing."""
+        self._check_group(group)
+        positions = list(range(len(self.schema)))
+        spans = self.read_group_span(group, positions, use_cache=False)
+        blocks = {}
+        for position, column in enumerate(self.schema.columns):
+            record = self.index.blocks[group, position]
+            payload = spans.get(position)
+            if payload is None:
+                payload = memoryview(self._read_payload(record, column, group))
+            check_block(
+                payload,
+                int(record["checksum"]),
+                path=self.path,
+                column=column.name,
+                rows=self.groups.rows_of(group),
+            )
+            blocks[column.name] = StoredBlock(
+                [payload],
+                int(record["raw_size"]),
+                int(record["checksum"]),
+                dict(self.index.codecs[int(record["codec"])]),
+            )
+        return StoredGroup(int(self.groups.counts[group]), blocks, self.index.segment_bytes)
+
+    def read_group_span(
+        self, group: int, positions: list[int], *, use_cache: bool = True
+    ) -> dict[int, memoryview]:
+        """Payloads of several blocks of one group with a single read, when they lie close."""
+        needed = [p for p in positions if not use_cache or self.cache.get((group, p)) is None]
+        if len(needed) < 2:
+            return {}
+        records = self.index.blocks[group, needed]
+        start = int(records["offset"].min())
+        end = int((records["offset"] + records["stored_size"]).max())
+        if end - start > 2 * int(records["stored_size"].sum()) + (1 << 16):
+            return {}  # far apart: separate reads move less data
+        try:
+            span = memoryview(self.source.read(start, end - start))
+        except BaleError as exc:
+            raise CorruptFileError(
+                exc.detail, path=self.path, rows=self.groups.rows_of(group)
+            ) from exc
+        return {
+            p: span[int(r["offset"]) - start : int(r["offset"]) - start + int(r["stored_size"])]
+            for p, r in zip(needed, records, strict=True)
+        }
+
+    def read_ahead(self, group: int, requested: int) -> int:
+        """Ask the kernel for the groups after ``group`` (up to READ_AHEAD_GROUPS ahead) that
+        were not asked for yet; returns the last group asked for."""
+        groups = self.index.groups
+        while requested < min(group + READ_AHEAD_GROUPS, self.num_row_groups - 1):
+            requested += 1
+            self.source.will_need(
+                int(groups[requested]["offset"]), int(groups[requested]["length"])
+            )
+        return requested
+
+    def _read_payload(self, record: Any, column: Column, group: int) -> bytes | bytearray:
+        try:
+            return self.source.read(int(record["offset"]), int(record["stored_size"]))
+        except BaleError as exc:
+            raise CorruptFileError(
+                exc.detail, path=self.path, column=column.name, rows=self.groups.rows_of(group)
+            ) from exc
+
+    def _check_group(self, group: int) -> None:
+        if not 0 <= group < self.num_row_groups:
+            raise IndexError(f"row group {group} out of range for {self.num_row_groups} groups")
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def evict_from_page_cache(self) -> None:
+        """Drop this file from the OS page cache and the block cache (cold-read measurements)."""
+        self.cache.clear()
+        if self._mapping is not None:  # mapped pages are not dropped while a process maps them
+            self._mapping.madvise(mmap.MADV_DONTNEED)
+        self.source.evict_from_page_cache()
+
+    def close(self) -> None:
+        self.cache.clear()
+        with self._map_lock:
+            self._mapped.clear()
+            if self._mapping is not None:
+                unmap(self._mapping)
+                self._mapping = None
+        self.source.close()
