@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import bale
+from bale._core.dataset import reader_of
 from bale.codecs import codec_spec
 from bale.ops.split import class_counts, largest_remainder, shuffled_when_packed
 
@@ -136,7 +137,7 @@ def test_shuffled_file_is_cut_by_copying_row_groups(tmp_path: Path, source: dict
         assert train.metadata["bale.pack"] == {"shuffled": True}
         # Copied, not recompressed: the stored blocks are the input's bytes.
         for group in (0, 11):
-            copied, stored = train.stored_group(group), original.stored_group(group)
+            copied, stored = reader_of(train).stored_group(group), reader_of(original).stored_group(group)
             for name, block in stored.blocks.items():
                 assert bytes(copied.blocks[name].parts[0]) == bytes(block.parts[0])
                 assert copied.blocks[name].codec == block.codec
