@@ -13,6 +13,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from bale._core.blocks import check_block
+from bale._core.rowmap import RowGroupMap
 from bale.codecs import codec_from_config
 from bale.codecs.simple import NoCompression
 from bale.errors import CorruptFileError
@@ -92,8 +93,7 @@ class MappedColumn:
                 column=column.name,
             )
         self._first_unit = self._offsets // unit
-        self._starts = index.groups["row_start"].astype(np.int64)
-        self._counts = index.groups["num_rows"].astype(np.int64)
+        self._groups = RowGroupMap(index.groups["row_start"], index.groups["num_rows"])
         self._verified = np.zeros(len(blocks), bool) if verify else np.ones(len(blocks), bool)
         self._all_verified = not verify
         self._lock = threading.Lock()
@@ -101,9 +101,11 @@ class MappedColumn:
     def gather(self, rows: np.ndarray) -> np.ndarray:
         """Rows (valid, non-negative row numbers of the file, any order) as a new array."""
         rows = np.asarray(rows, np.int64)
-        groups = np.searchsorted(self._starts, rows, side="right") - 1
+        groups = self._groups.groups_of(rows)
         self._verify(groups)
-        units = self._first_unit[groups] + (rows - self._starts[groups]) * self._units_per_row
+        units = (
+            self._first_unit[groups] + (rows - self._groups.starts[groups]) * self._units_per_row
+        )
         out: np.ndarray = self._rows_view[units]
         return out.view(self._dtype).reshape((len(rows), *self._shape))
 
@@ -121,13 +123,12 @@ class MappedColumn:
         pending = np.unique(groups[~self._verified[groups]])
         for group in pending.tolist():
             offset, size = int(self._offsets[group]), int(self._sizes[group])
-            start = int(self._starts[group])
             check_block(
                 memoryview(self._mapping)[offset : offset + size],
                 int(self._checksums[group]),
                 path=self.path,
                 column=self.column.name,
-                rows=(start, start + int(self._counts[group])),
+                rows=self._groups.rows_of(group),
             )
             with self._lock:
                 self._verified[group] = True

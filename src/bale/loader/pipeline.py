@@ -112,8 +112,7 @@ class _Files:
         files, local = self.locate(rows)
         for f in np.unique(files).tolist():
             ds = self.datasets[f]
-            starts = np.cumsum((0, *ds.row_group_sizes[:-1]))
-            groups = np.unique(np.searchsorted(starts, local[files == f], side="right") - 1)
+            groups = np.unique(reader_of(ds).groups.groups_of(local[files == f]))
             for name in names:
                 self.mapped_column(f, name).release(groups)
 
@@ -516,8 +515,7 @@ class Loader:
         except CorruptFileError:
             pass
         # Skip mode: find the row groups that fail and drop their rows from this batch.
-        group_starts = np.cumsum((0, *ds.row_group_sizes[:-1]))
-        groups = np.searchsorted(group_starts, local, side="right") - 1
+        groups = reader_of(ds).groups.groups_of(local)
         keep = everything
         for g in np.unique(groups).tolist():
             try:
