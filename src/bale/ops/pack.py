@@ -34,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bale._core.batches import infer_schema_types
+from bale._core.columns import batch_nbytes, human_bytes, take_batch_rows
 from bale._core.dataset import Dataset
 from bale._core.defaults import DEFAULT_ROW_GROUP_BYTES
 from bale._core.shuffle import shuffle_keys
@@ -94,7 +95,7 @@ class PackReport:
         lines = [
             f"packed {self.rows} rows from {self.source} into {self.path}"
             + (f" (shuffled, seed {self.seed})" if self.shuffled else " (source order)"),
-            f"  {_human(self.file_bytes)} on disk, {_human(self.data_bytes)} of row data, "
+            f"  {human_bytes(self.file_bytes)} on disk, {human_bytes(self.data_bytes)} of row data, "
             f"{self.seconds:.1f} s, {self.rows_per_second:,.0f} rows/s, "
             f"{self.mb_per_second:.1f} MB/s",
         ]
@@ -406,13 +407,13 @@ class _Output:
         if len(batch):
             self.start(batch)
             self.write(batch.columns, batch.rows)
-        bar.update(len(batch) + len(batch.skipped), _nbytes(batch.columns))
+        bar.update(len(batch) + len(batch.skipped), batch_nbytes(batch.columns))
 
     def write(self, columns: Mapping[str, Any], rows: np.ndarray) -> None:
         if self.writer is None:
             raise RuntimeError("internal error: rows written before the file was created")
         _write(self.writer, columns, rows, self.source.path)
-        self.data_bytes += _nbytes(columns)
+        self.data_bytes += batch_nbytes(columns)
 
     def close(self) -> None:
         if self.writer is None:
@@ -498,26 +499,6 @@ def _kind(source: RowSource) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
-def _nbytes(columns: Mapping[str, Any]) -> int:
-    total = 0
-    for values in columns.values():
-        if isinstance(values, np.ndarray) and values.dtype != object:
-            total += values.nbytes
-        else:
-            total += sum(len(v) for v in values)
-    return total
-
-
-def _subset(columns: Mapping[str, Any], index: np.ndarray) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, values in columns.items():
-        if isinstance(values, np.ndarray):
-            out[name] = values[index]
-        else:
-            out[name] = [values[i] for i in index.tolist()]
-    return out
-
-
 # -- the two-pass bucket shuffle ----------------------------------------------------------------
 
 
@@ -570,10 +551,10 @@ def _bucket_shuffle(
                                 codecs={**dict.fromkeys(types, "lz4"), _ROW_COLUMN: "lz4"},
                                 row_group_bytes=bucket_bytes,
                             )
-                        columns = _subset(batch.columns, part)
+                        columns = take_batch_rows(batch.columns, part)
                         columns[_ROW_COLUMN] = batch.rows[part]
                         _write(buckets[b], columns, batch.rows[part], source.path)  # type: ignore[arg-type]
-                bar.update(len(batch) + len(batch.skipped), _nbytes(batch.columns))
+                bar.update(len(batch) + len(batch.skipped), batch_nbytes(batch.columns))
         for writer in buckets:
             if writer is not None:
                 writer.close()
@@ -586,12 +567,12 @@ def _bucket_shuffle(
                 os.unlink(writer.path)
                 rows = data.pop(_ROW_COLUMN)
                 order = np.argsort(shuffle_keys(rows, settings.seed))
-                step = max(1, settings.row_group_bytes // max(1, _nbytes(data) // len(rows)))
+                step = max(1, settings.row_group_bytes // max(1, batch_nbytes(data) // len(rows)))
                 for a in range(0, len(order), step):
                     part = order[a : a + step]
-                    columns = _subset(data, part)
+                    columns = take_batch_rows(data, part)
                     output.write(columns, rows[part])
-                    bar.update(len(part), _nbytes(columns))
+                    bar.update(len(part), batch_nbytes(columns))
                 del data
     finally:
         for writer in buckets:
@@ -603,7 +584,7 @@ def _bucket_shuffle(
 def _bucket_plan(source: RowSource, first: SourceBatch, settings: _Settings) -> tuple[int, int]:
     """(bits, row_group_bytes) of the buckets: 2**bits buckets of at most about a third of the
     memory budget each (pass 2 holds one bucket plus the part being written)."""
-    row_bytes = max(source.row_nbytes_hint, _nbytes(first.columns) // max(1, len(first))) + 8
+    row_bytes = max(source.row_nbytes_hint, batch_nbytes(first.columns) // max(1, len(first))) + 8
     total = source.num_rows * row_bytes
     needed = math.ceil(total * 1.25 / max(1, settings.memory_budget // 3))
     bits = max(0, math.ceil(math.log2(needed))) if needed > 1 else 0
@@ -613,9 +594,9 @@ def _bucket_plan(source: RowSource, first: SourceBatch, settings: _Settings) -> 
         log.warning(
             "the data (~%s) needs more shuffle buckets than can be open at once (%d); each "
             "bucket will hold ~%s, more than memory_budget/3: raise memory_budget",
-            _human(total),
+            human_bytes(total),
             limit,
-            _human(total >> bits),
+            human_bytes(total >> bits),
         )
     # Every open bucket buffers one row group: keep them together within a third of the budget.
     buffer = max(4096, min(settings.row_group_bytes, settings.memory_budget // (3 << bits)))
@@ -702,7 +683,7 @@ class _BatchReader:
             seconds = time.perf_counter() - started
             yield batch
             self._decided = True
-            slow = seconds > _QUICK_TASK and _nbytes(batch.columns) < _FAST_SOURCE * seconds
+            slow = seconds > _QUICK_TASK and batch_nbytes(batch.columns) < _FAST_SOURCE * seconds
             if self._workers > 1 and (slow or not self._adaptive):
                 self._pool = self._start_pool()
         if self._pool is None:
@@ -807,12 +788,3 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.close()
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"

@@ -26,7 +26,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bale._core.dataset import Batch, Dataset, reader_of
+from bale._core.columns import take_batch_rows
+from bale._core.dataset import Dataset, reader_of
 from bale._core.writer import Writer
 from bale.errors import SchemaError, TargetExistsError
 from bale.format.schema import Array
@@ -422,23 +423,13 @@ def _write_outputs(
             batch = ds.read_row_group(group)
             for i in np.unique(owners).tolist():
                 rows = np.flatnonzero(owners == i)
-                writers[i].write(_subset(batch, rows))
+                writers[i].write(take_batch_rows(batch, rows))
                 tallies[i].rows_reencoded += len(rows)
     except BaseException:
         _discard(writers)
         raise
     _finish(writers)
     return tallies
-
-
-def _subset(batch: Batch, rows: np.ndarray) -> Batch:
-    out: Batch = {}
-    for name, values in batch.items():
-        if isinstance(values, np.ndarray):
-            out[name] = values[rows]
-        else:
-            out[name] = [values[j] for j in rows.tolist()]
-    return out
 
 
 def _finish(writers: Sequence[Writer]) -> None:
