@@ -5,20 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from typing import TYPE_CHECKING
 
+from bale.cli._command import EXIT_OK, Subcommands, add_columns_option, add_json_flag
 from bale.errors import BaleError
 from bale.measure.advisor import describe_machine
 from bale.measure.throughput import LoaderRun, ThroughputReport, measure_loader, parse_transform
 
-if TYPE_CHECKING:
-    from bale.cli.main import Subcommands
-
-_EXIT_OK = 0  # bale.cli.main's exit code (not imported: main imports this module)
-
 
 def add_bench_command(commands: Subcommands) -> None:
-    """bench: how fast bale.Loader feeds a training loop on this machine."""
     parser = commands.add_parser(
         "bench",
         help="time bale.Loader over a file (samples/s, MB/s, warm and cold)",
@@ -42,7 +36,7 @@ def add_bench_command(commands: Subcommands) -> None:
     parser.add_argument(
         "--image-column", help="the column --transform decodes (default: the first bytes column)"
     )
-    parser.add_argument("--columns", nargs="+", help="load only these columns")
+    add_columns_option(parser, "load only these columns")
     parser.add_argument(
         "--epochs", type=int, default=1, help="at most this many epochs (default 1)"
     )
@@ -57,7 +51,7 @@ def add_bench_command(commands: Subcommands) -> None:
         "--step-rate", type=float, metavar="STEPS/S", help="training steps per second"
     )
     rate.add_argument("--step-ms", type=float, metavar="MS", help="milliseconds per training step")
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    add_json_flag(parser)
     parser.set_defaults(run=run_bench)
 
 
@@ -103,11 +97,11 @@ def run_bench(args: argparse.Namespace) -> int:
         out["input_bound_warm"] = verdict.input_bound_warm if verdict else None
         out["input_bound_cold"] = verdict.input_bound_cold if verdict else None
         print(json.dumps(out, indent=2))
-        return _EXIT_OK
+        return EXIT_OK
     print(_text(report, machine))
     if verdict is not None:
         print(f"Verdict: {verdict.text}")
-    return _EXIT_OK
+    return EXIT_OK
 
 
 def _text(report: ThroughputReport, machine: str) -> str:

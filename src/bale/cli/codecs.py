@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
-
+from bale.cli._command import EXIT_OK, Subcommands, add_columns_option, add_json_flag
 from bale.errors import BaleError
 from bale.format.constants import FILE_MAGIC
+from bale.importers import open_source
 from bale.measure.advisor import (
     DEFAULT_SAMPLE_BYTES,
     GOALS,
@@ -23,14 +22,8 @@ from bale.measure.advisor import (
     sample_source,
 )
 
-if TYPE_CHECKING:
-    from bale.cli.main import Subcommands
-
-_EXIT_OK = 0  # bale.cli.main's exit code (not imported: main imports this module)
-
 
 def add_codecs_command(commands: Subcommands) -> None:
-    """codecs: which codec suits each column, measured on this machine."""
     parser = commands.add_parser(
         "codecs",
         help="measure codecs on a sample of each column and recommend one",
@@ -52,7 +45,7 @@ def add_codecs_command(commands: Subcommands) -> None:
         help="raw MB/s the training must read per core: recommend the smallest codec that "
         "decodes at least this fast",
     )
-    parser.add_argument("--columns", nargs="+", help="only these columns")
+    add_columns_option(parser)
     parser.add_argument(
         "--sample-mb",
         type=_positive_float,
@@ -72,7 +65,7 @@ def add_codecs_command(commands: Subcommands) -> None:
         help="more candidates (blosc2 lz4/zstd/zlib at levels 1, 5, 9; zstd 19 always): slower",
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per codec (median)")
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    add_json_flag(parser)
     parser.set_defaults(run=run_codecs)
 
 
@@ -89,9 +82,9 @@ def run_codecs(args: argparse.Namespace) -> int:
         out["source"] = args.source
         out["sample"] = where
         print(json.dumps(out, indent=2))
-        return _EXIT_OK
+        return EXIT_OK
     print(_text(report, args.goal, args.read_rate, args.source, where))
-    return _EXIT_OK
+    return EXIT_OK
 
 
 def _read_sample(
@@ -101,11 +94,6 @@ def _read_sample(
     if _is_bale_file(path):
         sample = sample_file(path, columns=columns, max_bytes=max_bytes)
         return sample, "evenly spread row groups"
-    if path.endswith(".npy") and importlib.util.find_spec("bale.importers.npy") is None:
-        # Until bale's .npy importer exists, a .npy file is read here directly.
-        return _sample_npy(path, columns, max_bytes), "evenly spread rows"
-    from bale.importers import open_source  # the importers load optional libraries lazily
-
     with open_source(path) as source:
         return sample_source(source, columns=columns, max_bytes=max_bytes), "evenly spread rows"
 
@@ -115,19 +103,6 @@ def _is_bale_file(path: str) -> bool:
         return False
     with open(path, "rb") as f:
         return f.read(len(FILE_MAGIC)) == FILE_MAGIC
-
-
-def _sample_npy(path: str, columns: list[str] | None, max_bytes: int) -> dict[str, Any]:
-    array = np.load(path, mmap_mode="r", allow_pickle=False)
-    name = os.path.splitext(os.path.basename(path))[0]
-    if columns is not None and columns != [name]:
-        raise BaleError(f"a .npy file holds one column, {name!r}", path=path)
-    if array.ndim == 0 or not len(array):
-        raise BaleError("the array has no rows to sample", path=path)
-    row_bytes = max(array.nbytes // len(array), 1)
-    want = max(1, min(len(array), max_bytes // row_bytes))
-    picked = np.linspace(0, len(array) - 1, want).round().astype(np.int64)
-    return {name: np.ascontiguousarray(array[np.unique(picked)])}
 
 
 def _text(

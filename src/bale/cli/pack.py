@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from bale.cli._command import EXIT_OK, Subcommands, add_overwrite_flag, fail
 from bale.errors import BaleError
 from bale.importers.image_folder import find_splits
 from bale.ops.pack import DEFAULT_MEMORY_BUDGET, PackReport, pack, pack_splits
 
-if TYPE_CHECKING:
-    from bale.cli.main import Subcommands
-
-# The exit codes of bale.cli.main (not imported: main imports this module).
-_EXIT_OK = 0
-_EXIT_ERROR = 2
-
 
 def add_pack_command(commands: Subcommands) -> None:
-    """pack: the command that makes a .bale file from data in other formats."""
     parser = commands.add_parser(
         "pack",
         help="pack an image folder, a manifest, .npy/.npz, HDF5, zarr, pickle or bcolz into .bale",
@@ -63,7 +55,7 @@ def add_pack_command(commands: Subcommands) -> None:
         "--workers", type=int, help="processes reading and decoding (default: one per CPU)"
     )
     parser.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    add_overwrite_flag(parser, "replace OUT if it exists")
     parser.add_argument(
         "--trust-pickle",
         action="store_true",
@@ -91,7 +83,7 @@ def add_pack_command(commands: Subcommands) -> None:
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bar"
     )
-    parser.set_defaults(run=_pack)
+    parser.set_defaults(run=run_pack)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -121,7 +113,7 @@ def _codecs(items: list[str] | None) -> dict[str, str] | None:
     return out
 
 
-def _pack(args: argparse.Namespace) -> int:
+def run_pack(args: argparse.Namespace) -> int:
     source_options: dict[str, Any] = {}
     if args.size is not None:
         source_options["size"] = args.size
@@ -153,14 +145,13 @@ def _pack(args: argparse.Namespace) -> int:
                 )
             for report in pack_splits(args.source, args.out, **options, **source_options).values():
                 _print(report)
-            return _EXIT_OK
+            return EXIT_OK
         _print(pack(args.source, args.out, **options, **source_options))
     except ValueError as exc:  # invalid option values (bale errors are reported by main)
         if isinstance(exc, BaleError):
             raise
-        print(f"bale pack: error: {exc}", file=sys.stderr)
-        return _EXIT_ERROR
-    return _EXIT_OK
+        return fail("pack", exc)
+    return EXIT_OK
 
 
 def _print(report: PackReport) -> None:

@@ -1,26 +1,22 @@
-"""The `bale split` and `bale concat` commands: their parsers, and printing what was written."""
+"""The `bale split` command: cut a file's rows into train/valid/test files by ratios."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import TYPE_CHECKING
 
+from bale.cli._command import (
+    EXIT_DAMAGED,
+    EXIT_ERROR,
+    EXIT_OK,
+    Subcommands,
+    add_overwrite_flag,
+    fail,
+)
 from bale.errors import CorruptFileError
-from bale.ops.concat import concat
 from bale.ops.split import split
 
-if TYPE_CHECKING:
-    from bale.cli.main import Subcommands
 
-# The exit codes of bale.cli.main (not imported: main imports this module).
-_EXIT_OK = 0
-_EXIT_DAMAGED = 1
-_EXIT_ERROR = 2
-
-
-def add_split_commands(commands: Subcommands) -> None:
-    """split and concat: the commands that make new files from the rows of existing ones."""
+def add_split_command(commands: Subcommands) -> None:
     parser = commands.add_parser(
         "split",
         help="split a file into train/valid/test files by ratios",
@@ -72,20 +68,8 @@ def add_split_commands(commands: Subcommands) -> None:
     parser.add_argument(
         "--allow-empty", action="store_true", help="write a split that gets no rows as empty"
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.set_defaults(run=_split)
-
-    joiner = commands.add_parser(
-        "concat",
-        help="join files with the same columns into one file",
-        description="Write the rows of INPUT files, in order, to OUT (the last argument). The "
-        "inputs need the same column names and types. Row groups are copied without "
-        "recompression. OUT gets the first input's metadata plus a 'bale.concat' entry "
-        "listing the inputs. See docs/SPLIT.md.",
-    )
-    joiner.add_argument("files", nargs="+", metavar="FILE", help="INPUT... OUT")
-    joiner.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    joiner.set_defaults(run=_concat)
+    add_overwrite_flag(parser, "replace existing outputs")
+    parser.set_defaults(run=run_split)
 
 
 def _ratios(text: str) -> tuple[float, ...]:
@@ -101,7 +85,7 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(","))
 
 
-def _split(args: argparse.Namespace) -> int:
+def run_split(args: argparse.Namespace) -> int:
     try:
         report = split(
             args.file,
@@ -117,27 +101,8 @@ def _split(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
     except CorruptFileError as exc:
-        return _fail("split", exc, _EXIT_DAMAGED)
+        return fail("split", exc, EXIT_DAMAGED)
     except ValueError as exc:  # bad ratios, names or options; SchemaError
-        return _fail("split", exc, _EXIT_ERROR)
+        return fail("split", exc, EXIT_ERROR)
     print(report.summary())
-    return _EXIT_OK
-
-
-def _concat(args: argparse.Namespace) -> int:
-    if len(args.files) < 2:
-        return _fail("concat", ValueError("give one or more INPUT files and then OUT"), _EXIT_ERROR)
-    *inputs, out = args.files
-    try:
-        report = concat(inputs, out, overwrite=args.overwrite)
-    except CorruptFileError as exc:
-        return _fail("concat", exc, _EXIT_DAMAGED)
-    except ValueError as exc:  # SchemaError, an output that is also an input
-        return _fail("concat", exc, _EXIT_ERROR)
-    print(report.summary())
-    return _EXIT_OK
-
-
-def _fail(command: str, exc: Exception, code: int) -> int:
-    print(f"bale {command}: error: {exc}", file=sys.stderr)
-    return code
+    return EXIT_OK
