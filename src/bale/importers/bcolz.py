@@ -39,8 +39,6 @@ from bale.importers.columns import (
     checked_rows,
     column_name,
     field_columns,
-    field_values,
-    rows_nbytes_hint,
 )
 
 __all__ = ["BcolzSource"]
@@ -126,32 +124,22 @@ class BcolzSource(ArraySource):
     def picklable(self) -> bool:
         return True  # only paths and parsed metadata; chunk files are opened per read
 
-    @property
-    def row_nbytes_hint(self) -> int:
-        return rows_nbytes_hint([c for cs in self._columns.values() for c in cs])
-
     def _reader(self, name: str) -> ChunkReader:
         reader = self._readers.get(name)
         if reader is None:
             reader = self._readers[name] = ChunkReader(self._carrays[name], self._trust)
         return reader
 
-    def _batch(self, values_of: Any, rows: np.ndarray, first_row: int) -> SourceBatch:
-        columns: dict[str, Any] = {}
-        for name, cols in self._columns.items():
-            values = values_of(self._reader(name))
-            for col in cols:
-                columns[col.name] = field_values(values, col, path=self.path, first_row=first_row)
-        return SourceBatch(columns=columns, rows=rows)
-
     def read(self, start: int, stop: int) -> SourceBatch:
         start, stop = checked_range(start, stop, self.num_rows, self.path)
-        return self._batch(lambda r: r.read(start, stop), np.arange(start, stop), start)
+        return self._batch(
+            lambda name: self._reader(name).read(start, stop), np.arange(start, stop), start
+        )
 
     def take(self, rows: Sequence[int] | np.ndarray) -> SourceBatch:
         """The given rows; each chunk they fall in is decompressed once."""
         idx = checked_rows(rows, self.num_rows, self.path)
-        return self._batch(lambda r: r.take(idx), idx, 0)
+        return self._batch(lambda name: self._reader(name).take(idx), idx, 0)
 
     def close(self) -> None:
         self._readers = {}

@@ -1,5 +1,5 @@
 """What the array importers share: source fields -> bale columns, row-range checks, reads
-aligned to the source's chunks, and the ``ArraySource`` base that serves their columns."""
+aligned to the source's chunks, and the ``ArraySource`` base that assembles their batches."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 
 from bale.errors import SchemaError
 from bale.format.schema import Array, Bytes, ColumnType, String
-from bale.importers.base import RowSource
+from bale.importers.base import RowSource, SourceBatch
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,12 @@ def rows_nbytes_hint(columns: Sequence[FieldColumn], variable_guess: int = 1 << 
     return max(total, 1)
 
 
+def clashing_names(columns: Mapping[str, Sequence[FieldColumn]]) -> list[str]:
+    """Column names given by more than one field (``a/b`` and ``a.b`` both become ``a.b``)."""
+    names = [c.name for cs in columns.values() for c in cs]
+    return sorted({n for n in names if names.count(n) > 1})
+
+
 def checked_range(start: int, stop: int, num_rows: int, path: str) -> tuple[int, int]:
     """``(start, stop)`` as ints, or IndexError naming the file when outside ``0..num_rows``."""
     start, stop = int(start), int(stop)
@@ -226,8 +232,9 @@ class AlignedRangeReader:
 
 
 class ArraySource(RowSource):
-    """A RowSource whose columns come from array fields (npy, npz, HDF5, zarr, bcolz, pickle):
-    subclasses set ``_num_rows`` and ``_columns`` (field -> the bale columns it becomes)."""
+    """A RowSource whose columns come from stored arrays (npy, npz, HDF5, zarr, bcolz):
+    subclasses set ``_num_rows`` and ``_columns`` (stored array -> the bale columns it becomes)
+    and build their batches with ``_batch``."""
 
     _num_rows: int
     _columns: Mapping[str, Sequence[FieldColumn]]
@@ -239,3 +246,18 @@ class ArraySource(RowSource):
     @property
     def column_types(self) -> Mapping[str, ColumnType] | None:
         return {c.name: c.type for cs in self._columns.values() for c in cs if c.type is not None}
+
+    @property
+    def row_nbytes_hint(self) -> int:
+        return rows_nbytes_hint([c for cs in self._columns.values() for c in cs])
+
+    def _batch(
+        self, values_of: Callable[[str], np.ndarray], rows: np.ndarray, first_row: int
+    ) -> SourceBatch:
+        """A batch from ``values_of(array)``, the rows read from each stored array in turn."""
+        columns: dict[str, Any] = {}
+        for key, cols in self._columns.items():
+            values = values_of(key)
+            for c in cols:
+                columns[c.name] = field_values(values, c, path=self.path, first_row=first_row)
+        return SourceBatch(columns=columns, rows=rows)

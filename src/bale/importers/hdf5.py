@@ -26,9 +26,8 @@ from bale.importers.columns import (
     ArraySource,
     FieldColumn,
     checked_range,
+    clashing_names,
     field_columns,
-    field_values,
-    rows_nbytes_hint,
     select_common_length,
 )
 
@@ -165,7 +164,6 @@ class Hdf5Source(ArraySource):
                     "with ones that belong together",
                     path=self.path,
                 )
-            self._datasets = names
             self._num_rows = lengths[names[0]] if names else 0
             self._columns: dict[str, list[FieldColumn]] = {}
             self._info: dict[str, dict[str, Any]] = {}
@@ -187,8 +185,7 @@ class Hdf5Source(ArraySource):
         except BaseException:
             self.close()
             raise
-        all_names = [c.name for cs in self._columns.values() for c in cs]
-        clashes = sorted({n for n in all_names if all_names.count(n) > 1})
+        clashes = clashing_names(self._columns)
         if clashes:
             self.close()
             raise SchemaError(
@@ -220,10 +217,6 @@ class Hdf5Source(ArraySource):
     def picklable(self) -> bool:
         return True  # the h5py handle is dropped and the file reopened by path
 
-    @property
-    def row_nbytes_hint(self) -> int:
-        return rows_nbytes_hint([c for cs in self._columns.values() for c in cs])
-
     def _reader(self, name: str) -> AlignedRangeReader:
         reader = self._readers.get(name)
         if reader is None:
@@ -237,10 +230,10 @@ class Hdf5Source(ArraySource):
 
     def read(self, start: int, stop: int) -> SourceBatch:
         start, stop = checked_range(start, stop, self.num_rows, self.path)
-        columns: dict[str, Any] = {}
-        for name in self._datasets:
+
+        def values_of(name: str) -> np.ndarray:
             try:
-                values = self._reader(name).read(start, stop)
+                return self._reader(name).read(start, stop)
             except UnicodeDecodeError as exc:
                 raise SchemaError(
                     f"dataset '/{name}' holds strings that are not valid UTF-8 ({exc})",
@@ -249,9 +242,8 @@ class Hdf5Source(ArraySource):
                 ) from None
             except OSError as exc:
                 raise _read_error(exc, self.path, name, start, stop) from None
-            for c in self._columns[name]:
-                columns[c.name] = field_values(values, c, path=self.path, first_row=start)
-        return SourceBatch(columns=columns, rows=np.arange(start, stop))
+
+        return self._batch(values_of, np.arange(start, stop), start)
 
     def close(self) -> None:
         self._readers = {}

@@ -17,15 +17,14 @@ import struct
 import threading
 import zipfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
 
 from bale.errors import BaleError, CorruptFileError, SchemaError
-from bale.format.schema import ColumnType
-from bale.importers.base import RowSource, SourceBatch
+from bale.importers.base import SourceBatch
 from bale.importers.columns import (
     ArraySource,
     FieldColumn,
@@ -33,8 +32,6 @@ from bale.importers.columns import (
     checked_rows,
     column_name,
     field_columns,
-    field_values,
-    rows_nbytes_hint,
 )
 
 __all__ = ["NpySource", "NpzSource"]
@@ -86,7 +83,7 @@ def _array_columns(base: str, header: _NpyHeader, where: str) -> list[FieldColum
     return field_columns(base, header.dtype, header.shape[1:], path=where)
 
 
-class NpySource(RowSource):
+class NpySource(ArraySource):
     """Rows of a .npy file, read from a memory map (the file is never loaded whole).
 
     One column named after the file's stem (``train_x.npy`` -> ``train_x``), or ``column``;
@@ -100,7 +97,8 @@ class NpySource(RowSource):
             self._header = _read_npy_header(fp, self.path)
         _check_plain_dtype(self._header, self.path)
         base = "" if self._header.dtype.names is not None and column is None else self._name
-        self._columns = _array_columns(base, self._header, self.path)
+        self._num_rows = self._header.shape[0]
+        self._columns = {self._name: _array_columns(base, self._header, self.path)}
         size = os.path.getsize(self.path)
         need = self._header.data_offset + self._header.data_nbytes
         if size < need:
@@ -130,14 +128,6 @@ class NpySource(RowSource):
         return self._array
 
     @property
-    def num_rows(self) -> int:
-        return self._header.shape[0]
-
-    @property
-    def column_types(self) -> Mapping[str, ColumnType] | None:
-        return {c.name: c.type for c in self._columns if c.type is not None}
-
-    @property
     def metadata(self) -> dict[str, Any]:
         return {
             "source": "npy",
@@ -154,17 +144,6 @@ class NpySource(RowSource):
     def picklable(self) -> bool:
         return True
 
-    @property
-    def row_nbytes_hint(self) -> int:
-        return rows_nbytes_hint(self._columns)
-
-    def _batch(self, values: np.ndarray, rows: np.ndarray, first_row: int) -> SourceBatch:
-        columns = {
-            c.name: field_values(values, c, path=self.path, first_row=first_row)
-            for c in self._columns
-        }
-        return SourceBatch(columns=columns, rows=rows)
-
     def read(self, start: int, stop: int) -> SourceBatch:
         start, stop = checked_range(start, stop, self.num_rows, self.path)
         try:
@@ -173,12 +152,12 @@ class NpySource(RowSource):
             raise CorruptFileError(
                 f"reading failed: {exc}", path=self.path, rows=(start, stop)
             ) from None
-        return self._batch(values, np.arange(start, stop), start)
+        return self._batch(lambda _: values, np.arange(start, stop), start)
 
     def take(self, rows: Sequence[int] | np.ndarray) -> SourceBatch:
         idx = checked_rows(rows, self.num_rows, self.path)
         values = np.asarray(self._map()[idx])
-        return self._batch(values, idx, int(idx.min()) if len(idx) else 0)
+        return self._batch(lambda _: values, idx, int(idx.min()) if len(idx) else 0)
 
     def close(self) -> None:
         self._array = None  # the map closes when its last view goes
@@ -261,6 +240,7 @@ class NpzSource(ArraySource):
                 path=self.path,
             )
         self._members = members
+        self._by_column = {m.column: m for m in members}
         self._columns = {
             m.column: _array_columns(m.column, m.header, f"{self.path}:{m.name}") for m in members
         }
@@ -288,10 +268,6 @@ class NpzSource(ArraySource):
     @property
     def picklable(self) -> bool:
         return True
-
-    @property
-    def row_nbytes_hint(self) -> int:
-        return rows_nbytes_hint([c for cs in self._columns.values() for c in cs])
 
     def _member_map(self, m: _NpzMember) -> np.ndarray:
         array = self._maps.get(m.name)
@@ -350,33 +326,29 @@ class NpzSource(ArraySource):
                 f"member {m.name!r} could not be read: {exc}", path=self.path, rows=(start, stop)
             ) from None
 
+    def _member_take(self, m: _NpzMember, idx: np.ndarray) -> np.ndarray:
+        if m.stored_offset is not None or m.header.fortran_order:
+            return np.asarray(self._member_map(m)[idx])
+        # streamed: visit rows in file order, then put them back in the asked order
+        order = np.argsort(idx, kind="stable")
+        parts = [self._member_rows(m, int(r), int(r) + 1) for r in idx[order]]
+        h = m.header
+        sorted_values = np.concatenate(parts) if parts else np.empty((0, *h.shape[1:]), h.dtype)
+        values = np.empty_like(sorted_values)
+        values[order] = sorted_values
+        return values
+
     def read(self, start: int, stop: int) -> SourceBatch:
         start, stop = checked_range(start, stop, self.num_rows, self.path)
-        columns: dict[str, Any] = {}
-        for m in self._members:
-            values = self._member_rows(m, start, stop)
-            for c in self._columns[m.column]:
-                columns[c.name] = field_values(values, c, path=self.path, first_row=start)
-        return SourceBatch(columns=columns, rows=np.arange(start, stop))
+        return self._batch(
+            lambda column: self._member_rows(self._by_column[column], start, stop),
+            np.arange(start, stop),
+            start,
+        )
 
     def take(self, rows: Sequence[int] | np.ndarray) -> SourceBatch:
         idx = checked_rows(rows, self.num_rows, self.path)
-        columns: dict[str, Any] = {}
-        order = np.argsort(idx, kind="stable")
-        for m in self._members:
-            if m.stored_offset is not None or m.header.fortran_order:
-                values = np.asarray(self._member_map(m)[idx])
-            else:  # streamed: visit rows in file order, then put them back in the asked order
-                parts = [self._member_rows(m, int(r), int(r) + 1) for r in idx[order]]
-                h = m.header
-                sorted_values = (
-                    np.concatenate(parts) if parts else np.empty((0, *h.shape[1:]), h.dtype)
-                )
-                values = np.empty_like(sorted_values)
-                values[order] = sorted_values
-            for c in self._columns[m.column]:
-                columns[c.name] = field_values(values, c, path=self.path, first_row=0)
-        return SourceBatch(columns=columns, rows=idx)
+        return self._batch(lambda column: self._member_take(self._by_column[column], idx), idx, 0)
 
     def close(self) -> None:
         with self._lock:

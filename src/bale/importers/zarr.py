@@ -24,10 +24,9 @@ from bale.importers.columns import (
     ArraySource,
     FieldColumn,
     checked_range,
+    clashing_names,
     column_name,
     field_columns,
-    field_values,
-    rows_nbytes_hint,
     select_common_length,
 )
 
@@ -138,13 +137,11 @@ class ZarrSource(ArraySource):
                 "ones that belong together",
                 path=self.path,
             )
-        self._names = names
         self._num_rows = int(found[names[0]].shape[0])
         self._columns = {
             n: _array_columns(self._column_names[n], found[n], f"{self.path}/{n}") for n in names
         }
-        all_names = [c.name for cs in self._columns.values() for c in cs]
-        clashes = sorted({n for n in all_names if all_names.count(n) > 1})
+        clashes = clashing_names(self._columns)
         if clashes:
             raise SchemaError(
                 f"array paths give clashing column names {clashes} once '/' becomes '.'",
@@ -181,10 +178,6 @@ class ZarrSource(ArraySource):
     def picklable(self) -> bool:
         return True  # array handles are dropped and the store reopened by path
 
-    @property
-    def row_nbytes_hint(self) -> int:
-        return rows_nbytes_hint([c for cs in self._columns.values() for c in cs])
-
     def _array(self, name: str) -> Any:
         array = self._arrays.get(name)
         if array is None:
@@ -205,10 +198,10 @@ class ZarrSource(ArraySource):
 
     def read(self, start: int, stop: int) -> SourceBatch:
         start, stop = checked_range(start, stop, self.num_rows, self.path)
-        columns: dict[str, Any] = {}
-        for name in self._names:
+
+        def values_of(name: str) -> np.ndarray:
             try:
-                values = self._reader(name).read(start, stop)
+                return self._reader(name).read(start, stop)
             except BaleError:
                 raise
             except Exception as exc:  # zarr and its codecs raise many kinds of error
@@ -217,9 +210,8 @@ class ZarrSource(ArraySource):
                     path=self.path,
                     rows=(start, stop),
                 ) from None
-            for c in self._columns[name]:
-                columns[c.name] = field_values(values, c, path=self.path, first_row=start)
-        return SourceBatch(columns=columns, rows=np.arange(start, stop))
+
+        return self._batch(values_of, np.arange(start, stop), start)
 
     def close(self) -> None:
         self._readers = {}
