@@ -12,6 +12,7 @@ from image_samples import read_all, write_manifest
 from bale import BaleError
 from bale.format.schema import Array, Bytes, String
 from bale.importers.manifest import ManifestSource
+from bale.importers.manifest_columns import extra_column, label_ids
 
 
 @pytest.mark.parametrize("kind", ["csv", "json", "jsonl"])
@@ -128,3 +129,17 @@ def test_manifest_mixed_text_and_numbers(
     # in CSV every cell is text: a column that is not all numbers stays text
     batch = read_all(ManifestSource(write_manifest(tmp_path / "a.csv", rows, "csv")))
     assert batch.columns["score"][:2] == ["high", "2"]
+
+
+def test_manifest_values_become_typed_columns() -> None:
+    where = ["line 2", "line 3"]
+    ints, kind = extra_column("m.csv", [{"n": "3"}, {"n": 4}], where, "n")
+    assert kind == Array("int64") and ints.tolist() == [3, 4]  # type: ignore[union-attr]
+    boxes, kind = extra_column("m.csv", [{"b": "[1, 2.5]"}, {"b": [3, 4]}], where, "b")
+    assert kind == Array("float32", (2,)) and boxes.tolist() == [[1, 2.5], [3, 4]]  # type: ignore[union-attr]
+    texts, kind = extra_column("m.csv", [{"t": "a"}, {}], where, "t")
+    assert kind == String() and texts == ["a", ""]
+    ids, classes = label_ids("m.csv", [{"y": "dog"}, {"y": "cat"}], where, "y", None)
+    assert ids.tolist() == [1, 0] and classes == ["cat", "dog"]
+    ids, classes = label_ids("m.csv", [{"y": "7"}, {"y": 2}], where, "y", None)
+    assert ids.tolist() == [7, 2] and classes is None
