@@ -28,6 +28,8 @@ from bale.ops.pack import PackReport, pack, pack_splits, shuffle_keys
 
 QUIET: dict[str, Any] = {"progress": False, "workers": 1}
 pack_module = importlib.import_module("bale.ops.pack")
+buckets_module = importlib.import_module("bale.ops.pack._buckets")
+workers_module = importlib.import_module("bale.ops.pack._workers")
 
 
 def jpeg(array: np.ndarray) -> bytes:
@@ -185,12 +187,12 @@ def test_workers_give_the_same_file_as_one_process(
     root, _ = photos
     pools: list[int] = []
 
-    class Pool(pack_module.ProcessPoolExecutor):  # type: ignore[misc, name-defined]
+    class Pool(workers_module.ProcessPoolExecutor):  # type: ignore[misc, name-defined]
         def __init__(self, workers: int, **kwargs: Any) -> None:
             pools.append(workers)
             super().__init__(workers, **kwargs)
 
-    monkeypatch.setattr(pack_module, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(workers_module, "ProcessPoolExecutor", Pool)
     options: dict[str, Any] = {"size": (16, 16), "progress": False, "memory_budget": 8 << 10}
     pack(root, tmp_path / "one.bale", workers=1, **options)
     assert pools == []
@@ -231,7 +233,7 @@ def test_workers_start_for_slow_sources_or_when_asked(
 ) -> None:
     pools: list[int] = []
     monkeypatch.setattr(pack_module, "os", _Cpus(4))
-    monkeypatch.setattr(pack_module._BatchReader, "_start_pool", lambda self: pools.append(1))
+    monkeypatch.setattr(workers_module.BatchReader, "_start_pool", lambda self: pools.append(1))
     pack(
         Picklable(400, delay),
         tmp_path / "a.bale",
@@ -302,7 +304,7 @@ def test_bucket_shuffle_keeps_memory_bounded(
             return SourceBatch({"row": rows, "payload": payload}, rows)
 
     loaded: list[int] = []
-    real = pack_module.Dataset
+    real = buckets_module.Dataset
 
     class Recording(real):  # type: ignore[misc, valid-type]
         def read(self, *args: Any, **kwargs: Any) -> Any:
@@ -310,7 +312,7 @@ def test_bucket_shuffle_keeps_memory_bounded(
             loaded.append(len(batch["row"]))
             return batch
 
-    monkeypatch.setattr(pack_module, "Dataset", Recording)
+    monkeypatch.setattr(buckets_module, "Dataset", Recording)
     n, budget = 6000, 512 << 10  # ~6 MiB of rows through a 0.5 MiB budget
     tracemalloc.start()
     try:

@@ -1,0 +1,265 @@
+"""`bale.pack`: stream a RowSource into one shuffled .bale file; the API and the steps of a pack.
+
+>>> report = bale.pack("photos/", "photos.bale", size=(224, 224))   # doctest: +SKIP
+>>> print(report.summary())                                        # doctest: +SKIP
+
+The shuffled order is the rows sorted by ``shuffle_keys(row, seed)``: a seeded bijection of the
+row number onto 64-bit keys, so the order is an exact uniform-looking permutation that the same
+seed reproduces. Sources with random access are read in that order directly (``take``); the
+others are shuffled in two passes through temporary bucket files (see ``_buckets``).
+
+One owner per module: ``_settings`` (the options), ``_workers`` (reading batches, in worker
+processes or not), ``_output`` (the file written), ``_buckets`` (the two-pass shuffle),
+``_progress`` (the bar).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bale._core.columns import human_bytes
+from bale._core.defaults import DEFAULT_ROW_GROUP_BYTES
+from bale._core.shuffle import shuffle_keys
+from bale.codecs import Codec
+from bale.errors import BaleError, TargetExistsError
+from bale.importers import open_source
+from bale.importers.base import RowSource, SkippedRow
+from bale.importers.image_folder import ImageFolderSource, find_splits, split_classes
+from bale.io.sink import partial_path_for
+from bale.ops.pack._buckets import bucket_shuffle
+from bale.ops.pack._output import LOGGED_SKIPS, PackOutput
+from bale.ops.pack._progress import Progress
+from bale.ops.pack._settings import (
+    DEFAULT_MEMORY_BUDGET,
+    CodecChoice,
+    CodecGoal,
+    PackSettings,
+    pack_settings,
+)
+from bale.ops.pack._workers import BatchReader, row_ranges, task_rows
+
+__all__ = ["DEFAULT_MEMORY_BUDGET", "PackReport", "pack", "pack_splits", "shuffle_keys"]
+
+
+@dataclass(frozen=True)
+class PackReport:
+    """What ``pack`` did: rows written, rows skipped (with file and reason), sizes and speed."""
+
+    source: str
+    path: str
+    rows: int
+    skipped: tuple[SkippedRow, ...]
+    file_bytes: int  # size of the .bale file written
+    data_bytes: int  # bytes of row data written (before compression)
+    seconds: float
+    shuffled: bool
+    seed: int | None
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def mb_per_second(self) -> float:
+        """Row data (before compression) per second, in MB (10^6 bytes)."""
+        return self.data_bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        lines = [
+            f"packed {self.rows} rows from {self.source} into {self.path}"
+            + (f" (shuffled, seed {self.seed})" if self.shuffled else " (source order)"),
+            f"  {human_bytes(self.file_bytes)} on disk, {human_bytes(self.data_bytes)} of row data, "
+            f"{self.seconds:.1f} s, {self.rows_per_second:,.0f} rows/s, "
+            f"{self.mb_per_second:.1f} MB/s",
+        ]
+        if self.skipped:
+            lines.append(f"  skipped {len(self.skipped)} unreadable row(s):")
+            lines.extend(f"    {s.where}: {s.reason}" for s in self.skipped[:LOGGED_SKIPS])
+            if len(self.skipped) > LOGGED_SKIPS:
+                lines.append(f"    ... and {len(self.skipped) - LOGGED_SKIPS} more")
+        return "\n".join(lines)
+
+
+def pack(
+    source: RowSource | str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    shuffle: bool = True,
+    seed: int = 0,
+    codecs: str | Codec | Mapping[str, CodecChoice] | None = None,
+    codec_goal: CodecGoal = "balanced",
+    workers: int | None = None,
+    progress: bool = True,
+    strict: bool = False,
+    overwrite: bool = False,
+    metadata: Mapping[str, Any] | None = None,
+    row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    temp_dir: str | os.PathLike[str] | None = None,
+    **source_options: Any,
+) -> PackReport:
+    """Write every row of ``source`` (a RowSource, or a path given to ``open_source`` with
+    ``source_options``) to the new file ``out``, shuffled with ``seed`` unless ``shuffle=False``.
+
+    >>> bale.pack("photos/", "photos.bale")                      # doctest: +SKIP
+    >>> bale.pack("train.h5", "train.bale", datasets=["x", "y"])  # doctest: +SKIP
+
+    - ``codecs``: None (bale's defaults), ``"auto"`` (measured by ``bale.measure.advisor`` on the first
+      rows, for ``codec_goal``), one spec for every column (``"zstd:3"``), or ``{column: spec}``
+      where the key ``"*"`` stands for every other column (its value may be ``"auto"``).
+    - ``workers``: processes reading and decoding rows, for picklable sources (others are read
+      in this process). Default: one per CPU, started only when the first rows read slower
+      than 256 MB/s (image decoding, decompression), not for e.g. memory-mapped .npy files.
+      Scripts that start workers need the ``if __name__ == "__main__":`` guard.
+    - ``strict``: stop at the first unreadable row instead of skipping it.
+    - ``memory_budget``: bytes of rows held at once, and the size of a shuffle bucket.
+    - ``temp_dir``: where the shuffle buckets of sources without random access go (default: the
+      output's folder); they need about as much free space as the data.
+
+    On any error or interrupt nothing is left behind: no ``out``, no ``out.partial``, no buckets.
+    """
+    settings = pack_settings(
+        shuffle=shuffle,
+        seed=seed,
+        codecs=codecs,
+        codec_goal=codec_goal,
+        workers=workers,
+        progress=progress,
+        strict=strict,
+        overwrite=overwrite,
+        metadata=metadata,
+        row_group_bytes=row_group_bytes,
+        memory_budget=memory_budget,
+        temp_dir=temp_dir,
+    )
+    if isinstance(source, RowSource):
+        if source_options:
+            raise TypeError(
+                f"options {sorted(source_options)} are for opening a path; the given "
+                f"{type(source).__name__} is already open"
+            )
+        return _pack(source, os.fspath(out), settings)
+    with open_source(source, **source_options) as opened:
+        return _pack(opened, os.fspath(out), settings)
+
+
+def pack_splits(
+    root: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    **options: Any,
+) -> dict[str, PackReport]:
+    """Pack each split folder of ``root`` (``train/``, ``valid/``|``val/``|``validation/``,
+    ``test/``) into ``out_dir/<split>.bale``, with one class list for all splits (the union of
+    their class folders, sorted). A split without class folders is unlabeled: its file has no
+    ``label`` column (its metadata still lists the classes).
+
+    ``options`` are those of ``pack`` and of ``ImageFolderSource`` (``size=``, ...).
+
+    >>> reports = bale.pack_splits("kaggle/", "packed/", size=(128, 128))   # doctest: +SKIP
+    >>> sorted(reports)                                                     # doctest: +SKIP
+    ['test', 'train', 'valid']
+    """
+    root = os.fspath(root)
+    splits = find_splits(root)
+    if not splits:
+        raise BaleError(
+            "no split folders: expected train/ and at least one of valid/, val/, validation/, "
+            "test/ (and no other folders)",
+            path=root,
+        )
+    pack_names = {
+        p.name
+        for p in inspect.signature(pack).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    pack_options = {k: v for k, v in options.items() if k in pack_names}
+    source_options = {k: v for k, v in options.items() if k not in pack_names}
+    classes = split_classes(splits)
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    targets = {name: os.path.join(out_dir, f"{name}.bale") for name in splits}
+    for target in targets.values():  # refuse before packing anything
+        _check_target(target, bool(pack_options.get("overwrite", False)))
+    reports = {}
+    for name, folder in splits.items():
+        with ImageFolderSource(folder, classes=classes, **source_options) as source:
+            reports[name] = pack(source, targets[name], **pack_options)
+    return reports
+
+
+# -- the pack ---------------------------------------------------------------------------------
+
+
+def _pack(source: RowSource, out: str, settings: PackSettings) -> PackReport:
+    started = time.perf_counter()
+    if os.path.isdir(out):
+        raise BaleError("the output is a folder; give a file name such as data.bale", path=out)
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise BaleError(f"the output folder {folder!r} does not exist", path=out)
+    _check_target(out, settings.overwrite)
+    n = source.num_rows
+    if n == 0:
+        raise BaleError("the source has no rows", path=source.path)
+    if not settings.shuffle:
+        method = None
+    elif source.random_access:
+        method = "permuted reads"
+    else:
+        method = "buckets"
+    output = PackOutput(source, out, settings, method)
+    wanted = settings.workers or os.cpu_count() or 1
+    workers = min(wanted, max(1, math.ceil(n / task_rows(source, settings.memory_budget, 1))))
+    try:
+        with BatchReader(source, workers, adaptive=settings.workers is None) as reader:
+            rows_per_task = task_rows(source, settings.memory_budget, reader.in_flight)
+            if method is None:
+                with Progress(settings.progress, n, "packing") as bar:
+                    for batch in reader.read(row_ranges(n, rows_per_task)):
+                        output.add(batch, bar)
+            elif method == "permuted reads":
+                order = np.argsort(shuffle_keys(np.arange(n), settings.seed))
+                chunks = (order[a : a + rows_per_task] for a in range(0, n, rows_per_task))
+                with Progress(settings.progress, n, "packing") as bar:
+                    for batch in reader.take(chunks):
+                        output.add(batch, bar)
+            else:
+                bucket_shuffle(source, reader, output, settings, rows_per_task)
+        output.close()
+    except BaseException:
+        output.abort()
+        raise
+    seconds = time.perf_counter() - started
+    return PackReport(
+        source=source.path,
+        path=out,
+        rows=int(output.info["rows"]),
+        skipped=tuple(output.skipped),
+        file_bytes=os.path.getsize(out),
+        data_bytes=output.data_bytes,
+        seconds=seconds,
+        shuffled=settings.shuffle,
+        seed=settings.seed if settings.shuffle else None,
+    )
+
+
+def _check_target(out: str, overwrite: bool) -> None:
+    if overwrite:
+        return
+    if os.path.exists(out):
+        raise TargetExistsError("the file exists; pass overwrite=True (--overwrite)", path=out)
+    partial = partial_path_for(out)
+    if os.path.exists(partial):
+        raise TargetExistsError(
+            f"{partial!r} is left from an interrupted write; pass overwrite=True (--overwrite) "
+            "to replace it",
+            path=out,
+        )
