@@ -100,13 +100,8 @@ def decode_column_block(
         check_block(payload, int(record["checksum"]), path=path, column=column.name, rows=rows)
     try:
         decoded = decode_block(codec, memoryview(payload), raw_size, segment_bytes)
-    except Exception as exc:  # codec libraries raise their own types; all mean damaged bytes
-        raise CorruptFileError(
-            f"block does not decode with {codec!r}: {exc}",
-            path=path,
-            column=column.name,
-            rows=rows,
-        ) from exc
+    except CorruptFileError as exc:  # codecs/ translated the library's error; add where it is
+        raise CorruptFileError(exc.detail, path=path, column=column.name, rows=rows) from exc
     if len(decoded) != raw_size:
         raise CorruptFileError(
             f"block decoded to {len(decoded)} bytes, expected {raw_size}",

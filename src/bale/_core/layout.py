@@ -200,6 +200,6 @@ def block_reads_back(source: LocalSource, block: BlockRecord, segment_bytes: int
         decoded = decode_block(
             codec_from_config(block.codec), memoryview(payload), block.raw_size, segment_bytes
         )
-    except Exception:  # any decoder failure means the block is not recoverable
+    except CorruptFileError:  # the block is not recoverable
         return False
     return len(decoded) == block.raw_size
