@@ -76,7 +76,8 @@ class PackReport:
         lines = [
             f"packed {self.rows} rows from {self.source} into {self.path}"
             + (f" (shuffled, seed {self.seed})" if self.shuffled else " (source order)"),
-            f"  {human_bytes(self.file_bytes)} on disk, {human_bytes(self.data_bytes)} of row data, "
+            f"  {human_bytes(self.file_bytes)} on disk, "
+            f"{human_bytes(self.data_bytes)} of row data, "
             f"{self.seconds:.1f} s, {self.rows_per_second:,.0f} rows/s, "
             f"{self.mb_per_second:.1f} MB/s",
         ]

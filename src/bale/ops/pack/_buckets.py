@@ -70,8 +70,9 @@ def bucket_shuffle(
                     bounds = np.flatnonzero(np.diff(which[order])) + 1
                     for part in np.split(order, bounds):
                         b = int(which[part[0]])
-                        if buckets[b] is None:
-                            buckets[b] = Writer(
+                        bucket_writer = buckets[b]
+                        if bucket_writer is None:
+                            bucket_writer = buckets[b] = Writer(
                                 os.path.join(folder, f"bucket-{b:05d}.bale"),
                                 {**types, _ROW_COLUMN: Array("int64")},
                                 codecs={**dict.fromkeys(types, "lz4"), _ROW_COLUMN: "lz4"},
@@ -79,7 +80,7 @@ def bucket_shuffle(
                             )
                         columns = take_batch_rows(batch.columns, part)
                         columns[_ROW_COLUMN] = batch.rows[part]
-                        write_rows(buckets[b], columns, batch.rows[part], source.path)  # type: ignore[arg-type]
+                        write_rows(bucket_writer, columns, batch.rows[part], source.path)
                 bar.update(len(batch) + len(batch.skipped), batch_nbytes(batch.columns))
         for writer in buckets:
             if writer is not None:

@@ -80,8 +80,9 @@ class BatchReader:
 
     With ``adaptive`` (workers not chosen by the caller), the first batch is read here and
     workers start only if it took a while and came slower than ``_FAST_SOURCE``: reading
-    memory-mapped arrays in other processes would only add copying, and skipping workers spares such sources the
-    rules of multiprocessing (a main module guarded by ``if __name__ == "__main__"``).
+    memory-mapped arrays in other processes would only add copying, and skipping workers spares
+    such sources the rules of multiprocessing (a main module guarded by
+    ``if __name__ == "__main__"``).
     """
 
     def __init__(self, source: RowSource, workers: int, *, adaptive: bool) -> None:

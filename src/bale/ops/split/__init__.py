@@ -1,4 +1,4 @@
-"""Splitting one file into train/valid/test files (`bale split`): which rows go where, and writing them.
+"""`bale.split`: one file into train/valid/test files; the API, the checks and the choice of method.
 
 Three ways to choose rows (``SplitReport.method``):
 
@@ -12,11 +12,12 @@ Three ways to choose rows (``SplitReport.method``):
 
 Whichever way, each row group of the input is read once, and memory stays bounded by about one
 row group plus one row group buffered per output.
+
+Which rows go to which output is ``_assignment``'s; writing the outputs is ``_outputs``'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -26,12 +27,26 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bale._core.columns import take_batch_rows
-from bale._core.dataset import Dataset, reader_of
-from bale._core.writer import Writer
-from bale.errors import SchemaError, TargetExistsError
-from bale.format.schema import Array
-from bale.io.sink import partial_path_for
+from bale._core.dataset import Dataset
+from bale.errors import TargetExistsError
+from bale.ops.split._assignment import (
+    class_counts,
+    contiguous_assignment,
+    largest_remainder,
+    random_assignment,
+    stratified_assignment,
+)
+from bale.ops.split._outputs import write_outputs
+
+__all__ = [
+    "SplitMethod",
+    "SplitOutput",
+    "SplitReport",
+    "class_counts",
+    "largest_remainder",
+    "shuffled_when_packed",
+    "split",
+]
 
 SplitMethod = Literal["contiguous", "random", "stratified"]
 
@@ -69,13 +84,6 @@ class SplitReport:
                 f"{o.file_bytes / 2**20:.1f} MiB"
             )
         return "\n".join(lines)
-
-
-@dataclass
-class _Tally:
-    groups_copied: int = 0
-    rows_copied: int = 0
-    rows_reencoded: int = 0
 
 
 def split(
@@ -126,13 +134,13 @@ def split(
         targets = _targets(source, names, out_dir, pattern, overwrite)
         method, reason = _choose_method(ds, stratify, shuffle, assume_shuffled)
         if stratify is not None:
-            counts, assignment = _stratified_assignment(ds, stratify, fractions_, seed)
+            counts, assignment = stratified_assignment(ds, stratify, fractions_, seed)
         else:
             counts = largest_remainder(n, fractions_)
             assignment = (
-                _contiguous_assignment(counts)
+                contiguous_assignment(counts)
                 if method == "contiguous"
-                else _random_assignment(counts, seed)
+                else random_assignment(counts, seed)
             )
         empty = [name for name, count in zip(names, counts, strict=True) if count == 0]
         if empty and not allow_empty:
@@ -161,7 +169,7 @@ def split(
             starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
             for i, entry in enumerate(metadata):
                 entry["bale.split"]["source_range"] = [starts[i], starts[i + 1]]
-        tallies = _write_outputs(
+        tallies = write_outputs(
             ds, targets, metadata, assignment, method == "contiguous", overwrite
         )
     outputs = tuple(
@@ -177,22 +185,6 @@ def split(
         for name, target, count, tally in zip(names, targets, counts, tallies, strict=True)
     )
     return SplitReport(source, n, method, reason, outputs)
-
-
-# -- choosing rows ------------------------------------------------------------------------------
-
-
-def largest_remainder(total: int, ratios: Sequence[Fraction | float]) -> list[int]:
-    """Integers proportional to ``ratios`` that add up to ``total`` exactly: each is the floor of
-    its exact share, and the rows left over go to the largest fractional parts (ties: first)."""
-    weights = [Fraction(r) for r in ratios]
-    whole = sum(weights)
-    exact = [total * w / whole for w in weights]
-    counts = [math.floor(e) for e in exact]
-    order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - counts[i]), i))
-    for i in order[: total - sum(counts)]:
-        counts[i] += 1
-    return counts
 
 
 def _check_ratios(ratios: Sequence[float], names: Sequence[str]) -> list[Fraction]:
@@ -275,188 +267,3 @@ def _choose_method(
         "not known to be shuffled: rows assigned by a seeded permutation and re-encoded "
         "(shuffle=False or assume_shuffled=True copies row groups instead)"
     )
-
-
-def _assignment_dtype(splits: int) -> np.dtype[Any]:
-    return np.dtype(np.min_scalar_type(max(splits - 1, 0)))
-
-
-def _contiguous_assignment(counts: Sequence[int]) -> np.ndarray:
-    return np.repeat(np.arange(len(counts), dtype=_assignment_dtype(len(counts))), counts)
-
-
-def _random_assignment(counts: Sequence[int], seed: int) -> np.ndarray:
-    permutation = np.random.default_rng(seed).permutation(sum(counts))
-    assignment = np.empty(sum(counts), _assignment_dtype(len(counts)))
-    start = 0
-    for i, count in enumerate(counts):
-        assignment[permutation[start : start + count]] = i
-        start += count
-    return assignment
-
-
-def _stratified_assignment(
-    ds: Dataset, column: str, ratios: Sequence[Fraction], seed: int
-) -> tuple[list[int], np.ndarray]:
-    """Each class's rows, shuffled with one generator seeded by ``seed`` (classes in sorted
-    order), divided by ``class_counts``. Returns the total per split and each row's split."""
-    labels = _class_codes(ds, column)
-    class_sizes = np.bincount(labels).tolist() if labels.size else []
-    table = class_counts(class_sizes, ratios)
-    rng = np.random.default_rng(seed)
-    assignment = np.empty(len(labels), _assignment_dtype(len(ratios)))
-    rows_of_class = np.argsort(labels, kind="stable")
-    bounds = np.cumsum([0, *class_sizes])
-    for c, counts in enumerate(table):
-        rows = rng.permutation(rows_of_class[bounds[c] : bounds[c + 1]])
-        start = 0
-        for i, count in enumerate(counts):
-            assignment[rows[start : start + count]] = i
-            start += count
-    totals = [sum(row[i] for row in table) for i in range(len(ratios))]
-    return totals, assignment
-
-
-def _class_codes(ds: Dataset, column: str) -> np.ndarray:
-    if column not in ds.schema:
-        raise SchemaError(
-            f"cannot stratify by {column!r}: no such column; columns are {ds.schema.names}",
-            path=ds.path,
-        )
-    column_type = ds.schema[column].type
-    if isinstance(column_type, Array) and (
-        column_type.shape != () or column_type.numpy_dtype.kind not in "biu"
-    ):
-        raise SchemaError(
-            f"cannot stratify by a {column_type.dtype}{list(column_type.shape)} column: "
-            "expected one integer, bool, string or bytes value per row",
-            path=ds.path,
-            column=column,
-        )
-    values = ds.column(column)[:]
-    if not isinstance(values, np.ndarray):
-        values = np.array(values, dtype=object)
-    _, codes = np.unique(values, return_inverse=True)
-    return np.asarray(codes, dtype=np.int64).reshape(-1)
-
-
-def class_counts(class_sizes: Sequence[int], ratios: Sequence[Fraction | float]) -> list[list[int]]:
-    """Rows of each class per split: ``table[c][i]``. Each row of the table adds up to its class
-    size, and each entry is within one row of its exact share ``size * ratio``. The rows left
-    over after rounding down go, class by class, to the splits whose totals are furthest below
-    their overall largest-remainder count, so split sizes match an unstratified split where the
-    rounding allows. Then a class with at least as many rows as there are splits gets at least
-    one row in every split, taken from the split most above its share, even where that share is
-    below one row (the only case where an entry is more than one row from its share)."""
-    weights = [Fraction(r) for r in ratios]
-    whole = sum(weights)
-    k = len(weights)
-    exact = [[size * w / whole for w in weights] for size in class_sizes]
-    table = [[math.floor(e) for e in row] for row in exact]
-    quota = largest_remainder(sum(class_sizes), weights)
-    for i in range(k):
-        quota[i] -= sum(row[i] for row in table)
-    leftover = [size - sum(row) for size, row in zip(class_sizes, table, strict=True)]
-    for c in sorted(range(len(class_sizes)), key=lambda c: (-leftover[c], c)):
-        ranked = sorted(range(k), key=lambda i: (-quota[i], -(exact[c][i] - table[c][i]), i))
-        for i in ranked[: leftover[c]]:
-            table[c][i] += 1
-            quota[i] -= 1
-    for c, size in enumerate(class_sizes):
-        if size < k:
-            continue
-        for j in range(k):
-            if table[c][j] == 0:
-                donor = max(
-                    (i for i in range(k) if table[c][i] >= 2),
-                    key=lambda i: (table[c][i] - exact[c][i], -i),
-                )
-                table[c][donor] -= 1
-                table[c][j] += 1
-    return table
-
-
-# -- writing ------------------------------------------------------------------------------------
-
-
-def _write_outputs(
-    ds: Dataset,
-    targets: Sequence[str],
-    metadata: Sequence[Mapping[str, Any]],
-    assignment: np.ndarray,
-    copy_whole_groups: bool,
-    overwrite: bool,
-) -> list[_Tally]:
-    """One pass over the input's row groups, each read once. A group whose rows all go to one
-    output is copied as stored when ``copy_whole_groups``; otherwise its rows are decoded and
-    written to the outputs they belong to, in input order."""
-    sizes = ds.row_group_sizes
-    rows_per_group = max(sizes, default=1)
-    writers: list[Writer] = []
-    tallies = [_Tally() for _ in targets]
-    for directory in {os.path.dirname(t) for t in targets} - {""}:
-        os.makedirs(directory, exist_ok=True)
-    try:
-        for target, meta in zip(targets, metadata, strict=True):
-            writers.append(
-                Writer(
-                    target,
-                    ds.schema,
-                    overwrite=overwrite,
-                    metadata=meta,
-                    row_group_rows=rows_per_group,
-                    segment_bytes=ds.index.segment_bytes,
-                )
-            )
-        start = 0
-        for group, size in enumerate(sizes):
-            owners = assignment[start : start + size]
-            start += size
-            if size == 0:
-                continue
-            first = int(owners[0])
-            if copy_whole_groups and bool((owners == first).all()):
-                writers[first].write_stored_group(reader_of(ds).stored_group(group))
-                tallies[first].groups_copied += 1
-                tallies[first].rows_copied += size
-                continue
-            batch = ds.read_row_group(group)
-            for i in np.unique(owners).tolist():
-                rows = np.flatnonzero(owners == i)
-                writers[i].write(take_batch_rows(batch, rows))
-                tallies[i].rows_reencoded += len(rows)
-    except BaseException:
-        _discard(writers)
-        raise
-    _finish(writers)
-    return tallies
-
-
-def _finish(writers: Sequence[Writer]) -> None:
-    """Close (publish) every writer. If one fails, the others are discarded and the files
-    already published by this call are deleted, so none of them is left."""
-    published: list[str] = []
-    for k, writer in enumerate(writers):
-        try:
-            writer.close()
-        except BaseException:
-            _discard(writers[k:])
-            for target in published:
-                _remove(target)
-            raise
-        published.append(writer.path)
-
-
-def _discard(writers: Sequence[Writer]) -> None:
-    """Stop writers without publishing and remove their unfinished ``NAME.partial`` files."""
-    for writer in writers:
-        try:
-            writer.abort()
-        finally:
-            _remove(partial_path_for(writer.path))
-
-
-def _remove(path: str) -> None:
-    # Best effort while another error is on its way up: that error is the one to report.
-    with contextlib.suppress(OSError):
-        os.remove(path)
