@@ -20,7 +20,10 @@ import pytest
 
 import bale
 import bale.measure.advisor as advisor
+import bale.measure.codec_measuring as codec_measuring
 from bale._core.batches import pack_var_rows
+from bale._core.defaults import is_channels_last_images, shuffle_typesize
+from bale._core.encode import written_codec
 from bale.codecs import Codec, Zstd, codec_from_config, parse_codec
 from bale.codecs.framing import encode_block
 from bale.errors import BaleError
@@ -34,6 +37,7 @@ from bale.measure.advisor import (
     sample_file,
     sample_source,
 )
+from bale.measure.codec_words import how_it_works
 
 GROUP = 256 << 10  # small row groups, so every column is cut into several blocks
 
@@ -275,12 +279,12 @@ def test_a_codec_that_does_not_round_trip_is_excluded(monkeypatch: pytest.Monkey
             out[0] ^= 1
             return bytes(out)
 
-    real = advisor._as_written
+    real = codec_measuring._as_written
 
     def as_written(spec: str, column_type: Any) -> Codec:
         return Broken(7) if spec == "zstd:7" else real(spec, column_type)
 
-    monkeypatch.setattr(advisor, "_as_written", as_written)
+    monkeypatch.setattr(codec_measuring, "_as_written", as_written)
     report = measure_codecs({"x": np.arange(5000, dtype=np.int32)}, candidates=["zstd:7", "lz4"])
     column = report.columns["x"]
     assert "did not give the input back" in column.excluded["zstd:7"]
@@ -308,7 +312,7 @@ def test_per_column_candidates_and_threads_measure_the_same_bytes() -> None:
 def test_slow_default_candidates_are_skipped_only_in_quick_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(advisor, "_SLOW_CODEC_SECONDS", 0.0)  # every codec counts as slow
+    monkeypatch.setattr(codec_measuring, "_SLOW_CODEC_SECONDS", 0.0)  # every codec counts as slow
     batch = {"x": np.arange(200_000, dtype=np.int64) % 1000}
     quick = measure_codecs(batch, repeats=1, row_group_bytes=GROUP)
     assert "skipped" in quick.columns["x"].excluded["zstd:19"]
@@ -411,3 +415,61 @@ def test_speed_floors_are_judged_per_row() -> None:
     assert "of each row's bytes" in label.reason("smallest", rate)
     alone = measure_codecs({"label": batch["label"]}, candidates=["zstd:3"], repeats=1)
     assert alone.columns["label"].row_share == 1.0
+
+
+def test_measured_sizes_are_what_the_writer_stores(tmp_path: Path, columns: dict[str, Any]) -> None:
+    """One batch of several columns (rows per group counts them all), each spec measured and
+    then written: the file records the measured codec and stores exactly the measured bytes."""
+    n = len(columns["images"])  # 64x64x3 crops: 12 KiB a row
+    batch = {
+        "images": columns["images"],
+        "activations": columns["activations"][:n],
+        "text": columns["text"][:n],
+        "label": np.arange(n, dtype=np.int64) % 7,
+    }
+    specs = ["lz4", "zstd:3", "blosc2:zstd:1:shuffle+bytedelta", "blosc2:lz4:5:bitshuffle"]
+    report = measure_codecs(batch, candidates=specs, repeats=1, row_group_bytes=GROUP)
+    for spec in [None, *specs]:  # None: bale's defaults
+        codecs = None if spec is None else dict.fromkeys(batch, spec)
+        path = tmp_path / f"{spec}.bale"
+        bale.write(path, batch, codecs=codecs, row_group_bytes=GROUP)
+        with bale.open(path) as ds:
+            assert ds.num_row_groups > 1
+            for name, column in report.columns.items():
+                if spec is None:
+                    result = next(r for r in column.results if r.is_default)
+                else:
+                    config = written_codec(column.column_type, parse_codec(spec)).config()
+                    result = next(r for r in column.results if r.config == config)
+                blocks = ds.index.blocks[:, ds.schema.index(name)]
+                assert ds.schema[name].codec == result.config, (name, spec)
+                assert int(blocks["raw_size"].sum()) == result.raw_bytes, (name, spec)
+                assert int(blocks["stored_size"].sum()) == result.stored_bytes, (name, spec)
+
+
+@pytest.mark.parametrize(
+    ("shape", "images"),
+    [
+        ((8, 8, 3), True),
+        ((16, 4), True),  # 1-byte items, 4 last: the Writer treats them as RGBA pixels
+        ((2, 4, 4, 2), True),
+        ((8, 8, 1), False),
+        ((8, 8, 5), False),
+        ((), False),
+    ],
+)
+def test_the_advisor_calls_images_what_the_writer_tunes_as_images(
+    shape: tuple[int, ...], images: bool
+) -> None:
+    """One channels-last test decides the Writer's default codec, its blosc2 item size and the
+    advisor's words."""
+    column_type = Array("uint8", shape)
+    assert is_channels_last_images(column_type) is images
+    assert shuffle_typesize(column_type) == (shape[-1] if images else 1)
+    batch = {"x": np.random.default_rng(5).integers(0, 4, (64, *shape), dtype=np.uint8)}
+    column = measure_codecs(batch, candidates=["zstd:1"], repeats=1).columns["x"]
+    assert column.description.startswith("uint8 images") is images
+    default = next(r for r in column.results if r.is_default)
+    assert (default.config["id"] == "blosc2") is images
+    words = how_it_works("zstd:1", {"id": "zstd", "level": 1}, column_type)
+    assert ("pixel" in words) is images

@@ -33,6 +33,7 @@ __all__ = [
     "encode_column_block",
     "encode_payload",
     "raw_block",
+    "raw_nbytes",
     "rows_per_group",
     "sniff_rows",
     "written_codec",
@@ -71,6 +72,13 @@ def raw_block(data: ColumnData) -> memoryview:
     if isinstance(data, np.ndarray):
         return memoryview(np.ascontiguousarray(data).reshape(-1).view(np.uint8))  # type: ignore[arg-type]
     return memoryview(pack_var_rows(data))
+
+
+def raw_nbytes(data: ColumnData) -> int:
+    """``len(raw_block(data))`` without building it: var rows count their 8-byte lengths."""
+    if isinstance(data, np.ndarray):
+        return int(data.nbytes)
+    return 8 * len(data) + sum(len(r) for r in data)
 
 
 def encode_payload(codec: Codec, raw: memoryview, segment_bytes: int) -> list[Buffer]:

@@ -1,0 +1,253 @@
+"""The codec advisor's report: what was measured for each column, and what each goal picks from
+it (the rules are stated in ``bale.measure.advisor``'s docstring and in ``_goal_rule``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from bale.codecs import NoCompression
+from bale.errors import BaleError
+from bale.format.schema import ColumnType
+from bale.measure.codec_words import how_it_works, mbps_text, ratio_text, type_text
+
+__all__ = [
+    "BALANCED_MIN_COMPRESS_MBPS",
+    "BALANCED_MIN_DECODE_MBPS",
+    "BALANCED_RATIO_TIE",
+    "FASTEST_RATIO_SLACK",
+    "GOALS",
+    "SMALLEST_MIN_DECODE_MBPS",
+    "WORTH_COMPRESSING",
+    "AdvisorReport",
+    "CodecResult",
+    "ColumnReport",
+    "Goal",
+]
+
+Goal = Literal["balanced", "smallest", "fastest"]
+GOALS: Final[tuple[Goal, ...]] = ("balanced", "smallest", "fastest")
+
+#: "smallest" ignores codecs decoding slower than this (MB/s of raw data per core).
+SMALLEST_MIN_DECODE_MBPS: Final[float] = 100.0
+#: "balanced" keeps codecs decoding at least this fast...
+BALANCED_MIN_DECODE_MBPS: Final[float] = 300.0
+#: ...and compressing at least this fast (streaming writes, `bale pack`).
+BALANCED_MIN_COMPRESS_MBPS: Final[float] = 100.0
+#: "balanced": ratios this close to the best count as equal; the faster decoder wins.
+BALANCED_RATIO_TIE: Final[float] = 0.02
+#: "fastest": codecs whose ratio is within this fraction of the best may be picked.
+FASTEST_RATIO_SLACK: Final[float] = 0.10
+#: Below this best ratio (saving < 5%) "balanced" and "fastest" store the bytes as they are.
+WORTH_COMPRESSING: Final[float] = 1.05
+
+
+@dataclass(frozen=True)
+class CodecResult:
+    """One codec measured on one column's sample. ``spec`` is what to pass as
+    ``codecs={column: spec}``; ``config`` what the file then records (blosc2's typesize
+    included). Speeds are MB/s of raw data per second of one core's CPU time (``*_wall_mbps``:
+    by the wall clock); ``math.inf`` for ``none`` (no work)."""
+
+    spec: str
+    config: dict[str, Any]
+    raw_bytes: int
+    stored_bytes: int
+    compress_mbps: float
+    decompress_mbps: float
+    compress_wall_mbps: float = math.nan  # the same runs timed by the wall clock
+    decompress_wall_mbps: float = math.nan
+    is_default: bool = False  # the codec bale picks when none is given
+    settable: bool = True  # False: only bale's default gives this config (no spec does)
+
+    @property
+    def ratio(self) -> float:
+        return self.raw_bytes / self.stored_bytes if self.stored_bytes else 1.0
+
+    @property
+    def label(self) -> str:
+        """The spec, with blosc2's typesize when a spec alone would not reproduce it."""
+        if not self.settable and self.config.get("id") == "blosc2":
+            return f"{self.spec} (typesize {self.config['typesize']})"
+        return self.spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "config": self.config,
+            "ratio": round(self.ratio, 4),
+            "raw_bytes": self.raw_bytes,
+            "stored_bytes": self.stored_bytes,
+            "compress_mbps": _finite(self.compress_mbps),
+            "decompress_mbps": _finite(self.decompress_mbps),
+            "compress_wall_mbps": _finite(self.compress_wall_mbps),
+            "decompress_wall_mbps": _finite(self.decompress_wall_mbps),
+            "is_default": self.is_default,
+            "settable": self.settable,
+        }
+
+
+@dataclass
+class ColumnReport:
+    """All measurements for one column, and the choice each goal makes from them."""
+
+    name: str
+    column_type: ColumnType
+    rows: int
+    raw_bytes: int
+    description: str  # plain words: "uint8 images 64x64x3", "JPEG bytes", "text"
+    results: list[CodecResult]
+    excluded: dict[str, str] = field(default_factory=dict)  # spec -> why it was not measured
+    row_share: float = 1.0  # this column's part of each row's raw bytes (all sampled columns)
+
+    def choose(self, goal: Goal = "balanced", read_rate: float | None = None) -> CodecResult:
+        """The result ``goal`` picks (the rules: ``bale.measure.advisor``'s docstring)."""
+        if goal not in GOALS:
+            raise ValueError(f"goal must be one of {GOALS}, got {goal!r}")
+        if read_rate is not None and not read_rate > 0:
+            raise ValueError(f"read_rate must be a positive MB/s figure, got {read_rate}")
+        if not self.results:
+            raise BaleError("no codec could be measured", column=self.name)
+        fallback = self._fallback()
+        best_ratio = max(r.ratio for r in self.results)
+        decode, compress = self.row_decode_mbps, self.row_compress_mbps
+        if goal == "smallest":
+            floor = read_rate if read_rate is not None else SMALLEST_MIN_DECODE_MBPS
+            allowed = [r for r in self.results if decode(r) >= floor]
+            return max(allowed, key=lambda r: (r.ratio, r.decompress_mbps), default=fallback)
+        if best_ratio < WORTH_COMPRESSING:
+            return fallback
+        if goal == "balanced":
+            floor = read_rate if read_rate is not None else BALANCED_MIN_DECODE_MBPS
+            allowed = [
+                r
+                for r in self.results
+                if decode(r) >= floor and compress(r) >= BALANCED_MIN_COMPRESS_MBPS
+            ]
+            if not allowed:
+                return fallback
+            top = max(r.ratio for r in allowed)
+            ties = [r for r in allowed if r.ratio >= top * (1 - BALANCED_RATIO_TIE)]
+            return max(ties, key=lambda r: (r.decompress_mbps, r.ratio))
+        allowed = [r for r in self.results if read_rate is None or decode(r) >= read_rate]
+        if not allowed:
+            return fallback
+        top = max(r.ratio for r in allowed)
+        near = [r for r in allowed if r.ratio >= top / (1 + FASTEST_RATIO_SLACK)]
+        return max(near, key=lambda r: (r.decompress_mbps, r.ratio))
+
+    def row_decode_mbps(self, result: CodecResult) -> float:
+        """``result``'s decode speed in MB/s of whole rows: what the speed floors judge."""
+        return result.decompress_mbps / self.row_share
+
+    def row_compress_mbps(self, result: CodecResult) -> float:
+        return result.compress_mbps / self.row_share
+
+    def _fallback(self) -> CodecResult:
+        """``none`` when it was measured, else the fastest decoder."""
+        plain = [r for r in self.results if r.config["id"] == NoCompression.id]
+        return plain[0] if plain else max(self.results, key=lambda r: r.decompress_mbps)
+
+    def reason(self, goal: Goal = "balanced", read_rate: float | None = None) -> str:
+        """One line in plain words: why ``goal`` picks what it picks."""
+        choice = self.choose(goal, read_rate)
+        best = max(r.ratio for r in self.results)
+        if choice.config["id"] == NoCompression.id:
+            if best < WORTH_COMPRESSING:
+                why = (
+                    f"no codec saves 5% (best {best:.3f}x: already compressed or random), so "
+                    "rows are stored as they are and read without decoding"
+                )
+            else:
+                why = "stored as is: no codec meets the speed this goal needs"
+            return f"{self.description}: {why}"
+        how = how_it_works(choice.spec, choice.config, self.column_type)
+        numbers = (
+            f"{ratio_text(choice.ratio)} smaller than raw, compresses at "
+            f"{mbps_text(choice.compress_mbps)} and decodes at {mbps_text(choice.decompress_mbps)} "
+            "per core"
+        )
+        rule = _goal_rule(goal, read_rate)
+        if self.row_share < 0.5:
+            rule += (
+                f"; the column is {self.row_share * 100:.2g}% of each row's bytes, so its speeds "
+                "count that much per row"
+            )
+        text = f"{self.description}: {how}; {numbers} ({rule})"
+        if not choice.settable:
+            text += "; this is bale's default for the column: leave its codec unset to get it"
+        return text
+
+    def to_dict(self, goal: Goal = "balanced", read_rate: float | None = None) -> dict[str, Any]:
+        choice = self.choose(goal, read_rate)
+        out: dict[str, Any] = {
+            "type": type_text(self.column_type),
+            "description": self.description,
+            "rows": self.rows,
+            "raw_bytes": self.raw_bytes,
+            "row_share": round(self.row_share, 6),
+            "recommended": choice.spec,
+            "recommended_config": choice.config,
+            "recommended_settable": choice.settable,
+            "reason": self.reason(goal, read_rate),
+            "results": [r.to_dict() for r in self.results],
+            "excluded": dict(self.excluded),
+        }
+        return out
+
+
+@dataclass
+class AdvisorReport:
+    """Measurements of every column, where they were taken, and the recommendations."""
+
+    columns: dict[str, ColumnReport]
+    machine: str
+    cores: int
+    repeats: int
+    seconds: float
+
+    def recommend(self, goal: Goal = "balanced", read_rate: float | None = None) -> dict[str, str]:
+        """Column -> codec spec for ``Writer(codecs=...)``. A column whose pick is bale's own
+        default in a form no spec can express (channels-last uint8 images, whose default sets
+        blosc2's typesize to the channel count) is left out: the Writer then applies exactly
+        that default."""
+        out = {}
+        for name, column in self.columns.items():
+            choice = column.choose(goal, read_rate)
+            if choice.settable:
+                out[name] = choice.spec
+        return out
+
+    def to_dict(self, goal: Goal = "balanced", read_rate: float | None = None) -> dict[str, Any]:
+        return {
+            "machine": self.machine,
+            "cores": self.cores,
+            "speeds": "MB/s of raw data (10**6 bytes) per second of the measuring thread's CPU "
+            "time (per core), one thread, median of repeats; *_wall_mbps: the same runs by the "
+            "wall clock",
+            "repeats": self.repeats,
+            "seconds": round(self.seconds, 2),
+            "goal": goal,
+            "read_rate": read_rate,
+            "recommendation": self.recommend(goal, read_rate),
+            "columns": {n: c.to_dict(goal, read_rate) for n, c in self.columns.items()},
+        }
+
+
+def _goal_rule(goal: Goal, read_rate: float | None) -> str:
+    if goal == "smallest":
+        floor = read_rate if read_rate is not None else SMALLEST_MIN_DECODE_MBPS
+        return f"smallest: the best ratio among codecs decoding at >= {floor:,.0f} MB/s"
+    if goal == "balanced":
+        floor = read_rate if read_rate is not None else BALANCED_MIN_DECODE_MBPS
+        return (
+            f"balanced: the best ratio among codecs decoding at >= {floor:,.0f} MB/s and "
+            f"compressing at >= {BALANCED_MIN_COMPRESS_MBPS:,.0f} MB/s"
+        )
+    rate = f" decoding at >= {read_rate:,.0f} MB/s" if read_rate is not None else ""
+    return f"fastest: the fastest decoder within {FASTEST_RATIO_SLACK:.0%} of the best ratio{rate}"
+
+
+def _finite(value: float) -> float | None:
+    return round(value, 1) if math.isfinite(value) else None
