@@ -70,7 +70,9 @@ def test_rows_are_joined_in_order_by_copying_row_groups(tmp_path: Path) -> None:
         assert ds.row_group_sizes == (32, 32, 32, 4, 32, 18, 64, 6)
         # Copied byte for byte: the stored blocks are those of the input.
         copied = reader_of(ds).stored_group(5).blocks["blob"]
-        assert bytes(copied.parts[0]) == bytes(reader_of(second).stored_group(1).blocks["blob"].parts[0])
+        assert bytes(copied.parts[0]) == bytes(
+            reader_of(second).stored_group(1).blocks["blob"].parts[0]
+        )
 
 
 def test_column_order_may_differ(tmp_path: Path) -> None:

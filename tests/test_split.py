@@ -137,7 +137,10 @@ def test_shuffled_file_is_cut_by_copying_row_groups(tmp_path: Path, source: dict
         assert train.metadata["bale.pack"] == {"shuffled": True}
         # Copied, not recompressed: the stored blocks are the input's bytes.
         for group in (0, 11):
-            copied, stored = reader_of(train).stored_group(group), reader_of(original).stored_group(group)
+            copied, stored = (
+                reader_of(train).stored_group(group),
+                reader_of(original).stored_group(group),
+            )
             for name, block in stored.blocks.items():
                 assert bytes(copied.blocks[name].parts[0]) == bytes(block.parts[0])
                 assert copied.blocks[name].codec == block.codec
