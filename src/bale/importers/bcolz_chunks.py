@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from bale.codecs import Blosc2
 from bale.errors import BaleError, CodecError, CorruptFileError
 from bale.importers.bcolz_layout import Carray
 
@@ -26,8 +27,6 @@ _COMPRESSOR_FORMATS = {0: "blosclz", 1: "lz4", 2: "snappy", 3: "zlib", 4: "zstd"
 
 def decompress_chunk(carray: Carray, i: int) -> bytes:
     """The bytes of chunk ``i``, checked against the sizes the metadata implies."""
-    import blosc2  # a bale dependency; imported here to keep `import bale` light
-
     path = carray.chunk_file(i)
     rows = carray.chunk_rows(i)
 
@@ -72,8 +71,9 @@ def decompress_chunk(carray: Carray, i: int) -> bytes:
     if not expected_ok:
         raise corrupt(f"holds {nbytes} bytes uncompressed, expected {expected}")
     try:
-        out = blosc2.decompress(raw[head : head + ctbytes])
-    except Exception as exc:  # blosc2 raises RuntimeError/ValueError on bad input
+        # A Blosc1 chunk is a Blosc2 frame: its header holds every setting decoding needs.
+        out = Blosc2().decode(memoryview(raw)[head : head + ctbytes], nbytes)
+    except CorruptFileError as exc:  # codecs/ translated blosc2's error
         compressor = _COMPRESSOR_FORMATS.get(flags >> 5, f"#{flags >> 5}")
         if compressor == "snappy" and not flags & _MEMCPYED:
             raise CodecError(
@@ -83,7 +83,7 @@ def decompress_chunk(carray: Carray, i: int) -> bytes:
                 path=carray.rootdir,
                 rows=rows,
             ) from None
-        raise corrupt(f"Blosc could not decompress it ({compressor}): {exc}") from None
+        raise corrupt(f"Blosc could not decompress it ({compressor}): {exc.detail}") from None
     if len(out) != nbytes:
         raise corrupt(f"decompressed to {len(out)} bytes, its header says {nbytes}")
     return bytes(out)
