@@ -9,11 +9,8 @@ your model takes 120 steps/s of batch 256 = 30,720 samples/s; bale delivers ...
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import re
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -25,6 +22,13 @@ from bale._core.dataset import Dataset, reader_of
 from bale.errors import BaleError
 from bale.format.schema import Bytes
 from bale.images import DecodeImages
+from bale.io.pagecache import (
+    evict_files,
+    process_read_bytes,
+    read_through,
+    resident_bytes,
+    total_resident_bytes,
+)
 from bale.loader.order import ShuffleMode
 from bale.loader.pipeline import BatchTransform, Loader
 
@@ -224,8 +228,8 @@ def measure_loader(
 ) -> ThroughputReport:
     """Iterate a ``bale.Loader`` for at most ``epochs`` epochs or ``max_seconds`` (whichever
     ends first) and time it. With ``cold``, a first pass runs after dropping the files from the
-    page cache (``evict_files``); the warm pass runs after reading the files once (when they fit
-    in half the free memory).
+    page cache (``bale.io.pagecache.evict_files``); the warm pass runs after reading the files
+    once (when they fit in half the free memory).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -265,7 +269,8 @@ def measure_loader(
     if cold:
         evict_files(files)
         cold_run = run("cold")
-    _read_through(files)
+    # The warm run's `resident_before` shows how much was cached when the files did not fit.
+    read_through(files)
     warm_run = run("warm")
     return ThroughputReport(
         paths=files,
@@ -321,8 +326,8 @@ def _timed_run(
     seed: int,
     per_row: tuple[float, float],
 ) -> LoaderRun:
-    resident = _total_resident(files)
-    io_before = _process_read_bytes()
+    resident = total_resident_bytes(files)
+    io_before = process_read_bytes()
     samples = batches = full_epochs = 0
     first_batch = None
     start = time.perf_counter()
@@ -356,7 +361,7 @@ def _timed_run(
         seconds = time.perf_counter() - start
     finally:
         loader.close()
-    io_after = _process_read_bytes()
+    io_after = process_read_bytes()
     return LoaderRun(
         phase=phase,
         samples=samples,
@@ -376,115 +381,3 @@ def _timed_run(
 def _batch_rows(batch: dict[str, Any]) -> int:
     value = next(iter(batch.values()))
     return len(value) if not isinstance(value, np.ndarray) else int(value.shape[0])
-
-
-# -- the page cache -----------------------------------------------------------------------------
-
-
-def evict_files(paths: Sequence[str | os.PathLike[str]]) -> None:
-    """Drop files from the OS page cache (``Dataset.evict_from_page_cache``), after flushing any
-    dirty pages of theirs to disk: the kernel does not drop pages it has not written yet."""
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        with Dataset(path, cache_bytes=0) as ds:
-            ds.evict_from_page_cache()
-
-
-def resident_bytes(path: str | os.PathLike[str]) -> int | None:
-    """Bytes of ``path`` now in the page cache (mincore of a mapping that is never touched, so
-    asking does not load anything), or None where that cannot be asked (not Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    size = os.path.getsize(path)
-    if size == 0:
-        return 0
-    libc = _libc()
-    if libc is None:
-        return None
-    page = os.sysconf("SC_PAGE_SIZE")
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        address = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
-        if address is None or address == ctypes.c_void_p(-1).value:
-            return None
-        try:
-            vector = (ctypes.c_ubyte * ((size + page - 1) // page))()
-            if libc.mincore(ctypes.c_void_p(address), size, vector) != 0:
-                return None
-            pages = int(np.count_nonzero(np.frombuffer(memoryview(vector), dtype=np.uint8) & 1))
-        finally:
-            libc.munmap(ctypes.c_void_p(address), size)
-    finally:
-        os.close(fd)
-    return min(pages * page, size)
-
-
-def _libc() -> Any:
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name, use_errno=True)
-    except OSError:
-        return None
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_size_t,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_long,
-    ]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    return libc
-
-
-def _total_resident(files: list[str]) -> int | None:
-    total = 0
-    for path in files:
-        resident = resident_bytes(path)
-        if resident is None:
-            return None
-        total += resident
-    return total
-
-
-def _process_read_bytes() -> int | None:
-    """Bytes this process caused to be read from storage (Linux /proc/self/io read_bytes)."""
-    try:
-        with open("/proc/self/io", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("read_bytes:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def _read_through(files: list[str]) -> None:
-    """Read the files once so the warm pass finds them in the page cache. Skipped when they
-    would not fit in half the free memory: reading them would take long and stay cold anyway
-    (the warm run's ``resident_before`` then shows how much was cached)."""
-    available = _available_memory()
-    if available is not None and sum(os.path.getsize(p) for p in files) > available // 2:
-        return
-    for path in files:
-        with open(path, "rb", buffering=0) as f:
-            while f.read(8 << 20):
-                pass
-
-
-def _available_memory() -> int | None:
-    """MemAvailable of /proc/meminfo in bytes (Linux), else None."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        return None
-    return None
