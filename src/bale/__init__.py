@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from bale._core.dataset import ColumnView, Dataset, open
 from bale._core.writer import Writer, write
 from bale._version import __version__
@@ -26,10 +29,38 @@ from bale.errors import (
     UnsupportedVersionError,
 )
 from bale.format.schema import Array, Bytes, Schema, String
-from bale.loader.pipeline import Loader
-from bale.ops.concat import ConcatReport, concat
-from bale.ops.pack import PackReport, pack, pack_splits
-from bale.ops.split import SplitReport, split
+
+if TYPE_CHECKING:
+    from bale.loader.pipeline import Loader
+    from bale.ops.concat import ConcatReport, concat
+    from bale.ops.pack import PackReport, pack, pack_splits
+    from bale.ops.split import SplitReport, split
+
+# The loader and the whole-file operations are imported on first use: `import bale` (paid by
+# every CLI call and every spawned DataLoader worker) loads only what reading and writing need.
+_LAZY = {
+    "ConcatReport": "bale.ops.concat",
+    "Loader": "bale.loader.pipeline",
+    "PackReport": "bale.ops.pack",
+    "SplitReport": "bale.ops.split",
+    "concat": "bale.ops.concat",
+    "pack": "bale.ops.pack",
+    "pack_splits": "bale.ops.pack",
+    "split": "bale.ops.split",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bale' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 __all__ = [
     "Array",

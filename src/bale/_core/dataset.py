@@ -6,9 +6,8 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +16,9 @@ from bale._core.columns import concat_values
 from bale._core.reader import DEFAULT_CACHE_BYTES, FileReader
 from bale.format.footer import FileIndex
 from bale.format.schema import Array, Column, Schema, String
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 Row = dict[str, Any]
 Batch = dict[str, Any]
@@ -216,6 +218,9 @@ class Dataset:
                 requested = reader.read_ahead(group, requested)
                 yield read(group)
             return
+        # Imported here: concurrent.futures pulls in logging, a cost `import bale` need not pay.
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(threads, thread_name_prefix="bale-read") as pool:
             pending: deque[Future[Batch]] = deque()
             next_group = 0
