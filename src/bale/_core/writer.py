@@ -1,4 +1,5 @@
-"""Rows in -> row groups -> blocks -> file: the only code that writes bale files."""
+"""The Writer: user batches in -> checked, buffered rows -> row groups encoded by ``encode`` ->
+the file on disk through ``groupsink``; which codec each column gets; what a failed write stops."""
 
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ class Writer:
     # -- setup --------------------------------------------------------------------------------
 
     @property
-    def _sink(self) -> FileSink:
+    def _sink(self) -> FileSink:  # the locked file; a crash test reads its offset
         return self._file.sink
 
     @property
