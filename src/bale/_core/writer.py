@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -24,6 +23,9 @@ from bale.format.footer import FileIndex
 from bale.format.header import dump_json
 from bale.format.schema import Column, ColumnType, Schema
 from bale.io.sink import FileSink
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["CodecLike", "SchemaLike", "Writer", "write"]
 
@@ -344,6 +346,10 @@ class Writer:
 
         if self._threads > 1 and len(columns) > 1:
             if self._pool is None:
+                # Imported here: concurrent.futures pulls in logging, a cost `import bale` need
+                # not pay for single-threaded writers.
+                from concurrent.futures import ThreadPoolExecutor
+
                 self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="bale-writer")
             encoded = list(self._pool.map(encode, columns))
         else:
