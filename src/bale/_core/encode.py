@@ -24,7 +24,7 @@ from bale._core.blocks import StoredBlock
 from bale._core.defaults import default_codec, shuffle_typesize
 from bale.codecs import Buffer, Codec, codec_from_config
 from bale.codecs.framing import encode_block
-from bale.errors import BaleError
+from bale.errors import CodecError
 from bale.format.header import checksum_parts
 from bale.format.schema import ColumnType
 
@@ -96,14 +96,14 @@ def encode_column_block(
     column: str | None = None,
 ) -> StoredBlock:
     """One column's rows of a row group as stored: payload, raw size, checksum, codec config.
-    A codec library error becomes a ``BaleError`` naming the file and column."""
+    A codec library error becomes a ``CodecError`` naming the file and column."""
     config = dict(codec_config)
     raw = raw_block(data)
     codec = codec_from_config(config)
     try:
         parts = encode_payload(codec, raw, segment_bytes)
-    except Exception as exc:  # a codec library error: name the column, keep the file intact
-        raise BaleError(f"encoding with {codec!r} failed: {exc}", path=path, column=column) from exc
+    except CodecError as exc:  # codecs/ translated the library's error: add the file and column
+        raise CodecError(exc.detail, path=path, column=column) from exc
     return StoredBlock(parts, len(raw), checksum_parts(parts), config)
 
 

@@ -29,7 +29,7 @@ from bale._core.encode import (
 )
 from bale.codecs import Codec, NoCompression, codec_spec, parse_codec
 from bale.codecs.framing import decode_block
-from bale.errors import BaleError, CodecError
+from bale.errors import BaleError, CodecError, CorruptFileError
 from bale.format.constants import DEFAULT_SEGMENT_BYTES
 from bale.format.schema import Array, Bytes, ColumnType
 from bale.measure.codec_report import GOALS, AdvisorReport, CodecResult, ColumnReport, Goal
@@ -232,7 +232,7 @@ def _measure_column(
         except _Skipped as exc:
             excluded[spec if settable else f"{spec} (bale's default)"] = str(exc)
             continue
-        except Exception as exc:  # a codec library error: report it, keep measuring the rest
+        except CodecError as exc:  # the codec refused this data: report it, measure the rest
             excluded[spec] = f"failed: {type(exc).__name__}: {exc}"
             continue
         results.append(
@@ -313,7 +313,7 @@ def _measure_codec(
     for block, payload in zip(blocks, payloads, strict=True):
         try:
             decoded = decode_block(codec, memoryview(payload), len(block), segment)
-        except Exception as exc:
+        except CorruptFileError as exc:
             raise _Skipped(f"excluded: decoding failed ({type(exc).__name__}: {exc})") from exc
         if memoryview(decoded).cast("B") != block:
             raise _Skipped("excluded: decoding did not give the input back")
