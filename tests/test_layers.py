@@ -4,8 +4,11 @@ matches the docs. The layers are drawn in docs/ARCHITECTURE.md; this test is the
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -225,3 +228,30 @@ def test_every_public_sub_module_is_in_the_architecture_doc() -> None:
     )
     missing = [name for name in public if f"`bale.{name}`" not in architecture]
     assert missing == [], f"public sub-modules not described in docs/ARCHITECTURE.md: {missing}"
+
+
+def test_import_bale_loads_only_what_reading_and_writing_need() -> None:
+    """`import bale` is paid by every CLI call and every spawned DataLoader worker: the loader,
+    the operations and their thread/process pools load on first use (the import time itself is
+    measured by `python -m bench.import_time`, never asserted here)."""
+    heavy = (
+        "bale.loader.pipeline",
+        "bale.ops.pack",
+        "bale.ops.split",
+        "bale.importers",
+        "bale.measure",
+        "concurrent.futures",
+        "multiprocessing",
+    )
+    probe = (
+        "import sys, json, bale\n"
+        f"before = [m for m in {heavy!r} if m in sys.modules]\n"
+        "bale.pack, bale.Loader\n"
+        f"after = [m for m in {heavy!r} if m in sys.modules]\n"
+        "print(json.dumps([before, after]))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    before, after = json.loads(result.stdout)
+    assert before == []
+    assert {"bale.loader.pipeline", "bale.ops.pack"} <= set(after)
