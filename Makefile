@@ -39,19 +39,24 @@ $(BENCH_STAMP): pyproject.toml bench/suite/setup_env.sh bench/suite/constraints.
 	PYTHON=$(PYTHON) bash bench/suite/setup_env.sh
 	touch $@
 
+# Every benchmark is a module of the bench package, run from the repository root.
 bench: $(STAMP) $(BENCH_STAMP)
-	$(BIN)/python bench/format_bench.py
-	$(BIN)/python bench/loader_bench.py
-	$(BIN)/python bench/pack_bench.py
-	$(BIN)/python bench/advisor_bench.py
+	$(BIN)/python -m bench.format_bench
+	$(BIN)/python -m bench.loader_bench
+	$(BIN)/python -m bench.pack_bench
+	$(BIN)/python -m bench.advisor_bench
 	$(BENCH_VENV)/bin/python -m bench.suite.run
-	$(BIN)/python bench/report.py
+	$(BIN)/python -m bench.report
 
+# Small data, one round: proves every script runs. Writes *_quick reports (git-ignored), which
+# bench.report leaves out of docs/BENCHMARKS.md.
 bench-quick: $(STAMP) $(BENCH_STAMP)
-	$(BIN)/python bench/format_bench.py --quick
-	$(BIN)/python bench/loader_bench.py --quick
-	$(BIN)/python bench/pack_bench.py --quick
+	$(BIN)/python -m bench.format_bench --quick
+	$(BIN)/python -m bench.loader_bench --quick
+	$(BIN)/python -m bench.pack_bench --quick
+	$(BIN)/python -m bench.advisor_bench --quick
 	$(BENCH_VENV)/bin/python -m bench.suite.run --quick
-	$(BIN)/python bench/report.py
+	$(BIN)/python -m bench.report
+
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 """Format benchmark: bale against raw .npy and h5py (gzip-4, lzf, no compression).
 
-For three data kinds built by ``bench/datasets.py`` from real photos (JPEG bytes, small uint8
+For three data kinds built by ``bench/photo_data.py`` from real photos (JPEG bytes, small uint8
 images, sparse float32 activations) it measures, in one process: file size, write throughput
 (fsync included), and sequential read throughput of the decoded data with a warm and a cold
 page cache. It also times opening a 10^6-row file and records peak RSS while streaming a
@@ -8,8 +8,8 @@ multi-GB file through ``bale.Writer`` and through a resized h5py dataset (each i
 so the peak belongs to the writer alone). Results go to ``bench/results/format_bench.json`` and
 ``bench/results/format_bench.md``; each aim is judged PASS or MISS as measured.
 
-    .venv/bin/python bench/format_bench.py           # full run, about 10 minutes
-    .venv/bin/python bench/format_bench.py --quick   # smaller data, about 1 minute
+    .venv/bin/python -m bench.format_bench           # full run, about 10 minutes
+    .venv/bin/python -m bench.format_bench --quick   # smaller data, about 1 minute
 
 Units: 1 MB = 10^6 bytes. Throughput = raw (uncompressed) bytes of the data / wall seconds.
 """
@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import datetime
 import gc
 import io
 import json
 import os
-import platform
 import pstats
 import shutil
 import signal
@@ -33,31 +31,31 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import datasets
 import h5py
 import numpy as np
-from machine import (
-    ForeignLoad,
-    evict,
-    exit_on_sigterm,
-    fmt_range,
-    reset_peak_rss,
-    resident_bytes,
-    vm_status,
-)
 from numpy.typing import NDArray
 
 import bale
 from bale._core.defaults import DEFAULT_ROW_GROUP_BYTES
+from bench import photo_data
+from bench.machine import (
+    ForeignLoad,
+    describe,
+    evict,
+    exit_on_sigterm,
+    proc_io,
+    reset_peak_rss,
+    resident_bytes,
+    vm_status,
+)
+from bench.results import OUT, ROOT, write_report
+from bench.stats import fmt_range, summary
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
-# Under /bench/out/, which .gitignore excludes; everything written there is deleted at the end.
-WORK = HERE / "out" / "format_bench"
+# Everything written there (git-ignored) is deleted at the end.
+WORK = OUT / "format_bench"
 MB = 1e6
 Batch = dict[str, Any]
 ColumnData = NDArray[Any] | list[bytes]
@@ -268,18 +266,6 @@ def remove(path: Path) -> None:
 # -- measurement helpers ----------------------------------------------------------------------
 
 
-def proc_read_bytes() -> int:
-    """Bytes this process caused to be fetched from the block device (not from the page cache)."""
-    for line in Path("/proc/self/io").read_text().splitlines():
-        if line.startswith("read_bytes:"):
-            return int(line.split()[1])
-    raise RuntimeError("/proc/self/io has no read_bytes")
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def mbps(raw_bytes: int, seconds: list[float]) -> dict[str, float]:
     """Throughput summary; min/max of the rate come from max/min of the time."""
     rates = [raw_bytes / s / MB for s in seconds]
@@ -298,11 +284,11 @@ def timed_write(fmt: Format, path: Path, kind: Kind, piece_rows: int) -> float:
 def timed_read(fmt: Format, path: Path, piece_rows: int, expected: int) -> tuple[float, int]:
     """Seconds to read everything sequentially, and device bytes read meanwhile."""
     gc.collect()
-    io0 = proc_read_bytes()
+    io0 = proc_io()["read_bytes"]
     t0 = time.perf_counter()
     got = sum(batch_nbytes(b) for b in fmt.read(path, piece_rows))
     seconds = time.perf_counter() - t0
-    io_bytes = proc_read_bytes() - io0
+    io_bytes = proc_io()["read_bytes"] - io0
     if got != expected:
         raise AssertionError(f"{fmt.name} read {got} bytes, expected {expected}")
     return seconds, io_bytes
@@ -374,7 +360,7 @@ def profile_read(fmt: Format, path: Path, piece_rows: int, top: int = 8) -> dict
 
 def make_kinds(cfg: Config) -> Iterator[Kind]:
     """Generated one at a time so only one kind's data is in memory."""
-    jpegs, labels = datasets.jpeg_images(cfg.n_jpeg, seed=0)
+    jpegs, labels = photo_data.jpeg_images(cfg.n_jpeg, seed=0)
     yield Kind(
         "jpeg",
         f"{cfg.n_jpeg} JPEGs ~375x500 q90 (bytes column) + int64 label",
@@ -384,12 +370,12 @@ def make_kinds(cfg: Config) -> Iterator[Kind]:
     yield Kind(
         "uint8_images",
         f"uint8 images ({cfg.n_uint8}, 64, 64, 3)",
-        {"image": datasets.uint8_images(cfg.n_uint8, seed=1)},
+        {"image": photo_data.uint8_images(cfg.n_uint8, seed=1)},
     )
     yield Kind(
         "sparse_activations",
         f"float32 ReLU activations ({cfg.n_act}, 32, 16, 16)",
-        {"activation": datasets.sparse_activations(cfg.n_act, seed=2)},
+        {"activation": photo_data.sparse_activations(cfg.n_act, seed=2)},
     )
 
 
@@ -553,7 +539,8 @@ def time_open_fresh(which: str, path: Path, repeats: int) -> list[float]:
     out = []
     for _ in range(repeats):
         done = subprocess.run(
-            [sys.executable, __file__, "--open-child", which, str(path)],
+            [sys.executable, "-m", "bench.format_bench", "--open-child", which, str(path)],
+            cwd=ROOT,
             capture_output=True,
             text=True,
             check=True,
@@ -612,7 +599,7 @@ def rss_child(which: str, path: str, total: int, checkpoint: int) -> None:
     Batches are random rows of a small pool of real-photo images (25 MB), so the generator
     itself needs almost no memory and RSS growth can only come from the writer.
     """
-    pool = datasets.uint8_images(2048, seed=3)
+    pool = photo_data.uint8_images(2048, seed=3)
     row_bytes = pool[0].nbytes
     chunk_rows = DEFAULT_ROW_GROUP_BYTES // row_bytes
     batch_rows = 3 * chunk_rows  # a whole number of h5py chunks: no partial-chunk rewrites
@@ -686,13 +673,15 @@ def bench_rss(cfg: Config) -> dict[str, Any]:
             done = subprocess.run(
                 [
                     sys.executable,
-                    __file__,
+                    "-m",
+                    "bench.format_bench",
                     "--rss-child",
                     which,
                     str(path),
                     str(cfg.rss_bytes),
                     str(cfg.rss_checkpoint),
                 ],
+                cwd=ROOT,
                 capture_output=True,
                 text=True,
                 check=True,
@@ -787,39 +776,9 @@ def judge(kinds: dict[str, Any], open_result: dict[str, Any]) -> list[Verdict]:
 
 
 def environment() -> dict[str, Any]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    mem_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal")
-    )
-    df = subprocess.run(["df", "-T", str(WORK)], capture_output=True, text=True).stdout.strip()
-    versions = {"bale": bale.__version__, "python": platform.python_version()}
-    for package in ("numpy", "h5py", "blosc2", "zstandard"):
-        versions[package] = metadata.version(package)
-    versions["hdf5"] = h5py.version.hdf5_version
-    # bale changes quickly: record exactly which source was measured.
-    git = ["git", "-C", str(HERE.parent)]
-    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run([*git, "status", "--porcelain", "src"], capture_output=True, text=True)
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "ram_GiB": round(mem_kb / 2**20, 1),
-        "kernel": platform.release(),
-        "df": df,
-        "versions": versions,
-        "git_commit": commit.stdout.strip() or "unknown",
-        "src_modified": bool(dirty.stdout.strip()),
-    }
+    env = describe(WORK, ("numpy", "h5py", "blosc2", "zstandard"))
+    env["versions"]["hdf5"] = h5py.version.hdf5_version
+    return env
 
 
 def kind_tables(name: str, k: dict[str, Any]) -> list[str]:
@@ -935,7 +894,7 @@ def cold_check_lines(kinds: dict[str, Any]) -> list[str]:
 def report(results: dict[str, Any], verdicts: list[Verdict]) -> str:
     env = results["environment"]
     cfg = results["config"]
-    command = ".venv/bin/python bench/format_bench.py" + (" --quick" if cfg["quick"] else "")
+    command = ".venv/bin/python -m bench.format_bench" + (" --quick" if cfg["quick"] else "")
     lines = [
         "# bale format benchmark",
         "",
@@ -944,7 +903,7 @@ def report(results: dict[str, Any], verdicts: list[Verdict]) -> str:
         "",
         "## Machine",
         "",
-        f"- CPU: {env['cpu']}, {env['cores']} cores; RAM {env['ram_GiB']} GiB; "
+        f"- CPU: {env['cpu']}, {env['cores']} cores; RAM {env['ram_gib']:.1f} GiB; "
         f"kernel {env['kernel']}",
         "- Disk / filesystem of the benchmark directory (`df -T`):",
         "",
@@ -953,12 +912,11 @@ def report(results: dict[str, Any], verdicts: list[Verdict]) -> str:
         "```",
         "",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
-        f"- bale source: commit {env['git_commit']}"
-        + (" with uncommitted changes in src/" if env["src_modified"] else " (src/ clean)"),
+        f"- bale source: git {env['git']}; source digest {env['src_digest']}",
         "",
         "## Method",
         "",
-        "Data from `bench/datasets.py` (real scikit-image photos, deterministic seeds). Each "
+        "Data from `bench/photo_data.py` (real scikit-image photos, deterministic seeds). Each "
         "format is written from the in-memory columns in one call (`bale.write`, `np.save`, "
         "`h5py create_dataset(data=...)`), fsync included. Reads go through the whole data "
         "sequentially, in pieces of one bale row group, into NumPy (`Dataset.iter_row_groups`; "
@@ -1114,7 +1072,8 @@ def miss_notes(results: dict[str, Any], verdicts: list[Verdict]) -> list[str]:
         if size_miss:
             lines.append(
                 "  Size: the chosen codec compresses less than deflate-4 on this data; "
-                "see bench/results/codec_choice.md for the codec grid."
+                "see bench/results/advisor_bench.md (`python -m bench.advisor_bench`) for the "
+                "codecs measured against h5py gzip-4 and lzf."
             )
     open_miss = [v for v in misses if v.aim.startswith("open")]
     lines += [f"- **open** misses: {v.detail}." for v in open_miss]
@@ -1164,7 +1123,6 @@ def main() -> None:
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     cfg = Config.make(args.quick)
     WORK.mkdir(parents=True, exist_ok=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     results: dict[str, Any] = {"environment": environment(), "config": vars(cfg)}
     try:
@@ -1180,9 +1138,7 @@ def main() -> None:
     ]
     results["eviction_ok"] = eviction_check(results["kinds"])[0]
     results["total_seconds"] = time.perf_counter() - t0
-    suffix = "_quick" if cfg.quick else ""
-    (RESULTS / f"format_bench{suffix}.json").write_text(json.dumps(results, indent=1) + "\n")
-    (RESULTS / f"format_bench{suffix}.md").write_text(report(results, verdicts))
+    written = write_report("format_bench", results, report(results, verdicts), quick=cfg.quick)
     print("\n== aims")
     for v in verdicts:
         print(f"{v.word}  {v.aim}: {v.detail}" + ("  [disturbed]" if v.disturbed else ""))
@@ -1192,7 +1148,7 @@ def main() -> None:
     worst = max(load["foreign_cores"] for load in loads)
     if worst > FOREIGN_WARN_CORES:
         print(f"WARNING: other processes used up to {worst:.2f} cores: timings are disturbed")
-    print(f"total {results['total_seconds']:.0f} s; wrote {RESULTS}/format_bench{suffix}.md")
+    print(f"total {results['total_seconds']:.0f} s; wrote {written}")
 
 
 if __name__ == "__main__":

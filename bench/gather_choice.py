@@ -1,7 +1,7 @@
 """How to gather a shuffled batch from an uncompressed bale column: the candidates measured
 against np.take on a NumPy memmap (the choice is recorded in docs/DECISIONS.md).
 
-    .venv/bin/python bench/gather_choice.py [--rows 60000] [--repeats 5]
+    .venv/bin/python -m bench.gather_choice [--rows 60000] [--repeats 5]
 
 Warm page cache, batches of 256 random rows, one thread; prints GB/s (median, min-max) and the
 ratio to the memmap baseline measured in the same process.
@@ -21,6 +21,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 import bale
+from bench.results import OUT
 
 ROW_SHAPE = (64, 64, 3)
 BATCH = 256
@@ -31,7 +32,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=60_000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp:
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=OUT) as tmp:
         run(Path(tmp), args.rows, args.repeats)
 
 

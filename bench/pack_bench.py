@@ -1,10 +1,10 @@
 """Packing a JPEG folder: `bale.pack` against writing the same data with h5py and with
 WebDataset's tar writer (issue 4's figures). Images/s, MB/s of source files, output size.
 
-    .venv/bin/python bench/pack_bench.py [--quick]
+    .venv/bin/python -m bench.pack_bench [--quick]
 
 The source is a class-folder tree of ImageNet-like JPEGs made from the photos bundled with
-scikit-image (bench/datasets.py). Every writer reads the same files from a warm page cache
+scikit-image (bench/photo_data.py). Every writer reads the same files from a warm page cache
 (they are read once before timing) and writes to the same disk. Two jobs:
 
 - bytes: keep each JPEG's bytes and its label (bale's default; h5py as a variable-length uint8
@@ -19,7 +19,6 @@ bale measured in the same run).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -32,14 +31,15 @@ from typing import Any
 import h5py
 import numpy as np
 import simplejpeg
-from datasets import jpeg_images, photo_names
 from PIL import Image
 
 import bale
 from bale.importers.image_folder import ImageFolderSource
+from bench.machine import git_state, version_of
+from bench.photo_data import jpeg_images, photo_names
+from bench.results import OUT, write_report
 
-RESULTS = Path(__file__).parent / "results"
-WORK = Path(__file__).parent / "out" / "pack"
+WORK = OUT / "pack"
 SIZE = (224, 224)
 MB = 1e6
 
@@ -183,30 +183,19 @@ def main() -> None:
             "python": platform.python_version(),
             "bale": bale.__version__,
             "h5py": h5py.__version__,
-            "webdataset": _version("webdataset"),
+            "webdataset": version_of("webdataset"),
+            "git": git_state(),
         },
         "images": n,
         "source_bytes": source_bytes,
         "repeats": repeats,
         "workers": workers,
         "results": results,
-        "command": ".venv/bin/python bench/pack_bench.py" + (" --quick" if args.quick else ""),
+        "command": ".venv/bin/python -m bench.pack_bench" + (" --quick" if args.quick else ""),
     }
-    suffix = "_quick" if args.quick else ""
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"pack_bench{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / f"pack_bench{suffix}.md").write_text(markdown(report))
+    write_report("pack_bench", report, markdown(report), quick=args.quick)
     print(markdown(report))
     shutil.rmtree(WORK, ignore_errors=True)
-
-
-def _version(module: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(module)
-    except PackageNotFoundError:
-        return "not installed"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -217,7 +206,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['images']} ImageNet-like JPEGs from real photos in class folders "
         f"({report['source_bytes'] / MB:.0f} MB), page cache warm; {report['repeats']} repeats, "
         f"median (min-max). Machine: {m['cpus']} CPUs, {m['platform']}, Python {m['python']}; "
-        f"bale {m['bale']}, h5py {m['h5py']}, webdataset {m['webdataset']}. bale.pack runs "
+        f"bale {m['bale']} (git {m.get('git', 'unknown')}), h5py {m['h5py']}, "
+        f"webdataset {m['webdataset']}. bale.pack runs "
         "with its defaults: it shuffles rows, and starts one worker process per CPU only when "
         "the first rows read slower than 256 MB/s (decoding); h5py and "
         "WebDataset are written in one process, in file order, as their docs show. "

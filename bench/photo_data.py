@@ -12,7 +12,8 @@ data later without changing what it measured before. Bit-identical output across
 machines is expected but not promised: Pillow's resampling and libjpeg versions, and for
 the activations the BLAS matmul kernels, may round differently.
 
-Run ``.venv/bin/python bench/datasets.py`` to print sizes, timings and sparsity.
+Run ``.venv/bin/python -m bench.photo_data`` to print sizes, timings and sparsity. (Named so
+as not to shadow Hugging Face's ``datasets``, which the comparative suite measures.)
 """
 
 from __future__ import annotations
@@ -160,12 +161,21 @@ def uint8_images(n: int, seed: int, hw: int = 64) -> NDArray[np.uint8]:
 
     Comparable to CIFAR / downsampled-ImageNet tensors stored without JPEG.
     """
+    return labelled_uint8_images(n, seed, hw)[0]
+
+
+def labelled_uint8_images(
+    n: int, seed: int, hw: int = 64
+) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    """``uint8_images(n, seed, hw)`` and the class label (source photo) of each image."""
     rng = np.random.default_rng(seed)
     labels = _labels(rng)
     out = np.empty((n, hw, hw, 3), dtype=np.uint8)
+    classes = np.empty(n, dtype=np.int64)
     for i in range(n):
-        out[i] = np.asarray(_augmented_crop(rng, next(labels), (hw, hw), scale=(0.08, 1.0)))
-    return out
+        classes[i] = next(labels)
+        out[i] = np.asarray(_augmented_crop(rng, int(classes[i]), (hw, hw), scale=(0.08, 1.0)))
+    return out, classes
 
 
 # A fixed layer, independent of the data seed, so that every call sees the same "model".

@@ -1,20 +1,21 @@
 """Builds docs/BENCHMARKS.md from the reports the benchmark scripts wrote to bench/results/.
 
 No figure in docs/BENCHMARKS.md is typed by hand: each section is a generated report, included
-as it is (headings moved one level down), behind a short guide to what each one measures.
+as it is (headings moved one level down), behind a short guide to what each one measures. Only
+full runs are included: quick runs write ``*_quick`` reports, which this page ignores (except the
+comparative suite's, until a full run of it exists).
 
-    .venv/bin/python bench/report.py
+    .venv/bin/python -m bench.report
 """
 
 from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
-TARGET = HERE.parent / "docs" / "BENCHMARKS.md"
+from bench.results import RESULTS, ROOT
+
+TARGET = ROOT / "docs" / "BENCHMARKS.md"
 
 SECTIONS = (
     (
@@ -29,41 +30,45 @@ SECTIONS = (
     (
         "format_bench.md",
         "The file format against .npy and h5py",
-        "`.venv/bin/python bench/format_bench.py`: file size, write speed, sequential read speed "
+        "`.venv/bin/python -m bench.format_bench`: file size, write speed, sequential read speed "
         "(warm and cold page cache), open time at 10^6 rows, and peak memory while streaming a "
         "multi-GB file, for JPEG bytes, decoded uint8 images and sparse float32 activations.",
     ),
     (
         "loader_bench.md",
         "The training loader against DataLoader pipelines, memmap and h5py",
-        "`.venv/bin/python bench/loader_bench.py`: images/s against a decode-only ceiling and "
+        "`.venv/bin/python -m bench.loader_bench`: images/s against a decode-only ceiling and "
         "against a JPEG folder, h5py and npy memmap behind a PyTorch DataLoader; decoded arrays; "
         "cold shuffled against cold sequential epochs; peak memory against the memory budget.",
     ),
     (
         "pack_bench.md",
         "Packing a JPEG folder: bale pack against h5py and WebDataset",
-        "`.venv/bin/python bench/pack_bench.py`: images/s, source MB/s and output size when "
+        "`.venv/bin/python -m bench.pack_bench`: images/s, source MB/s and output size when "
         "packing a class-folder tree of JPEGs made from real photos, keeping the bytes or "
         "decoding to 224x224, against h5py and WebDataset's ShardWriter.",
     ),
     (
         "advisor_bench.md",
         "The codec advisor on three kinds of data",
-        "`.venv/bin/python bench/advisor_bench.py`: `bale codecs` as printed for JPEG bytes, "
-        "uint8 images and sparse activations made from real photos.",
+        "`.venv/bin/python -m bench.advisor_bench`: `bale codecs` as printed for JPEG bytes, "
+        "uint8 images and sparse activations made from real photos, then bale's default codec "
+        "against h5py gzip-4 and lzf and by row-group size: the measurements behind the "
+        "default codecs (a report older than that part shows `bale codecs` only).",
     ),
     (
         "shuffle_quality.md",
         "Shuffle quality",
-        "`.venv/bin/python bench/shuffle_quality.py`: the dispersion ratio (1.0 = i.i.d.) of "
+        "`.venv/bin/python -m bench.shuffle_quality`: the dispersion ratio (1.0 = i.i.d.) of "
         "each shuffle mode and window size on class-sorted data.",
     ),
     (
         "codec_choice.md",
-        "Codec measurements behind the defaults",
-        "`.venv/bin/python bench/codec_choice.py`: ratio and single-thread speed of every codec "
-        "candidate on the three data kinds, and the row-group size sweep.",
+        "Codec measurements behind the defaults (historical)",
+        "The last report of the retired `bench/codec_choice.py`, kept because docs/DECISIONS.md "
+        "cites it: ratio and single-thread speed of every codec candidate on the three data "
+        "kinds, and the row-group size sweep. `.venv/bin/python -m bench.advisor_bench` now "
+        "measures the same with bale's own advisor (section above).",
     ),
 )
 
@@ -75,14 +80,16 @@ its machine, library versions, date and the command that reproduces it, and show
 repeated runs with min-max. Comparisons are made within one run on one machine, because the
 machines here are shared and noisy. Where bale misses an aim, the report says so.
 
-Quick reproduction of everything (about 30 minutes on 2 cores):
+`bench/` is one package: run its scripts from the repository root as `python -m bench.<name>`
+(each takes `--help`; most take `--quick`, which writes `*_quick` reports that this page
+ignores). Reproduction of everything (about 30 minutes on 2 cores):
 
 ```
 bash bench/suite/setup_env.sh               # once: .venv-bench with the compared tools
-make bench                                  # format, loader and comparative benchmarks
-.venv/bin/python bench/shuffle_quality.py
-.venv/bin/python bench/codec_choice.py
-.venv/bin/python bench/report.py            # rebuilds this page
+make bench                                  # format, loader, pack, advisor, suite
+.venv/bin/python -m bench.shuffle_quality
+.venv/bin/python -m bench.report            # rebuilds this page (make bench does too)
+make bench-quick                            # every script on small data: proves the pipeline
 ```
 """
 
@@ -106,11 +113,12 @@ def build() -> str:
             path = RESULTS / FALLBACKS[name]
         parts.append(f"\n## {title}\n\n{what}\n")
         if not path.exists():
-            parts.append(f"\n*Not run yet: `{path.relative_to(HERE.parent)}` is missing.*\n")
+            parts.append(f"\n*Not run yet: `{path.relative_to(ROOT)}` is missing.*\n")
             continue
         body = path.read_text(encoding="utf-8").strip()
         body = re.sub(r"^# .*\n", "", body, count=1)  # the report's own title: the section's
         body = body.replace(f"]({IMAGE_LINK}", "](img/")
+        body = body.replace("](../out/", "](../bench/out/")  # a quick suite run's plots
         parts.append("\n" + demote(body) + "\n")
     return "".join(parts)
 

@@ -16,23 +16,17 @@ file is made in a second; and one file of real 64x64x3 uint8 images written with
 row groups, which checks that rows-per-group. Only the label column is read (the row payload
 does not change the order). Results: ``bench/results/shuffle_quality.json`` and ``.md``.
 
-    .venv/bin/python bench/shuffle_quality.py
+    .venv/bin/python -m bench.shuffle_quality
 """
 
 from __future__ import annotations
 
-import datetime
-import json
-import os
-import platform
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import datasets
 import numpy as np
 from numpy.typing import NDArray
 
@@ -41,10 +35,11 @@ from bale._core.defaults import DEFAULT_ROW_GROUP_BYTES
 from bale.loader.order import ShuffleMode
 from bale.loader.pipeline import DEFAULT_MEMORY_BUDGET
 from bale.loader.quality import dispersion_ratio
+from bench import photo_data
+from bench.machine import describe
+from bench.results import OUT, write_report
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
-WORK = HERE / "out" / "shuffle_quality"  # git-ignored; deleted at the end
+WORK = OUT / "shuffle_quality"  # git-ignored; deleted at the end
 ROWS = 200_000
 IMAGE_ROWS = 20_000  # ~250 MB of real images: enough groups per class, written in seconds
 IMAGE_SHAPE = (64, 64, 3)
@@ -88,7 +83,7 @@ def write_label_file(classes: int, rows_per_group: int) -> Case:
 def write_image_file(classes: int) -> Case:
     """Real 64x64x3 photos (a pool of 512 repeated) with sorted labels, default row groups."""
     path = WORK / f"images_{classes}c.bale"
-    pool = datasets.uint8_images(512, seed=7)
+    pool = photo_data.uint8_images(512, seed=7)
     images = pool[np.arange(IMAGE_ROWS) % len(pool)]
     bale.write(path, {"image": images, "label": sorted_labels(IMAGE_ROWS, classes)}, overwrite=True)
     with bale.open(path) as ds:
@@ -199,29 +194,8 @@ def measure_case(case: Case, default_k: int) -> dict[str, Any]:
 
 
 def environment() -> dict[str, Any]:
-    cpu = next(
-        line.split(":", 1)[1].strip()
-        for line in Path("/proc/cpuinfo").read_text().splitlines()
-        if line.startswith("model name")
-    )
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "diff", "--quiet", "HEAD", "--", str(HERE.parent / "src")], cwd=HERE
-    ).returncode
-    if dirty:
-        commit += " + uncommitted src changes"
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "bale": bale.__version__,
-        "git_commit": commit,
-    }
+    env = describe()
+    return {**env, "bale": env["versions"]["bale"], "git_commit": env["git"]}
 
 
 def table(case_name: str, result: dict[str, Any]) -> list[str]:
@@ -288,7 +262,7 @@ def report(results: dict[str, Any]) -> str:
     lines = [
         "# Shuffle quality on class-sorted data",
         "",
-        f"Date: {env['date']}. Command: `.venv/bin/python bench/shuffle_quality.py` "
+        f"Date: {env['date']}. Command: `.venv/bin/python -m bench.shuffle_quality` "
         f"({results['total_seconds']:.0f} s). bale {env['bale']} (git {env['git_commit']}), "
         f"Python {env['python']}, NumPy {env['numpy']}; {env['cpu']}, {env['cores']} cores, "
         f"kernel {env['kernel']}.",
@@ -326,7 +300,6 @@ def report(results: dict[str, Any]) -> str:
 def main() -> None:
     t0 = time.perf_counter()
     WORK.mkdir(parents=True, exist_ok=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     try:
         image_case = write_image_file(CLASS_COUNTS[0])
         default_k = default_window(image_case)
@@ -346,9 +319,8 @@ def main() -> None:
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
     results["total_seconds"] = time.perf_counter() - t0
-    (RESULTS / "shuffle_quality.json").write_text(json.dumps(results, indent=1) + "\n")
-    (RESULTS / "shuffle_quality.md").write_text(report(results))
-    print(f"total {results['total_seconds']:.0f} s; wrote {RESULTS / 'shuffle_quality.md'}")
+    written = write_report("shuffle_quality", results, report(results), quick=False)
+    print(f"total {results['total_seconds']:.0f} s; wrote {written}")
 
 
 if __name__ == "__main__":

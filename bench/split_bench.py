@@ -1,7 +1,7 @@
 """Split benchmark: how long `bale.split` takes by copying row groups vs by re-encoding rows.
 
 Builds (once, cached in bench/out/split/) a file of uint8 (N, 64, 64, 3) images cut from the real
-photos in scikit-image (``bench/datasets.py``) plus an int64 label, about 1 GB raw, marked as
+photos in scikit-image (``bench/photo_data.py``) plus an int64 label, about 1 GB raw, marked as
 shuffled when packed. Then times, with a warm page cache and fsync included (the Writer syncs
 every output before renaming it):
 
@@ -14,8 +14,8 @@ every output before renaming it):
 Each is run ``--repeat`` times; the table shows the median (min-max) wall seconds, and the CPU
 seconds other processes used meanwhile (the machine may be shared).
 
-    .venv/bin/python bench/split_bench.py              # ~1 GB raw, a few minutes
-    .venv/bin/python bench/split_bench.py --rows 8192  # ~100 MB, quick
+    .venv/bin/python -m bench.split_bench              # ~1 GB raw, a few minutes
+    .venv/bin/python -m bench.split_bench --rows 8192  # ~100 MB, quick
 """
 
 from __future__ import annotations
@@ -31,12 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasets import uint8_images
-from machine import ForeignLoad
 
 import bale
+from bench.machine import ForeignLoad
+from bench.photo_data import uint8_images
+from bench.results import OUT as BENCH_OUT
+from bench.stats import summary
 
-OUT = Path(__file__).resolve().parent / "out" / "split"
+OUT = BENCH_OUT / "split"
 CHUNK = 4096
 
 
@@ -65,9 +67,7 @@ def timed(run: Callable[[], Any], repeat: int) -> dict[str, Any]:
         walls.append(measured["wall_s"])
         foreign.append(measured["foreign_cpu_s"])
     return {
-        "median": statistics.median(walls),
-        "min": min(walls),
-        "max": max(walls),
+        **summary(walls),
         "foreign_cpu_s": statistics.median(foreign),
         "result": result,
     }

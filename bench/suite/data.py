@@ -1,4 +1,4 @@
-"""The suite's source data: the three kinds from bench/datasets.py, sorted by class, cached on disk.
+"""The suite's source data: the three kinds from bench/photo_data.py, sorted by class, cached on disk.
 
 Every tool is written from the same in-memory source and must give the same rows back. Rows
 are sorted by class label (stable), the worst case for a shuffle, so the shuffled epoch of
@@ -66,38 +66,22 @@ class Source:
 
 
 def _generate(kind: str, rows: int) -> tuple[NDArray[Any] | list[bytes], NDArray[np.int64]]:
-    from bench import datasets
+    from bench import photo_data
 
     if kind == "jpeg":
-        jpegs, labels = datasets.jpeg_images(rows, seed=SEED)
+        jpegs, labels = photo_data.jpeg_images(rows, seed=SEED)
         order = np.argsort(labels, kind="stable")
         return [jpegs[i] for i in order], labels[order]
     if kind == "uint8":
-        images, labels = _images_with_labels(rows, hw=64)
+        images, labels = photo_data.labelled_uint8_images(rows, SEED, hw=64)
     elif kind == "act":
-        # sparse_activations crops 32x32 inputs from the same stream as _images_with_labels.
-        _, labels = _images_with_labels(rows, hw=32)
-        images = datasets.sparse_activations(rows, seed=SEED)
+        # sparse_activations crops its 32x32 inputs from this same stream of labelled images.
+        _, labels = photo_data.labelled_uint8_images(rows, SEED, hw=32)
+        images = photo_data.sparse_activations(rows, seed=SEED)
     else:
         raise ValueError(f"unknown data kind {kind!r}; expected one of {KINDS}")
     order = np.argsort(labels, kind="stable")
     return images[order], labels[order]
-
-
-def _images_with_labels(rows: int, hw: int) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
-    """``datasets.uint8_images(rows, SEED, hw)`` and the source photo of each row (its class):
-    the same loop, keeping the labels that uint8_images draws and drops."""
-    from bench import datasets
-
-    rng = np.random.default_rng(SEED)
-    labels_stream = datasets._labels(rng)
-    out = np.empty((rows, hw, hw, 3), dtype=np.uint8)
-    labels = np.empty(rows, dtype=np.int64)
-    for i in range(rows):
-        labels[i] = next(labels_stream)
-        crop = datasets._augmented_crop(rng, int(labels[i]), (hw, hw), scale=(0.08, 1.0))
-        out[i] = np.asarray(crop)
-    return out, labels
 
 
 def prepare(directory: Path, kind: str, rows: int) -> Spec:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
 import zlib
 from collections.abc import Callable
@@ -30,16 +29,13 @@ from typing import Any
 import numpy as np
 
 from bench.machine import evict, resident_bytes
+from bench.stats import summary
 from bench.suite import data
 
 MiB = 1 << 20
 BLOCK_SIZES = {"4KiB": 4096, "64KiB": 64 * 1024, "1MiB": MiB}
 THREADS = (1, 4)
 PIECE = MiB  # compression unit: bale's default row group
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def make_file(path: Path, size: int) -> None:

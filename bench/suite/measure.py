@@ -40,7 +40,15 @@ from typing import Any
 
 import numpy as np
 
-from bench.machine import ForeignLoad, evict, reset_peak_rss, resident_bytes, vm_status
+from bench.machine import (
+    ForeignLoad,
+    device_read_bytes,
+    evict,
+    read_through,
+    reset_peak_rss,
+    resident_bytes,
+    vm_status,
+)
 from bench.suite import adapters, data
 from bench.suite.adapters.base import Adapter, Batch, Unsupported, fsync_tree
 
@@ -52,19 +60,6 @@ MiB = 1 << 20
 
 def store_dir(work: Path, tool: str, kind: str) -> Path:
     return work / "stores" / tool / kind
-
-
-def device_read_bytes() -> int:
-    """Bytes this process and its reaped children read from the block device (getrusage)."""
-    usage = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    return sum(u.ru_inblock for u in usage) * 512
-
-
-def read_through(paths: list[Path]) -> None:
-    for p in paths:
-        with open(p, "rb", buffering=0) as f:
-            while f.read(8 * MiB):
-                pass
 
 
 def payload_bytes(x: Any) -> int:

@@ -16,9 +16,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from bench.results import OUT, ROOT
+
 IMG = ROOT / "docs" / "img"
 IMG_LINK = "../../docs/img"  # from bench/results/; bench/report.py rewrites it for docs/
+# A quick run's plots stay out of docs/img, which holds the full run's.
+QUICK_IMG = OUT / "suite" / "img"
+QUICK_IMG_LINK = "../out/suite/img"
 MB = 1e6
 KIND_ORDER = ("jpeg", "uint8", "act")
 Stat = dict[str, float]
@@ -580,13 +584,19 @@ def disturbance(res: Results) -> list[str]:
 # -- plots ------------------------------------------------------------------------------------
 
 
+def image_dir(res: Results) -> tuple[Path, str]:
+    """Where the plots go, and the link to them from bench/results/."""
+    return (IMG, IMG_LINK) if res.raw["mode"] == "full" else (QUICK_IMG, QUICK_IMG_LINK)
+
+
 def plots(res: Results, prefix: str) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    IMG.mkdir(parents=True, exist_ok=True)
+    img_dir = image_dir(res)[0]
+    img_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for kind in res.kinds:
         tools = [t for t in res.tools if res.get(t, kind, "seq", "warm", "rows_per_s")]
@@ -620,7 +630,7 @@ def plots(res: Results, prefix: str) -> list[str]:
         ax.set_title(f"{kind}: epoch throughput")
         ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
-        path = IMG / f"{prefix}_{kind}_epochs.png"
+        path = img_dir / f"{prefix}_{kind}_epochs.png"
         fig.savefig(path, dpi=90)
         plt.close(fig)
         written.append(path.name)
@@ -650,7 +660,7 @@ def plots(res: Results, prefix: str) -> list[str]:
         a1.invert_yaxis()
         fig.suptitle(f"{kind}: writing")
         fig.tight_layout()
-        path = IMG / f"{prefix}_{kind}_write.png"
+        path = img_dir / f"{prefix}_{kind}_write.png"
         fig.savefig(path, dpi=90)
         plt.close(fig)
         written.append(path.name)
@@ -694,7 +704,7 @@ def plots(res: Results, prefix: str) -> list[str]:
         axes[0].invert_yaxis()
         fig.suptitle(what)
         fig.tight_layout()
-        path = IMG / f"{prefix}_{fname}.png"
+        path = img_dir / f"{prefix}_{fname}.png"
         fig.savefig(path, dpi=90)
         plt.close(fig)
         written.append(path.name)
@@ -717,7 +727,7 @@ def plots(res: Results, prefix: str) -> list[str]:
         ax.legend(fontsize=8)
         ax.set_title("JPEG: fetch + decode, shuffled")
         fig.tight_layout()
-        path = IMG / f"{prefix}_jpeg_decode.png"
+        path = img_dir / f"{prefix}_jpeg_decode.png"
         fig.savefig(path, dpi=90)
         plt.close(fig)
         written.append(path.name)
@@ -727,6 +737,7 @@ def plots(res: Results, prefix: str) -> list[str]:
 def build(results: dict[str, Any], prefix: str = "suite") -> str:
     res = Results(results)
     images = plots(res, prefix)
+    link = image_dir(res)[1]
     lines = header(res) + disturbance(res) + method(res) + tools_section(res)
     lines += limits_section(res) + bale_vs_limits(res) + losses(res)
     from bench.suite.data import DESCRIPTIONS
@@ -738,11 +749,11 @@ def build(results: dict[str, Any], prefix: str = "suite") -> str:
             lines += decode_section(res)
         for img in images:
             if img.startswith(f"{prefix}_{kind}_"):
-                lines += [f"![{img}]({IMG_LINK}/{img})", ""]
+                lines += [f"![{img}]({link}/{img})", ""]
     lines += ["## Random-row latency and shuffle quality", ""]
     for img in images:
         if img.endswith(("_latency.png", "_shuffle.png")):
-            lines += [f"![{img}]({IMG_LINK}/{img})", ""]
+            lines += [f"![{img}]({link}/{img})", ""]
     lines += eviction_section(res) + failures_section(res)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -757,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
     markdown = build(results, prefix="suite")
     target = args.results.with_suffix(".md")
     target.write_text(markdown, encoding="utf-8")
-    print(f"wrote {target} and plots in {IMG}")
+    print(f"wrote {target} and plots in {image_dir(Results(results))[0]}")
     return 0
 
 

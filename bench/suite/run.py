@@ -5,8 +5,9 @@ probe which tools import, write each store (``--write-repeats`` times, each time
 stored rows once, then ``--repeats`` rounds of read measurements. Each round runs warm then cold,
 and inside that every kind and tool in turn (round-robin), so a burst of load from elsewhere
 hits all tools alike. Full mode starts a fresh process per measurement; quick mode one per tool,
-kind and cache state (each measure still gets a fresh adapter and its own cache preparation). Results: bench/results/suite.json (``--quick``: suite_quick.json), then
-the report (bench/suite/report.py) and plots in docs/img/.
+kind and cache state (each measure still gets a fresh adapter and its own cache preparation).
+Results: bench/results/suite.json (``--quick``: suite_quick.json), then the report
+(bench/suite/report.py) and plots in docs/img/.
 
     .venv-bench/bin/python -m bench.suite.run            # full run
     .venv-bench/bin/python -m bench.suite.run --quick    # small data, one round: minutes
@@ -15,24 +16,21 @@ the report (bench/suite/report.py) and plots in docs/img/.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
+from bench.machine import describe
+from bench.results import OUT, RESULTS, ROOT
 from bench.suite import adapters, data
 
-ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "bench" / "results"
-WORK = ROOT / "bench" / "out" / "suite"  # git-ignored
-INSTALL_LOGS = ROOT / "bench" / "out" / "suite_install"
+WORK = OUT / "suite"  # git-ignored
+INSTALL_LOGS = OUT / "suite_install"
 READ_MEASURES = ("seq", "shuf", "row", "decode")
 
 
@@ -111,9 +109,10 @@ def run_measure(
 
 
 def _env() -> dict[str, str]:
+    """The measuring processes' environment: no network for Hugging Face. They run as
+    ``python -m`` in the repository root, which puts this package on their path."""
     env = dict(os.environ)
     env.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
@@ -158,25 +157,7 @@ def iid_reference(kind: str, batch: int, seeds: int = 50) -> dict[str, float]:
 
 
 def environment() -> dict[str, Any]:
-    import numpy as np
-
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    df = subprocess.run(["df", "-T", str(WORK)], capture_output=True, text=True).stdout
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "ram_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "df": df.strip(),
-        "loadavg_start": os.getloadavg(),
-    }
+    return describe(WORK)
 
 
 def log(msg: str) -> None:

@@ -1,44 +1,42 @@
 """Every benchmark-suite adapter gives back exactly the rows it wrote: in order for a sequential
-epoch, as a permutation for a shuffled one, and row by row. Tools not installed are skipped."""
+epoch, as a permutation for a shuffled one, and row by row. Tools not installed are skipped.
+
+``bench`` is imported as the package it is, from the repository root (``python -m pytest``
+puts the working directory on the path)."""
 
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 pytest.importorskip("simplejpeg")
 pytest.importorskip("skimage")
 
-from bench import datasets  # noqa: E402
-from bench.suite import adapters  # noqa: E402
-from bench.suite.adapters.base import Adapter, Unsupported  # noqa: E402
-from bench.suite.data import Source, make_source  # noqa: E402
+from bench import photo_data
+from bench.suite import adapters
+from bench.suite.adapters.base import Adapter, Unsupported
+from bench.suite.data import Source, make_source
 
 BATCH = 16
 
 
 def _jpeg_source() -> Source:
-    jpegs, labels = datasets.jpeg_images(30, seed=3, size=(48, 64))
+    jpegs, labels = photo_data.jpeg_images(30, seed=3, size=(48, 64))
     order = np.argsort(labels, kind="stable")
     return make_source("jpeg", [jpegs[i] for i in order], labels[order])
 
 
 def _act_source() -> Source:
-    x = datasets.sparse_activations(70, seed=3, channels=4, hw=8)
+    x = photo_data.sparse_activations(70, seed=3, channels=4, hw=8)
     return make_source("act", x, (np.arange(70) * 5) // 70)
 
 
 def _uint8_source() -> Source:
-    x = datasets.uint8_images(50, seed=3, hw=8)
+    x = photo_data.uint8_images(50, seed=3, hw=8)
     return make_source("uint8", x, (np.arange(50) * 3) // 50)
 
 

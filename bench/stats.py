@@ -1,0 +1,16 @@
+"""How every benchmark summarises repeated measurements: the median with its min-max range."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    """Median, min and max of repeated measurements (at least one)."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def fmt_range(s: dict[str, float], digits: int = 0) -> str:
+    """``median (min-max)`` of a :func:`summary`."""
+    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
