@@ -45,6 +45,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.loader_bench
 	$(BIN)/python -m bench.pack_bench
 	$(BIN)/python -m bench.advisor_bench
+	$(BIN)/python -m bench.import_time
 	$(BENCH_VENV)/bin/python -m bench.suite.run
 	$(BIN)/python -m bench.report
 
@@ -55,6 +56,7 @@ bench-quick: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.loader_bench --quick
 	$(BIN)/python -m bench.pack_bench --quick
 	$(BIN)/python -m bench.advisor_bench --quick
+	$(BIN)/python -m bench.import_time --quick
 	$(BENCH_VENV)/bin/python -m bench.suite.run --quick
 	$(BIN)/python -m bench.report
 

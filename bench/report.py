@@ -57,6 +57,13 @@ SECTIONS = (
         "default codecs (a report older than that part shows `bale codecs` only).",
     ),
     (
+        "import_time.md",
+        "Import time",
+        "`.venv/bin/python -m bench.import_time`: wall time of `import bale` in a fresh "
+        "interpreter (median over fresh processes, interpreter start subtracted) and the "
+        "slowest imports by `python -X importtime`.",
+    ),
+    (
         "shuffle_quality.md",
         "Shuffle quality",
         "`.venv/bin/python -m bench.shuffle_quality`: the dispersion ratio (1.0 = i.i.d.) of "
@@ -86,7 +93,7 @@ ignores). Reproduction of everything (about 30 minutes on 2 cores):
 
 ```
 bash bench/suite/setup_env.sh               # once: .venv-bench with the compared tools
-make bench                                  # format, loader, pack, advisor, suite
+make bench                                  # format, loader, pack, advisor, import time, suite
 .venv/bin/python -m bench.shuffle_quality
 .venv/bin/python -m bench.report            # rebuilds this page (make bench does too)
 make bench-quick                            # every script on small data: proves the pipeline

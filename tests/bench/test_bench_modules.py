@@ -37,6 +37,7 @@ def test_the_scripts_and_helpers_are_found() -> None:
         "bench.machine",
         "bench.photo_data",
         "bench.report",
+        "bench.import_time",
         "bench.advisor_bench",
         "bench.loader_bench",
         "bench.suite.run",
