@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import lzma
 import pickle
 from pathlib import Path
 from typing import Any
@@ -155,3 +156,36 @@ def test_closed_source_releases_rows(tmp_path: Path) -> None:
     src.close()
     with pytest.raises(BaleError, match="closed"):
         src.read(0, 1)
+
+
+def _zstd_open(path: Path, mode: str) -> Any:
+    import zstandard
+
+    return zstandard.open(path, mode)
+
+
+@pytest.mark.parametrize(
+    ("opener", "damage"),
+    [
+        *(
+            (opener, damage)
+            for opener in (gzip.open, bz2.open, lzma.open)
+            for damage in ("truncated", "flipped")
+        ),
+        # zstandard writes no checksum: flipped bytes may decode to other bytes, unnoticed.
+        (_zstd_open, "truncated"),
+    ],
+)
+def test_damaged_compressed_pickle_is_corrupt(tmp_path: Path, opener: Any, damage: str) -> None:
+    path = tmp_path / "c.pkl.z"
+    with opener(path, "wb") as fp:
+        pickle.dump({"x": photos(N)}, fp)
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        for i in range(len(data) // 3, len(data) // 3 + 64):
+            data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match=r"c\.pkl\.z"):
+        PickleSource(path, trust=True)

@@ -24,6 +24,7 @@ import io
 import lzma
 import os
 import pickle
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -72,12 +73,28 @@ def _load(path: str) -> Any:
             "package it needs (e.g. pandas for a DataFrame) or convert it where that code runs",
             path=path,
         ) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, IndexError, OSError) as exc:
+    except _damage_errors() as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise CorruptFileError(
             f"not a readable pickle ({type(exc).__name__}: {exc}); a truncated copy?", path=path
         ) from None
+
+
+def _damage_errors() -> tuple[type[Exception], ...]:
+    """What unpickling a damaged (or damaged compressed) file raises. zstandard's error counts
+    once a .zst pickle has imported it: this runs only while an exception is being matched, so
+    reading plain pickles never imports zstandard."""
+    errors: tuple[type[Exception], ...] = (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        IndexError,
+        OSError,  # gzip.BadGzipFile and bz2's "Invalid data stream"
+        lzma.LZMAError,
+    )
+    zstandard = sys.modules.get("zstandard")
+    return (*errors, zstandard.ZstdError) if zstandard is not None else errors
 
 
 def _from_pandas(obj: Any) -> bool:
