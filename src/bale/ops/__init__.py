@@ -1,1 +1,1 @@
-"""Whole-file operations: pack, split, concat, repair, verify."""
+"""Whole-file operations: pack, split, concat, repair, verify, export, info."""
