@@ -18,7 +18,6 @@ from bale.errors import BaleError
 from bale.images import DecodeImages
 from bale.io import pagecache
 from bale.io.pagecache import evict_files, resident_bytes
-from bale.measure import throughput
 from bale.measure.throughput import input_bound_verdict, measure_loader, parse_transform
 
 N = 1000
@@ -85,11 +84,6 @@ def test_resident_bytes_and_eviction_leave_the_file_readable(small: str) -> None
         assert int(ds["y"][N - 1]) == N - 1
     total = pagecache.total_resident_bytes([small, small])
     assert total is None or 0 <= total <= 2 * size
-
-
-def test_page_cache_helpers_keep_their_throughput_names() -> None:
-    assert throughput.evict_files is evict_files
-    assert throughput.resident_bytes is resident_bytes
 
 
 def test_decode_transform_counts_images(tmp_path: Path) -> None:

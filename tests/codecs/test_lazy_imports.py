@@ -101,3 +101,12 @@ import numpy as np, bale
 bale.write({str(path)!r}, {{"x": np.arange(1000, dtype=np.int32)}}, codecs={{"x": "zstd:3"}})
 """
     assert _loaded_after(code) == {"zstandard"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "library"), [("blosc2:zstd:1", "blosc2"), ("zstd:1", "zstandard"), ("lz4", "lz4")]
+)
+def test_warm_up_imports_the_library(spec: str, library: str) -> None:
+    """Measuring code (the advisor, bale bench) warms codecs up before its timers start."""
+    code = f"from bale.codecs import parse_codec\nparse_codec({spec!r}).warm_up()"
+    assert library in _loaded_after(code)

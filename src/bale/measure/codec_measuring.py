@@ -33,7 +33,8 @@ from bale.errors import BaleError, CodecError, CorruptFileError
 from bale.format.constants import DEFAULT_SEGMENT_BYTES
 from bale.format.schema import Array, Bytes, ColumnType
 from bale.measure.codec_report import GOALS, AdvisorReport, CodecResult, ColumnReport, Goal
-from bale.measure.codec_words import describe_column, describe_machine
+from bale.measure.codec_words import describe_column
+from bale.measure.machine import describe_machine
 from bale.measure.sampling import DEFAULT_SAMPLE_BYTES
 
 __all__ = ["candidate_codecs", "measure_codecs", "recommend_codecs"]
@@ -290,6 +291,7 @@ def _measure_codec(
     if isinstance(codec, NoCompression):
         # Stored as is: writing and reading do no codec work (reads are zero-copy views).
         return _Measured(raw_bytes, raw_bytes, math.inf, math.inf, math.inf, math.inf)
+    codec.warm_up()  # its library is imported on first use: never inside a timer
     if limit_time and len(blocks) > 1:
         first = _timed(lambda: encode_payload(codec, blocks[0], segment))
         # CPU time, not wall time: which candidates run should not depend on the machine's load.
