@@ -11,6 +11,7 @@ from bale._core.blocks import StoredBlock, StoredGroup
 from bale._core.layout import read_index
 from bale._version import __version__
 from bale.errors import SchemaError
+from bale.format.constants import ALIGNMENT
 from bale.format.footer import BlockRecord, FileIndex, pack_footer
 from bale.format.header import (
     dump_json,
@@ -49,14 +50,16 @@ class GroupSink:
 
     @classmethod
     def create(cls, path: str, *, overwrite: bool, segment_bytes: int) -> GroupSink:
-        return cls(FileSink(path, "create", overwrite=overwrite), segment_bytes)
+        return cls(
+            FileSink(path, "create", alignment=ALIGNMENT, overwrite=overwrite), segment_bytes
+        )
 
     @classmethod
     def reopen(cls, path: str, schema: SchemaLike | None, metadata: Mapping[str, Any]) -> GroupSink:
         """An existing file, to add row groups after its last one. ``schema``, when given, must
         have the file's columns; ``metadata`` is merged over the file's."""
         # Lock first: another appender may be rewriting the footer right now.
-        sink = FileSink(path, "update")
+        sink = FileSink(path, "update", alignment=ALIGNMENT)
         source = LocalSource(path)
         try:
             index, footer_offset = read_index(source)

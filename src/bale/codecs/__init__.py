@@ -14,7 +14,8 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from bale.codecs.base import Buffer, Codec
+from bale._types import Buffer
+from bale.codecs.base import Codec
 from bale.codecs.blosc import Blosc2
 from bale.codecs.simple import LZ4, NoCompression, Zstd
 from bale.errors import CodecError

@@ -6,7 +6,8 @@ import functools
 from types import ModuleType
 from typing import Any, ClassVar, Final, Literal, get_args
 
-from bale.codecs.base import Buffer, Codec, decode_error, encode_error, import_library
+from bale._types import Buffer
+from bale.codecs.base import Codec, decode_error, encode_error, import_library
 from bale.errors import CodecError
 
 Blosc2Compressor = Literal["blosclz", "lz4", "lz4hc", "zlib", "zstd"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import struct
 
-from bale.codecs.base import Buffer, Codec
+from bale._types import Buffer
+from bale.codecs.base import Codec
 from bale.errors import CorruptFileError
 
 _FRAME_LENGTH = struct.Struct("<Q")

@@ -7,7 +7,8 @@ import threading
 from types import ModuleType
 from typing import Any, ClassVar
 
-from bale.codecs.base import Buffer, Codec, decode_error, encode_error, import_library
+from bale._types import Buffer
+from bale.codecs.base import Codec, decode_error, encode_error, import_library
 from bale.errors import CodecError
 
 

@@ -8,9 +8,8 @@ import os
 from collections.abc import Sequence
 from typing import Literal
 
-from bale.codecs.base import Buffer
+from bale._types import Buffer
 from bale.errors import BaleWriteError, FileLockedError, TargetExistsError
-from bale.format.header import padding
 
 
 def partial_path_for(path: str | os.PathLike[str]) -> str:
@@ -57,10 +56,12 @@ class FileSink:
         path: str | os.PathLike[str],
         mode: Literal["create", "update"],
         *,
+        alignment: int,
         overwrite: bool = False,
         start: int = 0,
     ) -> None:
         self.target = os.fspath(path)
+        self.alignment = alignment  # aligned writes end on a multiple of this many bytes
         self.mode = mode
         self.overwrite = overwrite
         if mode == "create":
@@ -116,7 +117,7 @@ class FileSink:
         pieces = [memoryview(b).cast("B") for b in buffers]
         total = sum(len(p) for p in pieces)
         if align:
-            pad = padding(start + total)
+            pad = -(start + total) % self.alignment
             if pad:
                 pieces.append(memoryview(bytes(pad)))
         try:

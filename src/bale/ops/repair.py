@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from bale._core.layout import block_reads_back, read_header, read_index, scan_groups
 from bale._version import __version__
 from bale.errors import BaleError, TargetExistsError
+from bale.format.constants import ALIGNMENT
 from bale.format.footer import FileIndex, pack_footer
 from bale.format.header import pack_trailer
 from bale.io.sink import FileSink, partial_path_for
@@ -85,7 +86,9 @@ def _complete_index(path: str) -> FileIndex | None:
 
 def _rebuild(path: str) -> tuple[str, int, int, int, bool, list[int], int]:
     source = LocalSource(path)
-    sink = FileSink(path, "update")  # takes the writer lock: never repair a file being written
+    sink = FileSink(
+        path, "update", alignment=ALIGNMENT
+    )  # takes the writer lock: never repair a file being written
     try:
         header = read_header(source)
         size = source.size()
