@@ -8,7 +8,7 @@ import math
 
 from bale.cli._command import EXIT_OK, Subcommands, add_columns_option, add_json_flag
 from bale.errors import BaleError
-from bale.measure.advisor import describe_machine
+from bale.measure.machine import describe_machine
 from bale.measure.throughput import LoaderRun, ThroughputReport, measure_loader, parse_transform
 
 

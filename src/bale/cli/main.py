@@ -61,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bale",
-        description="Inspect, check, repair and export .bale dataset files.",
+        description="Make, inspect, check, repair, split, join and export .bale dataset files; "
+        "measure codecs and loader throughput.",
     )
     parser.add_argument("--version", action="version", version=f"bale {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -48,7 +48,7 @@ from bale.measure.codec_report import (
     ColumnReport,
     Goal,
 )
-from bale.measure.codec_words import describe_machine
+from bale.measure.machine import describe_machine
 from bale.measure.sampling import DEFAULT_SAMPLE_BYTES, sample_file, sample_source
 
 __all__ = [

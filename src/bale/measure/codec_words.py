@@ -1,11 +1,9 @@
-"""The codec advisor's plain words: the machine measured on, each column's data, and how a codec
+"""The codec advisor's plain words: each column's data, and how a codec
 makes a column smaller. No measuring and no choosing here; ``codec_report`` composes the reasons."""
 
 from __future__ import annotations
 
 import math
-import os
-import platform
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,31 +15,11 @@ from bale.format.schema import Array, ColumnType, String
 
 __all__ = [
     "describe_column",
-    "describe_machine",
     "how_it_works",
     "mbps_text",
     "ratio_text",
     "type_text",
 ]
-
-
-def describe_machine() -> str:
-    """Where measurements were taken: cores, CPU model, load, e.g. "2 cores (Intel(R) Xeon(R)
-    Processor), load average 1.3"."""
-    cores = os.cpu_count() or 1
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    text = f"{cores} core{'s' if cores != 1 else ''} ({model})" if model else f"{cores} cores"
-    if hasattr(os, "getloadavg"):
-        text += f", load average {os.getloadavg()[0]:.1f}"
-    return text
 
 
 def type_text(column_type: ColumnType) -> str:
