@@ -200,7 +200,9 @@ def _docs() -> str:
         *sorted((ROOT / "docs").glob("*.md")),
         *(ROOT / "examples").glob("*.py"),
     ]
-    return "\n".join(f.read_text() for f in files if f.name != "BENCHMARKS.md")
+    texts = [f.read_text() for f in files if f.name != "BENCHMARKS.md"]
+    # The table of paths that moved names the old ones on purpose.
+    return "\n".join(t.split("## Paths that moved")[0] for t in texts)
 
 
 def test_every_name_the_docs_use_is_public_and_every_public_name_is_documented() -> None:
@@ -246,7 +248,7 @@ def test_import_bale_loads_only_what_reading_and_writing_need() -> None:
     probe = (
         "import sys, json, bale\n"
         f"before = [m for m in {heavy!r} if m in sys.modules]\n"
-        "bale.pack, bale.Loader\n"
+        "bale.pack, bale.Loader, bale.importers.open_source, bale.loader.order.epoch_order\n"
         f"after = [m for m in {heavy!r} if m in sys.modules]\n"
         "print(json.dumps([before, after]))"
     )

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-import importlib
+import importlib as _importlib
 from typing import TYPE_CHECKING, Any
 
 from bale._core.dataset import ColumnView, Dataset, open
@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from bale.ops.split import SplitReport, split
 
 # The loader and the whole-file operations are imported on first use: `import bale` (paid by
-# every CLI call and every spawned DataLoader worker) loads only what reading and writing need.
+# every spawned DataLoader worker) loads only what reading and writing need. The public
+# sub-packages load on first use too: `import bale; bale.importers.open_source(...)` works.
 _LAZY = {
     "ConcatReport": "bale.ops.concat",
     "Loader": "bale.loader.pipeline",
@@ -50,17 +51,25 @@ _LAZY = {
 }
 
 
+_SUBMODULES = frozenset(
+    {"adapters", "codecs", "dask", "errors", "format", "images", "importers", "io", "loader"}
+    | {"measure", "ops"}
+)
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return _importlib.import_module(f"bale.{name}")  # also binds it in this namespace
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'bale' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    return sorted({*__all__, *_SUBMODULES, "__doc__", "__file__", "__name__", "__path__"})
 
 
 __all__ = [
