@@ -132,13 +132,14 @@ def iid_ratios(case: Case, batch: int) -> list[float]:
 
 
 def default_window(image_case: Case) -> int:
-    """K that bale.Loader derives from the default 1 GiB memory_budget for the full rows."""
+    """K that bale.Loader picks by default: 256 MiB of decoded rows (a function of the data)."""
     with bale.Loader(image_case.path, 64, shuffle="chunks") as loader:
         return loader.window_groups
 
 
 def labels_only_window(case: Case) -> int:
-    """K the Loader would pick when asked for the label column alone (sized by that column)."""
+    """K the Loader picks when asked for the label column alone: the same as for all columns
+    (the window is sized by the whole rows, so the order does not depend on the columns read)."""
     with bale.Loader(case.path, 64, shuffle="chunks", columns=["label"]) as loader:
         return loader.window_groups
 

@@ -89,7 +89,7 @@ def main() -> int:
                         f"{rate:6.0f} images/s"
                     )
                     running.clear()
-                    checkpoint = train.state_dict(batches_seen=seen)  # what to save to resume
+                    checkpoint = train.state_dict(seen, num_workers=2)  # what to save to resume
                 asked = time.perf_counter()
         took = time.perf_counter() - t0
         print(

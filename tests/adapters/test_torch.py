@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -133,19 +134,41 @@ def test_iterable_single_process_equals_loader(path: Path) -> None:
     assert [b["id"].tolist() for b in data] == [b["id"].tolist() for b in want]  # reopens
 
 
+def worker_batches(
+    path: Path, batch_size: int, workers: int, epoch: int = 0, **kwargs: Any
+) -> list[dict[str, Any]]:
+    """What a DataLoader with ``workers`` workers yields: one batch from each worker in turn,
+    each worker serving its own share of the rank's rows (bale.Loader.iter_batches)."""
+    with bale.Loader(path, batch_size, rank=0, world_size=1, **kwargs) as loader:
+        per_worker = [
+            list(loader.iter_batches(epoch, worker=w, num_workers=workers)) for w in range(workers)
+        ]
+    out = []
+    for i in range(max(len(b) for b in per_worker)):
+        out.extend(b[i] for b in per_worker if i < len(b))
+    return out
+
+
+def ids_of(batches: list[dict[str, Any]]) -> list[int]:
+    return [int(i) for b in batches for i in np.asarray(b["id"]).tolist()]
+
+
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 @pytest.mark.parametrize("shuffle", ["chunks", "full"])
-def test_iterable_workers_split_batches(path: Path, shuffle: str) -> None:
+def test_iterable_workers_split_rows(path: Path, shuffle: str) -> None:
     from torch.utils.data import DataLoader
 
-    data = TorchIterableDataset(path, BATCH, shuffle=shuffle, seed=5, columns=["id", "blob"])
-    want = loader_batches(path, shuffle=shuffle, seed=5, columns=["id", "blob"])
+    options: dict[str, Any] = {"shuffle": shuffle, "seed": 5, "columns": ["id", "blob"]}
+    data = TorchIterableDataset(path, BATCH, **options)
     got = list(DataLoader(data, batch_size=None, num_workers=2))
-    ids = np.concatenate([b["id"].numpy() for b in got])
-    assert sorted(ids.tolist()) == list(range(ROWS))  # the epoch exactly once
+    assert sorted(ids_of(got)) == list(range(ROWS))  # the epoch exactly once
+    want = worker_batches(path, BATCH, 2, **options)
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):  # in order: the DataLoader interleaves workers
         assert_same_batch(g, w)
+    if shuffle == "chunks":  # each worker read its own row groups (one may be shared)
+        groups = [{i // 50 for i in ids_of(got[w::2])} for w in range(2)]
+        assert len(groups[0] & groups[1]) <= 1
 
 
 def test_iterable_in_spawned_workers(path: Path) -> None:
@@ -153,13 +176,17 @@ def test_iterable_in_spawned_workers(path: Path) -> None:
 
     data = TorchIterableDataset(path, 100, shuffle="full", seed=7, columns=["id"])
     loader = DataLoader(data, batch_size=None, num_workers=2, multiprocessing_context="spawn")
-    want = [b["id"].tolist() for b in loader_batches_of(path, 100, shuffle="full", seed=7)]
-    assert [b["id"].tolist() for b in loader] == want
+    want = worker_batches(path, 100, 2, shuffle="full", seed=7, columns=["id"])
+    assert [b["id"].tolist() for b in loader] == [b["id"].tolist() for b in want]
 
 
-def loader_batches_of(path: Path, batch_size: int, **kwargs: Any) -> list[dict[str, Any]]:
-    with bale.Loader(path, batch_size, rank=0, world_size=1, columns=["id"], **kwargs) as loader:
-        return list(loader)
+def test_a_batching_dataloader_is_refused(path: Path) -> None:
+    from torch.utils.data import DataLoader
+
+    data = TorchIterableDataset(path, BATCH, columns=["id"])
+    with pytest.raises(ValueError, match="batch_size=None"):
+        next(iter(DataLoader(data, batch_size=4)))
+    assert next(iter(DataLoader(data, batch_size=None)))["id"].shape == (BATCH,)
 
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
@@ -168,14 +195,13 @@ def test_iterable_set_epoch_and_drop_last(path: Path) -> None:
 
     data = TorchIterableDataset(path, BATCH, shuffle="chunks", seed=1, drop_last=True)
     loader = DataLoader(data, batch_size=None, num_workers=2)
-    with bale.Loader(path, BATCH, seed=1, drop_last=True, rank=0, world_size=1) as reference:
-        for epoch in range(2):
-            data.set_epoch(epoch)
-            reference.set_epoch(epoch)
-            got, want = list(loader), list(reference)
-            assert len(got) == len(want) == ROWS // BATCH == len(data)
-            for g, w in zip(got, want, strict=True):
-                assert_same_batch(g, w)
+    for epoch in range(2):
+        data.set_epoch(epoch)
+        got = list(loader)
+        want = worker_batches(path, BATCH, 2, epoch, seed=1, drop_last=True)
+        assert len(got) == len(want) == 2 * ((ROWS // 2) // BATCH)
+        for g, w in zip(got, want, strict=True):
+            assert_same_batch(g, w)
 
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
@@ -184,58 +210,81 @@ def test_iterable_persistent_workers_advance_epochs(path: Path) -> None:
 
     data = TorchIterableDataset(path, BATCH, seed=2, columns=["id"])
     loader = DataLoader(data, batch_size=None, num_workers=2, persistent_workers=True)
-    with bale.Loader(path, BATCH, seed=2, columns=["id"], rank=0, world_size=1) as reference:
-        for _ in range(2):
-            got = [b["id"].tolist() for b in loader]
-            assert got == [b["id"].tolist() for b in reference]
+    for epoch in range(2):
+        got = [b["id"].tolist() for b in loader]
+        want = worker_batches(path, BATCH, 2, epoch, seed=2, columns=["id"])
+        assert got == [b["id"].tolist() for b in want]
 
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-@pytest.mark.parametrize("consumed", [0, 5, 18, 19])
-def test_iterable_resume_gives_exactly_the_rest(path: Path, consumed: int) -> None:
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 3 worker processes:UserWarning")
+@pytest.mark.parametrize("consumed", [0, 5, 17, 20])
+@pytest.mark.parametrize(("batch_after", "workers_after"), [(BATCH, 2), (13, 3), (64, 0)])
+def test_iterable_resume_serves_every_row_once(
+    path: Path, consumed: int, batch_after: int, workers_after: int
+) -> None:
+    """Stop after ``consumed`` batches from 2 workers, resume with another batch size and
+    number of workers: the two runs together serve the epoch's rows exactly once."""
     from torch.utils.data import DataLoader
 
     kwargs: dict[str, Any] = {"shuffle": "chunks", "seed": 9, "columns": ["id"]}
-    want = [b["id"].tolist() for b in loader_batches(path, **kwargs)]  # 19 batches
     data = TorchIterableDataset(path, BATCH, **kwargs)
-    data.set_epoch(0)
-    state: dict[str, Any] = data.state_dict(batches_seen=0)
-    for seen, _batch in enumerate(DataLoader(data, batch_size=None, num_workers=2), start=1):
-        if seen == consumed:
-            state = data.state_dict(batches_seen=seen)
+    total = len(worker_batches(path, BATCH, 2, **kwargs))  # 20: 10 per worker, 300 rows each
+    seen: list[int] = []
+    state: dict[str, Any] = data.state_dict(0, num_workers=2)
+    for n, batch in enumerate(DataLoader(data, batch_size=None, num_workers=2), start=1):
+        if n > consumed:
             break
+        seen.extend(batch["id"].tolist())
+        state = data.state_dict(n, num_workers=2)
+    json.dumps(state)  # a few numbers
 
-    resumed = TorchIterableDataset(path, BATCH, **kwargs)
+    resumed = TorchIterableDataset(path, batch_after, **kwargs)
     resumed.load_state_dict(state)
     resumed.set_epoch(state["epoch"])
-    rest = [b["id"].tolist() for b in DataLoader(resumed, batch_size=None, num_workers=2)]
-    if consumed == len(want):  # a finished epoch resumes at the start of the next one
-        assert state["epoch"] == 1 and state["position"] == 0
-        with bale.Loader(path, BATCH, rank=0, world_size=1, **kwargs) as next_epoch:
-            next_epoch.set_epoch(1)
-            assert rest == [b["id"].tolist() for b in next_epoch]
+    loader = DataLoader(resumed, batch_size=None, num_workers=workers_after)
+    rest = [i for b in loader for i in b["id"].tolist()]
+    if consumed == total:  # a finished epoch resumes at the start of the next one
+        assert (state["epoch"], state["phases"]) == (1, [])
+        assert sorted(rest) == list(range(ROWS))
     else:
-        assert rest == want[consumed:]
-        assert len(resumed) == len(want) - consumed
+        both = seen + rest
+        assert len(set(both)) == len(both)  # never twice
+        # partition="drop": fewer rows than the resumed run has consumers may be left out.
+        assert ROWS - len(both) < max(1, workers_after)
+        if consumed:
+            assert state["phases"] == [[1, 2, BATCH, consumed]]
 
-    # A second resume in the middle of the resumed iteration counts from the resumed position.
-    if 0 < consumed < len(want) - 2:
-        again = resumed.state_dict(batches_seen=2)
-        third = TorchIterableDataset(path, BATCH, **kwargs)
-        third.load_state_dict(again)
-        third.set_epoch(0)
-        assert [b["id"].tolist() for b in third] == want[consumed + 2 :]
-        third.set_epoch(0)  # without a pending resume, set_epoch starts from the beginning
-        assert [b["id"].tolist() for b in third] == want
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 3 worker processes:UserWarning")
+def test_iterable_resume_twice_with_changing_workers(path: Path) -> None:
+    from torch.utils.data import DataLoader
+
+    kwargs: dict[str, Any] = {"shuffle": "chunks", "seed": 4, "columns": ["id"]}
+    seen: list[int] = []
+    state: dict[str, Any] | None = None
+    for workers, batch, stop in [(2, BATCH, 5), (3, 10, 7), (0, 50, None)]:
+        data = TorchIterableDataset(path, batch, **kwargs)
+        if state is not None:
+            data.load_state_dict(state)
+            data.set_epoch(state["epoch"])
+        for n, b in enumerate(DataLoader(data, batch_size=None, num_workers=workers), start=1):
+            seen.extend(b["id"].tolist())
+            if n == stop:
+                state = data.state_dict(n, num_workers=workers)
+                break
+    assert len(set(seen)) == len(seen) and ROWS - len(seen) < 3  # "drop": fewer than 3 left out
+    assert state is not None and len(state["phases"]) == 2
 
 
 def test_iterable_state_checks(path: Path) -> None:
     data = TorchIterableDataset(path, BATCH, seed=1)
     with pytest.raises(ValueError, match="batches_seen"):
-        data.state_dict(batches_seen=len(data) + 1)
+        data.state_dict(len(data) + 1)
     other = TorchIterableDataset(path, BATCH, seed=2)
     with pytest.raises(ValueError, match="different settings"):
-        other.load_state_dict(data.state_dict(batches_seen=1))
+        other.load_state_dict(data.state_dict(1))
 
 
 def test_iterable_pin_memory_is_harmless_without_accelerator(path: Path) -> None:
@@ -243,3 +292,29 @@ def test_iterable_pin_memory_is_harmless_without_accelerator(path: Path) -> None
     first = next(iter(data))
     assert first["x"].shape == (BATCH, 3, 4)
     assert first["x"].is_pinned() == torch.accelerator.is_available()
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:'set_vital' is deprecated:UserWarning")  # torchdata 0.11
+@pytest.mark.parametrize("workers", [0, 2])
+def test_stateful_dataloader_checkpoints_without_bookkeeping(path: Path, workers: int) -> None:
+    """torchdata's StatefulDataLoader asks each worker's copy for its state itself."""
+    stateful = pytest.importorskip("torchdata.stateful_dataloader")
+    kwargs: dict[str, Any] = {"shuffle": "chunks", "seed": 6, "columns": ["id"]}
+    want = [b["id"].tolist() for b in worker_batches(path, BATCH, max(workers, 1), **kwargs)]
+    first = stateful.StatefulDataLoader(
+        TorchIterableDataset(path, BATCH, **kwargs), batch_size=None, num_workers=workers
+    )
+    seen = []
+    for n, batch in enumerate(first, start=1):
+        seen.append(batch["id"].tolist())
+        if n == 7:
+            checkpoint = first.state_dict()
+            break
+    json.dumps(checkpoint)
+    second = stateful.StatefulDataLoader(
+        TorchIterableDataset(path, BATCH, **kwargs), batch_size=None, num_workers=workers
+    )
+    second.load_state_dict(checkpoint)
+    rest = [b["id"].tolist() for b in second]
+    assert seen + rest == want

@@ -78,7 +78,12 @@ def test_served_windows_are_unmapped(files):
     raw, _ = files
     released = []
     with bale.Loader(
-        raw[0], 40, shuffle="chunks", window_groups=2, num_threads=2, memory_budget=1 << 16
+        raw[0],
+        40,
+        shuffle="chunks",
+        window_groups=2,
+        num_threads=2,
+        memory_budget=(16 << 20) + (1 << 16),  # the fixed allowance and 64 KiB
     ) as loader:
         assert loader._unmap_served_windows  # the file is larger than the windows' budget
         mapped = loader._files.mapped_column(0, "image")

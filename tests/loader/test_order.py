@@ -1,7 +1,9 @@
-"""Epoch order (bale.loader.order): pure functions of (seed, epoch, rank, world_size).
+"""Epoch order (bale.loader.order): one global order per epoch, shared among consumers.
 
 These are the guarantees the Loader builds on: every row once per epoch, equal disjoint shares
-per rank, windows that tile the sequence, and an order that is identical on every machine.
+per consumer (rank x worker), each consumer reading its own stretch of row groups, windows that
+tile the sequence, exact resume with any number of consumers, and an order that is identical on
+every machine and independent of how many consumers read it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bale.loader.order import epoch_order, permutation, rank_share
+from bale.loader.order import Phase, epoch_order, permutation
 
 MODES = ("chunks", "full", "none")
 PARTITIONS = ("drop", "pad")
@@ -57,7 +59,7 @@ def test_epoch_order_golden() -> None:
     # Golden values, as above: a change here changes the order of every epoch for every user.
     sizes = [3, 3, 3, 1]
     chunks = epoch_order(sizes, mode="chunks", seed=7, epoch=1, window_groups=2)
-    assert chunks.window_rows == 6
+    assert chunks.order.window_rows == 6
     assert full_sequence(chunks).tolist() == [9, 1, 2, 0, 3, 4, 6, 8, 5, 7]
     full = epoch_order(sizes, mode="full", seed=7, epoch=1)
     assert full_sequence(full).tolist() == [5, 4, 3, 6, 1, 0, 9, 2, 7, 8]
@@ -71,8 +73,8 @@ def test_epoch_order_golden() -> None:
         partition="pad",
         window_groups=1,
     )
-    assert (padded.share.start, padded.share.length) == (4, 4)
-    assert full_sequence(padded).tolist() == [4, 3, 5, 6]
+    # Rank 1 serves stream positions 4..7 in the global order (windows of one row group here).
+    assert full_sequence(padded).tolist() == [3, 4, 6, 5]
 
 
 # -- one rank ------------------------------------------------------------------------------------
@@ -111,7 +113,7 @@ def test_chunks_mode_keeps_row_groups_together() -> None:
     """A window holds whole row groups (a shuffled stretch of them), not rows from everywhere."""
     sizes = [10] * 20
     order = epoch_order(sizes, mode="chunks", seed=3, epoch=0, window_groups=2)
-    assert order.window_rows == 20
+    assert order.order.window_rows == 20
     for w in range(order.num_windows):
         groups = np.unique(group_of(sizes, order.window(w)))
         assert len(groups) == 2, (w, groups)
@@ -141,7 +143,7 @@ def test_windows_tile_the_sequence(mode: str, window_groups: int) -> None:
     order = epoch_order(SIZES, mode=mode, seed=9, epoch=0, window_groups=window_groups)
     windows = [order.window(w) for w in range(order.num_windows)]
     np.testing.assert_array_equal(np.concatenate(windows), full_sequence(order))
-    assert all(0 < len(w) <= order.window_rows for w in windows)
+    assert all(0 < len(w) <= order.order.window_rows for w in windows)
     for w, rows in enumerate(windows):
         np.testing.assert_array_equal(
             order.groups_of_window(w), np.unique(group_of(SIZES, rows)), err_msg=f"window {w}"
@@ -151,20 +153,24 @@ def test_windows_tile_the_sequence(mode: str, window_groups: int) -> None:
 # -- ranks ---------------------------------------------------------------------------------------
 
 
-def test_rank_share_arithmetic() -> None:
-    assert [(s.start, s.length) for s in (rank_share(10, r, 3, "drop") for r in range(3))] == [
-        (0, 3),
-        (3, 3),
-        (6, 3),
-    ]
-    assert [(s.start, s.length) for s in (rank_share(10, r, 3, "pad") for r in range(3))] == [
-        (0, 4),
-        (4, 4),
-        (8, 4),
-    ]
+def test_share_arithmetic() -> None:
+    def lengths(partition: str) -> list[int]:
+        return [
+            len(
+                epoch_order(
+                    [10], mode="none", seed=0, epoch=0, rank=r, world_size=3, partition=partition
+                )
+            )
+            for r in range(3)
+        ]
+
+    assert lengths("drop") == [3, 3, 3]
+    assert lengths("pad") == [4, 4, 4]
     for rank, world in [(-1, 2), (2, 2), (0, 0)]:
         with pytest.raises(ValueError, match="rank"):
-            rank_share(10, rank, world, "drop")
+            epoch_order([10], mode="none", seed=0, epoch=0, rank=rank, world_size=world)
+    with pytest.raises(ValueError, match="worker"):
+        epoch_order([10], mode="none", seed=0, epoch=0, worker=2, workers=2)
 
 
 def test_invalid_mode_raises() -> None:
@@ -276,3 +282,111 @@ def test_order_properties(
         window_groups=window_groups,
     )
     np.testing.assert_array_equal(full_sequence(again), seq)
+
+
+# -- consumers: ranks x workers, and resuming with any number of them ---------------------------
+
+
+def consumer_sequences(sizes, consumers: int, history=(), **options) -> list[np.ndarray]:
+    return [
+        full_sequence(epoch_order(sizes, rank=c, world_size=consumers, history=history, **options))
+        for c in range(consumers)
+    ]
+
+
+def test_workers_are_consumers_of_the_rank() -> None:
+    """Worker w of rank r is consumer r * workers + w of world_size * workers."""
+    options = dict(mode="chunks", seed=5, epoch=2, window_groups=2)
+    for rank, world, worker, workers in [(0, 1, 1, 2), (1, 2, 0, 3), (2, 4, 1, 2)]:
+        as_worker = epoch_order(
+            SIZES, rank=rank, world_size=world, worker=worker, workers=workers, **options
+        )
+        as_rank = epoch_order(
+            SIZES, rank=rank * workers + worker, world_size=world * workers, **options
+        )
+        np.testing.assert_array_equal(full_sequence(as_worker), full_sequence(as_rank))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("consumers", [2, 3, 4, 7])
+def test_each_consumer_serves_the_global_order_restricted_to_its_rows(
+    mode: str, consumers: int
+) -> None:
+    """The order does not depend on the number of consumers: each one serves its rows in the
+    order the single-consumer (global) sequence has them."""
+    options = dict(mode=mode, seed=3, epoch=1, window_groups=2)
+    (global_order,) = consumer_sequences(SIZES, 1, **options)
+    rank_of = np.empty(N, np.int64)
+    rank_of[global_order] = np.arange(N)
+    for seq in consumer_sequences(SIZES, consumers, **options):
+        assert np.all(np.diff(rank_of[seq]) > 0)
+
+
+@pytest.mark.parametrize("consumers", [2, 4, 8])
+def test_each_consumer_reads_its_own_row_groups(consumers: int) -> None:
+    """Consumers read disjoint stretches of the stream: together they touch each row group once,
+    plus at most one shared group per boundary (not every group, as batch striping would)."""
+    sizes = [10] * 64
+    seqs = consumer_sequences(sizes, consumers, mode="chunks", seed=1, epoch=0, window_groups=4)
+    touched = sum(len(np.unique(group_of(sizes, seq))) for seq in seqs)
+    assert touched <= len(sizes) + consumers - 1
+
+
+def simulate(sizes, phases, final_consumers, **options):
+    """Serve an epoch through ``phases`` (each stopping part-way) and a last phase that runs to
+    the end: every row each consumer served, per phase."""
+    served = []
+    history: list[Phase] = []
+    for phase in [*phases, None]:
+        consumers = phase.consumers if phase else final_consumers
+        seqs = consumer_sequences(sizes, consumers, tuple(history), **options)
+        for c, seq in enumerate(seqs):
+            n = phase.rows_consumed(c, len(seq)) if phase else len(seq)
+            served.append(seq[:n])
+        if phase:
+            history.append(phase)
+    return np.concatenate(served) if served else np.zeros(0, np.int64)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 12), min_size=1, max_size=30),
+    mode=st.sampled_from(MODES),
+    partition=st.sampled_from(PARTITIONS),
+    seed=st.integers(0, 2**32),
+    window_groups=st.integers(1, 6),
+    phases=st.lists(
+        st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 9), st.integers(0, 12)),
+        max_size=3,
+    ),
+    final=st.integers(1, 6),
+)
+def test_resume_with_any_consumers_serves_every_row_once(
+    sizes, mode, partition, seed, window_groups, phases, final
+) -> None:
+    n = sum(sizes)
+    history = [Phase(*p) for p in phases]
+    options = dict(mode=mode, seed=seed, epoch=0, partition=partition, window_groups=window_groups)
+    got = simulate(sizes, history, final, **options)
+    counts = np.bincount(got, minlength=n)
+    if partition == "drop":
+        assert counts.max(initial=0) <= 1  # never twice
+        assert n - len(got) < final  # only the last phase drops, fewer rows than its consumers
+    else:
+        assert counts.min(initial=1) >= 1  # every row
+        assert len(got) - n < sum(p.consumers for p in history) + final  # padding only
+
+
+def test_resume_with_the_same_consumer_continues_the_same_sequence() -> None:
+    options = dict(mode="chunks", seed=9, epoch=4, window_groups=3)
+    (whole,) = consumer_sequences(SIZES, 1, **options)
+    for batch, batches in [(8, 1), (5, 7), (1, 60), (10, 11)]:
+        (rest,) = consumer_sequences(SIZES, 1, (Phase(1, 1, batch, batches),), **options)
+        np.testing.assert_array_equal(rest, whole[batch * batches :])
+
+
+def test_dataloader_workers_consume_in_turn() -> None:
+    """A rank that received 5 batches from 2 workers got 3 from worker 0 and 2 from worker 1."""
+    phase = Phase(world_size=2, workers=2, batch_size=4, batches=5)
+    assert [phase.rows_consumed(c, 100) for c in range(4)] == [12, 8, 12, 8]
+    assert phase.rows_consumed(0, 10) == 10  # never more than the share

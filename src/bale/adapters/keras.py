@@ -21,7 +21,7 @@ import numpy as np
 
 from bale._core.dataset import Batch, Dataset, reader_of
 from bale.loader.order import EpochOrder, Partition, ShuffleMode, epoch_order
-from bale.loader.pipeline import DEFAULT_MEMORY_BUDGET, Loader
+from bale.loader.pipeline import DEFAULT_MEMORY_BUDGET, Loader, default_window_groups
 
 __all__ = ["EpochBatches", "KerasSequence", "keras_generator", "keras_sequence_class"]
 
@@ -84,17 +84,8 @@ class EpochBatches:
         self.drop_last = drop_last
         self.batch_transform = batch_transform
         self.rank, self.world_size, self.partition = rank, world_size, partition
-        # The window size is bale.Loader's (from the memory budget), so orders match the Loader's.
-        with Loader(
-            path,
-            batch_size,
-            columns=self.columns,
-            rank=rank,
-            world_size=world_size,
-            window_groups=window_groups,
-            memory_budget=memory_budget,
-        ) as sizing:
-            self.window_groups = sizing.window_groups
+        # The window size is bale.Loader's (a function of the data), so orders match the Loader's.
+        self.window_groups = window_groups or default_window_groups([self.dataset])
         group_bytes = max(1, reader_of(self.dataset).decoded_group_bytes(self.columns))
         self.dataset.cache_bytes = max(memory_budget, 3 * group_bytes)
         self.epoch = 0
@@ -136,7 +127,7 @@ class EpochBatches:
             return order.rows(a, b)
         # As EpochOrder.rows, but each window's permutation is computed once, not per batch.
         pieces = []
-        for w in range(a // order.window_rows, (b - 1) // order.window_rows + 1):
+        for w in range(order.window_at(a), order.window_at(b - 1) + 1):
             lo, _ = order.window_bounds(w)
             pieces.append(self._window(order, w)[max(a - lo, 0) : b - lo])
         return np.concatenate(pieces)

@@ -16,7 +16,9 @@ This module imports torch when it is imported; ``import bale`` alone never does.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -161,7 +163,7 @@ class TorchDataset(_TorchMapDataset[Row]):
 
 
 class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
-    """Batches from ``bale.Loader`` as dicts of tensors, split across DataLoader workers.
+    """Batches from ``bale.Loader`` as dicts of tensors, shared among DataLoader workers.
 
     >>> data = TorchIterableDataset("train.bale", 256, shuffle="chunks", seed=0)  # doctest: +SKIP
     >>> loader = DataLoader(data, batch_size=None, num_workers=4, pin_memory=True)
@@ -171,27 +173,31 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
     ...     data.set_epoch(epoch)              # a resumed epoch continues where it stopped
     ...     for seen, batch in enumerate(loader, start=1):
     ...         train_step(batch)
-    ...         checkpoint = {"data": data.state_dict(batches_seen=seen), ...}
+    ...         checkpoint = {"data": data.state_dict(seen, num_workers=4), ...}
 
-    Pass ``batch_size=None`` to the DataLoader: batches are made here. ``loader_kwargs`` are
-    those of ``bale.Loader`` (shuffle, seed, columns, transform, batch_transform, drop_last,
+    Pass ``batch_size=None`` to the DataLoader: batches are made here (a batching DataLoader is
+    refused with an error rather than yielding batches of batches). ``loader_kwargs`` are those
+    of ``bale.Loader`` (shuffle, seed, columns, transform, batch_transform, drop_last,
     num_threads, rank, world_size, ...); rank and world size are resolved here, in the main
-    process, so workers never guess them. Worker ``k`` of ``K`` makes the Loader's batches
-    ``k, k+K, k+2K, ...``; the DataLoader returns them in order, so the batches (and their order)
-    are those of a single-process ``bale.Loader`` with the same settings. Each worker reads the
-    row groups its batches need, so with ``shuffle="chunks"`` every worker decodes most row
-    groups of the epoch: use worker processes for heavy Python transforms and the Loader's
-    ``num_threads`` for reading.
+    process, so workers never guess them.
+
+    The epoch's order is ``bale.Loader``'s; the rows of each rank are shared among its ``K``
+    workers as among ``world_size * K`` consumers (``bale.loader.order``): each worker reads and
+    decodes only its own row groups, and the DataLoader takes one batch from each worker in turn.
+    Each worker's last batch of an epoch may be short (``drop_last=True`` drops it).
 
     Epochs work as with ``DistributedSampler``: call ``set_epoch(epoch)`` before each epoch, or
     every epoch repeats the same order. (Workers kept alive by ``persistent_workers=True`` do not
     see ``set_epoch``; they move to the next epoch themselves after each complete one.)
 
-    Resume contract: the object remembers where the current iteration *started* (epoch and
-    row position); the training loop counts the batches it has consumed from the DataLoader
-    since then and passes that count to ``state_dict(batches_seen)``. ``load_state_dict`` on a
-    fresh object, then ``set_epoch`` with the saved epoch, yields exactly the batches not yet
-    consumed. Prefetched but unconsumed batches are made again after resuming.
+    Resuming, two ways:
+    - plain PyTorch: count the batches consumed from the DataLoader in this iteration and call
+      ``state_dict(batches_seen, num_workers=K)``; ``load_state_dict`` on a fresh object then
+      ``set_epoch`` with the saved epoch yields exactly the rows not yet consumed, with any world
+      size, number of workers, batch size or threads.
+    - torchdata's ``StatefulDataLoader``: it calls ``state_dict()`` / ``load_state_dict()`` in
+      each worker itself (no bookkeeping); that needs the same ``num_workers`` and world size
+      when resuming.
 
     ``pin_memory=True`` pins batches in the process that makes them: useful when iterating this
     object directly (``num_workers=0``); with worker processes use ``DataLoader(pin_memory=True)``.
@@ -219,8 +225,10 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
         self.pin_memory = pin_memory
         self.loader_kwargs = loader_kwargs
         self.epoch = 0
-        self._position = 0  # row of the epoch where the current iteration starts
+        self._state: dict[str, Any] | None = None  # a loaded state, applied where batches are made
         self._resumed = False
+        self._worker = (0, 1)  # (worker, workers) of the iteration running in this process
+        self._start = 0  # rows of this worker's sequence consumed before this iteration
         self._loader: Loader | None = None
         self._loader_pid = -1
         self._process_loader()  # validate the files and arguments now, in the main process
@@ -232,7 +240,15 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
         if self._loader is None or self._loader_pid != os.getpid():
             self._loader = Loader(self.paths, self.batch_size, **self.loader_kwargs)
             self._loader_pid = os.getpid()
+            self._sync(self._loader)
         return self._loader
+
+    def _sync(self, loader: Loader) -> None:
+        """Point the Loader at this object's epoch, with the loaded history of that epoch."""
+        if self._state is not None and int(self._state["epoch"]) == self.epoch:
+            loader.load_state_dict(self._state)
+        else:
+            loader.set_epoch(self.epoch)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -240,68 +256,114 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
         state["_loader_pid"] = -1
         return state
 
-    def _epoch_end(self, start: int) -> int:
-        return self._process_loader().epoch_end(start)
-
     # -- epochs and state ----------------------------------------------------------------------
 
     def set_epoch(self, epoch: int) -> None:
         """Make ``epoch`` the next one iterated, from its start; or, right after
         ``load_state_dict`` with the same epoch, from the saved position."""
         if not (self._resumed and epoch == self.epoch):
-            self._position = 0
+            self._state, self._start = None, 0
         self.epoch = epoch
         self._resumed = False
+        if self._loader is not None and self._loader_pid == os.getpid():
+            self._sync(self._loader)
+
+    def _batches(self, workers: int) -> int:
+        """Batches the next iteration yields with ``workers`` DataLoader workers (all together)."""
+        loader = self._process_loader()
+        total = 0
+        for worker in range(workers):
+            rows = len(loader._order(self.epoch, worker, workers))
+            rows -= self._start if workers == self._worker[1] and worker == self._worker[0] else 0
+            total += rows // self.batch_size if loader.drop_last else -(-rows // self.batch_size)
+        return total
 
     def __len__(self) -> int:
-        """Batches in the next iteration (all workers together)."""
-        remaining = max(0, self._epoch_end(self._position) - self._position)
-        return -(-remaining // self.batch_size)
+        """Batches in the next iteration in one process (``num_workers=0``)."""
+        return self._batches(1)
 
-    def state_dict(self, batches_seen: int) -> dict[str, Any]:
-        """Where training stands after consuming ``batches_seen`` batches of the current iteration
-        (counted from where it started: the epoch start, or the resumed position)."""
+    def state_dict(
+        self, batches_seen: int | None = None, *, num_workers: int = 0
+    ) -> dict[str, Any]:
+        """Where training stands.
+
+        With ``batches_seen`` (plain PyTorch, in the main process): after consuming that many
+        batches of the current iteration from a DataLoader with ``num_workers`` workers; the state
+        resumes with any world size, workers, batch size or threads.
+
+        Without it (torchdata's ``Stateful`` protocol, called where the batches are made): this
+        process's own position; resuming it needs the same workers and world size.
+        """
+        loader = self._process_loader()
+        if batches_seen is None:
+            return self._worker_state(loader)
+        workers = max(1, num_workers)
         if batches_seen < 0:
             raise ValueError(f"batches_seen must be >= 0, got {batches_seen}")
-        if batches_seen > len(self):
+        total = self._batches(workers)
+        if batches_seen > total:
             raise ValueError(
-                f"batches_seen={batches_seen} but this iteration has only {len(self)} batches"
+                f"batches_seen={batches_seen} but this iteration has only {total} batches with "
+                f"num_workers={num_workers}"
             )
-        epoch, position = self.epoch, self._position + batches_seen * self.batch_size
-        if position >= self._epoch_end(self._position):
-            epoch, position = epoch + 1, 0
-        state = self._process_loader().state_dict()
-        state.update(
-            adapter_version=_STATE_VERSION,
-            epoch=epoch,
-            position=position,
-            batch_size=self.batch_size,
-        )
+        state = loader.state_dict()  # the loaded history of this epoch, if any
+        if batches_seen == total:
+            state.update(epoch=self.epoch + 1, phases=[])
+        elif batches_seen:
+            phase = [loader.world_size, workers, self.batch_size, batches_seen]
+            state.update(epoch=self.epoch, phases=[*state["phases"], phase])
+        state["adapter_version"] = _STATE_VERSION
+        return state
+
+    def _worker_state(self, loader: Loader) -> dict[str, Any]:
+        worker, workers = self._worker
+        state = loader.state_dict()
+        state["phases"] = list(self._state["phases"]) if self._state else []
+        state["epoch"] = self.epoch
+        state["worker"] = [worker, workers, self._start + loader._position]
+        state["adapter_version"] = _STATE_VERSION
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume at a ``state_dict()``: the next iteration of ``state["epoch"]`` starts at the
-        first batch not consumed. Raises ValueError when files or settings differ."""
-        self._process_loader().load_state_dict(state)  # checks seed, shuffle, world, rows
+        """Resume at a ``state_dict()``: the next iteration of ``state["epoch"]`` serves the rows
+        not consumed yet. Raises ValueError when the files or the order's settings differ."""
+        self._loader = None  # rebuilt with the state applied
+        state = dict(state)
+        worker = state.pop("worker", None)
+        self._state = state
         self.epoch = int(state["epoch"])
-        self._position = int(state["position"])
+        self._process_loader()  # checks seed, shuffle, window, data
+        self._start = 0
+        if worker is not None:
+            self._worker = (int(worker[0]), int(worker[1]))
+            self._start = int(worker[2])
         self._resumed = True
 
     # -- iteration -----------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        _refuse_batching_dataloader()
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        start = 0
+        if self._start:
+            if (worker, workers) != self._worker:
+                raise ValueError(
+                    f"this state was saved by DataLoader worker {self._worker[0]} of "
+                    f"{self._worker[1]}; resuming it needs the same num_workers (for any "
+                    "other, save with state_dict(batches_seen, num_workers=K))"
+                )
+            start = self._start
+        self._worker, self._start = (worker, workers), start
         loader = self._process_loader()
-        batches = loader.iter_batches(
-            self.epoch, start=self._position, worker=worker, num_workers=workers
-        )
+        self._sync(loader)
+        batches = loader.iter_batches(self.epoch, start=start, worker=worker, num_workers=workers)
         for batch in batches:
             yield to_torch(batch, pin_memory=self.pin_memory)
         if info is not None:
             # A persistent worker's copy moves on as bale.Loader would; the main process's copy
-            # changes only through set_epoch / load_state_dict.
-            self.epoch, self._position, self._resumed = self.epoch + 1, 0, False
+            # changes only through set_epoch and load_state_dict.
+            self.epoch, self._state, self._start, self._resumed = self.epoch + 1, None, 0, False
 
     def close(self) -> None:
         """Stop this process's read-ahead threads and close its files."""
@@ -312,5 +374,27 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
     def __repr__(self) -> str:
         return (
             f"TorchIterableDataset({self.paths!r}, batch_size={self.batch_size}, "
-            f"epoch={self.epoch}, position={self._position})"
+            f"epoch={self.epoch})"
         )
+
+
+def _refuse_batching_dataloader() -> None:
+    """Raise if a DataLoader with ``batch_size`` set is about to batch this dataset's batches.
+
+    PyTorch gives an iterable dataset no way to know; its fetcher is the caller of the
+    generator's first step, so it is looked for there (and nothing is checked if PyTorch ever
+    calls differently)."""
+    frame: FrameType | None = sys._getframe(2)  # this <- the generator's body <- the fetcher
+    for _ in range(3):
+        if frame is None:
+            return
+        fetcher = frame.f_locals.get("self")
+        if type(fetcher).__name__ == "_IterableDatasetFetcher":
+            if getattr(fetcher, "auto_collation", False):
+                raise ValueError(
+                    "TorchIterableDataset yields whole batches: create the DataLoader with "
+                    "batch_size=None (a batching DataLoader would stack batches into batches of "
+                    "batches)"
+                )
+            return
+        frame = frame.f_back

@@ -1,1 +1,2 @@
-"""The training loader: epoch order (pure), the threaded read pipeline, image transforms."""
+"""The training loader: the epoch order and its sharing among ranks and workers (pure), the
+threaded read pipeline, shuffle-quality statistics."""

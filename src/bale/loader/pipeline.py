@@ -18,7 +18,7 @@ from bale._core.dataset import Batch, Dataset, reader_of
 from bale._core.mapped import MappedColumn
 from bale.errors import BaleError, CorruptFileError
 from bale.format.schema import Array
-from bale.loader.order import EpochOrder, Partition, ShuffleMode, epoch_order
+from bale.loader.order import EpochOrder, Partition, Phase, ShuffleMode, epoch_order
 
 RowTransform = Callable[[dict[str, Any]], dict[str, Any]]
 BatchTransform = Callable[[Batch], Batch]
@@ -29,7 +29,10 @@ DEFAULT_MEMORY_BUDGET = 1 << 30
 #: windows and buffers with 2 threads).
 _FIXED_OVERHEAD_BYTES = 16 << 20
 _INDEX_BYTES_PER_ROW = 2 * (8 + 8 + 1) + 4 * 8
-_STATE_VERSION = 1
+#: Decoded bytes of a default shuffle window ("chunks"), counted over all of a file's columns.
+#: A function of the data only, so that the order never depends on memory or speed settings.
+DEFAULT_WINDOW_BYTES = 256 << 20
+_STATE_VERSION = 2
 
 
 def detect_distributed() -> tuple[int, int]:
@@ -131,6 +134,14 @@ class _Files:
             ds.close()
 
 
+def default_window_groups(datasets: Sequence[Dataset]) -> int:
+    """Row groups in a default "chunks" window: DEFAULT_WINDOW_BYTES of decoded data, counted
+    over all columns. A function of the files only (not of the columns read or the memory
+    budget), so the same files always give the same order."""
+    group_bytes = max(1, max(reader_of(ds).decoded_group_bytes() for ds in datasets))
+    return max(2, DEFAULT_WINDOW_BYTES // group_bytes)
+
+
 class Loader:
     """Batches for training, read ahead in a thread pool so the accelerator never waits.
 
@@ -213,35 +224,27 @@ class Loader:
         self.skipped_rows = 0
         self._files = _Files.open(self.paths, self.columns, cache_bytes=0)
         self._transform_takes_rows = _accepts_rows(batch_transform)
-        group_bytes = max(
-            1, max(reader_of(ds).decoded_group_bytes(self.columns) for ds in self._files.datasets)
-        )
-        rows_per_group = max(1, int(np.median(self._files.group_sizes))) if self.num_rows else 1
-        batch_bytes = self.batch_size * group_bytes // rows_per_group
-        # The budget holds two windows (the one served and the one read ahead), the batches in
-        # flight, each thread's compressed and decoded row group while it fills a window, and a
-        # fixed allowance for the rest (index arrays, Python objects); windows get what stays.
-        in_flight = self.prefetch * batch_bytes + self.num_threads * 2 * group_bytes
-        window_budget = max(0, memory_budget - in_flight - _FIXED_OVERHEAD_BYTES)
-        # Each row of a window also costs index entries: its row number and serving position
-        # in the two windows (17 bytes) and in the order's cache of 4 windows (32 bytes).
-        group_cost = 2 * group_bytes + _INDEX_BYTES_PER_ROW * rows_per_group
-        self.window_groups = window_groups or max(2, window_budget // group_cost)
+        self.window_groups = window_groups or default_window_groups(self._files.datasets)
+        if self.window_groups < 1:
+            raise ValueError(f"window_groups must be >= 1, got {window_groups}")
+        window_budget = self._plan_memory()
         # "full" mode reads batches straight from the files: its block cache gets the budget.
         # "chunks" decodes each row group once per window and needs no cache.
         if shuffle == "full":
             per_file_cache = window_budget // len(self._files.datasets)
         elif shuffle == "none":  # a row group spans several batches: decode it once
-            per_file_cache = (self.num_threads + 2) * group_bytes
+            per_file_cache = (self.num_threads + 2) * self._group_bytes
         else:
             per_file_cache = 0
         for ds in self._files.datasets:
             ds.cache_bytes = per_file_cache
         self.epoch = 0
-        self._position = 0  # rows of this epoch's sequence already handed out
+        self._history: list[Phase] = []  # how earlier runs consumed the start of this epoch
+        self._position = 0  # rows of this run's sequence already handed out
+        self._resumed = False
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-        self._order_cache: tuple[int, EpochOrder] | None = None
+        self._order_cache: tuple[tuple[Any, ...], EpochOrder] | None = None
         self._spare_buffers: list[dict[str, np.ndarray]] = []  # arrays of a served window
         # Uncompressed columns are read from the mapped files. Their pages are page cache, not
         # memory the loader allocates; still, when they would not fit in the windows' share of
@@ -255,11 +258,57 @@ class Loader:
         )
         self._unmap_served_windows = mapped_bytes > window_budget
 
+    def _plan_memory(self) -> int:
+        """Split the memory budget; returns the bytes left for windows (or the block cache) and
+        mapped pages once batches in flight and thread buffers are counted.
+
+        The budget holds the windows (the one served and, when it fits, the next one read
+        ahead), the batches in flight, each thread's compressed and decoded row group while it
+        fills a window, and a fixed allowance for the rest. It changes how much is read ahead
+        (windows, then prefetched batches), never the order: a budget too small for one window
+        is an error that says what to change."""
+        files = self._files
+        self._group_bytes = max(
+            1, max(reader_of(ds).decoded_group_bytes(self.columns) for ds in files.datasets)
+        )
+        # Uncompressed columns are gathered from the mapped files: windows do not hold them.
+        held = [n for n in self.columns or files.datasets[0].schema.names if not files.mapped(n)]
+        held_bytes = max(reader_of(ds).decoded_group_bytes(held) for ds in files.datasets)
+        rows_per_group = max(1, int(np.median(files.group_sizes))) if self.num_rows else 1
+        batch_bytes = self.batch_size * self._group_bytes // rows_per_group
+        threads = self.num_threads * 2 * self._group_bytes
+        free = self.memory_budget - _FIXED_OVERHEAD_BYTES - threads
+        self._windows_ahead = 1
+        if self.shuffle != "chunks":
+            return max(0, free - self.prefetch * batch_bytes)
+        # Each row of a window also costs index entries: its row number and serving position
+        # in the two windows (17 bytes) and in the order's cache of 4 windows (32 bytes).
+        group_cost = held_bytes + _INDEX_BYTES_PER_ROW * rows_per_group
+        window_groups = min(self.window_groups, len(files.group_sizes))
+        window_bytes = window_groups * group_cost
+        for windows in (2, 1):
+            prefetch = (free - windows * window_bytes) // max(1, batch_bytes)
+            if prefetch >= 1:
+                self._windows_ahead = windows
+                self.prefetch = int(min(self.prefetch, prefetch))
+                return max(0, free - self.prefetch * batch_bytes)
+        need = window_bytes + batch_bytes + threads + _FIXED_OVERHEAD_BYTES
+        raise ValueError(
+            f"memory_budget={self.memory_budget} bytes cannot hold one shuffle window of "
+            f"{window_groups} row groups ({window_bytes} bytes decoded) and a batch: give "
+            f"memory_budget >= {need}, or a smaller window_groups= (which changes the order: "
+            "resume with the same value)"
+        )
+
     # -- order and state ----------------------------------------------------------------------
 
-    def _order(self, epoch: int) -> EpochOrder:
+    def _order(self, epoch: int, worker: int = 0, workers: int = 1) -> EpochOrder:
+        """What this rank (as DataLoader worker ``worker`` of ``workers``) reads in ``epoch``:
+        in the current epoch, what earlier runs left (the resumed history)."""
+        history = tuple(self._history) if epoch == self.epoch else ()
+        key = (epoch, worker, workers, history)
         cached = self._order_cache
-        if cached is not None and cached[0] == epoch:
+        if cached is not None and cached[0] == key:
             return cached[1]
         order = epoch_order(
             self._files.group_sizes,
@@ -268,10 +317,13 @@ class Loader:
             epoch=epoch,
             rank=self.rank,
             world_size=self.world_size,
+            worker=worker,
+            workers=workers,
             partition=self.partition,
             window_groups=self.window_groups,
+            history=history,
         )
-        self._order_cache = (epoch, order)
+        self._order_cache = (key, order)
         return order
 
     @property
@@ -280,85 +332,110 @@ class Loader:
         return int(self._files.row_starts[-1] + len(self._files.datasets[-1]))
 
     def rows_per_epoch(self) -> int:
-        """Rows this rank reads in one epoch (before drop_last)."""
+        """Rows this rank reads in the current epoch (before drop_last; after a resume, what is
+        left of it)."""
         return len(self._order(self.epoch))
 
     def __len__(self) -> int:
-        """Batches this rank yields per epoch."""
+        """Batches this rank yields in the current epoch (after a resume, those left)."""
         rows = self.rows_per_epoch()
         return rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
-        """Start ``epoch`` at its beginning on the next iteration (as DistributedSampler)."""
+        """Start ``epoch`` at its beginning on the next iteration (as DistributedSampler); right
+        after ``load_state_dict`` with the saved epoch, continue where the saved run stopped."""
+        if not (self._resumed and epoch == self.epoch):
+            self._history, self._position = [], 0
         self.epoch = epoch
-        self._position = 0
+        self._resumed = False
 
     def epoch_end(self, start: int = 0) -> int:
         """The position where an epoch iterated from ``start`` stops: all of this rank's rows, or
         with drop_last the end of the last whole batch counted from ``start``."""
-        total = self.rows_per_epoch()  # the same for every epoch
+        total = self.rows_per_epoch()
         if self.drop_last and total > start:
             total -= (total - start) % self.batch_size
         return total
 
     def state_dict(self) -> dict[str, Any]:
-        """Where the next batch starts: a few numbers, enough to resume exactly. Taken right
-        after an epoch's last batch, it points at the start of the next epoch."""
-        epoch, position = self.epoch, self._position
-        if position and position >= self.epoch_end(position):
-            epoch, position = epoch + 1, 0
+        """Where the next batch starts, for all ranks together: the epoch and how it was consumed
+        so far (a few numbers per resume). Taken right after an epoch's last batch, it points at
+        the start of the next epoch. Any rank's state is every rank's: ranks move in step."""
+        phases = list(self._history)
+        epoch = self.epoch
+        if self._position and self._position >= self.epoch_end(0):
+            epoch, phases = epoch + 1, []
+        elif self._position:
+            batches = -(-self._position // self.batch_size)
+            phases.append(Phase(self.world_size, 1, self.batch_size, batches))
         return {
             "version": _STATE_VERSION,
             "epoch": epoch,
-            "position": position,
+            "phases": [[p.world_size, p.workers, p.batch_size, p.batches] for p in phases],
             "seed": self.seed,
             "shuffle": self.shuffle,
-            "rank": self.rank,
-            "world_size": self.world_size,
             "partition": self.partition,
             "window_groups": self.window_groups,
             "num_rows": self.num_rows,
+            "num_row_groups": len(self._files.group_sizes),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume where ``state_dict()`` was taken: the next batch is the first unseen row.
-        Settings that change the order (seed, shuffle, world size, partition, window size, the
-        data) must match; batch size and thread counts may differ."""
-        keys = ("seed", "shuffle", "world_size", "partition", "window_groups", "num_rows")
-        mismatched = {
-            key: (state.get(key), getattr(self, key))
-            for key in keys
-            if state.get(key) != getattr(self, key)
+        """Resume where ``state_dict()`` was taken: the rows not yet served are shared among the
+        ranks (and workers) of this run, whatever their number, batch size or threads. Settings
+        that shape the order (seed, shuffle, partition, window size, the data) must match."""
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(
+                f"cannot resume from a loader state of version {state.get('version')!r}; this "
+                f"bale writes and reads version {_STATE_VERSION}"
+            )
+        current = {
+            "seed": self.seed,
+            "shuffle": self.shuffle,
+            "partition": self.partition,
+            "window_groups": self.window_groups,
+            "num_rows": self.num_rows,
+            "num_row_groups": len(self._files.group_sizes),
         }
+        mismatched = {k: (state.get(k), v) for k, v in current.items() if state.get(k) != v}
         if mismatched:
             raise ValueError(
                 f"cannot resume: the saved state was taken with different settings {mismatched} "
-                "(saved, current); the order would differ (pass window_groups= explicitly to "
-                "resume under a different memory_budget)"
+                "(saved, current); the order would differ"
             )
+        try:
+            phases = [Phase(*(int(x) for x in p)) for p in state["phases"]]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"cannot resume: malformed phases {state.get('phases')!r}") from exc
         self.epoch = int(state["epoch"])
-        self._position = int(state["position"])
+        self._history = phases
+        self._position = 0
+        self._resumed = True
 
     # -- iteration ----------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Batch]:
         """One epoch from the current position. When it ends, the next iteration is the next
         epoch (unless ``set_epoch`` says otherwise)."""
+        self._resumed = False
         yield from self.iter_batches(self.epoch, start=self._position)
         self.epoch += 1
-        self._position = 0
+        self._history, self._position = [], 0
 
     def iter_batches(
         self, epoch: int, *, start: int = 0, worker: int = 0, num_workers: int = 1
     ) -> Iterator[Batch]:
-        """The batches of ``epoch`` from row position ``start``; with ``num_workers`` > 1 only
-        batches ``worker, worker + num_workers, ...`` (how DataLoader workers share an epoch
-        without duplicates, in the order a single process would yield them)."""
+        """The batches of ``epoch`` from row position ``start`` of this consumer's sequence; with
+        ``num_workers`` > 1, those of DataLoader worker ``worker``: the workers of a rank split
+        its rows (each reads only its own row groups), and together serve every row once."""
         if not 0 <= worker < num_workers:
             raise ValueError(f"worker must be in 0..num_workers-1, got {worker}/{num_workers}")
-        end = self.epoch_end(start)
-        starts = list(range(start, end, self.batch_size))[worker::num_workers]
-        yield from self._run(self._order(epoch), starts, end)
+        order = self._order(epoch, worker, num_workers)
+        total = len(order)
+        if self.drop_last and total > start:
+            total -= (total - start) % self.batch_size
+        starts = list(range(start, total, self.batch_size))
+        yield from self._run(order, starts, total)
 
     def _run(self, order: EpochOrder, starts: list[int], total: int) -> Iterator[Batch]:
         """Batches starting at ``starts``, made ``prefetch`` ahead in the pool. In "chunks" mode
@@ -404,7 +481,7 @@ class Loader:
         pool: ThreadPoolExecutor,
     ) -> list[_Window]:
         """The windows a batch of positions a..b-1 needs, starting any not yet read."""
-        first, last = a // order.window_rows, (b - 1) // order.window_rows
+        first, last = order.window_at(a), order.window_at(b - 1)
         for w in range(first, last + 1):
             if w not in windows:
                 windows[w] = _Window(self, order, w, pool, self._spare_buffers)
@@ -418,9 +495,13 @@ class Loader:
         pool: ThreadPoolExecutor,
     ) -> None:
         """Start reading the window after the one being served, so it is ready when needed;
-        never more than two windows at once (the memory budget counts two)."""
-        upcoming = position // order.window_rows + 1
-        if upcoming < order.num_windows and upcoming not in windows and len(windows) < 2:
+        never more windows at once than the memory budget holds (two, or one)."""
+        upcoming = order.window_at(position) + 1
+        if (
+            upcoming < order.num_windows
+            and upcoming not in windows
+            and len(windows) < self._windows_ahead
+        ):
             windows[upcoming] = _Window(self, order, upcoming, pool, self._spare_buffers)
 
     def _make_window_batch(self, windows: list[_Window], a: int, b: int, epoch: int) -> Batch:
@@ -661,9 +742,18 @@ class _Window:
                 with loader._lock:
                     loader.skipped_rows += stop - start
                 continue
-            first = int(self.rows[start] - self._group_starts[group])
-            for name in self._columns:
-                self.data[name][start:stop] = block[name][first : first + stop - start]
+            local_rows = self.rows[start:stop] - self._group_starts[group]
+            first, last = int(local_rows[0]), int(local_rows[-1])
+            if last - first == stop - start - 1:  # consecutive rows: one slice
+                for name in self._columns:
+                    self.data[name][start:stop] = block[name][first : last + 1]
+            else:  # a resumed window: the rows already served are missing
+                for name in self._columns:
+                    values = block[name]
+                    if isinstance(values, np.ndarray):
+                        self.data[name][start:stop] = values[local_rows]
+                    else:
+                        self.data[name][start:stop] = [values[i] for i in local_rows.tolist()]
 
     def take(self, a: int, b: int) -> tuple[Batch, np.ndarray]:
         """Positions a..b-1 of the epoch (inside this window) and their global rows."""
