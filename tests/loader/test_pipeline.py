@@ -447,9 +447,16 @@ def test_ranks_share_an_epoch(
 def test_detect_distributed_reads_launcher_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     assert detect_distributed() == (0, 1)
     monkeypatch.setenv("RANK", "2")
-    assert detect_distributed() == (0, 1)  # RANK without WORLD_SIZE is not a launch
+    with pytest.raises(ValueError, match="RANK and WORLD_SIZE must be set together"):
+        detect_distributed()  # not a silent (0, 1): every rank would read the whole epoch
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert detect_distributed() == (2, 4)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match=r"not in 0\.\.WORLD_SIZE-1"):
+        detect_distributed()
+    monkeypatch.setenv("WORLD_SIZE", "four")
+    with pytest.raises(ValueError, match="must be integers"):
+        detect_distributed()
 
 
 def test_loader_uses_detected_rank(monkeypatch: pytest.MonkeyPatch, loaders, path: str) -> None:
@@ -462,15 +469,21 @@ def test_loader_uses_detected_rank(monkeypatch: pytest.MonkeyPatch, loaders, pat
     assert labels(list(explicit)) == list(range(N))
 
 
-def test_detect_distributed_prefers_torch_distributed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_detect_distributed_checks_torch_distributed_against_the_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     dist = pytest.importorskip("torch.distributed")
-    monkeypatch.setenv("RANK", "2")
-    monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setattr(dist, "is_available", lambda: True)
     monkeypatch.setattr(dist, "is_initialized", lambda: True)
     monkeypatch.setattr(dist, "get_rank", lambda: 1)
     monkeypatch.setattr(dist, "get_world_size", lambda: 3)
     assert detect_distributed() == (1, 3)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert detect_distributed() == (1, 3)
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(ValueError, match=r"torch\.distributed says rank 1 of 3"):
+        detect_distributed()
 
 
 # -- several files, columns, transforms ----------------------------------------------------------
