@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import bale  # noqa: E402
-from bale.adapters.torch import TorchDataset, TorchIterableDataset, to_torch  # noqa: E402
+from bale.adapters.torch import ChunkSampler, TorchDataset, TorchIterableDataset, to_torch  # noqa: E402
 
 ROWS = 600
 BATCH = 32
@@ -318,3 +318,50 @@ def test_stateful_dataloader_checkpoints_without_bookkeeping(path: Path, workers
     second.load_state_dict(checkpoint)
     rest = [b["id"].tolist() for b in second]
     assert seen + rest == want
+
+
+# -- ChunkSampler: the chunk-aware order for map-style datasets ---------------------------------
+
+
+def test_chunk_sampler_serves_the_loader_order(path: Path) -> None:
+    from torch.utils.data import DataLoader
+
+    ds = TorchDataset(path, columns=["id"])
+    sampler = ChunkSampler(ds, seed=3, window_groups=2, rank=0, world_size=1)
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        got = [b["id"].tolist() for b in DataLoader(ds, batch_size=BATCH, sampler=sampler)]
+        with bale.Loader(path, BATCH, seed=3, window_groups=2, rank=0, world_size=1) as loader:
+            loader.set_epoch(epoch)
+            assert got == [b["id"].tolist() for b in loader]  # one order function for both
+    assert len(sampler) == ROWS
+
+
+def test_chunk_sampler_batches_read_few_row_groups(path: Path) -> None:
+    """The point of the sampler: a batch of 32 touches the groups of one window (2 here), where
+    a uniformly shuffled batch touches most of the file's 12 groups."""
+    from torch.utils.data import DataLoader
+
+    ds = TorchDataset(path, columns=["id"])
+    chunked = DataLoader(ds, batch_size=BATCH, sampler=ChunkSampler(ds, seed=1, window_groups=2))
+    shuffled = DataLoader(
+        ds, batch_size=BATCH, shuffle=True, generator=torch.Generator().manual_seed(1)
+    )
+
+    def groups_per_batch(loader: Any) -> float:
+        return float(np.mean([len({i // 50 for i in b["id"].tolist()}) for b in loader]))
+
+    assert groups_per_batch(chunked) <= 3  # a batch may straddle two windows
+    assert groups_per_batch(shuffled) > 8
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_chunk_sampler_ranks_share_the_epoch(path: Path, world_size: int) -> None:
+    shares = [
+        list(ChunkSampler(path, seed=2, rank=r, world_size=world_size, window_groups=2))
+        for r in range(world_size)
+    ]
+    assert len({len(s) for s in shares}) == 1  # equal: no rank waits
+    everything = [i for s in shares for i in s]
+    assert len(set(everything)) == len(everything) and ROWS - len(everything) < world_size
+    assert list(ChunkSampler(path, shuffle=False, rank=0, world_size=1)) == list(range(ROWS))
