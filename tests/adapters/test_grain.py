@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import bale
-from bale.adapters.grain import GrainSource
+from bale.adapters.grain import ChunkIndexSampler, GrainSource
 
 ROWS = 400
 
@@ -77,3 +77,45 @@ def test_grain_map_dataset(path: Path) -> None:
     assert all(r["name"] == f"row-{r['id']}" for r in rows)
     batches = list(grain.MapDataset.source(source).batch(50, batch_fn=list))
     assert [r["id"] for b in batches for r in b] == list(range(ROWS))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_chunk_index_sampler_serves_the_loader_order(path: Path, workers: int) -> None:
+    grain = pytest.importorskip("grain.python")
+    source = GrainSource(path, columns=["id"])
+    sampler = ChunkIndexSampler(source, seed=4, num_epochs=2, window_groups=2, world_size=1)
+    loader = grain.DataLoader(
+        data_source=source,
+        sampler=sampler,
+        operations=[grain.Batch(40)],
+        worker_count=workers,
+        shard_options=grain.NoSharding(),  # the sampler shares the epoch among ranks itself
+    )
+    ids = np.concatenate([batch["id"] for batch in loader]).tolist()
+    want = []
+    with bale.Loader(path, 40, seed=4, window_groups=2, rank=0, world_size=1) as reference:
+        for epoch in range(2):
+            reference.set_epoch(epoch)
+            want += [i for b in reference for i in b["id"].tolist()]
+    if workers == 0:
+        assert ids == want  # one order function for the Loader and grain
+    else:  # grain's workers take every other record and batch them: the same rows, interleaved
+        assert sorted(ids[:ROWS]) == sorted(want[:ROWS]) == list(range(ROWS))
+        assert ids[:ROWS] != list(range(ROWS))  # shuffled
+    assert len(sampler) == 2 * ROWS
+
+
+def test_chunk_index_sampler_ranks_and_bounds(path: Path) -> None:
+    shares = [
+        [
+            ChunkIndexSampler(path, rank=r, world_size=3, window_groups=2)[i].record_key
+            for i in range(133)
+        ]
+        for r in range(3)
+    ]
+    everything = [k for s in shares for k in s]
+    assert len(set(everything)) == 3 * 133  # disjoint, equal shares (400 // 3 rows each)
+    sampler = ChunkIndexSampler(path, rank=0, world_size=3)
+    with pytest.raises(IndexError):
+        sampler[len(sampler)]
+    assert "rank=0" in repr(sampler)

@@ -16,6 +16,7 @@ picklable), so this module never imports grain.
 
 from __future__ import annotations
 
+import functools
 import operator
 import os
 from collections.abc import Sequence
@@ -24,8 +25,10 @@ from typing import Any, SupportsIndex
 import numpy as np
 
 from bale._core.dataset import Dataset, reader_of
+from bale.loader.order import EpochOrder, Partition, ShuffleMode, epoch_order
+from bale.loader.pipeline import default_window_groups, detect_distributed
 
-__all__ = ["GrainSource"]
+__all__ = ["ChunkIndexSampler", "GrainSource"]
 
 Row = dict[str, Any]
 
@@ -65,3 +68,105 @@ class GrainSource:
     def __repr__(self) -> str:
         # Grain stores this in checkpoints to check that a resumed pipeline reads the same data.
         return f"GrainSource(path={self.path!r}, columns={self.columns!r}, rows={len(self)})"
+
+
+class ChunkIndexSampler:
+    """A grain sampler that serves ``bale.Loader``'s chunk-aware order (instead of
+    ``grain.python.IndexSampler(shuffle=True)``, whose uniform order reads a row group per row).
+
+    >>> source = GrainSource("train.bale")                             # doctest: +SKIP
+    >>> sampler = ChunkIndexSampler(source, seed=0, num_epochs=10)
+    >>> loader = grain.python.DataLoader(data_source=source, sampler=sampler, worker_count=2,
+    ...                                  shard_options=grain.python.NoSharding())
+
+    Index ``i`` is row ``i % n`` of epoch ``i // n`` of this rank's sequence (``n = len`` of one
+    epoch): the order of ``bale.loader.order.epoch_order`` with the same seed, window and rank,
+    so ``bale.Loader``, the PyTorch and Keras adapters and grain see the same rows in the same
+    order. The sampler shares the epoch among ranks itself, each rank reading its own row groups
+    (rank and world size detected as the Loader does when not given): give grain's DataLoader
+    ``shard_options=NoSharding()`` rather than striping indices across hosts.
+    """
+
+    def __init__(
+        self,
+        source: GrainSource | str | os.PathLike[str],
+        *,
+        seed: int = 0,
+        num_epochs: int = 1,
+        shuffle: ShuffleMode = "chunks",
+        rank: int | None = None,
+        world_size: int | None = None,
+        partition: Partition = "drop",
+        window_groups: int | None = None,
+    ) -> None:
+        path = source.path if isinstance(source, GrainSource) else os.fspath(source)
+        with Dataset(path) as ds:
+            self._sizes = tuple(ds.row_group_sizes)
+            self.window_groups = window_groups or default_window_groups([ds])
+        if rank is None or world_size is None:
+            detected_rank, detected_world = detect_distributed()
+            rank = detected_rank if rank is None else rank
+            world_size = detected_world if world_size is None else world_size
+        if num_epochs < 1:
+            raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
+        self.seed, self.num_epochs, self.shuffle = seed, num_epochs, shuffle
+        self.rank, self.world_size, self.partition = rank, world_size, partition
+        self._per_epoch = len(self._order(0))
+
+    def _order(self, epoch: int) -> EpochOrder:
+        return _cached_order(
+            self._sizes,
+            self.shuffle,
+            self.seed,
+            epoch,
+            self.rank,
+            self.world_size,
+            self.partition,
+            self.window_groups,
+        )
+
+    def __len__(self) -> int:
+        return self._per_epoch * self.num_epochs
+
+    def __getitem__(self, index: int) -> Any:
+        if not 0 <= index < len(self):
+            raise IndexError(f"sampler index {index} out of range for {len(self)} records")
+        epoch, position = divmod(index, self._per_epoch)
+        order = self._order(epoch)
+        window = order.window_at(position)
+        start, _ = order.window_bounds(window)
+        row = int(order.window(window)[position - start])  # windows are cached by the order
+        from grain.python import RecordMetadata  # grain is installed when grain calls this
+
+        return RecordMetadata(index=index, record_key=row, rng=None)
+
+    def __repr__(self) -> str:
+        return (
+            f"ChunkIndexSampler(rows={sum(self._sizes)}, seed={self.seed}, "
+            f"num_epochs={self.num_epochs}, shuffle={self.shuffle!r}, rank={self.rank}, "
+            f"world_size={self.world_size}, window_groups={self.window_groups})"
+        )
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_order(
+    sizes: tuple[int, ...],
+    shuffle: ShuffleMode,
+    seed: int,
+    epoch: int,
+    rank: int,
+    world_size: int,
+    partition: Partition,
+    window_groups: int,
+) -> EpochOrder:
+    """Epoch orders by their arguments: grain asks for one index at a time."""
+    return epoch_order(
+        sizes,
+        mode=shuffle,
+        seed=seed,
+        epoch=epoch,
+        rank=rank,
+        world_size=world_size,
+        partition=partition,
+        window_groups=window_groups,
+    )
