@@ -2,168 +2,50 @@
 
 from __future__ import annotations
 
-import inspect
 import os
-import sys
-import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from bale._core.dataset import Batch, Dataset, reader_of
-from bale._core.mapped import MappedColumn
-from bale.errors import BaleError, CorruptFileError
-from bale.format.schema import Array
+from bale._core.dataset import Batch
+from bale.loader.batches import (
+    BatchTransform,
+    ErrorPolicy,
+    OnError,
+    RowTransform,
+    accepts_rows,
+    finish_batch,
+    gather,
+)
+from bale.loader.budget import (
+    DEFAULT_MEMORY_BUDGET,
+    DEFAULT_WINDOW_BYTES,
+    default_window_groups,
+    plan_memory,
+)
+from bale.loader.collate import collate
+from bale.loader.distributed import detect_distributed
+from bale.loader.files import Files
 from bale.loader.order import EpochOrder, Partition, Phase, ShuffleMode, epoch_order
+from bale.loader.state import decode_state, encode_state
+from bale.loader.window import OpenWindows, Window, take_from
 
-RowTransform = Callable[[dict[str, Any]], dict[str, Any]]
-BatchTransform = Callable[[Batch], Batch]
-OnError = Literal["raise", "skip"]
-
-DEFAULT_MEMORY_BUDGET = 1 << 30
-#: Memory the loader uses whatever the window size (measured: about 16 MiB of growth beyond the
-#: windows and buffers with 2 threads).
-_FIXED_OVERHEAD_BYTES = 16 << 20
-_INDEX_BYTES_PER_ROW = 2 * (8 + 8 + 1) + 4 * 8
-#: Decoded bytes of a default shuffle window ("chunks"), counted over all of a file's columns.
-#: A function of the data only, so that the order never depends on memory or speed settings.
-DEFAULT_WINDOW_BYTES = 256 << 20
-_STATE_VERSION = 2
-
-
-def detect_distributed() -> tuple[int, int]:
-    """(rank, world_size): from an initialised torch.distributed, else the RANK / WORLD_SIZE
-    variables torchrun and most launchers set, else (0, 1). Called when a Loader is built.
-
-    Inconsistent sources are an error, never a silent (0, 1) that would make every rank read
-    the whole epoch: RANK without WORLD_SIZE (or the reverse), values that are not integers or
-    out of range, or variables that disagree with the initialised process group."""
-    env = os.environ
-    from_env: tuple[int, int] | None = None
-    if "RANK" in env or "WORLD_SIZE" in env:
-        if "RANK" not in env or "WORLD_SIZE" not in env:
-            raise ValueError(
-                "RANK and WORLD_SIZE must be set together (found only "
-                f"{'RANK' if 'RANK' in env else 'WORLD_SIZE'}); or pass rank= and world_size="
-            )
-        try:
-            from_env = int(env["RANK"]), int(env["WORLD_SIZE"])
-        except ValueError:
-            raise ValueError(
-                f"RANK={env['RANK']!r} and WORLD_SIZE={env['WORLD_SIZE']!r} must be integers"
-            ) from None
-        if from_env[1] < 1 or not 0 <= from_env[0] < from_env[1]:
-            raise ValueError(f"RANK={from_env[0]} is not in 0..WORLD_SIZE-1={from_env[1] - 1}")
-    # Only a program that already imported torch.distributed can have initialised it; importing
-    # torch here just to ask would cost every Loader seconds.
-    dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        from_group = int(dist.get_rank()), int(dist.get_world_size())
-        if from_env is not None and from_env != from_group:
-            raise ValueError(
-                f"torch.distributed says rank {from_group[0]} of {from_group[1]} but RANK and "
-                f"WORLD_SIZE say {from_env[0]} of {from_env[1]}; pass rank= and world_size= to "
-                "say which is meant"
-            )
-        return from_group
-    return from_env if from_env is not None else (0, 1)
-
-
-@dataclass(frozen=True)
-class _Files:
-    """Several files read as one dataset: global row numbers and row groups across files."""
-
-    datasets: list[Dataset]
-    row_starts: np.ndarray  # first global row of each file
-    group_file: np.ndarray  # file of each global row group
-    group_local: np.ndarray  # row group number inside its file
-
-    @classmethod
-    def open(cls, paths: Sequence[str], columns: Sequence[str] | None, cache_bytes: int) -> _Files:
-        datasets: list[Dataset] = []
-        try:
-            for path in paths:
-                datasets.append(Dataset(path, cache_bytes=cache_bytes))
-            first = datasets[0].schema
-            for ds in datasets[1:]:
-                if ds.schema.describe() != first.describe():
-                    raise BaleError(
-                        f"all files of one Loader need the same columns: {ds.schema.describe()} "
-                        f"differs from {first.describe()} in {datasets[0].path!r}",
-                        path=ds.path,
-                    )
-            reader_of(datasets[0]).check_columns(columns)
-        except BaseException:
-            for ds in datasets:
-                ds.close()
-            raise
-        sizes = [len(ds) for ds in datasets]
-        row_starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        group_file = np.concatenate(
-            [np.full(ds.num_row_groups, i, np.int64) for i, ds in enumerate(datasets)]
-        )
-        group_local = np.concatenate([np.arange(ds.num_row_groups) for ds in datasets])
-        return cls(datasets, row_starts, group_file, group_local.astype(np.int64))
-
-    @property
-    def group_sizes(self) -> np.ndarray:
-        return np.concatenate([np.asarray(ds.row_group_sizes, np.int64) for ds in self.datasets])
-
-    def mapped(self, name: str) -> bool:
-        """Whether column ``name`` is uncompressed (read from the mapped file) in every file."""
-        return all(reader_of(ds).mapped_column(name) is not None for ds in self.datasets)
-
-    def gather_mapped(self, names: Sequence[str], rows: np.ndarray) -> Batch:
-        """Mapped columns' values of these global rows, in this order: one gather per file."""
-        files, local = self.locate(rows)
-        out: Batch = {}
-        for name in names:
-            if len(self.datasets) == 1:
-                out[name] = self.mapped_column(0, name).gather(local)
-                continue
-            parts = []
-            for f in np.unique(files).tolist():
-                positions = np.flatnonzero(files == f)
-                parts.append(
-                    (positions, {name: self.mapped_column(f, name).gather(local[positions])})
-                )
-            out[name] = _merge(parts, len(rows))[name]
-        return out
-
-    def release_mapped(self, names: Sequence[str], rows: np.ndarray) -> None:
-        """Unmap the row groups these rows lie in (served windows) from this process."""
-        files, local = self.locate(rows)
-        for f in np.unique(files).tolist():
-            ds = self.datasets[f]
-            groups = np.unique(reader_of(ds).groups.groups_of(local[files == f]))
-            for name in names:
-                self.mapped_column(f, name).release(groups)
-
-    def mapped_column(self, file: int, name: str) -> MappedColumn:
-        mapped = reader_of(self.datasets[file]).mapped_column(name)
-        if mapped is None:
-            raise RuntimeError(f"internal error: column {name!r} is not mapped")
-        return mapped
-
-    def locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        file = np.searchsorted(self.row_starts, rows, side="right") - 1
-        return file, rows - self.row_starts[file]
-
-    def close(self) -> None:
-        for ds in self.datasets:
-            ds.close()
-
-
-def default_window_groups(datasets: Sequence[Dataset]) -> int:
-    """Row groups in a default "chunks" window: DEFAULT_WINDOW_BYTES of decoded data, counted
-    over all columns. A function of the files only (not of the columns read or the memory
-    budget), so the same files always give the same order."""
-    group_bytes = max(1, max(reader_of(ds).decoded_group_bytes() for ds in datasets))
-    return max(2, DEFAULT_WINDOW_BYTES // group_bytes)
+# Some of these are defined in the modules the Loader is built from: other modules import them
+# from here, where they were first defined.
+__all__ = [
+    "DEFAULT_MEMORY_BUDGET",
+    "DEFAULT_WINDOW_BYTES",
+    "BatchTransform",
+    "Loader",
+    "OnError",
+    "RowTransform",
+    "collate",
+    "default_window_groups",
+    "detect_distributed",
+]
 
 
 class Loader:
@@ -244,85 +126,53 @@ class Loader:
         self.rank, self.world_size = rank, world_size
         self.partition: Partition = partition
         self.memory_budget = memory_budget
-        self.on_error: OnError = on_error
-        self.skipped_rows = 0
-        self._files = _Files.open(self.paths, self.columns, cache_bytes=0)
-        self._transform_takes_rows = _accepts_rows(batch_transform)
+        self._files = Files.open(self.paths, self.columns, cache_bytes=0)
+        self._errors = ErrorPolicy(on_error, self._files)
+        self._transform_takes_rows = accepts_rows(batch_transform)
         self.window_groups = window_groups or default_window_groups(self._files.datasets)
         if self.window_groups < 1:
             raise ValueError(f"window_groups must be >= 1, got {window_groups}")
-        window_budget = self._plan_memory()
-        # "full" mode reads batches straight from the files: its block cache gets the budget.
-        # "chunks" decodes each row group once per window and needs no cache.
-        if shuffle == "full":
-            per_file_cache = window_budget // len(self._files.datasets)
-        elif shuffle == "none":  # a row group spans several batches: decode it once
-            per_file_cache = (self.num_threads + 2) * self._group_bytes
-        else:
-            per_file_cache = 0
+        plan = plan_memory(
+            self._files.sizes(self.columns),
+            memory_budget=self.memory_budget,
+            shuffle=self.shuffle,
+            batch_size=self.batch_size,
+            prefetch=self.prefetch,
+            num_threads=self.num_threads,
+            window_groups=self.window_groups,
+        )
+        self.prefetch = plan.prefetch
+        self._windows_ahead = plan.windows_ahead
+        # Mapped columns' pages that would not fit in the windows' share of the budget are
+        # unmapped once their window is served (see budget.plan_memory).
+        self._unmap_served_windows = plan.unmap_served_windows
         for ds in self._files.datasets:
-            ds.cache_bytes = per_file_cache
+            ds.cache_bytes = plan.cache_bytes
         self.epoch = 0
         self._history: list[Phase] = []  # how earlier runs consumed the start of this epoch
         self._position = 0  # rows of this run's sequence already handed out
         self._resumed = False
         self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
         self._order_cache: tuple[tuple[Any, ...], EpochOrder] | None = None
         self._spare_buffers: list[dict[str, np.ndarray]] = []  # arrays of a served window
-        # Uncompressed columns are read from the mapped files. Their pages are page cache, not
-        # memory the loader allocates; still, when they would not fit in the windows' share of
-        # the budget, served windows are unmapped so the process's RSS stays within it (at the
-        # cost of mapping the pages again next epoch).
-        mapped_bytes = sum(
-            reader_of(ds).decoded_group_bytes([n]) * ds.num_row_groups
-            for ds in self._files.datasets
-            for n in (self.columns or ds.schema.names)
-            if reader_of(ds).mapped_column(n) is not None
-        )
-        self._unmap_served_windows = mapped_bytes > window_budget
 
-    def _plan_memory(self) -> int:
-        """Split the memory budget; returns the bytes left for windows (or the block cache) and
-        mapped pages once batches in flight and thread buffers are counted.
+    @property
+    def on_error(self) -> OnError:
+        """What a row that cannot be read or transformed does: "raise" or "skip"."""
+        return self._errors.on_error
 
-        The budget holds the windows (the one served and, when it fits, the next one read
-        ahead), the batches in flight, each thread's compressed and decoded row group while it
-        fills a window, and a fixed allowance for the rest. It changes how much is read ahead
-        (windows, then prefetched batches), never the order: a budget too small for one window
-        is an error that says what to change."""
-        files = self._files
-        self._group_bytes = max(
-            1, max(reader_of(ds).decoded_group_bytes(self.columns) for ds in files.datasets)
-        )
-        # Uncompressed columns are gathered from the mapped files: windows do not hold them.
-        held = [n for n in self.columns or files.datasets[0].schema.names if not files.mapped(n)]
-        held_bytes = max(reader_of(ds).decoded_group_bytes(held) for ds in files.datasets)
-        rows_per_group = max(1, int(np.median(files.group_sizes))) if self.num_rows else 1
-        batch_bytes = self.batch_size * self._group_bytes // rows_per_group
-        threads = self.num_threads * 2 * self._group_bytes
-        free = self.memory_budget - _FIXED_OVERHEAD_BYTES - threads
-        self._windows_ahead = 1
-        if self.shuffle != "chunks":
-            return max(0, free - self.prefetch * batch_bytes)
-        # Each row of a window also costs index entries: its row number and serving position
-        # in the two windows (17 bytes) and in the order's cache of 4 windows (32 bytes).
-        group_cost = held_bytes + _INDEX_BYTES_PER_ROW * rows_per_group
-        window_groups = min(self.window_groups, len(files.group_sizes))
-        window_bytes = window_groups * group_cost
-        for windows in (2, 1):
-            prefetch = (free - windows * window_bytes) // max(1, batch_bytes)
-            if prefetch >= 1:
-                self._windows_ahead = windows
-                self.prefetch = int(min(self.prefetch, prefetch))
-                return max(0, free - self.prefetch * batch_bytes)
-        need = window_bytes + batch_bytes + threads + _FIXED_OVERHEAD_BYTES
-        raise ValueError(
-            f"memory_budget={self.memory_budget} bytes cannot hold one shuffle window of "
-            f"{window_groups} row groups ({window_bytes} bytes decoded) and a batch: give "
-            f"memory_budget >= {need}, or a smaller window_groups= (which changes the order: "
-            "resume with the same value)"
-        )
+    @on_error.setter
+    def on_error(self, on_error: OnError) -> None:
+        self._errors.on_error = on_error
+
+    @property
+    def skipped_rows(self) -> int:
+        """Rows left out so far in skip mode (``on_error="skip"``)."""
+        return self._errors.skipped_rows
+
+    @skipped_rows.setter
+    def skipped_rows(self, rows: int) -> None:
+        self._errors.skipped_rows = rows
 
     # -- order and state ----------------------------------------------------------------------
 
@@ -353,7 +203,7 @@ class Loader:
     @property
     def num_rows(self) -> int:
         """Rows in all files together."""
-        return int(self._files.row_starts[-1] + len(self._files.datasets[-1]))
+        return self._files.num_rows
 
     def rows_per_epoch(self) -> int:
         """Rows this rank reads in the current epoch (before drop_last; after a resume, what is
@@ -392,28 +242,19 @@ class Loader:
         elif self._position:
             batches = -(-self._position // self.batch_size)
             phases.append(Phase(self.world_size, 1, self.batch_size, batches))
-        return {
-            "version": _STATE_VERSION,
-            "epoch": epoch,
-            "phases": [[p.world_size, p.workers, p.batch_size, p.batches] for p in phases],
-            "seed": self.seed,
-            "shuffle": self.shuffle,
-            "partition": self.partition,
-            "window_groups": self.window_groups,
-            "num_rows": self.num_rows,
-            "num_row_groups": len(self._files.group_sizes),
-        }
+        return encode_state(epoch, phases, self._order_settings())
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume where ``state_dict()`` was taken: the rows not yet served are shared among the
         ranks (and workers) of this run, whatever their number, batch size or threads. Settings
         that shape the order (seed, shuffle, partition, window size, the data) must match."""
-        if state.get("version") != _STATE_VERSION:
-            raise ValueError(
-                f"cannot resume from a loader state of version {state.get('version')!r}; this "
-                f"bale writes and reads version {_STATE_VERSION}"
-            )
-        current = {
+        self.epoch, self._history = decode_state(state, self._order_settings())
+        self._position = 0
+        self._resumed = True
+
+    def _order_settings(self) -> dict[str, Any]:
+        """What shapes the order besides the epoch: a resumed Loader must have the same."""
+        return {
             "seed": self.seed,
             "shuffle": self.shuffle,
             "partition": self.partition,
@@ -421,20 +262,6 @@ class Loader:
             "num_rows": self.num_rows,
             "num_row_groups": len(self._files.group_sizes),
         }
-        mismatched = {k: (state.get(k), v) for k, v in current.items() if state.get(k) != v}
-        if mismatched:
-            raise ValueError(
-                f"cannot resume: the saved state was taken with different settings {mismatched} "
-                "(saved, current); the order would differ"
-            )
-        try:
-            phases = [Phase(*(int(x) for x in p)) for p in state["phases"]]
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"cannot resume: malformed phases {state.get('phases')!r}") from exc
-        self.epoch = int(state["epoch"])
-        self._history = phases
-        self._position = 0
-        self._resumed = True
 
     # -- iteration ----------------------------------------------------------------------------
 
@@ -468,7 +295,17 @@ class Loader:
         directly (contiguous rows in "none", through the block cache)."""
         pool = self._ensure_pool()
         pending: deque[tuple[int, Future[Batch]]] = deque()
-        windows: dict[int, _Window] = {}
+        windows = OpenWindows(
+            order,
+            files=self._files,
+            columns=self.columns,
+            errors=self._errors,
+            threads=self.num_threads,
+            pool=pool,
+            spares=self._spare_buffers,
+            ahead=self._windows_ahead,
+            unmap=self._unmap_served_windows,
+        )
         next_start = 0
         try:
             while next_start < len(starts) or pending:
@@ -478,176 +315,40 @@ class Loader:
                     if order.mode != "chunks":
                         task = pool.submit(self._make_batch, order, a, b)
                     else:
-                        needed = self._windows_for(order, a, b, windows, pool)
+                        needed = windows.for_batch(a, b)
                         task = pool.submit(self._make_window_batch, needed, a, b, order.epoch)
                     pending.append((b, task))
                     next_start += 1
                 end, future = pending.popleft()
                 batch = future.result()  # re-raises a worker's exception with its traceback
                 self._position = end
-                for w in [w for w in windows if windows[w].stop <= end]:
-                    windows.pop(w).recycle(self._spare_buffers)  # fully served
+                windows.recycle_served(end)
                 if order.mode == "chunks" and end < total:
-                    self._read_next_window(order, end, windows, pool)
+                    windows.read_ahead(end)
                 yield batch
         finally:
             for _, future in pending:
                 future.cancel()
-            for window in windows.values():
-                window.cancel()
+            windows.cancel()
 
-    def _windows_for(
-        self,
-        order: EpochOrder,
-        a: int,
-        b: int,
-        windows: dict[int, _Window],
-        pool: ThreadPoolExecutor,
-    ) -> list[_Window]:
-        """The windows a batch of positions a..b-1 needs, starting any not yet read."""
-        first, last = order.window_at(a), order.window_at(b - 1)
-        for w in range(first, last + 1):
-            if w not in windows:
-                windows[w] = _Window(self, order, w, pool, self._spare_buffers)
-        return [windows[w] for w in range(first, last + 1)]
-
-    def _read_next_window(
-        self,
-        order: EpochOrder,
-        position: int,
-        windows: dict[int, _Window],
-        pool: ThreadPoolExecutor,
-    ) -> None:
-        """Start reading the window after the one being served, so it is ready when needed;
-        never more windows at once than the memory budget holds (two, or one)."""
-        upcoming = order.window_at(position) + 1
-        if (
-            upcoming < order.num_windows
-            and upcoming not in windows
-            and len(windows) < self._windows_ahead
-        ):
-            windows[upcoming] = _Window(self, order, upcoming, pool, self._spare_buffers)
-
-    def _make_window_batch(self, windows: list[_Window], a: int, b: int, epoch: int) -> Batch:
-        pieces = [w.take(max(a, w.start), min(b, w.stop)) for w in windows]
-        if len(pieces) == 1:
-            batch, rows = pieces[0]
-        else:
-            rows = np.concatenate([r for _, r in pieces])
-            batch = {k: _concat([p[k] for p, _ in pieces]) for k in pieces[0][0]}
+    def _make_window_batch(self, windows: list[Window], a: int, b: int, epoch: int) -> Batch:
+        batch, rows = take_from(windows, a, b)
         return self._finish_batch(batch, rows, epoch)
 
     def _make_batch(self, order: EpochOrder, a: int, b: int) -> Batch:
-        batch, rows = self._gather(order.rows(a, b))
+        batch, rows = gather(self._files, order.rows(a, b), self.columns, self._errors)
         return self._finish_batch(batch, rows, order.epoch)
 
     def _finish_batch(self, batch: Batch, rows: np.ndarray, epoch: int) -> Batch:
-        if self.transform is not None:
-            batch, rows = self._apply_row_transform(batch, rows)
-        if self.batch_transform is not None:
-            batch = self._apply_batch_transform(self.batch_transform, batch, rows, epoch)
-        return batch
-
-    def _apply_batch_transform(
-        self, transform: BatchTransform, batch: Batch, rows: np.ndarray, epoch: int
-    ) -> Batch:
-        """Run the batch transform; a failure names the file and row it came from (transforms
-        such as DecodeImages tag errors with ``batch_index``). In skip mode that row is dropped
-        and the transform retried."""
-        while True:
-            try:
-                if self._transform_takes_rows:
-                    return transform(batch, rows=rows, epoch=epoch)  # type: ignore[call-arg]
-                return transform(batch)
-            except Exception as exc:
-                index = getattr(exc, "batch_index", None)
-                if index is None or not 0 <= index < len(rows):
-                    raise
-                if self.on_error == "raise":
-                    raise self._row_error(int(rows[index]), exc) from exc
-                with self._lock:
-                    self.skipped_rows += 1
-                keep = np.arange(len(rows)) != index
-                rows = rows[keep]
-                batch = {k: _select(v, keep) for k, v in batch.items()}
-
-    def _row_error(self, row: int, exc: Exception) -> BaleError:
-        file, local = self._files.locate(np.array([row]))
-        detail = exc.detail if isinstance(exc, BaleError) else f"{type(exc).__name__}: {exc}"
-        column = exc.column if isinstance(exc, BaleError) else None
-        return BaleError(
-            f"{detail} (use on_error='skip' to skip such rows)",
-            path=self._files.datasets[int(file[0])].path,
-            column=column,
-            rows=(int(local[0]), int(local[0]) + 1),
+        return finish_batch(
+            batch,
+            rows,
+            epoch,
+            transform=self.transform,
+            batch_transform=self.batch_transform,
+            transform_takes_rows=self._transform_takes_rows,
+            errors=self._errors,
         )
-
-    def _gather(self, rows: np.ndarray) -> tuple[Batch, np.ndarray]:
-        """The batch for these global rows, and the rows it holds (fewer in skip mode)."""
-        batch, kept = self._gather_mask(rows)
-        return batch, rows[kept]
-
-    def _gather_mask(self, rows: np.ndarray) -> tuple[Batch, np.ndarray]:
-        """The batch for these global rows and a mask of the rows it holds (skip mode drops
-        rows of damaged row groups)."""
-        files, local = self._files.locate(rows)
-        if len(self._files.datasets) == 1:
-            return self._take(self._files.datasets[0], local)
-        parts = []
-        kept = np.zeros(len(rows), bool)
-        for f in np.unique(files).tolist():
-            positions = np.flatnonzero(files == f)
-            batch, keep = self._take(self._files.datasets[f], local[positions])
-            kept[positions[keep]] = True
-            parts.append((positions[keep], batch))
-        # Positions in the merged batch: rank of each kept position among all kept ones.
-        new_position = np.cumsum(kept) - 1
-        parts = [(new_position[p], b) for p, b in parts]
-        return _merge(parts, int(kept.sum())), kept
-
-    def _take(self, ds: Dataset, local: np.ndarray) -> tuple[Batch, np.ndarray]:
-        everything = np.ones(len(local), bool)
-        contiguous = len(local) > 0 and int(local[-1]) - int(local[0]) == len(local) - 1
-        if contiguous and bool((np.diff(local) == 1).all()):
-            rows = slice(int(local[0]), int(local[-1]) + 1)
-            read: Callable[[], Batch] = lambda: _own(ds.read(rows, self.columns))  # noqa: E731
-        else:
-            read = lambda: ds.take(local, self.columns)  # noqa: E731
-        if self.on_error == "raise":
-            return read(), everything
-        try:
-            return read(), everything
-        except CorruptFileError:
-            pass
-        # Skip mode: find the row groups that fail and drop their rows from this batch.
-        groups = reader_of(ds).groups.groups_of(local)
-        keep = everything
-        for g in np.unique(groups).tolist():
-            try:
-                reader_of(ds).prefetch_group(g, self.columns)
-            except CorruptFileError:
-                keep = keep & (groups != g)
-        with self._lock:
-            self.skipped_rows += int((~keep).sum())
-        return ds.take(local[keep], self.columns), keep
-
-    def _apply_row_transform(self, batch: Batch, rows: np.ndarray) -> tuple[Batch, np.ndarray]:
-        transform = self.transform
-        if transform is None:
-            return batch, rows
-        out_rows = []
-        kept = []
-        for i in range(len(rows)):
-            row = {k: v[i] for k, v in batch.items()}
-            try:
-                out_rows.append(transform(row))
-                kept.append(i)
-            except Exception as exc:
-                if self.on_error == "raise":
-                    raise self._row_error(int(rows[i]), exc) from exc
-                with self._lock:
-                    self.skipped_rows += 1
-        return collate(out_rows), rows[kept]
 
     def _ensure_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -677,201 +378,5 @@ class Loader:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_pool"] = None
-        state["_lock"] = None
         state["_spare_buffers"] = []
         return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-
-
-class _Window:
-    """One window of an epoch held in memory, for the "chunks" shuffle.
-
-    Rows are stored in stream order, where they form runs of consecutive rows of one row group:
-    filling the window is a series of contiguous copies out of decoded blocks, split by row
-    group into one part per loader thread, so each row group is read and decoded exactly once
-    and the parts run in parallel. A batch applies the window's permutation as one gather of
-    its rows, a copy, so a batch kept by the training loop does not pin the window.
-    """
-
-    def __init__(
-        self,
-        loader: Loader,
-        order: EpochOrder,
-        window: int,
-        pool: ThreadPoolExecutor,
-        spares: list[dict[str, np.ndarray]],
-    ):
-        self.start, self.stop = order.window_bounds(window)
-        self.rows, self.served = order.window_stream(window)
-        n = len(self.rows)
-        self.kept = np.ones(n, bool)
-        self.data: Batch = {}
-        files = loader._files
-        schema = files.datasets[0].schema
-        columns = list(loader.columns or schema.names)
-        # Uncompressed array columns are gathered per batch straight from the mapped files:
-        # the window neither copies nor holds them.
-        self._mapped = [name for name in columns if files.mapped(name)]
-        self._columns = [name for name in columns if name not in self._mapped]
-        # Reuse the arrays of a served window: fresh memory costs a page fault per page (and on
-        # VMs with free-page reporting, a trip to the host), every window of every epoch.
-        spare = spares.pop() if spares else {}
-        for name in self._columns:
-            column_type = schema[name].type
-            if isinstance(column_type, Array):
-                buffer = spare.get(name)
-                if buffer is None or len(buffer) < n:
-                    buffer = np.empty((n, *column_type.shape), column_type.numpy_dtype)
-                self.data[name] = buffer[:n]
-            else:
-                self.data[name] = [None] * n
-        groups = np.searchsorted(order.group_starts, self.rows, side="right") - 1
-        # Runs of consecutive positions in the same row group: [run_start, run_stop).
-        breaks = np.flatnonzero(np.diff(groups)) + 1
-        run_starts = np.concatenate([[0], breaks]).astype(np.int64)
-        run_stops = np.concatenate([breaks, [n]]).astype(np.int64)
-        run_groups = groups[run_starts] if n else np.zeros(0, np.int64)
-        parts = min(loader.num_threads, max(1, len(np.unique(run_groups))))
-        self._loader = loader
-        self._group_starts = order.group_starts
-        self._futures = [
-            pool.submit(self._fill, run_starts[sel], run_stops[sel], run_groups[sel])
-            for sel in (run_groups % parts == p for p in range(parts))
-            if sel.any()
-        ]
-
-    def _fill(self, run_starts: np.ndarray, run_stops: np.ndarray, run_groups: np.ndarray) -> None:
-        loader = self._loader
-        files = loader._files
-        for start, stop, group in zip(
-            run_starts.tolist(), run_stops.tolist(), run_groups.tolist(), strict=True
-        ):
-            ds = files.datasets[int(files.group_file[group])]
-            local = int(files.group_local[group])
-            try:
-                for name in self._mapped:
-                    mapped = files.mapped_column(int(files.group_file[group]), name)
-                    if loader.on_error == "skip":  # find damage now, where rows can be dropped
-                        mapped.verify_groups(np.array([local]))
-                    else:  # gathered and checked per batch; start reading it now
-                        mapped.will_need(local)
-                block = ds.read_row_group(local, self._columns) if self._columns else {}
-            except CorruptFileError:
-                if loader.on_error == "raise":
-                    raise
-                self.kept[start:stop] = False
-                with loader._lock:
-                    loader.skipped_rows += stop - start
-                continue
-            local_rows = self.rows[start:stop] - self._group_starts[group]
-            first, last = int(local_rows[0]), int(local_rows[-1])
-            if last - first == stop - start - 1:  # consecutive rows: one slice
-                for name in self._columns:
-                    self.data[name][start:stop] = block[name][first : last + 1]
-            else:  # a resumed window: the rows already served are missing
-                for name in self._columns:
-                    values = block[name]
-                    if isinstance(values, np.ndarray):
-                        self.data[name][start:stop] = values[local_rows]
-                    else:
-                        self.data[name][start:stop] = [values[i] for i in local_rows.tolist()]
-
-    def take(self, a: int, b: int) -> tuple[Batch, np.ndarray]:
-        """Positions a..b-1 of the epoch (inside this window) and their global rows."""
-        for future in self._futures:
-            future.result()  # waits for the parts; re-raises a part's error
-        picked = self.served[a - self.start : b - self.start]
-        picked = picked[self.kept[picked]]
-        batch = {
-            k: np.take(v, picked, axis=0) if isinstance(v, np.ndarray) else [v[i] for i in picked]
-            for k, v in self.data.items()
-        }
-        rows = self.rows[picked]
-        if self._mapped:
-            batch.update(self._loader._files.gather_mapped(self._mapped, rows))
-        return batch, rows
-
-    def cancel(self) -> None:
-        for future in self._futures:
-            future.cancel()
-
-    def recycle(self, spares: list[dict[str, np.ndarray]]) -> None:
-        """Hand this window's arrays to the next window (batches hold copies, never views)."""
-        arrays = {
-            k: v.base if v.base is not None else v
-            for k, v in self.data.items()
-            if isinstance(v, np.ndarray)
-        }
-        if arrays and len(spares) < 1:
-            spares.append(arrays)
-        self.data = {}
-        if self._mapped and self._loader._unmap_served_windows:
-            self._loader._files.release_mapped(self._mapped, self.rows)
-
-
-def _own(batch: Batch) -> Batch:
-    """Copies of arrays that are views of cached blocks (read-only, shared between callers)."""
-    return {
-        k: v.copy() if isinstance(v, np.ndarray) and not v.flags.writeable else v
-        for k, v in batch.items()
-    }
-
-
-def _concat(pieces: list[Any]) -> Any:
-    if isinstance(pieces[0], np.ndarray):
-        return np.concatenate(pieces)
-    return [value for piece in pieces for value in piece]
-
-
-def collate(rows: Sequence[Mapping[str, Any]]) -> Batch:
-    """Rows (dicts) -> a batch: NumPy values stacked into one array, anything else as a list."""
-    if not rows:
-        return {}
-    out: Batch = {}
-    for key in rows[0]:
-        values = [row[key] for row in rows]
-        first = values[0]
-        if isinstance(first, (np.ndarray, np.generic, int, float, bool)):
-            out[key] = np.stack([np.asarray(v) for v in values])
-        else:
-            out[key] = values
-    return out
-
-
-def _accepts_rows(transform: Any) -> bool:
-    """Whether a batch transform takes ``rows=`` and ``epoch=`` keywords (global row numbers of
-    the batch and the epoch), as DecodeImages does to seed augmentations reproducibly."""
-    if transform is None:
-        return False
-    try:
-        parameters = inspect.signature(transform).parameters
-    except (TypeError, ValueError):
-        return False
-    return "rows" in parameters and "epoch" in parameters
-
-
-def _select(values: Any, keep: np.ndarray) -> Any:
-    if isinstance(values, np.ndarray):
-        return values[keep]
-    return [v for v, k in zip(values, keep.tolist(), strict=True) if k]
-
-
-def _merge(parts: list[tuple[np.ndarray, Batch]], n: int) -> Batch:
-    out: Batch = {}
-    for key in parts[0][1]:
-        first = parts[0][1][key]
-        if isinstance(first, np.ndarray):
-            result: Any = np.empty((n, *first.shape[1:]), first.dtype)
-        else:
-            result = [None] * n
-        for positions, batch in parts:
-            if isinstance(result, np.ndarray):
-                result[positions] = batch[key]
-            else:
-                for p, v in zip(positions.tolist(), batch[key], strict=True):
-                    result[p] = v
-        out[key] = result
-    return out
