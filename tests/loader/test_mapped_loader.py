@@ -98,3 +98,32 @@ def test_served_windows_are_unmapped(files):
     # as the short last group can be, is released by both: harmless, pages just re-fault).
     groups = {g for call in released for g in call}
     assert groups == set(range(bale.open(raw[0]).num_row_groups))
+
+
+@pytest.mark.parametrize("several_files", [False, True])
+def test_skip_mode_with_a_whole_batch_in_a_damaged_group(tmp_path, several_files):
+    """Uncompressed columns, skip mode, batches smaller than a row group: the batches whose rows
+    all lie in the damaged group are left out (no empty batch, no crash merging nothing)."""
+    paths = []
+    for part in range(2 if several_files else 1):
+        path = tmp_path / f"raw{part}.bale"
+        data = {"image": np.full((40, 2, 2), part, np.uint8), "label": np.arange(40) + 100 * part}
+        bale.write(path, data, codecs={"image": "none"}, row_group_rows=10)
+        paths.append(path)
+    with bale.open(paths[0]) as ds:
+        record = ds.index.blocks[1, ds.schema.index("image")]
+        offset = int(record["offset"]) + int(record["stored_size"]) // 2
+    with open(paths[0], "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with bale.Loader(
+        paths, 2, shuffle="chunks", window_groups=1, on_error="skip", seed=0
+    ) as loader:
+        batches = list(loader)
+    assert all(len(b["label"]) > 0 for b in batches)
+    labels = sorted(int(x) for b in batches for x in b["label"])
+    expected = [r for p in range(len(paths)) for r in range(100 * p, 100 * p + 40)]
+    assert labels == [r for r in expected if not 10 <= r < 20]
+    assert loader.skipped_rows == 10

@@ -742,3 +742,13 @@ def test_skip_mode_corrupt_group_and_batch_transform_error(loaders, path: str) -
     rows = labels(list(loader))
     assert rows == [r for r in range(N) if not 20 <= r < 30 and r != 35]
     assert loader.skipped_rows == GROUP + 1
+
+
+def test_a_loader_that_cannot_be_made_leaves_no_file_open(path: str) -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        with pytest.raises(ValueError, match="cannot hold one shuffle window"):
+            Loader(path, BATCH, shuffle="chunks", window_groups=8, memory_budget=1 << 20)
+    assert len(os.listdir("/proc/self/fd")) == before
+    with pytest.raises(ValueError, match="window_groups must be >= 1"):
+        Loader(path, BATCH, window_groups=0)  # not "the default"

@@ -91,7 +91,7 @@ class Files:
         files, local = self.locate(rows)
         out: Batch = {}
         for name in names:
-            if len(self.datasets) == 1:
+            if len(self.datasets) == 1 or len(rows) == 0:
                 out[name] = self.mapped_column(0, name).gather(local)
                 continue
             parts = []

@@ -126,21 +126,29 @@ class Loader:
         self.rank, self.world_size = rank, world_size
         self.partition: Partition = partition
         self.memory_budget = memory_budget
-        self._files = Files.open(self.paths, self.columns, cache_bytes=0)
-        self._errors = ErrorPolicy(on_error, self._files)
-        self._transform_takes_rows = accepts_rows(batch_transform)
-        self.window_groups = window_groups or default_window_groups(self._files.datasets)
-        if self.window_groups < 1:
+        if window_groups is not None and window_groups < 1:
             raise ValueError(f"window_groups must be >= 1, got {window_groups}")
-        plan = plan_memory(
-            self._files.sizes(self.columns),
-            memory_budget=self.memory_budget,
-            shuffle=self.shuffle,
-            batch_size=self.batch_size,
-            prefetch=self.prefetch,
-            num_threads=self.num_threads,
-            window_groups=self.window_groups,
-        )
+        self._files = Files.open(self.paths, self.columns, cache_bytes=0)
+        try:
+            self._errors = ErrorPolicy(on_error, self._files)
+            self._transform_takes_rows = accepts_rows(batch_transform)
+            self.window_groups = (
+                window_groups
+                if window_groups is not None
+                else default_window_groups(self._files.datasets)
+            )
+            plan = plan_memory(
+                self._files.sizes(self.columns),
+                memory_budget=self.memory_budget,
+                shuffle=self.shuffle,
+                batch_size=self.batch_size,
+                prefetch=self.prefetch,
+                num_threads=self.num_threads,
+                window_groups=self.window_groups,
+            )
+        except BaseException:
+            self._files.close()  # nothing is left open when the Loader cannot be made
+            raise
         self.prefetch = plan.prefetch
         self._windows_ahead = plan.windows_ahead
         # Mapped columns' pages that would not fit in the windows' share of the budget are
@@ -325,6 +333,8 @@ class Loader:
                 windows.recycle_served(end)
                 if order.mode == "chunks" and end < total:
                     windows.read_ahead(end)
+                if batch and not _batch_rows(batch):
+                    continue  # skip mode left out every row of this batch
                 yield batch
         finally:
             for _, future in pending:
@@ -380,3 +390,11 @@ class Loader:
         state["_pool"] = None
         state["_spare_buffers"] = []
         return state
+
+
+def _batch_rows(batch: Batch) -> int:
+    """Rows in a batch: the length of its first column (1 if a transform made it unsized)."""
+    try:
+        return len(next(iter(batch.values())))
+    except TypeError:
+        return 1
