@@ -752,3 +752,22 @@ def test_a_loader_that_cannot_be_made_leaves_no_file_open(path: str) -> None:
     assert len(os.listdir("/proc/self/fd")) == before
     with pytest.raises(ValueError, match="window_groups must be >= 1"):
         Loader(path, BATCH, window_groups=0)  # not "the default"
+
+
+def test_next_epochs_first_window_is_read_early(loaders, path: str) -> None:
+    """While an epoch's last window is served, the next epoch's first window is read, so the
+    next epoch's first batch does not wait for it; the batches are the same as without."""
+    ref = reference(loaders, path, epochs=3, shuffle="chunks", seed=5)
+    loader = loaders(path, BATCH, shuffle="chunks", seed=5)
+    first = batch_labels(list(loader))
+    assert loader._early is None  # not after a first epoch: it may be the only one
+    second = batch_labels(list(loader))
+    assert loader._early is not None  # epoch 2's first window, read ahead
+    third = batch_labels(list(loader))  # uses it
+    assert [first, second, third] == ref
+    assert loader._early is not None
+    loader.set_epoch(0)  # not the epoch read early: the early window is dropped, not served
+    assert batch_labels(list(loader)) == ref[0]
+    fresh = loaders(path, BATCH, shuffle="chunks", seed=5)
+    fresh.set_epoch(2)
+    assert batch_labels(list(fresh)) == ref[2]

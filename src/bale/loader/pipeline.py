@@ -161,7 +161,10 @@ class Loader:
         self._position = 0  # rows of this run's sequence already handed out
         self._resumed = False
         self._pool: ThreadPoolExecutor | None = None
-        self._order_cache: tuple[tuple[Any, ...], EpochOrder] | None = None
+        self._order_cache: dict[tuple[Any, ...], EpochOrder] = {}  # this epoch's and the next
+        # The next epoch's first window, read while this epoch's last one is served.
+        self._early: tuple[tuple[Any, ...], Window] | None = None
+        self._passes_finished = 0  # passes run to an epoch's end in this process
         self._spare_buffers: list[dict[str, np.ndarray]] = []  # arrays of a served window
 
     @property
@@ -187,11 +190,11 @@ class Loader:
     def _order(self, epoch: int, worker: int = 0, workers: int = 1) -> EpochOrder:
         """What this rank (as DataLoader worker ``worker`` of ``workers``) reads in ``epoch``:
         in the current epoch, what earlier runs left (the resumed history)."""
-        history = tuple(self._history) if epoch == self.epoch else ()
-        key = (epoch, worker, workers, history)
-        cached = self._order_cache
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        key = self._order_key(epoch, worker, workers)
+        cached = self._order_cache.get(key)
+        if cached is not None:
+            return cached
+        history = key[3]
         order = epoch_order(
             self._files.group_sizes,
             mode=self.shuffle,
@@ -205,8 +208,14 @@ class Loader:
             window_groups=self.window_groups,
             history=history,
         )
-        self._order_cache = (key, order)
+        while len(self._order_cache) >= 2:
+            self._order_cache.pop(next(iter(self._order_cache)))
+        self._order_cache[key] = order
         return order
+
+    def _order_key(self, epoch: int, worker: int, workers: int) -> tuple[Any, ...]:
+        history = tuple(self._history) if epoch == self.epoch else ()
+        return (epoch, worker, workers, history)
 
     @property
     def num_rows(self) -> int:
@@ -303,8 +312,10 @@ class Loader:
         directly (contiguous rows in "none", through the block cache)."""
         pool = self._ensure_pool()
         pending: deque[tuple[int, Future[Batch]]] = deque()
+        first = self._take_early(order, starts)
         windows = OpenWindows(
             order,
+            first=first,
             files=self._files,
             columns=self.columns,
             errors=self._errors,
@@ -333,6 +344,17 @@ class Loader:
                 windows.recycle_served(end)
                 if order.mode == "chunks" and end < total:
                     windows.read_ahead(end)
+                # Only a process that already ran an epoch to its end reads the next one early:
+                # a DataLoader worker that is not persistent, or a one-epoch run, never uses it.
+                if (
+                    order.mode == "chunks"
+                    and self._passes_finished
+                    and (end >= total or windows.last_started())
+                    and windows.held() < self._windows_ahead
+                ):
+                    self._read_next_epoch_early(order, pool)
+                if end >= total:
+                    self._passes_finished += 1
                 if batch and not _batch_rows(batch):
                     continue  # skip mode left out every row of this batch
                 yield batch
@@ -340,6 +362,53 @@ class Loader:
             for _, future in pending:
                 future.cancel()
             windows.cancel()
+
+    def _read_next_epoch_early(self, order: EpochOrder, pool: ThreadPoolExecutor) -> None:
+        """Start reading the next epoch's first window while this epoch's last one is served,
+        so the next epoch's first batch does not wait for a whole window to be read."""
+        worker, workers = self._consumer_of(order)
+        key = self._order_key(order.epoch + 1, worker, workers)
+        if self._early is not None or key[3]:
+            return
+        following = self._order(order.epoch + 1, worker, workers)
+        if following.num_windows == 0:
+            return
+        window = Window(
+            following,
+            0,
+            files=self._files,
+            columns=self.columns,
+            errors=self._errors,
+            threads=self.num_threads,
+            pool=pool,
+            spares=self._spare_buffers,
+        )
+        self._early = (key, window)
+
+    def _take_early(self, order: EpochOrder, starts: list[int]) -> Window | None:
+        """The first window read early for this pass, if it is this order's and the pass begins
+        in it; an early window that does not fit is dropped."""
+        early, self._early = self._early, None
+        if early is None:
+            return None
+        key, window = early
+        worker, workers = self._consumer_of(order)
+        if (
+            order.mode == "chunks"
+            and key == self._order_key(order.epoch, worker, workers)
+            and starts
+            and starts[0] < window.stop
+        ):
+            return window
+        window.cancel()
+        return None
+
+    def _consumer_of(self, order: EpochOrder) -> tuple[int, int]:
+        """(worker, workers) an order was made for (from the order cache's keys)."""
+        for key, cached in self._order_cache.items():
+            if cached is order:
+                return key[1], key[2]
+        return 0, 1
 
     def _make_window_batch(self, windows: list[Window], a: int, b: int, epoch: int) -> Batch:
         batch, rows = take_from(windows, a, b)
@@ -373,6 +442,9 @@ class Loader:
 
     def close(self) -> None:
         """Stop the worker threads and close the files."""
+        if self._early is not None:
+            self._early[1].cancel()
+            self._early = None
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -389,6 +461,7 @@ class Loader:
         state = self.__dict__.copy()
         state["_pool"] = None
         state["_spare_buffers"] = []
+        state["_early"] = None
         return state
 
 

@@ -161,6 +161,7 @@ class OpenWindows:
         spares: list[dict[str, np.ndarray]],
         ahead: int,
         unmap: bool,
+        first: Window | None = None,
     ) -> None:
         self._order = order
         self._files = files
@@ -171,7 +172,7 @@ class OpenWindows:
         self._spares = spares
         self._ahead = ahead
         self._unmap = unmap
-        self._windows: dict[int, Window] = {}
+        self._windows: dict[int, Window] = {} if first is None else {0: first}
 
     def for_batch(self, a: int, b: int) -> list[Window]:
         """The windows a batch of positions a..b-1 needs, starting any not yet read."""
@@ -196,6 +197,14 @@ class OpenWindows:
             and len(self._windows) < self._ahead
         ):
             self._windows[upcoming] = self._read(upcoming)
+
+    def last_started(self) -> bool:
+        """Whether the order's last window is being read or served (nothing left to read)."""
+        return self._order.num_windows - 1 in self._windows
+
+    def held(self) -> int:
+        """Windows held now (read or being read)."""
+        return len(self._windows)
 
     def cancel(self) -> None:
         for window in self._windows.values():
