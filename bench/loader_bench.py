@@ -645,7 +645,7 @@ def bench_array(cfg: Config, name: str, description: str, data: NDArray[Any]) ->
     paths, chunk_rows, codec = write_array_files(name, data)
     print(f"bale codec {codec}; {chunk_rows} rows per row group (also the h5py chunk)")
     with bale.Loader(paths["bale"], ARRAY_BATCH, num_threads=THREADS) as loader:
-        window = loader.window_groups  # the default window (256 MiB of decoded rows)
+        window = loader.window_groups  # the default window (512 MiB of decoded rows)
     with bale.open(paths["bale"]) as ds:
         groups = ds.num_row_groups
     methods = array_methods(paths, data.nbytes, cfg.h5_shuffled_seconds)

@@ -6,7 +6,7 @@ batch is from an i.i.d. shuffle, with ``bale.loader.quality.dispersion_ratio`` (
 i.i.d.; about B when every batch holds one class):
 
 - ``shuffle="none"``, ``"full"``, and ``"chunks"`` with several ``window_groups`` (K), including
-  the K the Loader picks by default for a 1 GiB ``memory_budget`` on 64x64x3 uint8 rows;
+  the K the Loader picks by default (512 MiB of decoded rows) for 64x64x3 uint8 rows;
 - an i.i.d. reference (random permutations of the labels), whose spread is the noise floor;
 - the rule R ≈ 1 + B/K next to each chunk-shuffle value.
 
@@ -33,7 +33,6 @@ from numpy.typing import NDArray
 import bale
 from bale._core.defaults import DEFAULT_ROW_GROUP_BYTES
 from bale.loader.order import ShuffleMode
-from bale.loader.pipeline import DEFAULT_MEMORY_BUDGET
 from bale.loader.quality import dispersion_ratio
 from bench import photo_data
 from bench.machine import describe
@@ -132,7 +131,7 @@ def iid_ratios(case: Case, batch: int) -> list[float]:
 
 
 def default_window(image_case: Case) -> int:
-    """K that bale.Loader picks by default: 256 MiB of decoded rows (a function of the data)."""
+    """K that bale.Loader picks by default: 512 MiB of decoded rows (a function of the data)."""
     with bale.Loader(image_case.path, 64, shuffle="chunks") as loader:
         return loader.window_groups
 
@@ -172,7 +171,7 @@ def measure_case(case: Case, default_k: int) -> dict[str, Any]:
             r, n = loader_ratio(case, batch, mode, None)
             settings[mode] = {"R": r, "batches": n}
         for k in sorted({*WINDOWS, default_k}):
-            label = f"chunks K={k}" + (" (default for 1 GiB)" if k == default_k else "")
+            label = f"chunks K={k}" + (" (default window)" if k == default_k else "")
             r, n = loader_ratio(case, batch, "chunks", k)
             settings[label] = {
                 "R": r,
@@ -246,14 +245,15 @@ def explanation(results: dict[str, Any]) -> str:
         "(K x rows per group < B: K = 2 at B = 256 here), a batch spans several windows and "
         "the rule overestimates R. So 1 + B/K is an upper bound for large files. **To get "
         "R <= 1.5, use K >= 2B row groups per window**: K >= 128 for batches of 64, K >= 512 "
-        "for batches of 256. With the default 1 MiB row groups the Loader fits two windows "
-        "(and the batches in flight) in its memory_budget, which gives "
-        f"K = {results['default_window']} for the default 1 GiB: by the rule R <= "
+        "for batches of 256. The Loader's default window is 512 MiB of decoded rows (a function "
+        "of the data, never of the memory budget), which with the default 1 MiB row groups "
+        f"gives K = {results['default_window']}: by the rule R <= "
         f"{1 + 256 / results['default_window']:.2f} at B = 256 and "
         f"{1 + 64 / results['default_window']:.2f} at B = 64 even on fully class-sorted data "
         f"({measured[256]:.2f} and {measured[64]:.2f} measured on the first file below, where "
-        f"a window is {results['default_window'] / first['row_groups']:.0%} of the file). With "
-        "half that budget the rule predicts R ≈ 2 at B = 256. `shuffle='full'` gives R ≈ 1 at "
+        f"a window is {results['default_window'] / first['row_groups']:.0%} of the file). "
+        "A larger window_groups (with a budget that holds two such windows) lowers R further. "
+        "`shuffle='full'` gives R ≈ 1 at "
         "any batch size, at the price of random reads."
     )
 
@@ -277,16 +277,14 @@ def report(results: dict[str, Any]) -> str:
         f"({results['rows_per_group']}, as measured on the image file below). *Corrected* is "
         "1 + (B/K)(G - K)/(G - 1) for a file of G row groups (K capped at G), the rule with "
         "its finite-file correction. The default K "
-        f"is what `bale.Loader` picks for those image rows with the default "
-        f"memory_budget = {DEFAULT_MEMORY_BUDGET >> 30} GiB: {results['default_window']}.",
+        f"is what `bale.Loader` picks by default for those image rows (512 MiB of decoded "
+        f"rows): {results['default_window']}.",
         "",
         explanation(results),
         "",
-        "Note: the Loader sizes its window from the columns it reads. Reading only "
-        "`columns=['label']` from the label files it would pick K = "
-        f"{results['cases'][next(iter(results['cases']))]['labels_only_default_window']} "
-        "(the whole file) by default; the tables pass K explicitly so that they show what the "
-        "full rows would get.",
+        "Note: the label files hold small rows, so the Loader's default window covers K = "
+        f"{results['cases'][next(iter(results['cases']))]['labels_only_default_window']} of "
+        "their groups; the tables pass K explicitly so that they show what image rows get.",
         "",
         "MosaicML-style shuffles (py1s/py1b: shuffle the shards, then rows within a block of "
         "shards) are the same construction as `shuffle='chunks'` with K = shards per block, so "
@@ -308,7 +306,7 @@ def main() -> None:
         expected = DEFAULT_ROW_GROUP_BYTES // int(np.prod(IMAGE_SHAPE))
         print(
             f"64x64x3 rows: {rows_per_group} rows per row group (1 MiB / 12 KiB = {expected}); "
-            f"default window for a 1 GiB budget: K = {default_k}"
+            f"default window (512 MiB of decoded rows): K = {default_k}"
         )
         cases = [write_label_file(c, rows_per_group) for c in CLASS_COUNTS] + [image_case]
         results: dict[str, Any] = {

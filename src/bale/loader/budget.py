@@ -8,14 +8,16 @@ from dataclasses import dataclass
 from bale._core.dataset import Dataset, reader_of
 from bale.loader.order import ShuffleMode
 
-DEFAULT_MEMORY_BUDGET = 1 << 30
+#: Two default windows, batches in flight and the fixed allowance (docs/DECISIONS.md).
+DEFAULT_MEMORY_BUDGET = 3 << 29  # 1.5 GiB
 #: Memory the loader uses whatever the window size (measured: about 16 MiB of growth beyond the
 #: windows and buffers with 2 threads).
 _FIXED_OVERHEAD_BYTES = 16 << 20
 _INDEX_BYTES_PER_ROW = 2 * (8 + 8 + 1) + 4 * 8
 #: Decoded bytes of a default shuffle window ("chunks"), counted over all of a file's columns.
 #: A function of the data only, so that the order never depends on memory or speed settings.
-DEFAULT_WINDOW_BYTES = 256 << 20
+#: 512 MiB keeps the shuffle quality of the earlier budget-sized windows (docs/DECISIONS.md).
+DEFAULT_WINDOW_BYTES = 512 << 20
 
 
 def default_window_groups(datasets: Sequence[Dataset]) -> int:
