@@ -43,6 +43,7 @@ $(BENCH_STAMP): pyproject.toml bench/suite/setup_env.sh bench/suite/constraints.
 bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.format_bench
 	$(BIN)/python -m bench.loader_bench
+	$(BIN)/python -m bench.distributed_bench
 	$(BIN)/python -m bench.pack_bench
 	$(BIN)/python -m bench.advisor_bench
 	$(BIN)/python -m bench.import_time
@@ -54,6 +55,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 bench-quick: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.format_bench --quick
 	$(BIN)/python -m bench.loader_bench --quick
+	$(BIN)/python -m bench.distributed_bench --quick
 	$(BIN)/python -m bench.pack_bench --quick
 	$(BIN)/python -m bench.advisor_bench --quick
 	$(BIN)/python -m bench.import_time --quick

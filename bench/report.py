@@ -42,6 +42,14 @@ SECTIONS = (
         "cold shuffled against cold sequential epochs; peak memory against the memory budget.",
     ),
     (
+        "distributed_bench.md",
+        "Ranks and DataLoader workers: bytes read per epoch, worker speed, first batch",
+        "`.venv/bin/python -m bench.distributed_bench`: bytes read and row groups decoded per "
+        "chunk-shuffled epoch of `TorchIterableDataset` with 0-4 DataLoader workers and 2 or 4 "
+        "ranks (as multiples of the file, counted over every process), and JPEG decode + crop "
+        "epochs with 2 workers against none, with the time to each epoch's first batch.",
+    ),
+    (
         "pack_bench.md",
         "Packing a JPEG folder: bale pack against h5py and WebDataset",
         "`.venv/bin/python -m bench.pack_bench`: images/s, source MB/s and output size when "
@@ -89,11 +97,11 @@ machines here are shared and noisy. Where bale misses an aim, the report says so
 
 `bench/` is one package: run its scripts from the repository root as `python -m bench.<name>`
 (each takes `--help`; most take `--quick`, which writes `*_quick` reports that this page
-ignores). Reproduction of everything (about 30 minutes on 2 cores):
+ignores). Reproduction of everything (about 35 minutes on 2 cores):
 
 ```
 bash bench/suite/setup_env.sh               # once: .venv-bench with the compared tools
-make bench                                  # format, loader, pack, advisor, import time, suite
+make bench                                  # format, loader, distributed, pack, advisor, import time, suite
 .venv/bin/python -m bench.shuffle_quality
 .venv/bin/python -m bench.report            # rebuilds this page (make bench does too)
 make bench-quick                            # every script on small data: proves the pipeline
