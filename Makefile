@@ -44,6 +44,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.format_bench
 	$(BIN)/python -m bench.loader_bench
 	$(BIN)/python -m bench.distributed_bench
+	$(BIN)/python -m bench.sampler_bench
 	$(BIN)/python -m bench.pack_bench
 	$(BIN)/python -m bench.advisor_bench
 	$(BIN)/python -m bench.import_time
@@ -56,6 +57,7 @@ bench-quick: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.format_bench --quick
 	$(BIN)/python -m bench.loader_bench --quick
 	$(BIN)/python -m bench.distributed_bench --quick
+	$(BIN)/python -m bench.sampler_bench --quick
 	$(BIN)/python -m bench.pack_bench --quick
 	$(BIN)/python -m bench.advisor_bench --quick
 	$(BIN)/python -m bench.import_time --quick

@@ -50,6 +50,13 @@ SECTIONS = (
         "epochs with 2 workers against none, with the time to each epoch's first batch.",
     ),
     (
+        "sampler_bench.md",
+        "Map-style PyTorch: ChunkSampler against shuffle=True",
+        "`.venv/bin/python -m bench.sampler_bench`: samples/s of a map-style `TorchDataset` "
+        "behind a DataLoader with `shuffle=True` or `sampler=ChunkSampler(...)`, and "
+        "`TorchIterableDataset` for reference, cold, 2 workers.",
+    ),
+    (
         "pack_bench.md",
         "Packing a JPEG folder: bale pack against h5py and WebDataset",
         "`.venv/bin/python -m bench.pack_bench`: images/s, source MB/s and output size when "
