@@ -59,8 +59,9 @@ def test_epoch_order_golden() -> None:
     # Golden values, as above: a change here changes the order of every epoch for every user.
     sizes = [3, 3, 3, 1]
     chunks = epoch_order(sizes, mode="chunks", seed=7, epoch=1, window_groups=2)
-    assert chunks.order.window_rows == 6
-    assert full_sequence(chunks).tolist() == [9, 1, 2, 0, 3, 4, 6, 8, 5, 7]
+    # Windows of two whole row groups of the shuffled stream: [group 3, group 0], [1, 2].
+    assert [chunks.window_bounds(w) for w in range(chunks.num_windows)] == [(0, 4), (4, 10)]
+    assert full_sequence(chunks).tolist() == [9, 1, 2, 0, 4, 6, 3, 8, 7, 5]
     full = epoch_order(sizes, mode="full", seed=7, epoch=1)
     assert full_sequence(full).tolist() == [5, 4, 3, 6, 1, 0, 9, 2, 7, 8]
     padded = epoch_order(
@@ -74,7 +75,7 @@ def test_epoch_order_golden() -> None:
         window_groups=1,
     )
     # Rank 1 serves stream positions 4..7 in the global order (windows of one row group here).
-    assert full_sequence(padded).tolist() == [3, 4, 6, 5]
+    assert full_sequence(padded).tolist() == [4, 5, 3, 6]
 
 
 # -- one rank ------------------------------------------------------------------------------------
@@ -390,3 +391,18 @@ def test_dataloader_workers_consume_in_turn() -> None:
     phase = Phase(world_size=2, workers=2, batch_size=4, batches=5)
     assert [phase.rows_consumed(c, 100) for c in range(4)] == [12, 8, 12, 8]
     assert phase.rows_consumed(0, 10) == 10  # never more than the share
+
+
+def test_no_row_group_is_cut_between_windows() -> None:
+    """Windows are whole row groups of the stream, even with a short group in the middle: no
+    group is read and decoded by two windows."""
+    sizes = [10] * 7 + [3] + [10] * 12
+    for epoch in range(5):
+        order = epoch_order(sizes, mode="chunks", seed=1, epoch=epoch, window_groups=3)
+        seen: set[int] = set()
+        for w in range(order.num_windows):
+            groups = set(order.groups_of_window(w).tolist())
+            assert not groups & seen
+            assert len(groups) <= 3
+            seen |= groups
+        assert seen == set(range(len(sizes)))

@@ -8,7 +8,7 @@ the seed, the epoch and the window size (``window_groups``): never on batch size
 prefetch, memory budget, or how many ranks and workers read it.
 1. The *stream*: every row once. ``"none"``: file order; ``"chunks"``: whole row groups in a
    shuffled order; ``"full"``: a uniform permutation of all rows.
-2. In ``"chunks"`` mode the stream is cut into *windows* of ``window_groups`` typical row groups,
+2. In ``"chunks"`` mode the stream is cut into *windows* of ``window_groups`` whole row groups,
    and the rows of each window are served in a permuted order (a window is what a loader holds
    in memory). The global order is the windows one after the other.
 
@@ -129,20 +129,28 @@ class GlobalOrder:
         self._stream_groups = groups
         self._stream_offsets = np.zeros(len(groups), np.int64)
         np.cumsum(self.group_sizes[groups][:-1], out=self._stream_offsets[1:])
-        typical = int(np.median(self.group_sizes)) if len(self.group_sizes) else 1
-        # Only "chunks" permutes inside windows; the other modes need no windows.
-        self.window_rows = (
-            max(1, window_groups * max(typical, 1)) if mode == "chunks" else max(1, self.num_rows)
-        )
+        # Windows are whole row groups of the stream, so no row group is cut between two
+        # windows (it would be read and decoded by both). Only "chunks" permutes inside
+        # windows; the other modes need no windows: one spans the stream.
+        if mode == "chunks" and self.num_rows:
+            starts = self._stream_offsets[::window_groups]
+        else:
+            starts = np.zeros(1 if self.num_rows else 0, np.int64)
+        self._window_starts = np.append(starts, self.num_rows).astype(np.int64)
         self._inverse: dict[int, np.ndarray] = {}
 
     @property
     def num_windows(self) -> int:
-        return -(-self.num_rows // self.window_rows)
+        return len(self._window_starts) - 1
+
+    @property
+    def window_rows(self) -> int:
+        """Rows of the largest window."""
+        return int(np.diff(self._window_starts).max(initial=1))
 
     def window_span(self, window: int) -> tuple[int, int]:
-        start = window * self.window_rows
-        return start, min(start + self.window_rows, self.num_rows)
+        """Stream positions ``start, stop`` of window ``window``."""
+        return int(self._window_starts[window]), int(self._window_starts[window + 1])
 
     def stream_rows(self, positions: np.ndarray) -> np.ndarray:
         """Global row numbers at these stream positions."""
