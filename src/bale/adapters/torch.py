@@ -258,6 +258,9 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
     num_threads, rank, world_size, ...); rank and world size are resolved here, in the main
     process, so workers never guess them.
 
+    In a DataLoader worker the Loader's ``num_threads`` defaults to the cores divided by the
+    number of workers (the workers share the machine).
+
     The epoch's order is ``bale.Loader``'s; the rows of each rank are shared among its ``K``
     workers as among ``world_size * K`` consumers (``bale.loader.order``): each worker reads and
     decodes only its own row groups, and the DataLoader takes one batch from each worker in turn.
@@ -315,7 +318,13 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
     def _process_loader(self) -> Loader:
         """This process's Loader (a worker builds its own: threads do not survive a fork)."""
         if self._loader is None or self._loader_pid != os.getpid():
-            self._loader = Loader(self.paths, self.batch_size, **self.loader_kwargs)
+            kwargs = dict(self.loader_kwargs)
+            info = get_worker_info()
+            if info is not None and "num_threads" not in kwargs:
+                # The workers share the cores: K workers of 4 threads each on 2 cores would
+                # make every batch wait for the others' decoding.
+                kwargs["num_threads"] = max(1, (os.cpu_count() or 1) // info.num_workers)
+            self._loader = Loader(self.paths, self.batch_size, **kwargs)
             self._loader_pid = os.getpid()
             self._sync(self._loader)
         return self._loader

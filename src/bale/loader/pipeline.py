@@ -326,9 +326,13 @@ class Loader:
             unmap=self._unmap_served_windows,
         )
         next_start = 0
+        # The first batch is made alone: made together with the next ones it would share the
+        # cores with them and arrive last among equals (the first batch of an epoch is what a
+        # training step waits for); the rest are made ``prefetch`` ahead.
+        in_flight = 1
         try:
             while next_start < len(starts) or pending:
-                while next_start < len(starts) and len(pending) < self.prefetch:
+                while next_start < len(starts) and len(pending) < in_flight:
                     a = starts[next_start]
                     b = min(a + self.batch_size, total)
                     if order.mode != "chunks":
@@ -340,6 +344,7 @@ class Loader:
                     next_start += 1
                 end, future = pending.popleft()
                 batch = future.result()  # re-raises a worker's exception with its traceback
+                in_flight = self.prefetch
                 self._position = end
                 windows.recycle_served(end)
                 if order.mode == "chunks" and end < total:
