@@ -25,8 +25,9 @@ from typing import Any, SupportsIndex
 import numpy as np
 
 from bale._core.dataset import Dataset, reader_of
+from bale.loader.distributed import resolve_rank
 from bale.loader.order import EpochOrder, Partition, ShuffleMode, epoch_order
-from bale.loader.pipeline import default_window_groups, detect_distributed
+from bale.loader.pipeline import default_window_groups
 
 __all__ = ["ChunkIndexSampler", "GrainSource"]
 
@@ -103,10 +104,7 @@ class ChunkIndexSampler:
         with Dataset(path) as ds:
             self._sizes = tuple(ds.row_group_sizes)
             self.window_groups = window_groups or default_window_groups([ds])
-        if rank is None or world_size is None:
-            detected_rank, detected_world = detect_distributed()
-            rank = detected_rank if rank is None else rank
-            world_size = detected_world if world_size is None else world_size
+        rank, world_size = resolve_rank(rank, world_size)
         if num_epochs < 1:
             raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
         self.seed, self.num_epochs, self.shuffle = seed, num_epochs, shuffle

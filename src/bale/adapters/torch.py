@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from bale._core.dataset import Dataset, reader_of
+from bale.loader.distributed import resolve_rank
 from bale.loader.order import EpochOrder, Partition, ShuffleMode, epoch_order
-from bale.loader.pipeline import Loader, detect_distributed
+from bale.loader.pipeline import Loader
 
 try:
     import torch
@@ -201,10 +202,7 @@ class ChunkSampler(_TorchSampler[int]):
         with Dataset(path) as ds:
             self._sizes = np.asarray(ds.row_group_sizes, np.int64)
             group_bytes = max(1, reader_of(ds).decoded_group_bytes())
-        if rank is None or world_size is None:
-            detected_rank, detected_world = detect_distributed()
-            rank = detected_rank if rank is None else rank
-            world_size = detected_world if world_size is None else world_size
+        rank, world_size = resolve_rank(rank, world_size)
         if shuffle is True or shuffle is False:
             shuffle = "chunks" if shuffle else "none"
         self.shuffle: ShuffleMode = shuffle
@@ -292,11 +290,9 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
         **loader_kwargs: Any,
     ) -> None:
         super().__init__()
-        rank, world_size = loader_kwargs.get("rank"), loader_kwargs.get("world_size")
-        if rank is None or world_size is None:
-            detected_rank, detected_world = detect_distributed()
-            loader_kwargs["rank"] = detected_rank if rank is None else rank
-            loader_kwargs["world_size"] = detected_world if world_size is None else world_size
+        loader_kwargs["rank"], loader_kwargs["world_size"] = resolve_rank(
+            loader_kwargs.get("rank"), loader_kwargs.get("world_size")
+        )
         if isinstance(path_or_paths, (str, os.PathLike)):
             self.paths = [os.fspath(path_or_paths)]
         else:

@@ -42,3 +42,17 @@ def detect_distributed() -> tuple[int, int]:
             )
         return from_group
     return from_env if from_env is not None else (0, 1)
+
+
+def resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """(rank, world_size): the values given, the missing ones detected (``detect_distributed``),
+    checked to be a rank of that world."""
+    if rank is None or world_size is None:
+        detected_rank, detected_world = detect_distributed()
+        rank = detected_rank if rank is None else rank
+        world_size = detected_world if world_size is None else world_size
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(
+            f"rank must be in 0..world_size-1, got rank={rank}, world_size={world_size}"
+        )
+    return rank, world_size

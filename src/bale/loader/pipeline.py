@@ -27,7 +27,7 @@ from bale.loader.budget import (
     plan_memory,
 )
 from bale.loader.collate import collate
-from bale.loader.distributed import detect_distributed
+from bale.loader.distributed import detect_distributed, resolve_rank
 from bale.loader.files import Files
 from bale.loader.order import EpochOrder, Partition, Phase, ShuffleMode, epoch_order
 from bale.loader.state import decode_state, encode_state
@@ -115,15 +115,7 @@ class Loader:
         self.prefetch = prefetch if prefetch is not None else 2 * self.num_threads
         if self.prefetch < 1:
             raise ValueError(f"prefetch must be >= 1 batch, got {prefetch}")
-        if rank is None or world_size is None:
-            detected_rank, detected_world = detect_distributed()
-            rank = detected_rank if rank is None else rank
-            world_size = detected_world if world_size is None else world_size
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(
-                f"rank must be in 0..world_size-1, got rank={rank}, world_size={world_size}"
-            )
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size = resolve_rank(rank, world_size)
         self.partition: Partition = partition
         self.memory_budget = memory_budget
         if window_groups is not None and window_groups < 1:
