@@ -365,3 +365,14 @@ def test_chunk_sampler_ranks_share_the_epoch(path: Path, world_size: int) -> Non
     everything = [i for s in shares for i in s]
     assert len(set(everything)) == len(everything) and ROWS - len(everything) < world_size
     assert list(ChunkSampler(path, shuffle=False, rank=0, world_size=1)) == list(range(ROWS))
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.parametrize("workers", [0, 2])
+def test_num_batches_counts_what_the_dataloader_yields(path: Path, workers: int) -> None:
+    from torch.utils.data import DataLoader
+
+    data = TorchIterableDataset(path, 64, seed=1, columns=["id"])  # 600 rows
+    got = list(DataLoader(data, batch_size=None, num_workers=workers))
+    assert data.num_batches(workers) == len(got)
+    assert len(data) == 10 and data.num_batches(2) == 10  # 300 rows each: 5 batches per worker

@@ -350,8 +350,10 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
         if self._loader is not None and self._loader_pid == os.getpid():
             self._sync(self._loader)
 
-    def _batches(self, workers: int) -> int:
-        """Batches the next iteration yields with ``workers`` DataLoader workers (all together)."""
+    def num_batches(self, workers: int = 0) -> int:
+        """Batches the next iteration yields with ``workers`` DataLoader workers (all together):
+        each worker's last batch of an epoch may be short, so this can exceed ``len(self)``."""
+        workers = max(1, workers)
         loader = self._process_loader()
         total = 0
         for worker in range(workers):
@@ -361,8 +363,9 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
         return total
 
     def __len__(self) -> int:
-        """Batches in the next iteration in one process (``num_workers=0``)."""
-        return self._batches(1)
+        """Batches in the next iteration in one process (``num_workers=0``). With K workers
+        use ``num_batches(K)``: ``len(DataLoader(...))`` cannot know K here."""
+        return self.num_batches(0)
 
     def state_dict(
         self, batches_seen: int | None = None, *, num_workers: int = 0
@@ -382,7 +385,7 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
         workers = max(1, num_workers)
         if batches_seen < 0:
             raise ValueError(f"batches_seen must be >= 0, got {batches_seen}")
-        total = self._batches(workers)
+        total = self.num_batches(workers)
         if batches_seen > total:
             raise ValueError(
                 f"batches_seen={batches_seen} but this iteration has only {total} batches with "
