@@ -221,3 +221,26 @@ def read_through(paths: Sequence[Path]) -> None:
         with open(p, "rb", buffering=0) as f:
             while f.read(8 * MiB):
                 pass
+
+
+def machine_section(
+    env: dict[str, Any], digest: str, *, note: str | None = None, disk: str = "Filesystem"
+) -> list[str]:
+    """The "## Machine" section of a report from :func:`describe`'s ``env``: CPU, RAM, kernel,
+    ``df -T`` of the benchmark directory, versions, and the bale source measured (``digest``,
+    with whatever the benchmark says about it); ``note`` ends the list."""
+    lines = [
+        "## Machine",
+        "",
+        f"- CPU: {env['cpu']}, {env['cores']} cores; RAM {env['ram_gib']:.1f} GiB; "
+        f"kernel {env['kernel']}",
+        f"- {disk} of the benchmark directory (`df -T`):",
+        "",
+        "```",
+        env["df"],
+        "```",
+        "",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
+        f"- bale source: git {env['git']}; source digest {digest}",
+    ]
+    return [*lines, f"- {note}"] if note else lines
