@@ -1,4 +1,4 @@
-"""Batch values: rows collated into a batch; batches merged, concatenated, filtered and copied."""
+"""Batch values: rows collated into a batch; batches merged, filtered and copied."""
 
 from __future__ import annotations
 
@@ -31,13 +31,6 @@ def own(batch: Batch) -> Batch:
         k: v.copy() if isinstance(v, np.ndarray) and not v.flags.writeable else v
         for k, v in batch.items()
     }
-
-
-def concat(pieces: list[Any]) -> Any:
-    """One column's values from several batches, end to end."""
-    if isinstance(pieces[0], np.ndarray):
-        return np.concatenate(pieces)
-    return [value for piece in pieces for value in piece]
 
 
 def select(values: Any, keep: np.ndarray) -> Any:

@@ -295,27 +295,23 @@ class Loader:
         if self.drop_last and total > start:
             total -= (total - start) % self.batch_size
         starts = list(range(start, total, self.batch_size))
-        yield from self._run(order, starts, total)
+        yield from self._run(order, self._order_key(epoch, worker, num_workers), starts, total)
 
-    def _run(self, order: EpochOrder, starts: list[int], total: int) -> Iterator[Batch]:
+    def _run(
+        self, order: EpochOrder, key: tuple[Any, ...], starts: list[int], total: int
+    ) -> Iterator[Batch]:
         """Batches starting at ``starts``, made ``prefetch`` ahead in the pool. In "chunks" mode
         rows come from windows read whole (each row group read and decoded once per window, in
         parallel) while the previous window is served; "none" and "full" read each batch
         directly (contiguous rows in "none", through the block cache)."""
         pool = self._ensure_pool()
         pending: deque[tuple[int, Future[Batch]]] = deque()
-        first = self._take_early(order, starts)
         windows = OpenWindows(
             order,
-            first=first,
-            files=self._files,
-            columns=self.columns,
-            errors=self._errors,
-            threads=self.num_threads,
-            pool=pool,
-            spares=self._spare_buffers,
+            first=self._take_early(order, key, starts),
             ahead=self._windows_ahead,
             unmap=self._unmap_served_windows,
+            **self._window_options(pool),
         )
         next_start = 0
         # The first batch is made alone: made together with the next ones it would share the
@@ -349,7 +345,7 @@ class Loader:
                     and (end >= total or windows.last_started())
                     and windows.held() < self._windows_ahead
                 ):
-                    self._read_next_epoch_early(order, pool)
+                    self._read_next_epoch_early(key, pool)
                 if end >= total:
                     self._passes_finished += 1
                 if batch and not _batch_rows(batch):
@@ -360,52 +356,42 @@ class Loader:
                 future.cancel()
             windows.cancel()
 
-    def _read_next_epoch_early(self, order: EpochOrder, pool: ThreadPoolExecutor) -> None:
-        """Start reading the next epoch's first window while this epoch's last one is served,
-        so the next epoch's first batch does not wait for a whole window to be read."""
-        worker, workers = self._consumer_of(order)
-        key = self._order_key(order.epoch + 1, worker, workers)
-        if self._early is not None or key[3]:
-            return
-        following = self._order(order.epoch + 1, worker, workers)
-        if following.num_windows == 0:
-            return
-        window = Window(
-            following,
-            0,
-            files=self._files,
-            columns=self.columns,
-            errors=self._errors,
-            threads=self.num_threads,
-            pool=pool,
-            spares=self._spare_buffers,
-        )
-        self._early = (key, window)
+    def _window_options(self, pool: ThreadPoolExecutor) -> dict[str, Any]:
+        """What every shuffle window of this Loader is read with."""
+        return {
+            "files": self._files,
+            "columns": self.columns,
+            "errors": self._errors,
+            "threads": self.num_threads,
+            "pool": pool,
+            "spares": self._spare_buffers,
+        }
 
-    def _take_early(self, order: EpochOrder, starts: list[int]) -> Window | None:
-        """The first window read early for this pass, if it is this order's and the pass begins
-        in it; an early window that does not fit is dropped."""
+    def _read_next_epoch_early(self, key: tuple[Any, ...], pool: ThreadPoolExecutor) -> None:
+        """Start reading the next epoch's first window while this epoch's last one is served
+        (``key`` is this pass's order key), so the next epoch's first batch does not wait for a
+        whole window to be read."""
+        epoch, worker, workers, _ = key
+        following_key = self._order_key(epoch + 1, worker, workers)
+        if self._early is not None or following_key[3]:
+            return
+        following = self._order(epoch + 1, worker, workers)
+        if following.num_windows:
+            self._early = (following_key, Window(following, 0, **self._window_options(pool)))
+
+    def _take_early(
+        self, order: EpochOrder, key: tuple[Any, ...], starts: list[int]
+    ) -> Window | None:
+        """The first window read early for this pass, if it is this pass's (same order key) and
+        the pass begins in it; an early window that does not fit is dropped."""
         early, self._early = self._early, None
         if early is None:
             return None
-        key, window = early
-        worker, workers = self._consumer_of(order)
-        if (
-            order.mode == "chunks"
-            and key == self._order_key(order.epoch, worker, workers)
-            and starts
-            and starts[0] < window.stop
-        ):
+        early_key, window = early
+        if order.mode == "chunks" and early_key == key and starts and starts[0] < window.stop:
             return window
         window.cancel()
         return None
-
-    def _consumer_of(self, order: EpochOrder) -> tuple[int, int]:
-        """(worker, workers) an order was made for (from the order cache's keys)."""
-        for key, cached in self._order_cache.items():
-            if cached is order:
-                return key[1], key[2]
-        return 0, 1
 
     def _make_window_batch(self, windows: list[Window], a: int, b: int, epoch: int) -> Batch:
         batch, rows = take_from(windows, a, b)

@@ -7,11 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from bale._core.columns import concat_values
 from bale._core.dataset import Batch
 from bale.errors import CorruptFileError
 from bale.format.schema import Array
 from bale.loader.batches import ErrorPolicy
-from bale.loader.collate import concat
 from bale.loader.files import Files
 from bale.loader.order import EpochOrder
 
@@ -229,5 +229,5 @@ def take_from(windows: list[Window], a: int, b: int) -> tuple[Batch, np.ndarray]
     if len(pieces) == 1:
         return pieces[0]
     rows = np.concatenate([r for _, r in pieces])
-    batch = {k: concat([p[k] for p, _ in pieces]) for k in pieces[0][0]}
+    batch = {k: concat_values([p[k] for p, _ in pieces]) for k in pieces[0][0]}
     return batch, rows
