@@ -42,7 +42,8 @@ class RowGroupMap:
 
     def groups_of(self, rows: np.ndarray) -> np.ndarray:
         """The group of each row in ``rows`` (an int64 array of the same shape)."""
-        return (np.searchsorted(self.starts, rows, side="right") - 1).astype(np.int64)
+        groups: np.ndarray = np.searchsorted(self.starts, rows, side="right") - 1
+        return groups.astype(np.int64, copy=False)
 
     def rows_of(self, group: int) -> tuple[int, int]:
         """``(start, stop)``: the rows of ``group``."""

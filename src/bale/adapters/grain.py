@@ -16,7 +16,6 @@ picklable), so this module never imports grain.
 
 from __future__ import annotations
 
-import functools
 import operator
 import os
 from collections.abc import Sequence
@@ -109,19 +108,25 @@ class ChunkIndexSampler:
             raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
         self.seed, self.num_epochs, self.shuffle = seed, num_epochs, shuffle
         self.rank, self.world_size, self.partition = rank, world_size, partition
+        self._cached: tuple[int, EpochOrder] | None = None
         self._per_epoch = len(self._order(0))
 
     def _order(self, epoch: int) -> EpochOrder:
-        return _cached_order(
-            self._sizes,
-            self.shuffle,
-            self.seed,
-            epoch,
-            self.rank,
-            self.world_size,
-            self.partition,
-            self.window_groups,
-        )
+        """This rank's order of ``epoch``, kept while grain asks for its indices one by one."""
+        cached = self._cached
+        if cached is None or cached[0] != epoch:
+            order = epoch_order(
+                self._sizes,
+                mode=self.shuffle,
+                seed=self.seed,
+                epoch=epoch,
+                rank=self.rank,
+                world_size=self.world_size,
+                partition=self.partition,
+                window_groups=self.window_groups,
+            )
+            cached = self._cached = (epoch, order)
+        return cached[1]
 
     def __len__(self) -> int:
         return self._per_epoch * self.num_epochs
@@ -144,27 +149,3 @@ class ChunkIndexSampler:
             f"num_epochs={self.num_epochs}, shuffle={self.shuffle!r}, rank={self.rank}, "
             f"world_size={self.world_size}, window_groups={self.window_groups})"
         )
-
-
-@functools.lru_cache(maxsize=2)
-def _cached_order(
-    sizes: tuple[int, ...],
-    shuffle: ShuffleMode,
-    seed: int,
-    epoch: int,
-    rank: int,
-    world_size: int,
-    partition: Partition,
-    window_groups: int,
-) -> EpochOrder:
-    """Epoch orders by their arguments: grain asks for one index at a time."""
-    return epoch_order(
-        sizes,
-        mode=shuffle,
-        seed=seed,
-        epoch=epoch,
-        rank=rank,
-        world_size=world_size,
-        partition=partition,
-        window_groups=window_groups,
-    )
