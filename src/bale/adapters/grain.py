@@ -25,7 +25,7 @@ import numpy as np
 
 from bale._core.dataset import Dataset, reader_of
 from bale.loader.distributed import resolve_rank
-from bale.loader.order import EpochOrder, Partition, ShuffleMode, epoch_order
+from bale.loader.order import ConsumerOrders, Partition, ShuffleMode
 from bale.loader.pipeline import default_window_groups
 
 __all__ = ["ChunkIndexSampler", "GrainSource"]
@@ -101,32 +101,22 @@ class ChunkIndexSampler:
     ) -> None:
         path = source.path if isinstance(source, GrainSource) else os.fspath(source)
         with Dataset(path) as ds:
-            self._sizes = tuple(ds.row_group_sizes)
-            self.window_groups = window_groups or default_window_groups([ds])
+            sizes = ds.row_group_sizes
+            window_groups = window_groups or default_window_groups([ds])
         rank, world_size = resolve_rank(rank, world_size)
         if num_epochs < 1:
             raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
-        self.seed, self.num_epochs, self.shuffle = seed, num_epochs, shuffle
-        self.rank, self.world_size, self.partition = rank, world_size, partition
-        self._cached: tuple[int, EpochOrder] | None = None
-        self._per_epoch = len(self._order(0))
-
-    def _order(self, epoch: int) -> EpochOrder:
-        """This rank's order of ``epoch``, kept while grain asks for its indices one by one."""
-        cached = self._cached
-        if cached is None or cached[0] != epoch:
-            order = epoch_order(
-                self._sizes,
-                mode=self.shuffle,
-                seed=self.seed,
-                epoch=epoch,
-                rank=self.rank,
-                world_size=self.world_size,
-                partition=self.partition,
-                window_groups=self.window_groups,
-            )
-            cached = self._cached = (epoch, order)
-        return cached[1]
+        self.num_epochs = num_epochs
+        self._orders = ConsumerOrders(
+            sizes,
+            mode=shuffle,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            partition=partition,
+            window_groups=window_groups,
+        )
+        self._per_epoch = len(self._orders.epoch(0))
 
     def __len__(self) -> int:
         return self._per_epoch * self.num_epochs
@@ -135,7 +125,7 @@ class ChunkIndexSampler:
         if not 0 <= index < len(self):
             raise IndexError(f"sampler index {index} out of range for {len(self)} records")
         epoch, position = divmod(index, self._per_epoch)
-        order = self._order(epoch)
+        order = self._orders.epoch(epoch)
         window = order.window_at(position)
         start, _ = order.window_bounds(window)
         row = int(order.window(window)[position - start])  # windows are cached by the order
@@ -144,8 +134,9 @@ class ChunkIndexSampler:
         return RecordMetadata(index=index, record_key=row, rng=None)
 
     def __repr__(self) -> str:
+        o = self._orders
         return (
-            f"ChunkIndexSampler(rows={sum(self._sizes)}, seed={self.seed}, "
-            f"num_epochs={self.num_epochs}, shuffle={self.shuffle!r}, rank={self.rank}, "
-            f"world_size={self.world_size}, window_groups={self.window_groups})"
+            f"ChunkIndexSampler(rows={int(o.group_sizes.sum())}, seed={o.seed}, "
+            f"num_epochs={self.num_epochs}, shuffle={o.mode!r}, rank={o.rank}, "
+            f"world_size={o.world_size}, window_groups={o.window_groups})"
         )

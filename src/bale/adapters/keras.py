@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from bale._core.dataset import Batch, Dataset, reader_of
-from bale.loader.order import EpochOrder, Partition, ShuffleMode, epoch_order
+from bale.loader.order import ConsumerOrders, EpochOrder, Partition, ShuffleMode
 from bale.loader.pipeline import DEFAULT_MEMORY_BUDGET, Loader, default_window_groups
 
 __all__ = ["EpochBatches", "KerasSequence", "keras_generator", "keras_sequence_class"]
@@ -89,27 +89,21 @@ class EpochBatches:
         group_bytes = max(1, reader_of(self.dataset).decoded_group_bytes(self.columns))
         self.dataset.cache_bytes = max(memory_budget, 3 * group_bytes)
         self.epoch = 0
-        self._order_lock = threading.Lock()
-        self._order_cache: tuple[int, EpochOrder] | None = None
+        self._orders = ConsumerOrders(
+            self.dataset.row_group_sizes,
+            mode=mode,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            partition=partition,
+            window_groups=self.window_groups,
+        )
+        self._order_lock = threading.Lock()  # guards the window cache
         self._windows: dict[tuple[int, int], np.ndarray] = {}
 
     def order(self) -> EpochOrder:
         """This epoch's row order (computed once per epoch)."""
-        with self._order_lock:
-            cached = self._order_cache
-            if cached is None or cached[0] != self.epoch:
-                order = epoch_order(
-                    self.dataset.row_group_sizes,
-                    mode=self.shuffle,
-                    seed=self.seed,
-                    epoch=self.epoch,
-                    rank=self.rank,
-                    world_size=self.world_size,
-                    partition=self.partition,
-                    window_groups=self.window_groups,
-                )
-                cached = self._order_cache = (self.epoch, order)
-            return cached[1]
+        return self._orders.epoch(self.epoch)
 
     def __len__(self) -> int:
         """Batches per epoch."""

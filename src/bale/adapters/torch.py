@@ -25,7 +25,7 @@ import numpy as np
 
 from bale._core.dataset import Dataset, reader_of
 from bale.loader.distributed import resolve_rank
-from bale.loader.order import EpochOrder, Partition, ShuffleMode, epoch_order
+from bale.loader.order import ConsumerOrders, EpochOrder, Partition, ShuffleMode
 from bale.loader.pipeline import Loader
 
 try:
@@ -200,29 +200,25 @@ class ChunkSampler(_TorchSampler[int]):
     ) -> None:
         path = dataset.path if isinstance(dataset, TorchDataset) else os.fspath(dataset)
         with Dataset(path) as ds:
-            self._sizes = np.asarray(ds.row_group_sizes, np.int64)
+            sizes = ds.row_group_sizes
             group_bytes = max(1, reader_of(ds).decoded_group_bytes())
         rank, world_size = resolve_rank(rank, world_size)
         if shuffle is True or shuffle is False:
             shuffle = "chunks" if shuffle else "none"
-        self.shuffle: ShuffleMode = shuffle
-        self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.partition: Partition = partition
-        self.window_groups = window_groups or max(2, _SAMPLER_WINDOW_BYTES // group_bytes)
+        self._orders = ConsumerOrders(
+            sizes,
+            mode=shuffle,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            partition=partition,
+            window_groups=window_groups or max(2, _SAMPLER_WINDOW_BYTES // group_bytes),
+        )
         self.epoch = 0
         len(self._order())  # check the arguments now
 
     def _order(self) -> EpochOrder:
-        return epoch_order(
-            self._sizes,
-            mode=self.shuffle,
-            seed=self.seed,
-            epoch=self.epoch,
-            rank=self.rank,
-            world_size=self.world_size,
-            partition=self.partition,
-            window_groups=self.window_groups,
-        )
+        return self._orders.epoch(self.epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """A new order for ``epoch`` (as ``DistributedSampler.set_epoch``)."""

@@ -29,6 +29,7 @@ exactly once, except that ``"drop"`` leaves out fewer rows than the last phase h
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -37,7 +38,15 @@ import numpy as np
 
 from bale._core.shuffle import permutation
 
-__all__ = ["EpochOrder", "GlobalOrder", "Partition", "Phase", "ShuffleMode", "epoch_order"]
+__all__ = [
+    "ConsumerOrders",
+    "EpochOrder",
+    "GlobalOrder",
+    "Partition",
+    "Phase",
+    "ShuffleMode",
+    "epoch_order",
+]
 
 ShuffleMode = Literal["chunks", "full", "none"]
 Partition = Literal["drop", "pad"]
@@ -389,3 +398,58 @@ def epoch_order(
     remaining = _remaining(order, history, partition)
     shares = _shares(remaining, world_size * workers, partition)
     return EpochOrder(order, shares[rank * workers + worker])
+
+
+class ConsumerOrders:
+    """One consumer's order epoch after epoch, each computed once (samplers and adapters ask
+    for it per batch or per index). Thread-safe.
+
+    >>> orders = ConsumerOrders([10, 10, 3], mode="chunks", seed=0, window_groups=2)
+    >>> len(orders.epoch(0))
+    23
+    """
+
+    def __init__(
+        self,
+        group_sizes: np.ndarray | Sequence[int],
+        *,
+        mode: ShuffleMode,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        partition: Partition = "drop",
+        window_groups: int = DEFAULT_WINDOW_GROUPS,
+    ) -> None:
+        self.group_sizes = np.asarray(group_sizes, dtype=np.int64)
+        self.mode: ShuffleMode = mode
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.partition: Partition = partition
+        self.window_groups = window_groups
+        self._lock = threading.Lock()
+        self._cached: tuple[int, EpochOrder] | None = None
+
+    def epoch(self, epoch: int) -> EpochOrder:
+        with self._lock:
+            cached = self._cached
+            if cached is None or cached[0] != epoch:
+                order = epoch_order(
+                    self.group_sizes,
+                    mode=self.mode,
+                    seed=self.seed,
+                    epoch=epoch,
+                    rank=self.rank,
+                    world_size=self.world_size,
+                    partition=self.partition,
+                    window_groups=self.window_groups,
+                )
+                cached = self._cached = (epoch, order)
+            return cached[1]
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
