@@ -74,7 +74,7 @@ from bench.machine import (
     src_digest,
 )
 from bench.results import OUT, write_report
-from bench.stats import fmt_range, summary
+from bench.stats import Verdict, fmt_range, summary
 
 # Everything written there (git-ignored) is deleted at the end.
 WORK = OUT / "distributed_bench"
@@ -612,17 +612,6 @@ def median_breakdown(items: list[dict[str, float] | None]) -> dict[str, float] |
 
 
 # -- aims ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Verdict:
-    aim: str
-    passed: bool
-    detail: str
-
-    @property
-    def word(self) -> str:
-        return "PASS" if self.passed else "MISS"
 
 
 def case_label(c: dict[str, Any]) -> str:

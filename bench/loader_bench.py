@@ -73,7 +73,7 @@ from bench.machine import (
     vm_status,
 )
 from bench.results import OUT, ROOT, write_report
-from bench.stats import fmt_range, summary
+from bench.stats import Verdict, fmt_range, summary
 
 # Everything written there (git-ignored) is deleted at the end.
 WORK = OUT / "loader_bench"
@@ -844,17 +844,6 @@ def first_touch_probe(repeats: int) -> dict[str, Any]:
 
 
 # -- aims ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class Verdict:
-    aim: str
-    passed: bool
-    detail: str
-
-    @property
-    def word(self) -> str:
-        return "PASS" if self.passed else "MISS"
 
 
 def rate(results: dict[str, Any], key: str, cache: str) -> float:

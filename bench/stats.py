@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:
@@ -14,3 +15,16 @@ def summary(values: Sequence[float]) -> dict[str, float]:
 def fmt_range(s: dict[str, float], digits: int = 0) -> str:
     """``median (min-max)`` of a :func:`summary`."""
     return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
+
+
+@dataclass
+class Verdict:
+    """One aim of a benchmark, judged as measured: PASS or MISS, with what was measured."""
+
+    aim: str
+    passed: bool
+    detail: str
+
+    @property
+    def word(self) -> str:
+        return "PASS" if self.passed else "MISS"
