@@ -376,3 +376,113 @@ def test_num_batches_counts_what_the_dataloader_yields(path: Path, workers: int)
     got = list(DataLoader(data, batch_size=None, num_workers=workers))
     assert data.num_batches(workers) == len(got)
     assert len(data) == 10 and data.num_batches(2) == 10  # 300 rows each: 5 batches per worker
+
+
+# -- hand-over from DataLoader workers through reused shared memory ----------------------------
+
+
+@pytest.fixture
+def pool_small_batches(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Pool this module's small batches too (forked workers inherit the setting)."""
+    from bale.adapters import _handover
+
+    monkeypatch.setattr(_handover, "MIN_POOLED_BYTES", 1)
+    return _handover
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:Length of IterableDataset:UserWarning")
+def test_worker_batches_come_through_reused_slots(path: Path, pool_small_batches: Any) -> None:
+    from torch.utils.data import DataLoader
+
+    data = TorchIterableDataset(path, BATCH, shuffle="chunks", seed=3)
+    loader = DataLoader(data, batch_size=None, num_workers=2, persistent_workers=True)
+    before = pool_small_batches.rebuilt_batches
+    for epoch in range(2):
+        want = worker_batches(path, BATCH, 2, epoch, seed=3)
+        count = 0
+        for got, expected in zip(loader, want, strict=True):
+            assert_same_batch(got, expected)  # then dropped, as a training loop does
+            count += 1
+        assert count == len(want)
+    # Every batch came through a slot: the training loop let go of each before the slots ran out.
+    assert pool_small_batches.rebuilt_batches - before == 2 * len(want)
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_batches_kept_by_the_training_loop_are_never_overwritten(
+    path: Path, pool_small_batches: Any
+) -> None:
+    from torch.utils.data import DataLoader
+
+    data = TorchIterableDataset(path, 8, shuffle="chunks", seed=4, columns=["id", "x"])
+    kept = list(DataLoader(data, batch_size=None, num_workers=2))  # 76 batches, 6 slots each
+    views = [b["x"][1:] for b in kept]  # views keep a slot too
+    want = worker_batches(path, 8, 2, seed=4, columns=["id", "x"])
+    for g, w, v in zip(kept, want, views, strict=True):
+        assert_same_batch(g, w)
+        np.testing.assert_array_equal(v.numpy(), w["x"][1:])
+
+
+def test_a_slot_is_reused_only_when_every_view_is_gone(pool_small_batches: Any) -> None:
+    import gc
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+
+    import torch.multiprocessing
+
+    handover = pool_small_batches.WorkerHandover(num_workers=1, slots=2)
+
+    def batch(value: int) -> dict[str, Any]:
+        return {"x": torch.full((4, 8), value, dtype=torch.float32), "name": ["a"] * 4}
+
+    def hand_over(value: int) -> dict[str, Any]:
+        return pickle.loads(ForkingPickler.dumps(handover.place(batch(value))))
+
+    first, second = hand_over(1), hand_over(2)
+    assert first["name"] == ["a"] * 4 and torch.equal(first["x"], batch(1)["x"])
+    assert isinstance(handover.place(batch(3)), dict)  # both slots busy: PyTorch's way
+    assert handover.unpooled == 1 and handover.pooled == 2
+    kept = first["x"][2:].numpy()  # a NumPy view of a tensor keeps the slot
+    del first
+    gc.collect()
+    assert isinstance(handover.place(batch(4)), dict) and handover.unpooled == 2
+    del kept, second
+    gc.collect()
+    third = hand_over(5)
+    assert handover.pooled == 3 and torch.equal(third["x"], batch(5)["x"])
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_users_collate_fn_gets_plain_tensors(path: Path, pool_small_batches: Any) -> None:
+    from torch.utils.data import DataLoader
+
+    def collate(batch: Any) -> Any:
+        assert isinstance(batch, dict) and isinstance(batch["x"], torch.Tensor)
+        return batch
+
+    data = TorchIterableDataset(path, BATCH, columns=["id", "x"])
+    before = pool_small_batches.rebuilt_batches
+    got = list(DataLoader(data, batch_size=None, num_workers=2, collate_fn=collate))
+    assert sorted(ids_of(got)) == list(range(ROWS))
+    assert pool_small_batches.rebuilt_batches == before
+
+
+class _Relabelled(TorchIterableDataset):
+    """A user's subclass that edits each batch on its way out: it must see plain dicts."""
+
+    def __iter__(self) -> Any:
+        for batch in super().__iter__():
+            assert type(batch) is dict
+            yield {**batch, "id": batch["id"] + 1000}
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_wrapping_subclass_gets_plain_batches(path: Path, pool_small_batches: Any) -> None:
+    from torch.utils.data import DataLoader
+
+    data = _Relabelled(path, BATCH, columns=["id", "x"])
+    before = pool_small_batches.rebuilt_batches
+    kept = list(DataLoader(data, batch_size=None, num_workers=2))
+    assert sorted(ids_of(kept)) == list(range(1000, 1000 + ROWS))
+    assert pool_small_batches.rebuilt_batches == before

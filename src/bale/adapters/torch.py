@@ -34,11 +34,14 @@ try:
     from torch.utils.data import IterableDataset as _TorchIterable
     from torch.utils.data import Sampler as _TorchSampler
     from torch.utils.data import get_worker_info
+    from torch.utils.data._utils.collate import default_convert
 except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError(
         "bale.adapters.torch needs PyTorch: pip install 'bale[torch]' (or see pytorch.org for "
         "the wheel matching your accelerator)"
     ) from exc
+
+from bale.adapters._handover import WorkerHandover
 
 __all__ = ["ChunkSampler", "TorchDataset", "TorchIterableDataset", "to_torch"]
 
@@ -423,7 +426,24 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
     # -- iteration -----------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        _refuse_batching_dataloader()
+        fetcher, direct = _dataloader_fetcher()
+        if fetcher is not None and getattr(fetcher, "auto_collation", False):
+            raise ValueError(
+                "TorchIterableDataset yields whole batches: create the DataLoader with "
+                "batch_size=None (a batching DataLoader would stack batches into batches of "
+                "batches)"
+            )
+        info = get_worker_info()
+        handover = None
+        if info is not None and direct and not self.pin_memory and _converts_only(fetcher):
+            # The batch goes from here to the pickler untouched: hand it over through reused
+            # shared memory (bale.adapters._handover) rather than new pages per batch.
+            handover = WorkerHandover(info.num_workers)
+        for tensors in self._tensor_batches():
+            yield tensors if handover is None else handover.place(tensors)
+
+    def _tensor_batches(self) -> Iterator[dict[str, Any]]:
+        """This process's batches of the epoch (a worker's share of them), as tensors."""
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         start = 0
@@ -459,23 +479,25 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
         )
 
 
-def _refuse_batching_dataloader() -> None:
-    """Raise if a DataLoader with ``batch_size`` set is about to batch this dataset's batches.
+def _dataloader_fetcher() -> tuple[Any, bool]:
+    """The DataLoader fetcher iterating this dataset (or None: iterated directly), and whether it
+    is the direct caller of ``__iter__``'s generator (no user code in between).
 
-    PyTorch gives an iterable dataset no way to know; its fetcher is the caller of the
-    generator's first step, so it is looked for there (and nothing is checked if PyTorch ever
-    calls differently)."""
-    frame: FrameType | None = sys._getframe(2)  # this <- the generator's body <- the fetcher
-    for _ in range(3):
+    PyTorch gives an iterable dataset no way to know how it is loaded; its fetcher is the caller
+    of the generator's first step, so it is looked for there, through at most two wrapping
+    generators (and None is the answer if PyTorch ever calls differently)."""
+    frame: FrameType | None = sys._getframe(2)  # this <- __iter__'s body <- its caller
+    for depth in range(3):
         if frame is None:
-            return
+            return None, False
         fetcher = frame.f_locals.get("self")
         if type(fetcher).__name__ == "_IterableDatasetFetcher":
-            if getattr(fetcher, "auto_collation", False):
-                raise ValueError(
-                    "TorchIterableDataset yields whole batches: create the DataLoader with "
-                    "batch_size=None (a batching DataLoader would stack batches into batches of "
-                    "batches)"
-                )
-            return
+            return fetcher, depth == 0
         frame = frame.f_back
+    return None, False
+
+
+def _converts_only(fetcher: Any) -> bool:
+    """Whether the worker hands our batches on untouched (PyTorch's ``default_convert``), so a
+    pooled batch only meets the pickler; a user's ``collate_fn`` gets plain tensors instead."""
+    return getattr(fetcher, "collate_fn", None) is default_convert
