@@ -47,7 +47,7 @@ def test_format_constants() -> None:
     assert FILE_MAGIC == b"\x89BALE\r\n\x1a"
     assert TRAILER_MAGIC == b"BALE.END"
     assert GROUP_MAGIC == b"BGRP"
-    assert FORMAT_VERSION == (1, 0)
+    assert FORMAT_VERSION == (1, 1)
     assert (HEADER_PREFIX_SIZE, GROUP_PREFIX_SIZE, TRAILER_SIZE, ALIGNMENT) == (24, 16, 40, 64)
 
 
@@ -204,7 +204,7 @@ def test_trailer_round_trip() -> None:
 
 def test_trailer_layout() -> None:
     trailer = pack_trailer(64, b"abc")
-    assert struct.unpack("<QQQHHI8s", trailer) == (64, 3, checksum(b"abc"), 1, 0, 0, TRAILER_MAGIC)
+    assert struct.unpack("<QQQHHI8s", trailer) == (64, 3, checksum(b"abc"), 1, 1, 0, TRAILER_MAGIC)
 
 
 def test_missing_trailer_reads_as_none() -> None:

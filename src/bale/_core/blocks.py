@@ -132,22 +132,24 @@ def decode_column_block(
 
 
 class BlockCache:
-    """A thread-safe LRU of decoded blocks, bounded by their total size in bytes."""
+    """A thread-safe LRU of decoded blocks, bounded by their total size in bytes. Keys are
+    ``(group, column)`` for whole blocks, ``(group, column, frame)`` for single frames and
+    ``(group, column, -1)`` for a bytes block's row offsets."""
 
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity_bytes = capacity_bytes
-        self._items: OrderedDict[tuple[int, int], Decoded] = OrderedDict()
+        self._items: OrderedDict[tuple[int, ...], Decoded] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[int, int]) -> Decoded | None:
+    def get(self, key: tuple[int, ...]) -> Decoded | None:
         with self._lock:
             item = self._items.get(key)
             if item is not None:
                 self._items.move_to_end(key)
             return item
 
-    def put(self, key: tuple[int, int], item: Decoded) -> None:
+    def put(self, key: tuple[int, ...], item: Decoded) -> None:
         size = item.nbytes
         if size > self.capacity_bytes:
             return

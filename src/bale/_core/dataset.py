@@ -124,8 +124,10 @@ class Dataset:
                 value = mapped.gather(np.array([i]))[0]
                 out[column.name] = value if value.ndim else value[()]
                 continue
-            block = reader.block(group, position, column)
-            out[column.name] = _row_of(block, local, column)
+            value = reader.rows(group, position, column, np.array([local]))[0]
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False  # rows are read-only, like views of the cache
+            out[column.name] = value if isinstance(column.type, Array) else _text(value, column)
         return out
 
     def read(self, rows: slice | None = None, columns: Sequence[str] | None = None) -> Batch:
@@ -191,13 +193,13 @@ class Dataset:
                 result = [None] * idx.size
             for run in runs:
                 group = int(groups[run[0]])
-                block = reader.block(group, position, column)
                 local = idx[run] - reader.groups.starts[group]
-                if isinstance(block, np.ndarray):
-                    result[run] = block[local]
+                values = reader.rows(group, position, column, local)
+                if isinstance(column.type, Array):
+                    result[run] = values
                 else:
-                    for dest, row in zip(run.tolist(), local.tolist(), strict=True):
-                        result[dest] = _var_value(block, row, column)
+                    for dest, value in zip(run.tolist(), values, strict=True):
+                        result[dest] = _text(value, column)
             out[column.name] = result
         return {c.name: out[c.name] for _, c in selected}  # the columns in the order asked
 
@@ -361,10 +363,8 @@ class ColumnView:
         return f"<bale column {self.name!r}: {self.column.type} x {len(self)}>"
 
 
-def _row_of(block: Decoded, local: int, column: Column) -> Any:
-    if isinstance(block, np.ndarray):
-        return block[local]
-    return _var_value(block, local, column)
+def _text(raw: bytes, column: Column) -> Any:
+    return raw.decode("utf-8", "surrogatepass") if isinstance(column.type, String) else raw
 
 
 def _var_value(block: VarRows, local: int, column: Column) -> Any:

@@ -7,13 +7,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from bale._core.blocks import StoredBlock, StoredGroup
 from bale._core.layout import read_index
 from bale._version import __version__
 from bale.errors import SchemaError
 from bale.format.constants import ALIGNMENT
 from bale.format.footer import BlockRecord, FileIndex, pack_footer
+from bale.format.frames import (
+    FRAME_DTYPE,
+    FRAME_INDEX_KEY,
+    FrameIndexInfo,
+    frame_counts,
+    frame_records,
+    pack_region,
+)
 from bale.format.header import (
+    checksum,
     dump_json,
     pack_group_prefix,
     pack_header,
@@ -40,10 +51,13 @@ class GroupSink:
         segment_bytes: int,
         index: FileIndex | None = None,
         original_metadata: dict[str, Any] | None = None,
+        frames: list[np.ndarray] | None = None,
     ) -> None:
         self.sink = sink
         self.segment_bytes = segment_bytes
         self.index = index  # None until a new file's header is written
+        # Frame-index records (bale.format.frames), one array per row group, written at finish.
+        self.frames: list[np.ndarray] = frames if frames is not None else []
         # An appended file keeps its old footer until the first new group replaces it.
         self._footer_replaced = original_metadata is None
         self._original_metadata = original_metadata
@@ -65,12 +79,13 @@ class GroupSink:
             index, footer_offset = read_index(source)
             if schema is not None:
                 check_same_schema(index.schema, schema, path)
+            frames, data_end = existing_frames(source, index, footer_offset)
         except BaseException:
             sink.close()
             raise
         finally:
             source.close()
-        sink.offset = footer_offset
+        sink.offset = data_end  # the new groups replace the frame index and the footer
         merged = FileIndex(
             index.schema,
             {**index.metadata, **metadata},
@@ -80,7 +95,8 @@ class GroupSink:
             index.segment_bytes,
             dict(index.extra),
         )
-        return cls(sink, index.segment_bytes, merged, dict(index.metadata))
+        merged.extra.pop(FRAME_INDEX_KEY, None)  # rewritten by finish
+        return cls(sink, index.segment_bytes, merged, dict(index.metadata), frames)
 
     @property
     def path(self) -> str:
@@ -132,6 +148,7 @@ class GroupSink:
             self._footer_replaced = True
         group_offset = self.sink.write([pack_group_prefix(group_json), group_json])
         data_start = self.sink.offset
+        frames = [frame_records(b.parts, b.raw_size, self.segment_bytes) for b in encoded]
         records = []
         for block, relative_offset in zip(encoded, offsets, strict=True):
             offset = self.sink.write(block.parts)
@@ -141,6 +158,7 @@ class GroupSink:
                 BlockRecord(offset, block.stored_size, block.raw_size, block.checksum, block.codec)
             )
         index.append_group(n, group_offset, self.sink.offset - group_offset, records)
+        self.frames.append(np.concatenate(frames) if frames else np.zeros(0, FRAME_DTYPE))
 
     def finish(self, metadata: dict[str, Any], *, commit: bool) -> None:
         """Write the footer and trailer; with ``commit``, make the file durable and publish a
@@ -151,6 +169,12 @@ class GroupSink:
             return
         dump_json(metadata)  # fail before touching the file if metadata became invalid
         index.metadata = metadata
+        region = pack_region(self.frames)
+        index.extra.pop(FRAME_INDEX_KEY, None)
+        if region:
+            region_offset = self.sink.write([region])
+            info = FrameIndexInfo(region_offset, len(region), len(self.frames), checksum(region))
+            index.extra[FRAME_INDEX_KEY] = info.to_json()
         footer = pack_footer(index, f"bale {__version__}")
         footer_offset = self.sink.write([footer], align=False)
         self.sink.write([pack_trailer(footer_offset, footer)], align=False)
@@ -207,3 +231,47 @@ def check_same_schema(existing: Schema, given: SchemaLike, path: str) -> None:
             f"the given schema has {Schema(tuple(Column(n, t, {}) for n, t in given_types.items())).describe()}",
             path=path,
         )
+
+
+def existing_frames(
+    source: LocalSource, index: FileIndex, footer_offset: int
+) -> tuple[list[np.ndarray], int]:
+    """An existing file's frame-index records, one array per row group, and where its data ends
+    (the start of its frame index when that lies just before the footer, else the footer's).
+
+    Groups the file's index does not cover (appended by a writer that kept no index) get their
+    records from their blocks' stored bytes."""
+    blocks = index.blocks
+    counts = frame_counts(blocks["raw_size"], index.segment_bytes)
+    info = FrameIndexInfo.from_extra(index.extra)
+    records: np.ndarray | None = None
+    data_end = footer_offset
+    if info is not None and info.groups <= len(index.groups):
+        covered = int(counts[: info.groups].sum())
+        end = info.offset + info.length
+        if covered * FRAME_DTYPE.itemsize == info.length and end <= footer_offset:
+            region = bytes(source.read(info.offset, info.length))
+            if checksum(region) == info.checksum:
+                records = np.frombuffer(region, FRAME_DTYPE)
+                if end + padding(end) == footer_offset:
+                    data_end = info.offset
+    per_group: list[np.ndarray] = []
+    taken = 0
+    for g in range(len(index.groups)):
+        n = int(counts[g].sum())
+        if records is not None and info is not None and g < info.groups:
+            per_group.append(records[taken : taken + n].copy())
+            taken += n
+            continue
+        group = [
+            frame_records(
+                [source.read(int(b["offset"]), int(b["stored_size"]))],
+                int(b["raw_size"]),
+                index.segment_bytes,
+            )
+            if counts[g, c]
+            else np.zeros(0, FRAME_DTYPE)
+            for c, b in enumerate(blocks[g])
+        ]
+        per_group.append(np.concatenate(group) if group else np.zeros(0, FRAME_DTYPE))
+    return per_group, data_end

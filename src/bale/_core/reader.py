@@ -9,6 +9,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from bale._core.blocks import (
     BlockCache,
     Decoded,
@@ -17,13 +19,14 @@ from bale._core.blocks import (
     check_block,
     decode_column_block,
 )
+from bale._core.frames import FrameReader
 from bale._core.layout import read_index
 from bale._core.mapped import MappedColumn, can_map, map_file, unmap
 from bale._core.rowmap import RowGroupMap
 from bale.codecs import codec_from_config
 from bale.errors import BaleError, CorruptFileError
 from bale.format.footer import FileIndex
-from bale.format.schema import Column, Schema
+from bale.format.schema import Array, Column, Schema
 from bale.io.source import LocalSource
 
 DEFAULT_CACHE_BYTES = 64 << 20
@@ -61,6 +64,10 @@ class FileReader:
         self._mapping: Any = None
         self._mapped: dict[int, MappedColumn] = {}
         self._map_lock = threading.Lock()
+        # Random rows of segmented blocks are read frame by frame (format 1.1's frame index).
+        self.frames = FrameReader(
+            self.source, self.index, self._codecs, self.cache, self.groups, verify=verify
+        )
 
     @property
     def schema(self) -> Schema:
@@ -134,6 +141,24 @@ class FileReader:
         if cached is not None:
             return cached
         return self.decode(group, position, column, None)
+
+    def rows(self, group: int, position: int, column: Column, local: np.ndarray) -> Any:
+        """Rows ``local`` (within the group) of one column: an array for an array column, a
+        list of bytes for a bytes/string column. Reads only the frames holding them when the
+        block is segmented and not cached, the whole block (then cached) otherwise."""
+        block = self.cache.get((group, position))
+        if block is None:
+            rows: Any
+            if isinstance(column.type, Array):
+                rows = self.frames.array_rows(group, position, column, local)
+            else:
+                rows = self.frames.var_rows(group, position, local)
+            if rows is not None:
+                return rows
+            block = self.block(group, position, column)
+        if isinstance(block, np.ndarray):
+            return block[local]
+        return [block.row(i) for i in local.tolist()]
 
     def load_block(self, group: int, column: str) -> Decoded:
         """One column's decoded block of one row group: an array of shape (rows, ...), or
@@ -234,6 +259,12 @@ class FileReader:
                 int(groups[requested]["offset"]), int(groups[requested]["length"])
             )
         return requested
+
+    def payload(self, group: int, position: int) -> bytes | bytearray:
+        """One block's stored bytes, unchecked (``decode`` checks them)."""
+        self._check_group(group)
+        record = self.index.blocks[group, position]
+        return self._read_payload(record, self.schema.columns[position], group)
 
     def _read_payload(self, record: Any, column: Column, group: int) -> bytes | bytearray:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 #: (major, minor). A reader refuses a newer major; a newer minor only adds ignorable fields.
-FORMAT_VERSION: Final[tuple[int, int]] = (1, 0)
+FORMAT_VERSION: Final[tuple[int, int]] = (1, 1)
 
 #: First 8 bytes of every bale file (PNG-style: non-ASCII byte, name, CR LF, ^Z, LF).
 FILE_MAGIC: Final[bytes] = b"\x89BALE\r\n\x1a"

@@ -1,4 +1,5 @@
-"""Checking every block of a file against its checksum and decoder (`bale verify`)."""
+"""Checking every block of a file against its checksum and decoder, and the frame index against
+the blocks' frames (`bale verify`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from bale._core.dataset import Dataset, reader_of
-from bale.errors import BaleError
+from bale.errors import BaleError, CorruptFileError
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,27 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     problems: list[BaleError] = []
     checked = 0
     with Dataset(path, verify=True, cache_bytes=0) as ds:
+        reader = reader_of(ds)
+        index_problem = reader.frames.problem()
+        if index_problem is not None:
+            problems.append(CorruptFileError(index_problem, path=ds.path))
         for group in range(ds.num_row_groups):
-            for column in ds.schema.names:
+            for position, column in enumerate(ds.schema.columns):
                 checked += 1
+                rows = reader.groups.rows_of(group)
                 try:
-                    reader_of(ds).load_block(group, column)
+                    payload = reader.payload(group, position)
+                    reader.decode(group, position, column, payload)
                 except BaleError as exc:
                     problems.append(exc)
+                    continue
+                frames_problem = (
+                    None if index_problem else reader.frames.block_problem(group, position, payload)
+                )
+                if frames_problem is not None:
+                    problems.append(
+                        CorruptFileError(
+                            frames_problem, path=ds.path, column=column.name, rows=rows
+                        )
+                    )
         return VerifyReport(ds.path, len(ds), checked, problems)

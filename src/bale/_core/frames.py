@@ -1,0 +1,290 @@
+"""Rows read from the frames that hold them: partial reads of segmented blocks, checked frame by
+frame against the file's frame index (``bale.format.frames``).
+
+A random row of a segmented block costs one read of the frames holding it and their decoding,
+not the whole block. Decoded frames go to the block cache, so neighbouring rows are served from
+memory. Whenever the index cannot be used — absent (a 1.0 file), malformed, a frame whose bytes
+do not match their checksum, or rows that need most of a block's frames — the caller reads the
+whole block instead, which checks the block's own checksum: damaged bytes are reported, never
+returned, whichever part of the file is damaged.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from bale._core.blocks import BlockCache
+from bale._core.rowmap import RowGroupMap
+from bale._types import Buffer
+from bale.codecs import Codec
+from bale.errors import BaleError
+from bale.format.footer import FileIndex
+from bale.format.frames import (
+    FRAME_DTYPE,
+    FRAME_INDEX_KEY,
+    FrameIndexInfo,
+    block_starts,
+    frame_records,
+)
+from bale.format.header import checksum
+from bale.format.schema import Array, Column
+from bale.io.source import LocalSource
+
+#: A frame index up to this size is read whole at the first partial read; a larger one is read
+#: block by block as rows need it.
+WHOLE_REGION_BYTES = 64 << 20
+#: Rows needing more than this share of a block's frames read the whole block (it is cached).
+MAX_FRAME_SHARE = 0.5
+
+
+class FrameReader:
+    """Partial reads of one open file's segmented blocks (internal to ``FileReader``)."""
+
+    def __init__(
+        self,
+        source: LocalSource,
+        index: FileIndex,
+        codecs: Sequence[Codec],
+        cache: BlockCache,
+        groups: RowGroupMap,
+        *,
+        verify: bool,
+    ) -> None:
+        self.source = source
+        self.index = index
+        self.codecs = codecs
+        self.cache = cache
+        self.groups = groups
+        self.verify = verify
+        self.segment_bytes = index.segment_bytes
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._info: FrameIndexInfo | None = None
+        self._starts = self._counts = np.zeros((0, 0), np.int64)
+        self._region: np.ndarray | None = None
+        self._block_records: dict[tuple[int, int], np.ndarray] = {}
+
+    # -- the index ------------------------------------------------------------------------------
+
+    def records(self, group: int, position: int) -> np.ndarray | None:
+        """The frame records of one block, or None when it has none usable."""
+        if not self._loaded:
+            self._load()
+        if self._info is None or self._counts[group, position] == 0:
+            return None
+        start, count = int(self._starts[group, position]), int(self._counts[group, position])
+        if self._region is not None:
+            return self._region[start : start + count]
+        key = (group, position)
+        found = self._block_records.get(key)
+        if found is None:
+            size = FRAME_DTYPE.itemsize
+            try:
+                raw = self.source.read(self._info.offset + start * size, count * size)
+            except BaleError:
+                return None
+            found = np.frombuffer(raw, FRAME_DTYPE)
+            self._block_records[key] = found
+        return found
+
+    def problem(self) -> str | None:
+        """What is wrong with the file's frame index as a whole (``bale verify``), or None: a
+        key that does not parse, a region that does not fit the file or fails its checksum."""
+        if FRAME_INDEX_KEY not in self.index.extra:
+            return None
+        info = FrameIndexInfo.from_extra(self.index.extra)
+        if info is None or info.groups > len(self.index.groups):
+            return "the footer's frame_index entry is malformed"
+        _, counts = block_starts(self.index.blocks["raw_size"], self.segment_bytes, info.groups)
+        if int(counts.sum()) * FRAME_DTYPE.itemsize != info.length:
+            return (
+                f"the frame index holds {info.length} bytes, expected "
+                f"{int(counts.sum()) * FRAME_DTYPE.itemsize} for the file's segmented blocks"
+            )
+        if info.offset + info.length > self.source.size():
+            return "the frame index runs past the end of the file"
+        if checksum(self.source.read(info.offset, info.length)) != info.checksum:
+            return "frame index checksum mismatch"
+        return None
+
+    def block_problem(self, group: int, position: int, payload: Buffer) -> str | None:
+        """Whether a block's frame records describe its stored bytes (``bale verify``)."""
+        records = self.records(group, position)
+        if records is None:
+            return None
+        block = self.index.blocks[group, position]
+        try:
+            actual = frame_records([payload], int(block["raw_size"]), self.segment_bytes)
+        except ValueError as exc:
+            return f"the block's frames do not add up: {exc}"
+        if not np.array_equal(actual, records):
+            return "the frame index does not match the block's frames"
+        return None
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._loaded:
+                return
+            info = FrameIndexInfo.from_extra(self.index.extra)
+            if info is not None and info.groups <= len(self.index.groups):
+                starts, counts = block_starts(
+                    self.index.blocks["raw_size"], self.segment_bytes, info.groups
+                )
+                size = FRAME_DTYPE.itemsize
+                if int(counts.sum()) * size != info.length or (
+                    info.offset + info.length > self.source.size()
+                ):
+                    info = None  # does not describe this file: whole blocks, as without it
+                else:
+                    self._starts, self._counts = starts, counts
+                    if info.length <= WHOLE_REGION_BYTES:
+                        region = bytes(self.source.read(info.offset, info.length))
+                        if self.verify and checksum(region) != info.checksum:
+                            info = None
+                        else:
+                            self._region = np.frombuffer(region, FRAME_DTYPE)
+            self._info = info
+            self._loaded = True
+
+    # -- rows -----------------------------------------------------------------------------------
+
+    def array_rows(
+        self, group: int, position: int, column: Column, local: np.ndarray
+    ) -> np.ndarray | None:
+        """Rows ``local`` of an array block as a new array, or None (read the whole block)."""
+        column_type = column.type
+        assert isinstance(column_type, Array)
+        row_bytes = column_type.row_nbytes
+        n = len(local)
+        out = np.empty((n, *column_type.shape), column_type.numpy_dtype)
+        if row_bytes == 0 or n == 0:
+            return out
+        starts = local.astype(np.int64) * row_bytes
+        pieces = self._ranges(group, position, starts, starts + row_bytes)
+        if pieces is None:
+            return None
+        flat = out.reshape(n, -1).view(np.uint8)
+        for i, piece in enumerate(pieces):
+            flat[i] = piece
+        return out
+
+    def var_rows(self, group: int, position: int, local: np.ndarray) -> list[bytes] | None:
+        """Rows ``local`` of a bytes/string block as bytes, or None (read the whole block)."""
+        offsets = self._var_offsets(group, position)
+        if offsets is None:
+            return None
+        head = 8 * (len(offsets) - 1)
+        rows = local.astype(np.int64)
+        starts = head + offsets[rows]
+        pieces = self._ranges(group, position, starts, head + offsets[rows + 1])
+        if pieces is None:
+            return None
+        return [bytes(p) for p in pieces]
+
+    def _var_offsets(self, group: int, position: int) -> np.ndarray | None:
+        key = (group, position, -1)
+        cached = self.cache.get(key)
+        if cached is not None:
+            assert isinstance(cached, np.ndarray)
+            return cached
+        num_rows = int(self.groups.counts[group])
+        pieces = self._ranges(group, position, np.array([0]), np.array([8 * num_rows]))
+        if pieces is None:
+            return None
+        lengths = np.frombuffer(pieces[0], "<u8")
+        offsets = np.zeros(num_rows + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        raw_size = int(self.index.blocks[group, position]["raw_size"])
+        if 8 * num_rows + int(offsets[-1]) != raw_size:
+            return None  # lengths that do not add up: the whole block's read reports it
+        offsets.flags.writeable = False
+        self.cache.put(key, offsets)
+        return offsets
+
+    def _ranges(
+        self, group: int, position: int, starts: np.ndarray, stops: np.ndarray
+    ) -> list[memoryview] | None:
+        """The raw bytes [start, stop) of a block for each pair, from its frames; None when the
+        frames cannot be used or most of them would be needed."""
+        records = self.records(group, position)
+        if records is None:
+            return None
+        segment = self.segment_bytes
+        first = starts // segment
+        last = np.maximum(stops - 1, starts) // segment
+        needed = np.unique(
+            np.concatenate([np.arange(a, b + 1) for a, b in zip(first, last, strict=True)])
+        )
+        if len(needed) > max(1, MAX_FRAME_SHARE * len(records)):
+            return None
+        frames = self._frames(group, position, records, needed)
+        if frames is None:
+            return None
+        out = []
+        for start, stop, a, b in zip(
+            starts.tolist(), stops.tolist(), first.tolist(), last.tolist(), strict=True
+        ):
+            if a == b:
+                base = a * segment
+                out.append(frames[a].data[start - base : stop - base])
+                continue
+            joined = bytearray()
+            for k in range(a, b + 1):
+                base = k * segment
+                joined += frames[k].data[max(start, base) - base : min(stop, base + segment) - base]
+            out.append(memoryview(joined))
+        return out
+
+    def _frames(
+        self, group: int, position: int, records: np.ndarray, needed: np.ndarray
+    ) -> dict[int, np.ndarray] | None:
+        """Decoded frames ``needed`` of a block (from the cache, or read in runs of neighbours
+        with one read each, checked and decoded); None if any is damaged or does not decode."""
+        frames: dict[int, np.ndarray] = {}
+        missing = []
+        for k in needed.tolist():
+            cached = self.cache.get((group, position, k))
+            if cached is None:
+                missing.append(k)
+            else:
+                assert isinstance(cached, np.ndarray)
+                frames[k] = cached
+        if not missing:
+            return frames
+        block = self.index.blocks[group, position]
+        stored_size, raw_size = int(block["stored_size"]), int(block["raw_size"])
+        codec = self.codecs[int(block["codec"])]
+        offsets = records["offset"].astype(np.int64)
+        ends = np.append(offsets[1:] - 8, stored_size)
+        runs = np.split(np.array(missing), np.flatnonzero(np.diff(missing) > 1) + 1)
+        for run in runs:
+            lo, hi = int(run[0]), int(run[-1])
+            start, stop = int(offsets[lo]), int(ends[hi])
+            if not 0 <= start <= stop <= stored_size:
+                return None
+            try:
+                span = memoryview(self.source.read(int(block["offset"]) + start, stop - start))
+            except BaleError:
+                return None
+            for k in range(lo, hi + 1):
+                a, b = int(offsets[k]) - start, int(ends[k]) - start
+                if not 0 <= a <= b <= len(span):
+                    return None
+                stored = span[a:b]
+                if self.verify and checksum(stored) != int(records[k]["checksum"]):
+                    return None
+                size = min(self.segment_bytes, raw_size - k * self.segment_bytes)
+                try:
+                    decoded = codec.decode(stored, size)
+                except (BaleError, ValueError):
+                    return None
+                if len(decoded) != size:
+                    return None
+                frame = np.frombuffer(decoded, np.uint8)
+                frame.flags.writeable = False
+                self.cache.put((group, position, k), frame)
+                frames[k] = frame
+        return frames

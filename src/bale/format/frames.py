@@ -1,0 +1,133 @@
+"""The frame index (format 1.1): where each frame of a segmented block starts, and its checksum.
+
+A block whose raw size exceeds the file's ``segment_bytes`` is stored as frames (``u64 length``
+then the frame, repeated), one per ``segment_bytes`` of raw data. The frame index lets a reader
+decode only the frames that hold the rows it wants, and check them without reading the rest of
+the block. It is a region of the file between the last row group and the footer, named by the
+footer JSON key ``frame_index`` (a 1.0 reader ignores both and reads whole blocks):
+
+``{"offset": o, "length": 16 * F, "groups": G, "checksum": xxh3(region)}``
+
+The region holds one 16-byte record per frame, ``offset u64`` (of the frame's first byte, after
+its length field, relative to the block's start) and ``checksum u64`` (XXH3-64 of the frame's
+stored bytes), for the segmented blocks of the first ``G`` row groups in block-table order
+(group-major, then column). A block with raw size ``r > segment_bytes`` has
+``ceil(r / segment_bytes)`` frames; other blocks have no records. Groups after ``G`` (appended by
+a 1.0 writer, which keeps the key as it is) have no records either.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bale._types import Buffer
+from bale.format.header import checksum
+
+#: One record per frame: where it starts in its block (after its length field), its checksum.
+FRAME_DTYPE = np.dtype([("offset", "<u8"), ("checksum", "<u8")])
+#: The footer JSON key that names the region.
+FRAME_INDEX_KEY = "frame_index"
+_FRAME_LENGTH = struct.Struct("<Q")
+
+
+def frame_counts(raw_sizes: np.ndarray, segment_bytes: int) -> np.ndarray:
+    """Records per block: ``ceil(raw / segment_bytes)`` for a segmented block, 0 otherwise."""
+    raw = raw_sizes.astype(np.int64)
+    return np.where(raw > segment_bytes, -(-raw // segment_bytes), 0)
+
+
+def frame_records(parts: Sequence[Buffer], raw_size: int, segment_bytes: int) -> np.ndarray:
+    """The records of one block from its stored bytes (as the buffers written one after another);
+    none unless the block is segmented. ValueError if the framing does not add up."""
+    if raw_size <= segment_bytes:
+        return np.zeros(0, FRAME_DTYPE)
+    count = -(-raw_size // segment_bytes)
+    views = [memoryview(p).cast("B") for p in parts]
+    if len(views) != 2 * count or any(len(v) != 8 for v in views[::2]):
+        views = [memoryview(b"".join(views))]  # not as encoded: walk the joined bytes
+    records = np.zeros(count, FRAME_DTYPE)
+    if len(views) == 2 * count:
+        position = 0
+        for k in range(count):
+            length = _FRAME_LENGTH.unpack(views[2 * k])[0]
+            if length != len(views[2 * k + 1]):
+                raise ValueError("a frame's length field does not match the frame")
+            records[k] = (position + 8, checksum(views[2 * k + 1]))
+            position += 8 + length
+        return records
+    payload = views[0]
+    position = 0
+    for k in range(count):
+        if position + 8 > len(payload):
+            raise ValueError("segmented block ends before its next frame length")
+        (length,) = _FRAME_LENGTH.unpack_from(payload, position)
+        start = position + 8
+        if start + length > len(payload):
+            raise ValueError("segmented block frame runs past the block's end")
+        records[k] = (start, checksum(payload[start : start + length]))
+        position = start + length
+    if position != len(payload):
+        raise ValueError("segmented block has trailing bytes")
+    return records
+
+
+@dataclass(frozen=True)
+class FrameIndexInfo:
+    """The footer's ``frame_index`` entry, checked for shape (not yet against the file)."""
+
+    offset: int
+    length: int
+    groups: int
+    checksum: int
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "offset": self.offset,
+            "length": self.length,
+            "groups": self.groups,
+            "checksum": self.checksum,
+        }
+
+    @classmethod
+    def from_extra(cls, extra: Mapping[str, Any]) -> FrameIndexInfo | None:
+        """The entry of a footer's optional keys; None when absent or malformed (a reader then
+        reads whole blocks, as a 1.0 reader does)."""
+        entry = extra.get(FRAME_INDEX_KEY)
+        if not isinstance(entry, Mapping):
+            return None
+        try:
+            info = cls(
+                int(entry["offset"]),
+                int(entry["length"]),
+                int(entry["groups"]),
+                int(entry["checksum"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+        if min(info.offset, info.length, info.groups) < 0 or info.length % FRAME_DTYPE.itemsize:
+            return None
+        return info
+
+
+def block_starts(
+    raw_sizes: np.ndarray, segment_bytes: int, groups: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """For a (G, C) array of raw sizes: each block's first record and record count, covering
+    the first ``groups`` groups (blocks after them get count 0)."""
+    counts = frame_counts(raw_sizes, segment_bytes)
+    counts[groups:] = 0
+    flat = counts.reshape(-1)
+    starts = np.concatenate([[0], np.cumsum(flat)[:-1]]).reshape(counts.shape)
+    return starts.astype(np.int64), counts.astype(np.int64)
+
+
+def pack_region(records: Sequence[np.ndarray]) -> bytes:
+    """The region's bytes: the records of every block, in block-table order."""
+    if not records:
+        return b""
+    return np.concatenate([np.asarray(r, FRAME_DTYPE) for r in records]).tobytes()
