@@ -211,3 +211,16 @@ def test_verify_checks_the_frame_index(path: Path) -> None:
     path.write_bytes(bytes(data))
     report = verify(path)
     assert not report.ok and "frame index checksum mismatch" in report.summary()
+
+
+def test_pack_random_access_writes_frames(tmp_path: Path, columns: dict[str, Any]) -> None:
+    source = tmp_path / "x.npy"
+    np.save(source, np.repeat(columns["image"], 8, axis=0))  # 4,800 rows of 300 B: 1.4 MB
+    out = tmp_path / "x.bale"
+    bale.pack(str(source), str(out), random_access=True, progress=False, shuffle=False)
+    with bale.open(out) as ds:
+        assert ds.index.segment_bytes == 64 << 10
+        info = FrameIndexInfo.from_extra(ds.index.extra)
+        assert info is not None and info.groups == ds.num_row_groups
+        name = ds.schema.names[0]
+        np.testing.assert_array_equal(ds[4000][name], columns["image"][500])

@@ -12,7 +12,7 @@ import numpy as np
 
 from bale._core.batches import batch_length, infer_schema_types, to_column_data
 from bale._core.blocks import StoredBlock, StoredGroup
-from bale._core.defaults import DEFAULT_ROW_GROUP_BYTES
+from bale._core.defaults import DEFAULT_ROW_GROUP_BYTES, RANDOM_ACCESS_SEGMENT_BYTES
 from bale._core.encode import column_row_bytes, encode_column_block, rows_per_group, written_codec
 from bale._core.groupsink import GroupSink, SchemaLike
 from bale._core.rowbuffer import RowBuffer
@@ -44,6 +44,11 @@ class Writer:
     recovers every row group that was completely written. ``mode="a"`` appends to an existing
     file in place, leaving the bytes of its earlier row groups untouched.
 
+    ``random_access=True`` stores each block of more than 64 KiB as independently decodable
+    frames of 64 KiB (``segment_bytes``) with a frame index, so that a random row decodes only
+    its frame: much faster random rows (``ds[i]``, ``ds.take``, map-style samplers) for slightly
+    slower sequential reads (docs/DECISIONS.md, "Frame size for random access").
+
     Memory stays bounded by about one row group (``row_group_bytes`` of raw data) plus the batch
     being written. Exceptions inside a ``with`` block leave the rows so far in ``NAME.partial``
     (complete and readable) rather than publishing them under ``NAME``.
@@ -61,9 +66,12 @@ class Writer:
         row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
         row_group_rows: int | None = None,
         threads: int = 1,
-        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        segment_bytes: int | None = None,
+        random_access: bool = False,
     ) -> None:
         self.path = os.fspath(path)
+        if segment_bytes is None:
+            segment_bytes = RANDOM_ACCESS_SEGMENT_BYTES if random_access else DEFAULT_SEGMENT_BYTES
         if mode not in ("w", "a"):
             raise ValueError(f"mode must be 'w' or 'a', got {mode!r}")
         if not 1 <= segment_bytes <= MAX_SEGMENT_BYTES:

@@ -81,6 +81,12 @@ def add_pack_command(commands: Subcommands) -> None:
         "--temp-dir", metavar="DIR", help="where shuffle buckets go (default: beside OUT)"
     )
     parser.add_argument(
+        "--random-access",
+        action="store_true",
+        help="store 64 KiB frames with a frame index: random rows (ds[i], map-style samplers) "
+        "decode only their frame, sequential reads are somewhat slower",
+    )
+    parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bar"
     )
     parser.set_defaults(run=run_pack)
@@ -135,6 +141,7 @@ def run_pack(args: argparse.Namespace) -> int:
         "overwrite": args.overwrite,
         "memory_budget": max(1, args.memory) << 20,
         "temp_dir": args.temp_dir,
+        "random_access": args.random_access,
     }
     try:
         if find_splits(args.source):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import struct
 
+import numpy as np
+
 from bale._types import Buffer
 from bale.codecs.base import Codec
 from bale.errors import CorruptFileError
@@ -39,7 +41,7 @@ def decode_block(codec: Codec, payload: memoryview, raw_size: int, segment_bytes
         return b""
     if raw_size <= segment_bytes:
         return codec.decode(payload, raw_size)
-    out = bytearray(raw_size)
+    out = np.empty(raw_size, np.uint8)  # every byte is written below: no zero-filling
     position = 0
     for start in range(0, raw_size, segment_bytes):
         size = min(segment_bytes, raw_size - start)
@@ -52,8 +54,8 @@ def decode_block(codec: Codec, payload: memoryview, raw_size: int, segment_bytes
         frame = codec.decode(payload[position : position + length], size)
         if len(frame) != size:
             raise CorruptFileError(f"frame decoded to {len(frame)} bytes, expected {size}")
-        out[start : start + size] = frame
+        out[start : start + size] = np.frombuffer(frame, np.uint8)
         position += length
     if position != len(payload):
         raise CorruptFileError("segmented block has trailing bytes")
-    return out
+    return out.data

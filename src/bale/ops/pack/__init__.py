@@ -103,6 +103,7 @@ def pack(
     overwrite: bool = False,
     metadata: Mapping[str, Any] | None = None,
     row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
+    random_access: bool = False,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     temp_dir: str | os.PathLike[str] | None = None,
     **source_options: Any,
@@ -121,6 +122,8 @@ def pack(
       than 256 MB/s (image decoding, decompression), not for e.g. memory-mapped .npy files.
       Scripts that start workers need the ``if __name__ == "__main__":`` guard.
     - ``strict``: stop at the first unreadable row instead of skipping it.
+    - ``random_access``: write frames of 64 KiB with a frame index (``Writer(random_access=True)``)
+      so random rows decode only their frame, at some cost in sequential decoding.
     - ``memory_budget``: bytes of rows held at once, and the size of a shuffle bucket.
     - ``temp_dir``: where the shuffle buckets of sources without random access go (default: the
       output's folder); they need about as much free space as the data.
@@ -140,6 +143,7 @@ def pack(
         row_group_bytes=row_group_bytes,
         memory_budget=memory_budget,
         temp_dir=temp_dir,
+        random_access=random_access,
     )
     if isinstance(source, RowSource):
         if source_options:

@@ -84,6 +84,7 @@ class PackOutput:
                 codecs=_codecs(self.settings, batch.columns, list(self.types)),
                 metadata=metadata,
                 row_group_bytes=self.settings.row_group_bytes,
+                random_access=self.settings.random_access,
             )
         return self.types
 

@@ -30,6 +30,7 @@ class PackSettings:
     overwrite: bool
     metadata: Mapping[str, Any]
     row_group_bytes: int
+    random_access: bool
     memory_budget: int
     temp_dir: str | None
 
@@ -47,6 +48,7 @@ def pack_settings(
     metadata: Mapping[str, Any] | None,
     row_group_bytes: int,
     memory_budget: int,
+    random_access: bool = False,
     temp_dir: str | os.PathLike[str] | None,
 ) -> PackSettings:
     """``pack``'s keyword arguments checked (a bad codec spec fails now, not after reading the
@@ -73,6 +75,7 @@ def pack_settings(
         overwrite=overwrite,
         metadata=dict(metadata or {}),
         row_group_bytes=row_group_bytes,
+        random_access=random_access,
         memory_budget=memory_budget,
         temp_dir=os.fspath(temp_dir) if temp_dir is not None else None,
     )
