@@ -45,6 +45,8 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.loader_bench
 	$(BIN)/python -m bench.distributed_bench
 	$(BIN)/python -m bench.sampler_bench
+	$(BIN)/python -m bench.random_access_bench
+	$(BIN)/python -m bench.frame_choice
 	$(BIN)/python -m bench.pack_bench
 	$(BIN)/python -m bench.advisor_bench
 	$(BIN)/python -m bench.import_time
@@ -58,6 +60,8 @@ bench-quick: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.loader_bench --quick
 	$(BIN)/python -m bench.distributed_bench --quick
 	$(BIN)/python -m bench.sampler_bench --quick
+	$(BIN)/python -m bench.random_access_bench --quick
+	$(BIN)/python -m bench.frame_choice --quick
 	$(BIN)/python -m bench.pack_bench --quick
 	$(BIN)/python -m bench.advisor_bench --quick
 	$(BIN)/python -m bench.import_time --quick

@@ -57,6 +57,19 @@ SECTIONS = (
         "`TorchIterableDataset` for reference, cold, 2 workers.",
     ),
     (
+        "random_access_bench.md",
+        "Random rows and gathers: whole blocks against 64 KiB frames",
+        "`.venv/bin/python -m bench.random_access_bench`: latency of `ds[i]` and `ds.take` of "
+        "64 random rows, warm and cold, on files written by default and with "
+        "`random_access=True` (format 1.1's frame index), npy memmap for reference.",
+    ),
+    (
+        "frame_choice.md",
+        "Frame size: file size, sequential decode and one row's decode",
+        "`.venv/bin/python -m bench.frame_choice`: each kind written at segment sizes from "
+        "16 KiB to 1 GiB; size, sequential decode MB/s and the codec time of one random row.",
+    ),
+    (
         "pack_bench.md",
         "Packing a JPEG folder: bale pack against h5py and WebDataset",
         "`.venv/bin/python -m bench.pack_bench`: images/s, source MB/s and output size when "
