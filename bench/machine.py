@@ -186,14 +186,10 @@ def exit_on_sigterm(signum: int, _frame: object) -> None:
 
 
 def evict(paths: Sequence[Path]) -> None:
-    """Drop files from the page cache. sync first: DONTNEED leaves dirty pages in place."""
-    os.sync()
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+    """Drop files from the page cache (each flushed first: DONTNEED leaves dirty pages)."""
+    from bale.io.pagecache import evict_files  # here: importing this module must not load bale
+
+    evict_files(paths)
 
 
 def resident_bytes(paths: Sequence[Path]) -> int | None:

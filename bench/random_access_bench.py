@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import statistics
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 import bale
+from bale.io.pagecache import evict_files
 from bench.machine import describe, machine_section, src_digest
 from bench.results import OUT, write_report
 from bench.stats import fmt_range, summary
@@ -48,15 +48,6 @@ def write_files(kind: str, source: data.Source) -> dict[str, Path]:
     return files
 
 
-def evict(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
@@ -75,7 +66,7 @@ def warm_rows(path: Path, indices: list[int], columns: list[str] | None) -> list
 def cold_rows(path: Path, indices: list[int]) -> list[float]:
     times = []
     for i in indices:
-        evict(path)
+        evict_files([path])
         with bale.open(path) as ds:
             t0 = time.perf_counter()
             ds.row(i)

@@ -22,13 +22,7 @@ from bale._types import Buffer
 from bale.codecs import Codec
 from bale.errors import BaleError
 from bale.format.footer import FileIndex
-from bale.format.frames import (
-    FRAME_DTYPE,
-    FRAME_INDEX_KEY,
-    FrameIndexInfo,
-    block_starts,
-    frame_records,
-)
+from bale.format.frames import FRAME_DTYPE, FrameLayout, frame_layout, frame_records
 from bale.format.header import checksum
 from bale.format.schema import Array, Column
 from bale.io.source import LocalSource
@@ -62,8 +56,7 @@ class FrameReader:
         self.segment_bytes = index.segment_bytes
         self._lock = threading.Lock()
         self._loaded = False
-        self._info: FrameIndexInfo | None = None
-        self._starts = self._counts = np.zeros((0, 0), np.int64)
+        self._layout: FrameLayout | None = None
         self._region: np.ndarray | None = None
         self._block_records: dict[tuple[int, int], np.ndarray] = {}
 
@@ -73,9 +66,10 @@ class FrameReader:
         """The frame records of one block, or None when it has none usable."""
         if not self._loaded:
             self._load()
-        if self._info is None or self._counts[group, position] == 0:
+        layout = self._layout
+        if layout is None or layout.counts[group, position] == 0:
             return None
-        start, count = int(self._starts[group, position]), int(self._counts[group, position])
+        start, count = int(layout.starts[group, position]), int(layout.counts[group, position])
         if self._region is not None:
             return self._region[start : start + count]
         key = (group, position)
@@ -83,7 +77,7 @@ class FrameReader:
         if found is None:
             size = FRAME_DTYPE.itemsize
             try:
-                raw = self.source.read(self._info.offset + start * size, count * size)
+                raw = self.source.read(layout.info.offset + start * size, count * size)
             except BaleError:
                 return None
             found = np.frombuffer(raw, FRAME_DTYPE)
@@ -93,19 +87,10 @@ class FrameReader:
     def problem(self) -> str | None:
         """What is wrong with the file's frame index as a whole (``bale verify``), or None: a
         key that does not parse, a region that does not fit the file or fails its checksum."""
-        if FRAME_INDEX_KEY not in self.index.extra:
-            return None
-        info = FrameIndexInfo.from_extra(self.index.extra)
-        if info is None or info.groups > len(self.index.groups):
-            return "the footer's frame_index entry is malformed"
-        _, counts = block_starts(self.index.blocks["raw_size"], self.segment_bytes, info.groups)
-        if int(counts.sum()) * FRAME_DTYPE.itemsize != info.length:
-            return (
-                f"the frame index holds {info.length} bytes, expected "
-                f"{int(counts.sum()) * FRAME_DTYPE.itemsize} for the file's segmented blocks"
-            )
-        if info.offset + info.length > self.source.size():
-            return "the frame index runs past the end of the file"
+        layout = frame_layout(self.index, self.source.size())
+        if not isinstance(layout, FrameLayout):
+            return layout
+        info = layout.info
         if checksum(self.source.read(info.offset, info.length)) != info.checksum:
             return "frame index checksum mismatch"
         return None
@@ -128,25 +113,17 @@ class FrameReader:
         with self._lock:
             if self._loaded:
                 return
-            info = FrameIndexInfo.from_extra(self.index.extra)
-            if info is not None and info.groups <= len(self.index.groups):
-                starts, counts = block_starts(
-                    self.index.blocks["raw_size"], self.segment_bytes, info.groups
-                )
-                size = FRAME_DTYPE.itemsize
-                if int(counts.sum()) * size != info.length or (
-                    info.offset + info.length > self.source.size()
-                ):
-                    info = None  # does not describe this file: whole blocks, as without it
-                else:
-                    self._starts, self._counts = starts, counts
-                    if info.length <= WHOLE_REGION_BYTES:
-                        region = bytes(self.source.read(info.offset, info.length))
-                        if self.verify and checksum(region) != info.checksum:
-                            info = None
-                        else:
-                            self._region = np.frombuffer(region, FRAME_DTYPE)
-            self._info = info
+            layout = frame_layout(self.index, self.source.size())
+            # An index that does not describe this file is not used: whole blocks, as without.
+            if isinstance(layout, FrameLayout):
+                info = layout.info
+                self._layout = layout
+                if info.length <= WHOLE_REGION_BYTES:
+                    region = bytes(self.source.read(info.offset, info.length))
+                    if self.verify and checksum(region) != info.checksum:
+                        self._layout = None
+                    else:
+                        self._region = np.frombuffer(region, FRAME_DTYPE)
             self._loaded = True
 
     # -- rows -----------------------------------------------------------------------------------

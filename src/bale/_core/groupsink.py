@@ -19,7 +19,9 @@ from bale.format.frames import (
     FRAME_DTYPE,
     FRAME_INDEX_KEY,
     FrameIndexInfo,
+    FrameLayout,
     frame_counts,
+    frame_layout,
     frame_records,
     pack_region,
 )
@@ -241,27 +243,25 @@ def existing_frames(
 
     Groups the file's index does not cover (appended by a writer that kept no index) get their
     records from their blocks' stored bytes."""
-    blocks = index.blocks
-    counts = frame_counts(blocks["raw_size"], index.segment_bytes)
-    info = FrameIndexInfo.from_extra(index.extra)
-    records: np.ndarray | None = None
+    layout = frame_layout(index, footer_offset)
+    records = np.zeros(0, FRAME_DTYPE)
+    covered = 0  # groups whose records come from the file's frame index
     data_end = footer_offset
-    if info is not None and info.groups <= len(index.groups):
-        covered = int(counts[: info.groups].sum())
-        end = info.offset + info.length
-        if covered * FRAME_DTYPE.itemsize == info.length and end <= footer_offset:
-            region = bytes(source.read(info.offset, info.length))
-            if checksum(region) == info.checksum:
-                records = np.frombuffer(region, FRAME_DTYPE)
-                if end + padding(end) == footer_offset:
-                    data_end = info.offset
+    if isinstance(layout, FrameLayout):
+        info = layout.info
+        region = bytes(source.read(info.offset, info.length))
+        if checksum(region) == info.checksum:
+            records, covered = np.frombuffer(region, FRAME_DTYPE), info.groups
+            end = info.offset + info.length
+            if end + padding(end) == footer_offset:
+                data_end = info.offset
+    counts = frame_counts(index.blocks["raw_size"], index.segment_bytes)
     per_group: list[np.ndarray] = []
-    taken = 0
-    for g in range(len(index.groups)):
-        n = int(counts[g].sum())
-        if records is not None and info is not None and g < info.groups:
-            per_group.append(records[taken : taken + n].copy())
-            taken += n
+    for g, blocks in enumerate(index.blocks):
+        if g < covered:
+            assert isinstance(layout, FrameLayout)
+            start = int(layout.starts[g, 0])
+            per_group.append(records[start : start + int(counts[g].sum())])
             continue
         group = [
             frame_records(
@@ -269,9 +269,8 @@ def existing_frames(
                 int(b["raw_size"]),
                 index.segment_bytes,
             )
-            if counts[g, c]
-            else np.zeros(0, FRAME_DTYPE)
-            for c, b in enumerate(blocks[g])
+            for b in blocks
+            if b["raw_size"] > index.segment_bytes
         ]
         per_group.append(np.concatenate(group) if group else np.zeros(0, FRAME_DTYPE))
     return per_group, data_end

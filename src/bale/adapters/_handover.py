@@ -64,7 +64,7 @@ class WorkerHandover:
             if type(value) is torch.Tensor and value.device.type == "cpu" and not value.is_pinned()
         }
         layout, nbytes = _layout(tensors)
-        if nbytes < MIN_POOLED_BYTES or self._disabled:
+        if self._disabled or nbytes < MIN_POOLED_BYTES:
             return batch
         if self._pool is None and not self._create(nbytes):
             return batch
@@ -112,17 +112,8 @@ class PooledBatch:
     """A batch whose tensors lie in one slot of a worker's pool: pickled, it carries the pool's
     shared memory (a file descriptor, as PyTorch passes it) and the tensors' places in it."""
 
-    def __init__(
-        self,
-        pool: torch.Tensor,
-        slot: int,
-        start: int,
-        nbytes: int,
-        entries: list[tuple[str, int, int, torch.dtype, tuple[int, ...]]],
-        rest: dict[str, Any],
-        keys: list[str],
-    ) -> None:
-        self.args = (pool, slot, start, nbytes, entries, rest, keys)
+    def __init__(self, *args: Any) -> None:
+        self.args = args  # rebuild_batch's arguments
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (rebuild_batch, self.args)

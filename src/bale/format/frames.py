@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from bale._types import Buffer
+from bale.format.footer import FileIndex
 from bale.format.header import checksum
 
 #: One record per frame: where it starts in its block (after its length field), its checksum.
@@ -114,16 +115,36 @@ class FrameIndexInfo:
         return info
 
 
-def block_starts(
-    raw_sizes: np.ndarray, segment_bytes: int, groups: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """For a (G, C) array of raw sizes: each block's first record and record count, covering
-    the first ``groups`` groups (blocks after them get count 0)."""
-    counts = frame_counts(raw_sizes, segment_bytes)
-    counts[groups:] = 0
-    flat = counts.reshape(-1)
-    starts = np.concatenate([[0], np.cumsum(flat)[:-1]]).reshape(counts.shape)
-    return starts.astype(np.int64), counts.astype(np.int64)
+@dataclass(frozen=True)
+class FrameLayout:
+    """A file's frame index laid over its block table."""
+
+    info: FrameIndexInfo
+    starts: np.ndarray  # (G, C): each block's first record
+    counts: np.ndarray  # (G, C): its records (0 when unsegmented, or in a group >= info.groups)
+
+
+def frame_layout(index: FileIndex, end: int) -> FrameLayout | str | None:
+    """The footer's frame index checked against the block table: None when the file has none,
+    a sentence saying what is wrong when it does not describe the file (a reader then reads
+    whole blocks, as without it), the layout otherwise. The region must end by ``end``."""
+    if FRAME_INDEX_KEY not in index.extra:
+        return None
+    info = FrameIndexInfo.from_extra(index.extra)
+    if info is None or info.groups > len(index.groups):
+        return "the footer's frame_index entry is malformed"
+    counts = frame_counts(index.blocks["raw_size"], index.segment_bytes)
+    counts[info.groups :] = 0
+    expected = int(counts.sum()) * FRAME_DTYPE.itemsize
+    if info.length != expected:
+        return (
+            f"the frame index holds {info.length} bytes, expected {expected} for the file's "
+            "segmented blocks"
+        )
+    if info.offset + info.length > end:
+        return "the frame index runs past the end of the file's data"
+    starts = np.concatenate([[0], np.cumsum(counts.reshape(-1))[:-1]]).reshape(counts.shape)
+    return FrameLayout(info, starts.astype(np.int64), counts.astype(np.int64))
 
 
 def pack_region(records: Sequence[np.ndarray]) -> bytes:
