@@ -74,7 +74,7 @@ from bench.machine import (
     src_digest,
 )
 from bench.results import OUT, write_report
-from bench.stats import Verdict, fmt_range, summary
+from bench.stats import Verdict, aims_section, fmt_range, print_aims, summary
 
 # Everything written there (git-ignored) is deleted at the end.
 WORK = OUT / "distributed_bench"
@@ -1031,12 +1031,7 @@ def report(results: dict[str, Any], verdicts: list[Verdict]) -> str:
         "The JPEG part runs warm. No figure is asserted anywhere; each aim below is judged "
         "as measured.",
         "",
-        "## Aims",
-        "",
-        "| aim | verdict | measured |",
-        "|---|---|---|",
-        *[f"| {v.aim} | **{v.word}** | {v.detail} |" for v in verdicts],
-        "",
+        *aims_section(verdicts),
     ]
     lines += notes_section(results)
     lines += reads_section(results["reads"], cfg["repeats"])
@@ -1075,13 +1070,11 @@ def main() -> None:
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
     verdicts = judge_reads(results["reads"]) + judge_jpeg(results["jpeg"])
-    results["aims"] = [{"aim": v.aim, "verdict": v.word, "detail": v.detail} for v in verdicts]
+    results["aims"] = [v.to_json() for v in verdicts]
     results["total_seconds"] = time.perf_counter() - t0
     results["src_digest_at_end"] = src_digest()
     written = write_report("distributed_bench", results, report(results, verdicts), quick=cfg.quick)
-    print("\n== aims")
-    for v in verdicts:
-        print(f"{v.word}  {v.aim}: {v.detail}")
+    print_aims(verdicts)
     print(f"bale source digest: {src_note(results)}")
     print(f"total {results['total_seconds']:.0f} s; wrote {written}")
 

@@ -73,7 +73,7 @@ from bench.machine import (
     vm_status,
 )
 from bench.results import OUT, ROOT, write_report
-from bench.stats import Verdict, fmt_range, summary
+from bench.stats import Verdict, aims_section, fmt_range, print_aims, summary
 
 # Everything written there (git-ignored) is deleted at the end.
 WORK = OUT / "loader_bench"
@@ -1213,12 +1213,7 @@ def report(results: dict[str, Any], verdicts: list[Verdict]) -> str:
         + " This is a VM on a virtual disk: a cold read in the guest may still be served from "
         "the host's cache, so cold figures are an upper bound for a physical disk.",
         "",
-        "## Aims",
-        "",
-        "| aim | verdict | measured |",
-        "|---|---|---|",
-        *[f"| {v.aim} | **{v.word}** | {v.detail} |" for v in verdicts],
-        "",
+        *aims_section(verdicts),
     ]
     lines += notes_section(results)
     lines += jpeg_section(results["jpeg"])
@@ -1280,14 +1275,12 @@ def main() -> None:
         shutil.rmtree(WORK, ignore_errors=True)
     verdicts = judge_jpeg(results["jpeg"]) + judge_arrays(results["arrays"])
     verdicts += [judge_cold_shuffle(results["arrays"]), *judge_rss(results["rss"])]
-    results["aims"] = [{"aim": v.aim, "verdict": v.word, "detail": v.detail} for v in verdicts]
+    results["aims"] = [v.to_json() for v in verdicts]
     results["eviction_failures"] = eviction_failures(results)
     results["total_seconds"] = time.perf_counter() - t0
     results["src_digest_at_end"] = src_digest()
     written = write_report("loader_bench", results, report(results, verdicts), quick=cfg.quick)
-    print("\n== aims")
-    for v in verdicts:
-        print(f"{v.word}  {v.aim}: {v.detail}")
+    print_aims(verdicts)
     failures = results["eviction_failures"]
     print("eviction check: " + ("ok" if not failures else "FAILED: " + "; ".join(failures)))
     print(f"bale source digest: {src_note(results)}")

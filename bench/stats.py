@@ -28,3 +28,24 @@ class Verdict:
     @property
     def word(self) -> str:
         return "PASS" if self.passed else "MISS"
+
+    def to_json(self) -> dict[str, str]:
+        return {"aim": self.aim, "verdict": self.word, "detail": self.detail}
+
+
+def aims_section(verdicts: Sequence[Verdict]) -> list[str]:
+    """The "## Aims" table of a report."""
+    return [
+        "## Aims",
+        "",
+        "| aim | verdict | measured |",
+        "|---|---|---|",
+        *[f"| {v.aim} | **{v.word}** | {v.detail} |" for v in verdicts],
+        "",
+    ]
+
+
+def print_aims(verdicts: Sequence[Verdict]) -> None:
+    print("\n== aims")
+    for v in verdicts:
+        print(f"{v.word}  {v.aim}: {v.detail}")
