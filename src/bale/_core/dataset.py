@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bale._core.blocks import Decoded, VarRows
+from bale._core.blocks import Decoded
 from bale._core.columns import concat_values
 from bale._core.reader import DEFAULT_CACHE_BYTES, FileReader
 from bale.format.footer import FileIndex
@@ -367,15 +367,10 @@ def _text(raw: bytes, column: Column) -> Any:
     return raw.decode("utf-8", "surrogatepass") if isinstance(column.type, String) else raw
 
 
-def _var_value(block: VarRows, local: int, column: Column) -> Any:
-    raw = block.row(local)
-    return raw.decode("utf-8", "surrogatepass") if isinstance(column.type, String) else raw
-
-
 def _slice_of(block: Decoded, lo: int, hi: int, column: Column) -> Any:
     if isinstance(block, np.ndarray):
         return block[lo:hi]
-    return [_var_value(block, i, column) for i in range(lo, hi)]
+    return [_text(block.row(i), column) for i in range(lo, hi)]
 
 
 def _empty(column: Column) -> Any:

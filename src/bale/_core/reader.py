@@ -148,13 +148,14 @@ class FileReader:
         block is segmented and not cached, the whole block (then cached) otherwise."""
         block = self.cache.get((group, position))
         if block is None:
-            rows: Any
-            if isinstance(column.type, Array):
-                rows = self.frames.array_rows(group, position, column, local)
-            else:
-                rows = self.frames.var_rows(group, position, local)
-            if rows is not None:
-                return rows
+            if self.frames.records(group, position) is not None:  # a segmented block, indexed
+                rows: Any
+                if isinstance(column.type, Array):
+                    rows = self.frames.array_rows(group, position, column, local)
+                else:
+                    rows = self.frames.var_rows(group, position, local)
+                if rows is not None:
+                    return rows
             block = self.block(group, position, column)
         if isinstance(block, np.ndarray):
             return block[local]
