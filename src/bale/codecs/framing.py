@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 
 from bale._types import Buffer
 from bale.codecs.base import Codec
 from bale.errors import CorruptFileError
-
-_FRAME_LENGTH = struct.Struct("<Q")
+from bale.format.frames import FRAME_LENGTH, frame_spans
 
 
 def encode_block(codec: Codec, raw: memoryview, segment_bytes: int) -> list[Buffer]:
@@ -27,7 +24,7 @@ def encode_block(codec: Codec, raw: memoryview, segment_bytes: int) -> list[Buff
     parts: list[Buffer] = []
     for start in range(0, len(raw), segment_bytes):
         frame = codec.encode(raw[start : start + segment_bytes])
-        parts.append(_FRAME_LENGTH.pack(len(frame)))
+        parts.append(FRAME_LENGTH.pack(len(frame)))
         parts.append(frame)
     return parts
 
@@ -42,20 +39,12 @@ def decode_block(codec: Codec, payload: memoryview, raw_size: int, segment_bytes
     if raw_size <= segment_bytes:
         return codec.decode(payload, raw_size)
     out = np.empty(raw_size, np.uint8)  # every byte is written below: no zero-filling
-    position = 0
-    for start in range(0, raw_size, segment_bytes):
-        size = min(segment_bytes, raw_size - start)
-        if position + 8 > len(payload):
-            raise CorruptFileError("segmented block ends before its next frame length")
-        (length,) = _FRAME_LENGTH.unpack_from(payload, position)
-        position += 8
-        if position + length > len(payload):
-            raise CorruptFileError("segmented block frame runs past the block's end")
-        frame = codec.decode(payload[position : position + length], size)
+    count = -(-raw_size // segment_bytes)
+    for k, (start, length) in enumerate(frame_spans(payload, count)):
+        raw_start = k * segment_bytes
+        size = min(segment_bytes, raw_size - raw_start)
+        frame = codec.decode(payload[start : start + length], size)
         if len(frame) != size:
             raise CorruptFileError(f"frame decoded to {len(frame)} bytes, expected {size}")
-        out[start : start + size] = np.frombuffer(frame, np.uint8)
-        position += length
-    if position != len(payload):
-        raise CorruptFileError("segmented block has trailing bytes")
+        out[raw_start : raw_start + size] = np.frombuffer(frame, np.uint8)
     return out.data

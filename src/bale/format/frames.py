@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from bale._types import Buffer
+from bale.errors import CorruptFileError
 from bale.format.footer import FileIndex
 from bale.format.header import checksum
 
@@ -33,7 +34,8 @@ from bale.format.header import checksum
 FRAME_DTYPE = np.dtype([("offset", "<u8"), ("checksum", "<u8")])
 #: The footer JSON key that names the region.
 FRAME_INDEX_KEY = "frame_index"
-_FRAME_LENGTH = struct.Struct("<Q")
+#: The u64 length field before each frame of a segmented block.
+FRAME_LENGTH = struct.Struct("<Q")
 
 
 def frame_counts(raw_sizes: np.ndarray, segment_bytes: int) -> np.ndarray:
@@ -42,38 +44,44 @@ def frame_counts(raw_sizes: np.ndarray, segment_bytes: int) -> np.ndarray:
     return np.where(raw > segment_bytes, -(-raw // segment_bytes), 0)
 
 
+def frame_spans(payload: memoryview, count: int) -> list[tuple[int, int]]:
+    """(start, length) of each of the ``count`` frames of a segmented block's stored bytes.
+    CorruptFileError (the caller adds the file, column and rows) if the framing does not add up."""
+    spans = []
+    position = 0
+    for _ in range(count):
+        if position + 8 > len(payload):
+            raise CorruptFileError("segmented block ends before its next frame length")
+        (length,) = FRAME_LENGTH.unpack_from(payload, position)
+        start = position + 8
+        if start + length > len(payload):
+            raise CorruptFileError("segmented block frame runs past the block's end")
+        spans.append((start, length))
+        position = start + length
+    if position != len(payload):
+        raise CorruptFileError("segmented block has trailing bytes")
+    return spans
+
+
 def frame_records(parts: Sequence[Buffer], raw_size: int, segment_bytes: int) -> np.ndarray:
     """The records of one block from its stored bytes (as the buffers written one after another);
-    none unless the block is segmented. ValueError if the framing does not add up."""
+    none unless the block is segmented. CorruptFileError if the framing does not add up."""
     if raw_size <= segment_bytes:
         return np.zeros(0, FRAME_DTYPE)
     count = -(-raw_size // segment_bytes)
     views = [memoryview(p).cast("B") for p in parts]
-    if len(views) != 2 * count or any(len(v) != 8 for v in views[::2]):
-        views = [memoryview(b"".join(views))]  # not as encoded: walk the joined bytes
+    lengths, frames = views[::2], views[1::2]
+    as_encoded = len(views) == 2 * count and all(
+        len(n) == 8 and FRAME_LENGTH.unpack(n)[0] == len(f)
+        for n, f in zip(lengths, frames, strict=True)
+    )
+    if not as_encoded:  # e.g. a copied block, one buffer: walk its bytes
+        payload = views[0] if len(views) == 1 else memoryview(b"".join(views))
+        frames = [payload[start : start + n] for start, n in frame_spans(payload, count)]
     records = np.zeros(count, FRAME_DTYPE)
-    if len(views) == 2 * count:
-        position = 0
-        for k in range(count):
-            length = _FRAME_LENGTH.unpack(views[2 * k])[0]
-            if length != len(views[2 * k + 1]):
-                raise ValueError("a frame's length field does not match the frame")
-            records[k] = (position + 8, checksum(views[2 * k + 1]))
-            position += 8 + length
-        return records
-    payload = views[0]
-    position = 0
-    for k in range(count):
-        if position + 8 > len(payload):
-            raise ValueError("segmented block ends before its next frame length")
-        (length,) = _FRAME_LENGTH.unpack_from(payload, position)
-        start = position + 8
-        if start + length > len(payload):
-            raise ValueError("segmented block frame runs past the block's end")
-        records[k] = (start, checksum(payload[start : start + length]))
-        position = start + length
-    if position != len(payload):
-        raise ValueError("segmented block has trailing bytes")
+    ends = np.cumsum([8 + len(f) for f in frames])
+    records["offset"] = ends - [len(f) for f in frames]
+    records["checksum"] = [checksum(f) for f in frames]
     return records
 
 
