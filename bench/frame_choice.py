@@ -49,6 +49,7 @@ import bale
 from bale.codecs import Codec, codec_from_config
 from bale.codecs.framing import decode_block
 from bale.format.constants import DEFAULT_SEGMENT_BYTES
+from bale.format.frames import frame_spans
 from bale.format.schema import Array
 from bench.machine import ForeignLoad, describe, machine_section, read_through, src_digest
 from bench.results import OUT, write_report
@@ -83,16 +84,11 @@ def split_frames(payload: bytes, raw_size: int, segment: int) -> list[tuple[int,
     view = memoryview(payload)
     if raw_size <= segment:
         return [(0, raw_size, view)]
-    frames = []
-    position = 0
-    for start in range(0, raw_size, segment):
-        length = int.from_bytes(view[position : position + _LENGTH_BYTES], "little")
-        position += _LENGTH_BYTES
-        frames.append((start, min(segment, raw_size - start), view[position : position + length]))
-        position += length
-    if position != len(view):
-        raise RuntimeError("frames do not add up to the stored payload")
-    return frames
+    spans = frame_spans(view, -(-raw_size // segment))
+    return [
+        (k * segment, min(segment, raw_size - k * segment), view[start : start + length])
+        for k, (start, length) in enumerate(spans)
+    ]
 
 
 def frames_touching(
