@@ -306,6 +306,9 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
         self._start = 0  # rows of this worker's sequence consumed before this iteration
         self._loader: Loader | None = None
         self._loader_pid = -1
+        # A worker's slots of shared memory for handing batches over, kept across the epochs of
+        # a persistent worker: (pid, handover).
+        self._handover: tuple[int, WorkerHandover] | None = None
         self._process_loader()  # validate the files and arguments now, in the main process
 
     # -- the Loader of this process ------------------------------------------------------------
@@ -335,6 +338,7 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
         state = self.__dict__.copy()
         state["_loader"] = None
         state["_loader_pid"] = -1
+        state["_handover"] = None
         return state
 
     # -- epochs and state ----------------------------------------------------------------------
@@ -438,7 +442,9 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
         if info is not None and direct and not self.pin_memory and _converts_only(fetcher):
             # The batch goes from here to the pickler untouched: hand it over through reused
             # shared memory (bale.adapters._handover) rather than new pages per batch.
-            handover = WorkerHandover(info.num_workers)
+            if self._handover is None or self._handover[0] != os.getpid():
+                self._handover = (os.getpid(), WorkerHandover(info.num_workers))
+            handover = self._handover[1]
         for tensors in self._tensor_batches():
             yield tensors if handover is None else handover.place(tensors)
 
