@@ -1,11 +1,19 @@
-"""What the golden files of format 1.0 hold: their columns, codecs, write phases and every value.
+"""What the golden files of each format version hold: their columns, codecs, write phases and
+every value. ``FORMATS`` maps each directory under tests/golden/ (``v1_0``, ``v1_1``) to its files.
 
 Shared by ``make_golden.py`` (which wrote the files once) and ``test_golden.py`` (which checks
 them). Values come from closed-form formulas and raw bit patterns, never from a random generator
 or a float conversion whose rounding could change between library versions.
 
 Never change what a file below holds: the golden files are fixed, so a changed formula only makes
-the test fail. Add a new file (and regenerate only that one, by hand) to pin something new.
+the test fail. Add a new file (and regenerate only that one, by hand) to pin something new:
+
+    python tests/golden/make_golden.py --format v1_1 --only NEW.bale
+
+writes ``v1_1/NEW.bale``, adds its footer to ``v1_1/expected.json`` and rewrites
+``v1_1/SHA256SUMS``, touching no other file (it refuses to replace an existing one without
+``--force``). Only the current format's directory can be written: bale writes 1.1 files now, so
+the 1.0 files can never be written again, only read.
 """
 
 from __future__ import annotations
@@ -18,8 +26,6 @@ import numpy as np
 
 from bale.format.dtypes import DTYPES_BY_NAME
 from bale.format.schema import Array, Bytes, ColumnType, String
-
-FORMAT_DIR = "v1_0"
 
 TEXTS = [
     "",
@@ -67,12 +73,14 @@ def pattern(dtype_name: str, rows: range, shape: tuple[int, ...] = ()) -> np.nda
 
 @dataclass(frozen=True)
 class Phase:
-    """One Writer session: rows start..stop, written with mode "w" (first) or "a" (later)."""
+    """One Writer session: rows start..stop, written with mode "w" (first) or "a" (later).
+    ``codecs`` (later sessions only) overrides the codecs of the row groups it appends."""
 
     start: int
     stop: int
     row_group_rows: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    codecs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,8 @@ class GoldenFile:
     codecs: dict[str, str]
     columns: Callable[[range], dict[str, Any]]
     phases: tuple[Phase, ...]
-    segment_bytes: int | None = None  # None: the default (1 GiB)
+    segment_bytes: int | None = None  # None: the default (1 GiB, or 64 KiB for random_access)
+    random_access: bool = False  # Writer(random_access=True): 64 KiB frames and a frame index
 
     @property
     def num_rows(self) -> int:
@@ -102,6 +111,15 @@ class GoldenFile:
             full, rest = divmod(n, phase.row_group_rows)
             sizes += [phase.row_group_rows] * full + ([rest] if rest else [])
         return tuple(sizes)
+
+    def group_codecs(self) -> list[dict[str, str]]:
+        """The codec each row group's blocks were written with, column by column."""
+        out: list[dict[str, str]] = []
+        for number, phase in enumerate(self.phases):
+            codecs = {**self.codecs, **phase.codecs} if number else dict(self.codecs)
+            groups = -(-(phase.stop - phase.start) // phase.row_group_rows)
+            out += [codecs] * groups
+        return out
 
     def values(self) -> dict[str, Any]:
         return self.columns(range(self.num_rows))
@@ -300,7 +318,7 @@ EMPTY_FILE = GoldenFile(
 )
 
 
-FILES: dict[str, GoldenFile] = {
+FILES_1_0: dict[str, GoldenFile] = {
     "codec_none.bale": _codec_file("none", "none"),
     "codec_lz4.bale": _codec_file("lz4", "lz4"),
     "codec_zstd.bale": _codec_file("zstd:9", "zstd"),
@@ -310,4 +328,142 @@ FILES: dict[str, GoldenFile] = {
     "appended.bale": APPENDED_FILE,
     "segmented.bale": SEGMENTED_FILE,
     "empty.bale": EMPTY_FILE,
+}
+
+
+# == format 1.1: segmented blocks with a frame index ============================================
+#
+# Small segment sizes, so that blocks of a few kilobytes have many frames: rows that lie inside
+# one frame, rows that cross frame boundaries, and (bytes/strings) rows longer than a frame.
+
+
+def _frames_columns(rows: range) -> dict[str, Any]:
+    k = np.arange(rows.start, rows.stop, dtype=np.int64)[:, None]
+    j = np.arange(192)[None, :]
+    img = ((k * 7 + j * 3 + (j // 24) * k) % 256).astype(np.uint8).reshape(-1, 8, 8, 3)
+    f32 = ((k * 10 + np.arange(10)[None, :]) * 0.25 - 100.0).astype(np.float32)
+    flat = k[:, 0]
+    f32[flat == 5, 0] = np.nan
+    f32[flat == 6, 1] = -0.0
+    f32[flat == 7, 2] = np.inf
+    f32[flat == 8, 3] = -np.inf
+    return {"img": img, "f32": f32}
+
+
+def _frames_file(img_codec: str, f32_codec: str) -> GoldenFile:
+    # Groups of 24 rows: img blocks of 4,608 bytes (18 frames of 256), f32 blocks of 960 (4).
+    return GoldenFile(
+        schema={"img": Array("uint8", (8, 8, 3)), "f32": Array("float32", (10,))},
+        codecs={"img": img_codec, "f32": f32_codec},
+        columns=_frames_columns,
+        phases=(Phase(0, 64, 24, {"codec": img_codec}),),
+        segment_bytes=256,
+    )
+
+
+def _var_columns(rows: range) -> dict[str, Any]:
+    return {
+        "blob": [
+            bytes((i * 31 + j * 7) % 256 for j in range(300 if i % 10 == 7 else i * 13 % 97))
+            for i in rows
+        ],
+        "text": [TEXTS[i % len(TEXTS)] + f"#{i}" for i in rows],
+        "blob_raw": [BLOBS[i % len(BLOBS)] * (1 + i % 4) for i in rows],
+        "text_b2": [f"{i}:" + "\u00e9\u732b" * (i % 13) for i in rows],
+    }
+
+
+# Groups of 20 rows: 160 bytes of row lengths (2 frames of 128) then up to 2 KB of values.
+VAR_FILE = GoldenFile(
+    schema={"blob": Bytes(), "text": String(), "blob_raw": Bytes(), "text_b2": String()},
+    codecs={"blob": "zstd", "text": "lz4", "blob_raw": "none", "text_b2": "blosc2"},
+    columns=_var_columns,
+    phases=(Phase(0, 45, 20, {"what": "bytes and strings in frames"}),),
+    segment_bytes=128,
+)
+
+
+def _appended_frames_columns(rows: range) -> dict[str, Any]:
+    k = np.arange(rows.start, rows.stop, dtype=np.int64)
+    return {
+        "id": k * 1001 - 7,
+        "vec": ((k[:, None] * 16 + np.arange(16)[None, :]) * 0.5).astype(np.float32),
+        "name": [f"item-{i}-" + "\u00e9" * (i % 17) for i in rows],
+        "blob": [bytes([i % 256]) * (i * 5 % 41) for i in rows],
+    }
+
+
+# Two sessions of a 1.1 writer; the second changes two codecs. The frame index covers every
+# group; the id blocks (at most 96 bytes) stay unsegmented and have no records.
+APPENDED_FRAMES_FILE = GoldenFile(
+    schema={
+        "id": Array("int64"),
+        "vec": Array("float32", (16,)),
+        "name": String(),
+        "blob": Bytes(),
+    },
+    codecs={"id": "lz4", "vec": "blosc2:lz4:5:bitshuffle", "name": "zstd", "blob": "none"},
+    columns=_appended_frames_columns,
+    phases=(
+        Phase(0, 30, 12, {"phase": 1, "source": "golden 1.1"}),
+        Phase(30, 52, 8, {"phase": 2}, codecs={"vec": "zstd", "name": "lz4"}),
+    ),
+    segment_bytes=128,
+)
+
+
+def _random_access_columns(rows: range) -> dict[str, Any]:
+    k = np.arange(rows.start, rows.stop, dtype=np.int64)[:, None]
+    j = np.arange(1024)[None, :]
+    return {
+        "pixels": ((k * 5 + j * (1 + k % 3)) % 256).astype(np.uint8).reshape(-1, 32, 32),
+        "emb": ((k * 64 + np.arange(64)[None, :]) % 2048).astype(np.float16),
+        "label": k[:, 0] % 10,
+    }
+
+
+# Writer(random_access=True): 64 KiB frames. Groups of 160 rows: pixels blocks of 160 KiB
+# (3 frames), emb blocks of 20 KiB and label blocks (unsegmented).
+RANDOM_ACCESS_FILE = GoldenFile(
+    schema={
+        "pixels": Array("uint8", (32, 32)),
+        "emb": Array("float16", (64,)),
+        "label": Array("int64"),
+    },
+    codecs={"pixels": "zstd:1", "emb": "blosc2:zstd:1:shuffle+bytedelta", "label": "lz4"},
+    columns=_random_access_columns,
+    phases=(Phase(0, 320, 160, {"random_access": True}),),
+    random_access=True,
+)
+
+
+FILES_1_1: dict[str, GoldenFile] = {
+    "frames_none.bale": _frames_file("none", "none"),
+    "frames_lz4.bale": _frames_file("lz4", "lz4"),
+    "frames_zstd.bale": _frames_file("zstd:5", "zstd"),
+    "frames_blosc2.bale": _frames_file(
+        "blosc2:zstd:1:shuffle+bytedelta", "blosc2:lz4:5:bitshuffle"
+    ),
+    "frames_var.bale": VAR_FILE,
+    "appended_frames.bale": APPENDED_FRAMES_FILE,
+    "random_access.bale": RANDOM_ACCESS_FILE,
+}
+
+
+# -- every format version ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GoldenFormat:
+    """One directory of golden files, all written by one version of the format."""
+
+    directory: str
+    version: tuple[int, int]
+    files: dict[str, GoldenFile]
+    max_total_bytes: int  # the directory's files together stay this small
+
+
+FORMATS: dict[str, GoldenFormat] = {
+    "v1_0": GoldenFormat("v1_0", (1, 0), FILES_1_0, 200_000),
+    "v1_1": GoldenFormat("v1_1", (1, 1), FILES_1_1, 200_000),
 }

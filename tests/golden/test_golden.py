@@ -1,11 +1,14 @@
-"""Golden files of format 1.0: every later bale must read them, value for value.
+"""Golden files of every format version: every later bale must read them, value for value.
 
 These tests never write the golden files. If one is missing or its digest changed, the test fails:
-the files pin what bale 1.0 wrote and must not be silently regenerated (see make_golden.py).
+the files pin what each bale version wrote and must not be silently regenerated (see
+make_golden.py). Each directory (``v1_0``, ``v1_1``) has its own files, described in
+golden_spec.py; the files of 1.1 also pin the frame index and the partial reads it allows.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -19,9 +22,14 @@ import numpy as np
 import pytest
 
 import bale
+from bale._core.dataset import reader_of
 from bale.codecs import parse_codec
 from bale.format.constants import FILE_MAGIC, TRAILER_MAGIC, TRAILER_SIZE
+from bale.format.frames import FRAME_DTYPE, FRAME_INDEX_KEY, FrameIndexInfo, frame_records
+from bale.format.header import checksum
+from bale.format.schema import Array, String
 from bale.ops.repair import repair
+from bale.ops.verify import verify
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,12 +46,23 @@ def _load_spec() -> Any:
 
 
 SPEC = _load_spec()
-GOLDEN_DIR = HERE / SPEC.FORMAT_DIR
-NAMES = sorted(SPEC.FILES)
+FORMATS = sorted(SPEC.FORMATS)
+CASES = [
+    pytest.param(fmt, name, id=f"{fmt}/{name}")
+    for fmt in FORMATS
+    for name in sorted(SPEC.FORMATS[fmt].files)
+]
+#: Files of 1.1 and later: written with a frame index.
+FRAMED = [
+    pytest.param(fmt, name, id=f"{fmt}/{name}")
+    for fmt in FORMATS
+    if SPEC.FORMATS[fmt].version >= (1, 1)
+    for name in sorted(SPEC.FORMATS[fmt].files)
+]
 
 
-def golden_path(name: str) -> Path:
-    path = GOLDEN_DIR / name
+def golden_path(fmt: str, name: str) -> Path:
+    path = HERE / fmt / name
     if not path.is_file():
         pytest.fail(
             f"golden file {path} is missing. Golden files are committed and never regenerated "
@@ -52,37 +71,46 @@ def golden_path(name: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def expected_footers() -> dict[str, Any]:
-    return json.loads(golden_path("expected.json").read_text())
+def golden_file(fmt: str, name: str) -> Any:
+    return SPEC.FORMATS[fmt].files[name]
 
 
-def test_golden_files_are_unchanged() -> None:
-    sums_file = golden_path("SHA256SUMS")
+@functools.cache
+def expected_footers(fmt: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(golden_path(fmt, "expected.json").read_text())
+    return result
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_golden_files_are_unchanged(fmt: str) -> None:
+    directory = HERE / fmt
+    sums_file = golden_path(fmt, "SHA256SUMS")
     listed: dict[str, str] = {}
     for line in sums_file.read_text().splitlines():
         digest, name = line.split("  ", 1)
         listed[name] = digest
-    assert sorted(listed) == sorted([*NAMES, "expected.json"])
-    present = sorted(p.name for p in GOLDEN_DIR.iterdir() if p.name != "SHA256SUMS")
+    assert sorted(listed) == sorted([*SPEC.FORMATS[fmt].files, "expected.json"])
+    present = sorted(p.name for p in directory.iterdir() if p.name != "SHA256SUMS")
     assert present == sorted(listed), "unexpected or missing files in the golden directory"
     for name, digest in listed.items():
-        actual = hashlib.sha256(golden_path(name).read_bytes()).hexdigest()
+        actual = hashlib.sha256(golden_path(fmt, name).read_bytes()).hexdigest()
         assert actual == digest, (
-            f"{name} changed (sha256 {actual}, SHA256SUMS says {digest}). Golden files must not "
-            "be regenerated: a new format version gets a new directory."
+            f"{fmt}/{name} changed (sha256 {actual}, SHA256SUMS says {digest}). Golden files must "
+            "not be regenerated: a new format version gets a new directory."
         )
-    assert sum(golden_path(n).stat().st_size for n in listed) < 200_000
+    total = sum(golden_path(fmt, n).stat().st_size for n in listed)
+    assert total < SPEC.FORMATS[fmt].max_total_bytes
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_golden_header_and_trailer_say_1_0(name: str) -> None:
-    data = golden_path(name).read_bytes()
+@pytest.mark.parametrize(("fmt", "name"), CASES)
+def test_golden_header_and_trailer_say_their_version(fmt: str, name: str) -> None:
+    version = SPEC.FORMATS[fmt].version
+    data = golden_path(fmt, name).read_bytes()
     assert data[:8] == FILE_MAGIC
-    assert struct.unpack_from("<HH", data, 8) == (1, 0)
+    assert struct.unpack_from("<HH", data, 8) == version
     trailer = data[-TRAILER_SIZE:]
     assert trailer[-8:] == TRAILER_MAGIC
-    assert struct.unpack_from("<HH", trailer, 24) == (1, 0)
+    assert struct.unpack_from("<HH", trailer, 24) == version
 
 
 def assert_values(got: dict[str, Any], expected: dict[str, Any], where: str) -> None:
@@ -98,11 +126,29 @@ def assert_values(got: dict[str, Any], expected: dict[str, Any], where: str) -> 
             assert got[name] == value, (where, name)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_golden_footer_matches(name: str, expected_footers: dict[str, Any]) -> None:
-    golden = SPEC.FILES[name]
-    expected = expected_footers[name]
-    with bale.open(golden_path(name)) as ds:
+def assert_row(got: dict[str, Any], expected: dict[str, Any], k: int, where: str) -> None:
+    assert list(got) == list(expected), (where, k)
+    for column, value in expected.items():
+        if isinstance(value, np.ndarray):
+            got_value = np.asarray(got[column])
+            assert got_value.dtype == value.dtype, (where, k, column)
+            assert got_value.tobytes() == value[k].tobytes(), (where, k, column)
+        else:
+            assert got[column] == value[k], (where, k, column)
+
+
+def picked(expected: dict[str, Any], idx: np.ndarray) -> dict[str, Any]:
+    return {
+        c: (v[idx] if isinstance(v, np.ndarray) else [v[i] for i in idx.tolist()])
+        for c, v in expected.items()
+    }
+
+
+@pytest.mark.parametrize(("fmt", "name"), CASES)
+def test_golden_footer_matches(fmt: str, name: str) -> None:
+    golden = golden_file(fmt, name)
+    expected = expected_footers(fmt)[name]
+    with bale.open(golden_path(fmt, name)) as ds:
         index = ds.index
         assert len(ds) == expected["num_rows"] == golden.num_rows
         assert list(ds.row_group_sizes) == expected["row_group_sizes"]
@@ -114,43 +160,36 @@ def test_golden_footer_matches(name: str, expected_footers: dict[str, Any]) -> N
         assert index.extra == expected["extra_footer_fields"]
         if golden.segment_bytes is not None:
             assert index.segment_bytes == golden.segment_bytes
+        if golden.random_access:
+            assert index.segment_bytes == 64 << 10
         # The schema is the one the spec gave, with the codecs it asked for.
         assert ds.schema.names == list(golden.schema)
         for column in ds.schema:
             assert column.type == golden.schema[column.name], column.name
             assert column.codec["id"] == parse_codec(golden.codecs[column.name]).id
-        # Each block records the codec it was written with: the column's.
+        # Each block records the codec it was written with: the column's, or the one an
+        # appending session asked for.
+        group_codecs = golden.group_codecs()
+        assert len(group_codecs) == ds.num_row_groups
         for g in range(ds.num_row_groups):
             for c, column in enumerate(ds.schema):
-                assert index.codec_at(g, c)["id"] == column.codec["id"]
+                want = parse_codec(group_codecs[g][column.name]).id
+                assert index.codec_at(g, c)["id"] == want, (g, column.name)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_golden_values(name: str) -> None:
-    golden = SPEC.FILES[name]
+@pytest.mark.parametrize(("fmt", "name"), CASES)
+def test_golden_values(fmt: str, name: str) -> None:
+    golden = golden_file(fmt, name)
     expected = golden.values()
     n = golden.num_rows
-    with bale.open(golden_path(name)) as ds:
+    with bale.open(golden_path(fmt, name)) as ds:
         assert_values(ds.read(), expected, "read()")
         # Row by row.
         for k in range(n):
-            row = ds[k]
-            for column, value in expected.items():
-                if isinstance(value, np.ndarray):
-                    assert np.asarray(row[column]).tobytes() == value[k].tobytes(), (k, column)
-                else:
-                    assert row[column] == value[k], (k, column)
+            assert_row(ds[k], expected, k, "cached rows")
         # A gather in reverse order, group by group, and column views.
         order = np.arange(n)[::-1]
-        gathered = ds.take(order)
-        assert_values(
-            gathered,
-            {
-                c: (v[order] if isinstance(v, np.ndarray) else [v[i] for i in order])
-                for c, v in expected.items()
-            },
-            "take",
-        )
+        assert_values(ds.take(order), picked(expected, order), "take")
         start = 0
         for g, batch in enumerate(ds.iter_row_groups()):
             stop = start + ds.row_group_sizes[g]
@@ -167,13 +206,55 @@ def test_golden_values(name: str) -> None:
                 assert view[:] == value
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_golden_file_repairs_from_its_row_groups(name: str, tmp_path: Path) -> None:
-    """Group headers and the header of a 1.0 file are enough to rebuild it (repair); the rebuilt
-    file carries the metadata given at creation (the header's)."""
-    golden = SPEC.FILES[name]
+def scattered(n: int) -> np.ndarray:
+    """2n row numbers in no order, each row about twice, every third one negative."""
+    k = np.arange(2 * n, dtype=np.int64)
+    idx = (k * 37 + 11) % n
+    return np.where(k % 3 == 2, idx - n, idx)
+
+
+@pytest.mark.parametrize(("fmt", "name"), CASES)
+@pytest.mark.parametrize("cache_bytes", [0, 4096, 1 << 20])
+@pytest.mark.parametrize("checked", [True, False], ids=["verify", "no-verify"])
+def test_golden_values_read_cold(fmt: str, name: str, cache_bytes: int, checked: bool) -> None:
+    """Rows, gathers and column views before anything is cached: in files with a frame index
+    they come from the frames holding them (with ``cache_bytes=0``, every time)."""
+    golden = golden_file(fmt, name)
+    expected = golden.values()
+    n = golden.num_rows
+    if n == 0:
+        pytest.skip("no rows")
+    path = golden_path(fmt, name)
+    with bale.open(path, verify=checked, cache_bytes=cache_bytes) as ds:
+        for k in range(n):
+            assert_row(ds[k], expected, k, "row")
+        for k in range(0, n, 3):
+            for column in expected:
+                got = ds.row(k - n, [column])
+                assert_row(got, {column: expected[column]}, k, "row(i, [column])")
+    idx = scattered(n)
+    with bale.open(path, verify=checked, cache_bytes=cache_bytes) as ds:
+        assert_values(ds.take(idx), picked(expected, idx % n), "take")
+        assert_values(ds.take(idx[:5]), picked(expected, idx[:5] % n), "take of a few")
+        mask = np.arange(n) % 3 == 1
+        assert_values(ds[mask], picked(expected, np.flatnonzero(mask)), "mask")
+    with bale.open(path, verify=checked, cache_bytes=cache_bytes) as ds:
+        for column, value in expected.items():
+            some = idx[: max(1, n // 4)]
+            got = ds[column][some]
+            assert_values({column: got}, picked({column: value}, some % n), f"{column}[idx]")
+        lo, hi = n // 3, n - n // 4
+        assert_values(ds[lo:hi], {c: v[lo:hi] for c, v in expected.items()}, "slice")
+
+
+@pytest.mark.parametrize(("fmt", "name"), CASES)
+def test_golden_file_repairs_from_its_row_groups(fmt: str, name: str, tmp_path: Path) -> None:
+    """Group headers and the header of a file are enough to rebuild it (repair); the rebuilt
+    file carries the metadata given at creation (the header's). A frame index between the
+    last group and the footer is dropped (format 1.1)."""
+    golden = golden_file(fmt, name)
     copy = tmp_path / name
-    shutil.copyfile(golden_path(name), copy)
+    shutil.copyfile(golden_path(fmt, name), copy)
     data = copy.read_bytes()
     footer_offset = struct.unpack_from("<Q", data, len(data) - TRAILER_SIZE)[0]
     copy.write_bytes(data[:footer_offset])  # as if the writer died before writing its footer
@@ -184,14 +265,28 @@ def test_golden_file_repairs_from_its_row_groups(name: str, tmp_path: Path) -> N
     with bale.open(copy) as ds:
         assert ds.metadata == golden.phases[0].metadata
         assert ds.row_group_sizes == golden.row_group_sizes
+        assert FRAME_INDEX_KEY not in ds.index.extra
         assert_values(ds.read(), golden.values(), "repaired")
 
 
-@pytest.mark.parametrize("name", ["appended.bale", "all_kinds.bale", "segmented.bale"])
-def test_golden_file_accepts_appends(name: str, tmp_path: Path) -> None:
-    golden = SPEC.FILES[name]
+APPENDABLE = [
+    pytest.param(fmt, name, id=f"{fmt}/{name}")
+    for fmt, name in [
+        ("v1_0", "appended.bale"),
+        ("v1_0", "all_kinds.bale"),
+        ("v1_0", "segmented.bale"),
+        ("v1_1", "appended_frames.bale"),
+        ("v1_1", "frames_var.bale"),
+        ("v1_1", "frames_zstd.bale"),
+    ]
+]
+
+
+@pytest.mark.parametrize(("fmt", "name"), APPENDABLE)
+def test_golden_file_accepts_appends(fmt: str, name: str, tmp_path: Path) -> None:
+    golden = golden_file(fmt, name)
     copy = tmp_path / name
-    shutil.copyfile(golden_path(name), copy)
+    shutil.copyfile(golden_path(fmt, name), copy)
     n = golden.num_rows
     more = golden.columns(range(n, n + 5))
     with bale.Writer(copy, mode="a", metadata={"later": True}) as w:
@@ -200,9 +295,157 @@ def test_golden_file_accepts_appends(name: str, tmp_path: Path) -> None:
         assert len(ds) == n + 5
         assert ds.metadata == {**golden.metadata, "later": True}
         assert_values(ds.read(), golden.columns(range(n + 5)), "appended")
+        if golden.segment_bytes is not None or golden.random_access:
+            # The appending (1.1) writer indexes the frames of every group, old and new.
+            info = FrameIndexInfo.from_extra(ds.index.extra)
+            assert info is not None and info.groups == ds.num_row_groups
+    assert verify(copy).ok
     # The golden rows' bytes were not moved.
-    original = golden_path(name).read_bytes()
-    with bale.open(golden_path(name)) as ds:
+    original = golden_path(fmt, name).read_bytes()
+    with bale.open(golden_path(fmt, name)) as ds:
         last = ds.index.groups[-1]
         data_end = int(last["offset"] + last["length"])
     assert copy.read_bytes()[:data_end] == original[:data_end]
+
+
+# -- format 1.1: the frame index -----------------------------------------------------------------
+
+
+def frame_counts_of(ds: bale.Dataset) -> np.ndarray:
+    raw = ds.index.blocks["raw_size"].astype(np.int64)
+    segment = ds.index.segment_bytes
+    return np.where(raw > segment, -(-raw // segment), 0)
+
+
+@pytest.mark.parametrize(("fmt", "name"), FRAMED)
+def test_golden_frame_index_covers_every_segmented_block(fmt: str, name: str) -> None:
+    path = golden_path(fmt, name)
+    with bale.open(path) as ds:
+        info = FrameIndexInfo.from_extra(ds.index.extra)
+        assert info is not None, "a 1.1 golden file has a frame_index footer key"
+        assert info.to_json() == ds.index.extra[FRAME_INDEX_KEY]
+        assert info.groups == ds.num_row_groups
+        counts = frame_counts_of(ds)
+        assert counts.max() >= 3  # blocks of several frames: what the file is there to pin
+        assert info.length == int(counts.sum()) * FRAME_DTYPE.itemsize
+        region = path.read_bytes()[info.offset : info.offset + info.length]
+        assert checksum(region) == info.checksum
+        # The region lies between the last row group and the footer.
+        last = ds.index.groups[-1]
+        assert info.offset >= int(last["offset"] + last["length"])
+        # Its records are the blocks' frames: (offset after the length field, XXH3 of the frame).
+        reader = reader_of(ds)
+        records = np.frombuffer(region, FRAME_DTYPE)
+        at = 0
+        for g in range(ds.num_row_groups):
+            for p in range(len(ds.schema)):
+                count = int(counts[g, p])
+                block = ds.index.blocks[g, p]
+                if count == 0:
+                    assert reader.frames.records(g, p) is None
+                    continue
+                want = frame_records(
+                    [reader.payload(g, p)], int(block["raw_size"]), ds.index.segment_bytes
+                )
+                np.testing.assert_array_equal(records[at : at + count], want)
+                np.testing.assert_array_equal(reader.frames.records(g, p), want)
+                at += count
+        assert at == len(records)
+
+
+@pytest.mark.parametrize(("fmt", "name"), FRAMED)
+def test_golden_framed_file_verifies(fmt: str, name: str) -> None:
+    golden = golden_file(fmt, name)
+    report = verify(golden_path(fmt, name))
+    assert report.ok, report.summary()
+    assert report.rows == golden.num_rows
+    assert report.blocks_checked == len(golden.row_group_sizes) * len(golden.schema)
+
+
+def row_bytes(golden: Any, column: str, group_start: int, rows: int, local: int) -> tuple[int, int]:
+    """Raw bytes [a, b) of row ``local`` within its block (after the row lengths for
+    bytes/strings), from the spec's values."""
+    column_type = golden.schema[column]
+    if isinstance(column_type, Array):
+        size = column_type.row_nbytes
+        return local * size, (local + 1) * size
+    values = golden.columns(range(group_start, group_start + rows))[column]
+    encoded = [
+        v.encode("utf-8", "surrogatepass") if isinstance(column_type, String) else v for v in values
+    ]
+    a = 8 * rows + sum(len(v) for v in encoded[:local])
+    return a, a + len(encoded[local])
+
+
+def traced_row(
+    ds: bale.Dataset, k: int, column: str, is_array: bool
+) -> tuple[dict[str, Any], list[int], list[Any]]:
+    """``ds.row(k, [column])``, the sizes of the file reads it made and what the frame reader's
+    ``array_rows``/``var_rows`` answered (None: read the whole block instead)."""
+    reader = reader_of(ds)
+    reads: list[int] = []
+    answers: list[Any] = []
+    read = reader.source.read
+    method = "array_rows" if is_array else "var_rows"
+    rows_of = getattr(reader.frames, method)
+
+    def counting(offset: int, size: int) -> Any:
+        reads.append(size)
+        return read(offset, size)
+
+    def spying(*args: Any) -> Any:
+        answers.append(rows_of(*args))
+        return answers[-1]
+
+    reader.source.read = counting  # type: ignore[method-assign]
+    setattr(reader.frames, method, spying)
+    try:
+        return ds.row(k, [column]), reads, answers
+    finally:
+        reader.source.read = read  # type: ignore[method-assign]
+        setattr(reader.frames, method, rows_of)
+
+
+@pytest.mark.parametrize(("fmt", "name"), FRAMED)
+def test_golden_cold_row_reads_only_its_frames(fmt: str, name: str) -> None:
+    """A cold row of a segmented block reads (one read per run of neighbouring frames) and
+    decodes the frames holding it — and, for bytes/strings, the frames holding the block's row
+    lengths — never the whole block. ``cache_bytes=0``: nothing is kept, nothing is pinned."""
+    golden = golden_file(fmt, name)
+    expected = golden.values()
+    path = golden_path(fmt, name)
+    checked = 0
+    with bale.open(path) as ds:
+        segment = ds.index.segment_bytes
+        counts = frame_counts_of(ds)
+        starts = np.cumsum([0, *ds.row_group_sizes])
+    for g, rows in enumerate(golden.row_group_sizes):
+        for p, column in enumerate(golden.schema):
+            if counts[g, p] < 3:
+                continue
+            is_array = isinstance(golden.schema[column], Array)
+            local = rows // 2
+            a, b = row_bytes(golden, column, int(starts[g]), rows, local)
+            needed = list(range(a // segment, max(b - 1, a) // segment + 1))
+            if not is_array:  # the row lengths first
+                needed += list(range((8 * rows - 1) // segment + 1))
+            if 2 * len(set(needed)) > counts[g, p]:
+                continue  # rows needing most of a block's frames read the whole block
+            k = int(starts[g]) + local
+            with bale.open(path, cache_bytes=0) as ds:
+                reader = reader_of(ds)
+                records = reader.frames.records(g, p)  # loads the frame index: one read
+                assert records is not None and len(records) == counts[g, p]
+                stored = int(ds.index.blocks[g, p]["stored_size"])
+                ends = np.append(records["offset"][1:].astype(np.int64) - 8, stored)
+                sizes = ends - records["offset"].astype(np.int64)
+                got, reads, answers = traced_row(ds, k, column, is_array)
+            assert_row(got, {column: expected[column]}, k, "cold row")
+            where = (column, g, reads, stored)
+            assert len(answers) == 1 and answers[0] is not None, where  # the frames answered
+            assert 1 <= len(reads) <= 2, where
+            # Each read spans neighbouring frames and the length fields between them.
+            assert sum(reads) <= sum(int(sizes[f]) + 8 for f in needed), where
+            assert sum(reads) < stored, where
+            checked += 1
+    assert checked >= 2, "the file has segmented blocks of several frames"
