@@ -19,6 +19,9 @@ from bale.ops.verify import verify
 
 ROWS = 600
 SEGMENT = 4096
+#: Small enough that only the small columns (label, name) are pinned whole; image and blob are
+#: read frame by frame.
+CACHE = 1 << 20
 
 
 def make_columns(rows: int = ROWS, seed: int = 0) -> dict[str, Any]:
@@ -65,7 +68,7 @@ def assert_row(got: dict[str, Any], want: dict[str, Any]) -> None:
 
 
 def test_the_footer_names_a_frame_index_of_every_segmented_block(path: Path) -> None:
-    with bale.open(path) as ds:
+    with bale.open(path, cache_bytes=CACHE) as ds:
         info = FrameIndexInfo.from_extra(ds.index.extra)
         assert info is not None and info.groups == ds.num_row_groups == 3
         raw = ds.index.blocks["raw_size"].astype(np.int64)
@@ -77,7 +80,7 @@ def test_the_footer_names_a_frame_index_of_every_segmented_block(path: Path) -> 
 
 def test_random_rows_decode_only_their_frames(path: Path, columns: dict[str, Any]) -> None:
     rng = np.random.default_rng(1)
-    with bale.open(path) as ds:
+    with bale.open(path, cache_bytes=CACHE) as ds:
         reader = reader_of(ds)
         for i in rng.integers(0, ROWS, 40).tolist():
             assert_row(ds[i], expected_row(columns, i))
@@ -90,7 +93,7 @@ def test_random_rows_decode_only_their_frames(path: Path, columns: dict[str, Any
 
 
 def test_a_cold_random_row_reads_a_few_frames_not_its_blocks(path: Path) -> None:
-    with bale.open(path) as ds:
+    with bale.open(path, cache_bytes=CACHE) as ds:
         reader = reader_of(ds)
         ds[0]  # loads the frame index (one read), like opening would for a remote file
         reads: list[int] = []
@@ -109,9 +112,9 @@ def test_a_cold_random_row_reads_a_few_frames_not_its_blocks(path: Path) -> None
 
 def test_gathers_match_whole_block_reads(path: Path, columns: dict[str, Any]) -> None:
     idx = np.random.default_rng(2).permutation(ROWS)[:50]
-    with bale.open(path) as ds:
+    with bale.open(path, cache_bytes=CACHE) as ds:
         got = ds.take(idx)
-    with bale.open(path) as ds:
+    with bale.open(path, cache_bytes=CACHE) as ds:
         ds.read()  # everything cached as whole blocks
         again = ds.take(idx)
     for name, values in columns.items():
@@ -124,20 +127,20 @@ def test_gathers_match_whole_block_reads(path: Path, columns: dict[str, Any]) ->
 
 
 def test_a_damaged_frame_is_reported(path: Path) -> None:
-    with bale.open(path) as ds:
+    with bale.open(path, cache_bytes=CACHE) as ds:
         block = ds.index.blocks[1, ds.schema.index("image")]
         info = FrameIndexInfo.from_extra(ds.index.extra)
     assert info is not None
     data = bytearray(path.read_bytes())
     data[int(block["offset"]) + 100] ^= 0x40  # inside the block's first frame
     path.write_bytes(bytes(data))
-    with bale.open(path) as ds, pytest.raises(CorruptFileError) as error:
+    with bale.open(path, cache_bytes=CACHE) as ds, pytest.raises(CorruptFileError) as error:
         ds.row(200, ["image"])  # the first row of group 1
     assert "image" in str(error.value) and "200" in str(error.value)
 
 
 def test_a_damaged_frame_index_costs_speed_not_rows(path: Path, columns: dict[str, Any]) -> None:
-    with bale.open(path) as ds:
+    with bale.open(path, cache_bytes=CACHE) as ds:
         info = FrameIndexInfo.from_extra(ds.index.extra)
     assert info is not None
     data = bytearray(path.read_bytes())
@@ -145,7 +148,7 @@ def test_a_damaged_frame_index_costs_speed_not_rows(path: Path, columns: dict[st
         data[info.offset + k] ^= 0xFF  # every frame's offset wrong
     path.write_bytes(bytes(data))
     for checked in (True, False):
-        with bale.open(path, verify=checked) as ds:
+        with bale.open(path, verify=checked, cache_bytes=CACHE) as ds:
             for i in (0, 299, 599):
                 assert_row(ds[i], expected_row(columns, i))
 
@@ -153,13 +156,13 @@ def test_a_damaged_frame_index_costs_speed_not_rows(path: Path, columns: dict[st
 def test_without_verify_a_bad_frame_record_still_never_gives_wrong_rows(
     path: Path, columns: dict[str, Any]
 ) -> None:
-    with bale.open(path) as ds:
+    with bale.open(path, cache_bytes=CACHE) as ds:
         info = FrameIndexInfo.from_extra(ds.index.extra)
     assert info is not None
     data = bytearray(path.read_bytes())
     struct.pack_into("<Q", data, info.offset + 16, 10**12)  # a frame offset past the block
     path.write_bytes(bytes(data))
-    with bale.open(path, verify=False) as ds:
+    with bale.open(path, verify=False, cache_bytes=CACHE) as ds:
         for i in range(0, ROWS, 37):
             assert_row(ds[i], expected_row(columns, i))
 
@@ -172,7 +175,7 @@ def test_appends_extend_the_frame_index(path: Path, columns: dict[str, Any]) -> 
         k: (np.concatenate([v, more[k]]) if isinstance(v, np.ndarray) else v + more[k])
         for k, v in columns.items()
     }
-    with bale.open(path) as ds:
+    with bale.open(path, cache_bytes=CACHE) as ds:
         info = FrameIndexInfo.from_extra(ds.index.extra)
         assert info is not None and info.groups == ds.num_row_groups == 4
         for i in (5, 450, 600, 749):
@@ -182,10 +185,10 @@ def test_appends_extend_the_frame_index(path: Path, columns: dict[str, Any]) -> 
 
 
 def test_a_file_without_the_index_reads_whole_blocks(path: Path, columns: dict[str, Any]) -> None:
-    with bale.open(path) as ds:
+    with bale.open(path, cache_bytes=CACHE) as ds:
         extra = dict(ds.index.extra)
     assert FRAME_INDEX_KEY in extra
-    with bale.open(path) as ds:
+    with bale.open(path, cache_bytes=CACHE) as ds:
         ds.index.extra.pop(FRAME_INDEX_KEY)  # as a 1.0 file: the key absent
         for i in (3, 333):
             assert_row(ds[i], expected_row(columns, i))
@@ -195,7 +198,7 @@ def test_a_file_without_the_index_reads_whole_blocks(path: Path, columns: dict[s
 def test_copied_row_groups_get_their_frame_index(tmp_path: Path, path: Path) -> None:
     out = tmp_path / "both.bale"
     bale.concat([path, path], out)
-    with bale.open(out) as ds:
+    with bale.open(out, cache_bytes=CACHE) as ds:
         info = FrameIndexInfo.from_extra(ds.index.extra)
         assert info is not None and info.groups == 6
         np.testing.assert_array_equal(ds[1000]["image"], make_columns()["image"][400])
@@ -203,7 +206,7 @@ def test_copied_row_groups_get_their_frame_index(tmp_path: Path, path: Path) -> 
 
 def test_verify_checks_the_frame_index(path: Path) -> None:
     assert verify(path).ok
-    with bale.open(path) as ds:
+    with bale.open(path, cache_bytes=CACHE) as ds:
         info = FrameIndexInfo.from_extra(ds.index.extra)
     assert info is not None
     data = bytearray(path.read_bytes())
@@ -218,7 +221,7 @@ def test_pack_random_access_writes_frames(tmp_path: Path, columns: dict[str, Any
     np.save(source, np.repeat(columns["image"], 8, axis=0))  # 4,800 rows of 300 B: 1.4 MB
     out = tmp_path / "x.bale"
     bale.pack(str(source), str(out), random_access=True, progress=False, shuffle=False)
-    with bale.open(out) as ds:
+    with bale.open(out, cache_bytes=CACHE) as ds:
         assert ds.index.segment_bytes == 64 << 10
         info = FrameIndexInfo.from_extra(ds.index.extra)
         assert info is not None and info.groups == ds.num_row_groups

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import select
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -496,3 +499,128 @@ def test_single_row_file(tmp_path: Path) -> None:
 def test_opening_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         bale.open(tmp_path / "missing.bale")
+
+
+# -- the mapping users expect ---------------------------------------------------------------------
+
+
+def test_a_dataset_answers_column_questions_from_its_schema(path: Path) -> None:
+    with bale.open(path) as ds:
+        reader = reader_of(ds)
+        assert "x" in ds and "s" in ds and "nope" not in ds
+        assert ds.columns == ds.keys() == ("x", "y", "b", "s")
+        assert len(ds.columns) == 4
+        assert dict(ds).keys() == {"x", "y", "b", "s"}  # keys() + ds[name]: a mapping of columns
+        with pytest.raises(TypeError, match="column name"):
+            _ = 3 in ds  # type: ignore[operator]
+        assert not reader.cache._items and not reader.pinned_bytes()  # no data was read
+
+
+def test_iterating_a_dataset_gives_its_rows_in_order(path: Path) -> None:
+    with bale.open(path) as ds:
+        rows = list(ds)
+        assert len(rows) == N
+        for i in (0, 15, 16, 57, N - 1):
+            want = ds[i]
+            assert rows[i].keys() == want.keys()
+            np.testing.assert_array_equal(rows[i]["x"], want["x"])
+            assert rows[i]["y"] == want["y"] and rows[i]["b"] == want["b"]
+            assert rows[i]["s"] == want["s"] == COLUMNS["s"][i]
+
+
+# -- small columns pinned -------------------------------------------------------------------------
+
+
+def test_small_columns_are_pinned_block_by_block_and_then_read_without_the_file(path: Path) -> None:
+    with bale.open(path) as ds:
+        reader = reader_of(ds)
+        assert {ds.columns[p] for p in reader._pinnable} == {"x", "y", "b", "s"}  # all small here
+        assert ds[20]["y"] == 200
+        assert set(reader._pinned) == {(1, p) for p in range(4)}  # only the group asked for
+        reads = []
+        read = reader.source.read
+        reader.source.read = lambda offset, size: reads.append(size) or read(offset, size)  # type: ignore[method-assign]
+        for i in range(16, 32):
+            row = ds[i]
+            assert row["y"] == 10 * i and row["b"] == COLUMNS["b"][i]
+        assert reads == []  # the whole group is pinned: no read, no decode
+        assert reader.pinned_bytes() == sum(v.nbytes for v in reader._pinned.values()) > 0
+        # What is pinned comes out of the block cache's budget.
+        assert reader.cache._reserved == reader.pinned_bytes()
+
+
+def test_only_columns_small_against_the_cache_are_pinned(tmp_path: Path) -> None:
+    target = tmp_path / "mixed.bale"
+    rng = np.random.default_rng(3)
+    bale.write(
+        target,
+        {"big": rng.integers(0, 9, (400, 1000), dtype=np.uint8), "label": np.arange(400)},
+        row_group_rows=50,
+        codecs={"big": "zstd"},
+    )
+    with bale.open(target, cache_bytes=8 * 400 * 8) as ds:  # budget: 3,200 bytes a column
+        reader = reader_of(ds)
+        assert [ds.columns[p] for p in reader._pinnable] == ["label"]
+        assert ds[123]["label"] == 123 and (1, 0) not in reader._pinned
+        ds.cache_bytes = 0  # no budget: nothing pinned, nothing kept
+        assert not reader._pinnable and not reader.pinned_bytes()
+        assert ds[124]["label"] == 124
+    with bale.open(target, cache_bytes=0) as ds:
+        assert not reader_of(ds)._pinnable
+
+
+def test_damage_in_a_pinned_column_is_reported_for_its_own_rows_only(tmp_path: Path) -> None:
+    target = tmp_path / "damaged.bale"
+    bale.write(
+        target, {"y": np.arange(64, dtype=np.int64)}, row_group_rows=16, codecs={"y": "zstd"}
+    )
+    with bale.open(target) as ds:
+        record = ds.index.blocks[2, 0]
+    data = bytearray(target.read_bytes())
+    data[int(record["offset"]) + 3] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with bale.open(target) as ds:
+        assert ds[5]["y"] == 5 and ds[60]["y"] == 60
+        with pytest.raises(bale.errors.CorruptFileError, match=r"rows 32\.\.47"):
+            ds[40]
+
+
+# -- gathers in parallel threads ------------------------------------------------------------------
+
+
+def test_a_gather_over_many_groups_is_the_same_in_parallel_threads(path: Path) -> None:
+    rng = np.random.default_rng(5)
+    with bale.open(path, cache_bytes=0) as ds:  # nothing cached or pinned: every block decoded
+        for _ in range(5):
+            idx = rng.integers(-N, N, 200)
+            got = ds.take(idx)
+            want = expected_take(np.where(idx < 0, idx + N, idx))
+            for name in ("x", "y"):
+                np.testing.assert_array_equal(got[name], want[name])
+            assert got["b"] == want["b"] and got["s"] == want["s"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_child_gathers_and_caches_after_its_parent_held_the_locks(path: Path) -> None:
+    with bale.open(path, cache_bytes=0) as ds:  # nothing pinned: every row asks the cache
+        ds.take(np.arange(N))  # the gather pool and the cache exist in the parent
+        reader = reader_of(ds)
+        read_end, write_end = os.pipe()
+        with reader.cache._lock:  # another thread of the parent holds the lock at the fork
+            pid = os.fork()
+            if pid == 0:  # the child: the same Dataset object, inherited
+                try:
+                    os.close(read_end)
+                    values = ds.take(np.arange(N)[::-1])["y"]  # cache + gather pool in the child
+                    os.write(write_end, np.asarray(values, np.int64).tobytes())
+                finally:
+                    os._exit(0)
+        os.close(write_end)
+        ready, _, _ = select.select([read_end], [], [], 30)
+        got = os.read(read_end, 8 * N) if ready else b""
+        os.close(read_end)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        assert ready, "the forked child hung on a lock held at fork time"
+        np.testing.assert_array_equal(np.frombuffer(got, np.int64), COLUMNS["y"][::-1])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -132,15 +134,18 @@ def decode_column_block(
 
 
 class BlockCache:
-    """A thread-safe LRU of decoded blocks, bounded by their total size in bytes. Keys are
-    ``(group, column)`` for whole blocks, ``(group, column, frame)`` for single frames and
-    ``(group, column, -1)`` for a bytes block's row offsets."""
+    """A thread- and fork-safe LRU of decoded blocks, bounded by their total size in bytes. Keys
+    are ``(group, column)`` for whole blocks, ``(group, column, frame)`` for single frames and
+    ``(group, column, -1)`` for a bytes block's row offsets. Bytes ``reserve``d (kept elsewhere
+    within the same budget, as pinned columns are) lower what it holds."""
 
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity_bytes = capacity_bytes
+        self._reserved = 0
         self._items: OrderedDict[tuple[int, ...], Decoded] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
+        _CACHES.add(self)
 
     def get(self, key: tuple[int, ...]) -> Decoded | None:
         with self._lock:
@@ -151,18 +156,48 @@ class BlockCache:
 
     def put(self, key: tuple[int, ...], item: Decoded) -> None:
         size = item.nbytes
-        if size > self.capacity_bytes:
+        limit = self.capacity_bytes - self._reserved
+        if size > limit:
             return
         with self._lock:
             if key in self._items:
                 return
             self._items[key] = item
             self._size += size
-            while self._size > self.capacity_bytes:
-                _, evicted = self._items.popitem(last=False)
-                self._size -= evicted.nbytes
+            self._shrink(limit)
+
+    def reserve(self, nbytes: int) -> None:
+        """Take ``nbytes`` of the budget for data kept elsewhere; evicts to make room."""
+        with self._lock:
+            self._reserved += nbytes
+            self._shrink(self.capacity_bytes - self._reserved)
+
+    def release_reserved(self) -> None:
+        with self._lock:
+            self._reserved = 0
+
+    def _shrink(self, limit: int) -> None:
+        while self._size > limit and self._items:
+            _, evicted = self._items.popitem(last=False)
+            self._size -= evicted.nbytes
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
             self._size = 0
+
+    def _after_fork(self) -> None:
+        # A lock held by another thread at fork time would stay held forever in the child.
+        self._lock = threading.Lock()
+
+
+_CACHES: weakref.WeakSet[BlockCache] = weakref.WeakSet()
+
+
+def _reset_locks_in_child() -> None:
+    for cache in list(_CACHES):
+        cache._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_locks_in_child)

@@ -13,6 +13,7 @@ import numpy as np
 
 from bale._core.blocks import Decoded
 from bale._core.columns import concat_values
+from bale._core.parallel import run_split
 from bale._core.reader import DEFAULT_CACHE_BYTES, FileReader
 from bale.format.footer import FileIndex
 from bale.format.schema import Array, Column, Schema, String
@@ -83,6 +84,30 @@ class Dataset:
     def cache_bytes(self, value: int) -> None:
         self._reader.cache_bytes = value
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The column names, in the file's order (from the schema; reads no data)."""
+        return tuple(self.schema.names)
+
+    def keys(self) -> tuple[str, ...]:
+        """The column names, as a mapping's keys: ``ds[name]`` is that column."""
+        return self.columns
+
+    def __contains__(self, name: object) -> bool:
+        """``"image" in ds``: whether the file has that column (from the schema; reads no data)."""
+        if not isinstance(name, str):
+            raise TypeError(
+                f"'in' asks for a column name, got {type(name).__name__}; rows are 0..len(ds)-1"
+            )
+        return name in self.schema
+
+    def __iter__(self) -> Iterator[Row]:
+        """Every row in order, as ``ds[i]`` gives it (one row group decoded at a time)."""
+        for batch in self.iter_row_groups():
+            names = list(batch)
+            for values in zip(*(batch[n] for n in names), strict=True):
+                yield dict(zip(names, values, strict=True))
+
     def __len__(self) -> int:
         return self._reader.index.num_rows
 
@@ -124,7 +149,7 @@ class Dataset:
                 value = mapped.gather(np.array([i]))[0]
                 out[column.name] = value if value.ndim else value[()]
                 continue
-            value = reader.rows(group, position, column, np.array([local]))[0]
+            value = reader.rows(group, position, column, [local])[0]
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False  # rows are read-only, like views of the cache
             out[column.name] = value if isinstance(column.type, Array) else _text(value, column)
@@ -186,21 +211,31 @@ class Dataset:
         order = np.argsort(groups, kind="stable")
         bounds = np.flatnonzero(np.diff(groups[order])) + 1
         runs = np.split(order, bounds) if idx.size else []
+        results: dict[int, Any] = {}
         for position, column in decoded:
             if isinstance(column.type, Array):
-                result: Any = np.empty((idx.size, *column.type.shape), column.type.numpy_dtype)
+                results[position] = np.empty(
+                    (idx.size, *column.type.shape), column.type.numpy_dtype
+                )
             else:
-                result = [None] * idx.size
-            for run in runs:
-                group = int(groups[run[0]])
-                local = idx[run] - reader.groups.starts[group]
-                values = reader.rows(group, position, column, local)
-                if isinstance(column.type, Array):
-                    result[run] = values
-                else:
-                    for dest, value in zip(run.tolist(), values, strict=True):
-                        result[dest] = _text(value, column)
-            out[column.name] = result
+                results[position] = [None] * idx.size
+
+        def fill(task: tuple[int, Column, np.ndarray]) -> None:
+            position, column, run = task
+            group = int(groups[run[0]])
+            local = (idx[run] - reader.groups.starts[group]).tolist()
+            values = reader.rows(group, position, column, local)
+            result = results[position]
+            if isinstance(column.type, Array):
+                result[run] = values
+            else:
+                for dest, value in zip(run.tolist(), values, strict=True):
+                    result[dest] = _text(value, column)
+
+        # Each (column, row group) is decoded once; different ones in parallel threads.
+        run_split(fill, [(p, c, run) for p, c in decoded for run in runs])
+        for position, column in decoded:
+            out[column.name] = results[position]
         return {c.name: out[c.name] for _, c in selected}  # the columns in the order asked
 
     def iter_row_groups(

@@ -129,7 +129,7 @@ class FrameReader:
     # -- rows -----------------------------------------------------------------------------------
 
     def array_rows(
-        self, group: int, position: int, column: Column, local: np.ndarray
+        self, group: int, position: int, column: Column, local: Sequence[int]
     ) -> np.ndarray | None:
         """Rows ``local`` of an array block as a new array, or None (read the whole block)."""
         column_type = column.type
@@ -139,8 +139,8 @@ class FrameReader:
         out = np.empty((n, *column_type.shape), column_type.numpy_dtype)
         if row_bytes == 0 or n == 0:
             return out
-        starts = local.astype(np.int64) * row_bytes
-        pieces = self._ranges(group, position, starts, starts + row_bytes)
+        starts = [i * row_bytes for i in local]
+        pieces = self._ranges(group, position, starts, [a + row_bytes for a in starts])
         if pieces is None:
             return None
         flat = out.reshape(n, -1).view(np.uint8)
@@ -148,15 +148,15 @@ class FrameReader:
             flat[i] = piece
         return out
 
-    def var_rows(self, group: int, position: int, local: np.ndarray) -> list[bytes] | None:
+    def var_rows(self, group: int, position: int, local: Sequence[int]) -> list[bytes] | None:
         """Rows ``local`` of a bytes/string block as bytes, or None (read the whole block)."""
         offsets = self._var_offsets(group, position)
         if offsets is None:
             return None
         head = 8 * (len(offsets) - 1)
-        rows = local.astype(np.int64)
-        starts = head + offsets[rows]
-        pieces = self._ranges(group, position, starts, head + offsets[rows + 1])
+        starts = [head + int(offsets[i]) for i in local]
+        stops = [head + int(offsets[i + 1]) for i in local]
+        pieces = self._ranges(group, position, starts, stops)
         if pieces is None:
             return None
         return [bytes(p) for p in pieces]
@@ -168,7 +168,7 @@ class FrameReader:
             assert isinstance(cached, np.ndarray)
             return cached
         num_rows = int(self.groups.counts[group])
-        pieces = self._ranges(group, position, np.array([0]), np.array([8 * num_rows]))
+        pieces = self._ranges(group, position, [0], [8 * num_rows])
         if pieces is None:
             return None
         lengths = np.frombuffer(pieces[0], "<u8")
@@ -182,7 +182,7 @@ class FrameReader:
         return offsets
 
     def _ranges(
-        self, group: int, position: int, starts: np.ndarray, stops: np.ndarray
+        self, group: int, position: int, starts: Sequence[int], stops: Sequence[int]
     ) -> list[memoryview] | None:
         """The raw bytes [start, stop) of a block for each pair, from its frames; None when the
         frames cannot be used or most of them would be needed."""
@@ -190,40 +190,40 @@ class FrameReader:
         if records is None:
             return None
         segment = self.segment_bytes
-        first = starts // segment
-        last = np.maximum(stops - 1, starts) // segment
-        needed = np.unique(
-            np.concatenate([np.arange(a, b + 1) for a, b in zip(first, last, strict=True)])
-        )
+        spans = [
+            (a, b, a // segment, max(b - 1, a) // segment)
+            for a, b in zip(starts, stops, strict=True)
+        ]
+        needed = sorted({k for _, _, first, last in spans for k in range(first, last + 1)})
         if len(needed) > max(1, MAX_FRAME_SHARE * len(records)):
             return None
         frames = self._frames(group, position, records, needed)
         if frames is None:
             return None
         out = []
-        for start, stop, a, b in zip(
-            starts.tolist(), stops.tolist(), first.tolist(), last.tolist(), strict=True
-        ):
-            if a == b:
-                base = a * segment
-                out.append(frames[a].data[start - base : stop - base])
+        for start, stop, first, last in spans:
+            if first == last:
+                base = first * segment
+                out.append(frames[first].data[start - base : stop - base])
                 continue
             joined = bytearray()
-            for k in range(a, b + 1):
+            for k in range(first, last + 1):
                 base = k * segment
                 joined += frames[k].data[max(start, base) - base : min(stop, base + segment) - base]
             out.append(memoryview(joined))
         return out
 
     def _frames(
-        self, group: int, position: int, records: np.ndarray, needed: np.ndarray
+        self, group: int, position: int, records: np.ndarray, needed: list[int]
     ) -> dict[int, np.ndarray] | None:
-        """Decoded frames ``needed`` of a block (from the cache, or read in runs of neighbours
-        with one read each, checked and decoded); None if any is damaged or does not decode."""
+        """Decoded frames ``needed`` (sorted) of a block: from the cache, or read in runs of
+        neighbours with one read each, checked and decoded; None if any is damaged or does not
+        decode."""
         frames: dict[int, np.ndarray] = {}
         missing = []
-        for k in needed.tolist():
-            cached = self.cache.get((group, position, k))
+        cache_get = self.cache.get
+        for k in needed:
+            cached = cache_get((group, position, k))
             if cached is None:
                 missing.append(k)
             else:
@@ -232,28 +232,34 @@ class FrameReader:
         if not missing:
             return frames
         block = self.index.blocks[group, position]
+        block_offset = int(block["offset"])
         stored_size, raw_size = int(block["stored_size"]), int(block["raw_size"])
         codec = self.codecs[int(block["codec"])]
-        offsets = records["offset"].astype(np.int64)
-        ends = np.append(offsets[1:] - 8, stored_size)
-        runs = np.split(np.array(missing), np.flatnonzero(np.diff(missing) > 1) + 1)
-        for run in runs:
-            lo, hi = int(run[0]), int(run[-1])
-            start, stop = int(offsets[lo]), int(ends[hi])
+        segment = self.segment_bytes
+        offsets = records["offset"]
+        count = len(records)
+
+        def end_of(k: int) -> int:  # a frame ends where the next one's length prefix starts
+            return int(offsets[k + 1]) - 8 if k + 1 < count else stored_size
+
+        run_starts = [0] + [j for j in range(1, len(missing)) if missing[j] != missing[j - 1] + 1]
+        for lo_at, hi_at in zip(run_starts, [*run_starts[1:], len(missing)], strict=True):
+            lo, hi = missing[lo_at], missing[hi_at - 1]
+            start, stop = int(offsets[lo]), end_of(hi)
             if not 0 <= start <= stop <= stored_size:
                 return None
             try:
-                span = memoryview(self.source.read(int(block["offset"]) + start, stop - start))
+                span = memoryview(self.source.read(block_offset + start, stop - start))
             except BaleError:
                 return None
             for k in range(lo, hi + 1):
-                a, b = int(offsets[k]) - start, int(ends[k]) - start
+                a, b = int(offsets[k]) - start, end_of(k) - start
                 if not 0 <= a <= b <= len(span):
                     return None
                 stored = span[a:b]
                 if self.verify and checksum(stored) != int(records[k]["checksum"]):
                     return None
-                size = min(self.segment_bytes, raw_size - k * self.segment_bytes)
+                size = min(segment, raw_size - k * segment)
                 try:
                     decoded = codec.decode(stored, size)
                 except (BaleError, ValueError):

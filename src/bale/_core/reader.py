@@ -30,6 +30,11 @@ from bale.format.schema import Array, Column, Schema
 from bale.io.source import LocalSource
 
 DEFAULT_CACHE_BYTES = 64 << 20
+#: A column whose decoded size, whole file, is at most this share of the block cache (labels,
+#: ids, boxes) is pinned: each of its blocks is decoded at its first random row and kept while
+#: the file is open, so its rows then cost a lookup, not a block decode. What is kept is taken
+#: from the cache's budget.
+PIN_SHARE = 1 / 8
 #: Row groups requested from the kernel ahead of a sequential read, so disk reads overlap decoding.
 READ_AHEAD_GROUPS = 2
 
@@ -68,6 +73,10 @@ class FileReader:
         self.frames = FrameReader(
             self.source, self.index, self._codecs, self.cache, self.groups, verify=verify
         )
+        # Small columns' blocks, decoded once and kept (not evicted) while the file is open.
+        self._pinned: dict[tuple[int, int], Decoded] = {}
+        self._pin_lock = threading.Lock()
+        self._pinnable = self._pinnable_columns()
 
     @property
     def schema(self) -> Schema:
@@ -83,7 +92,11 @@ class FileReader:
 
     @cache_bytes.setter
     def cache_bytes(self, value: int) -> None:
-        self.cache.capacity_bytes = value
+        with self._pin_lock:  # small columns are pinned again, within the new budget
+            self._pinned.clear()
+            self.cache.release_reserved()
+            self.cache.capacity_bytes = value
+            self._pinnable = self._pinnable_columns()
 
     # -- columns ------------------------------------------------------------------------------
 
@@ -142,11 +155,17 @@ class FileReader:
             return cached
         return self.decode(group, position, column, None)
 
-    def rows(self, group: int, position: int, column: Column, local: np.ndarray) -> Any:
+    def rows(self, group: int, position: int, column: Column, local: Sequence[int]) -> Any:
         """Rows ``local`` (within the group) of one column: an array for an array column, a
-        list of bytes for a bytes/string column. Reads only the frames holding them when the
-        block is segmented and not cached, the whole block (then cached) otherwise."""
-        block = self.cache.get((group, position))
+        list of bytes for a bytes/string column. A small column is served from its pinned copy;
+        a segmented block not in the cache reads only the frames holding the rows; otherwise the
+        whole block is read (then cached)."""
+        if position in self._pinnable:
+            block = self._pinned.get((group, position))
+            if block is None:
+                block = self._pin(group, position, column)
+        else:
+            block = self.cache.get((group, position))
         if block is None:
             if self.frames.records(group, position) is not None:  # a segmented block, indexed
                 rows: Any
@@ -159,7 +178,42 @@ class FileReader:
             block = self.block(group, position, column)
         if isinstance(block, np.ndarray):
             return block[local]
-        return [block.row(i) for i in local.tolist()]
+        return [block.row(i) for i in local]
+
+    def pinned_bytes(self) -> int:
+        """Bytes of small columns' blocks decoded and kept (``PIN_SHARE``)."""
+        return sum(v.nbytes for v in self._pinned.values())
+
+    def _pin(self, group: int, position: int, column: Column) -> Decoded:
+        """Decode a small column's block and keep it while the file is open. Block by block, so
+        damage is reported for the rows asked, as for any other column."""
+        block = self._decode_block(group, position, column, None)
+        with self._pin_lock:
+            if (group, position) not in self._pinned:
+                self._pinned[group, position] = block
+                self.cache.reserve(block.nbytes)
+            return self._pinned[group, position]
+
+    def _pinnable_columns(self) -> set[int]:
+        """Columns small enough to pin: decoded size, whole file, at most ``PIN_SHARE`` of the
+        cache's budget, all of them together at most twice that. Mapped columns need no pin."""
+        budget = self.cache.capacity_bytes * PIN_SHARE
+        if not self.num_row_groups or budget <= 0:
+            return set()
+        sizes = self.index.blocks["raw_size"].sum(axis=0)
+        small = sorted(
+            (int(size), p)
+            for p, size in enumerate(sizes.tolist())
+            if p not in self.mappable and 0 < size <= budget
+        )
+        chosen: set[int] = set()
+        total = 0
+        for size, position in small:
+            if total + size > 2 * budget:
+                break
+            chosen.add(position)
+            total += size
+        return chosen
 
     def load_block(self, group: int, column: str) -> Decoded:
         """One column's decoded block of one row group: an array of shape (rows, ...), or
@@ -173,10 +227,15 @@ class FileReader:
         cached = self.cache.get((group, position))
         if cached is not None:
             return cached
+        block = self._decode_block(group, position, column, payload)
+        self.cache.put((group, position), block)
+        return block
+
+    def _decode_block(self, group: int, position: int, column: Column, payload: Any) -> Decoded:
         record = self.index.blocks[group, position]
         if payload is None:
             payload = self._read_payload(record, column, group)
-        block = decode_column_block(
+        return decode_column_block(
             payload,
             record,
             self._codecs[int(record["codec"])],
@@ -187,8 +246,6 @@ class FileReader:
             path=self.path,
             rows=self.groups.rows_of(group),
         )
-        self.cache.put((group, position), block)
-        return block
 
     def prefetch_group(self, group: int, columns: Sequence[str] | None = None) -> int:
         """Read (one read when the blocks are adjacent), check and decode a row group's blocks
@@ -282,14 +339,19 @@ class FileReader:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def evict_from_page_cache(self) -> None:
-        """Drop this file from the OS page cache and the block cache (cold-read measurements)."""
+        """Drop this file from the OS page cache, the block cache and the pinned columns
+        (cold-read measurements)."""
         self.cache.clear()
+        with self._pin_lock:
+            self._pinned.clear()
+            self.cache.release_reserved()
         if self._mapping is not None:  # mapped pages are not dropped while a process maps them
             self._mapping.madvise(mmap.MADV_DONTNEED)
         self.source.evict_from_page_cache()
 
     def close(self) -> None:
         self.cache.clear()
+        self._pinned.clear()
         with self._map_lock:
             self._mapped.clear()
             if self._mapping is not None:
