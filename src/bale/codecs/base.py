@@ -38,6 +38,16 @@ class Codec(ABC):
         """Decompress one frame whose decoded size is known to be ``raw_size``. CorruptFileError
         if the bytes do not decode; the caller checks the decoded size."""
 
+    def decode_into(self, data: memoryview, out: memoryview) -> int:
+        """Decompress one frame into ``out`` (exactly its decoded size); returns the bytes
+        written. Codecs whose library can write into a caller's buffer override this to skip a
+        copy (blosc2); the others decode and copy."""
+        decoded = self.decode(data, len(out))
+        size = memoryview(decoded).nbytes
+        if size == len(out):
+            out[:] = memoryview(decoded).cast("B")
+        return size
+
     def warm_up(self) -> None:
         """Import this codec's library and do its one-time set-up now (both happen on first
         use otherwise): call it before timing encodes or decodes."""
