@@ -51,6 +51,15 @@ def test_json_report_covers_every_column(sample: Path, capsys: pytest.CaptureFix
     for spec in report["recommendation"].values():
         parse_codec(spec)
     assert report["columns"]["noise"]["recommended"] == "none"
+    # Random rows: no decoding for `none`; for a codec, the estimate from its decode speed.
+    noise = report["columns"]["noise"]["random_row_us"]
+    assert noise["default"] == noise["random_access"] == 0
+    activations = report["columns"]["activations"]
+    chosen = next(r for r in activations["results"] if r["spec"] == activations["recommended"])
+    share = activations["row_share"]
+    default_us = activations["random_row_us"]["default"]
+    assert default_us == pytest.approx((1 << 20) * share / chosen["decompress_mbps"], rel=0.01)
+    assert 0 < activations["random_row_us"]["random_access"] < default_us
 
 
 def test_text_report_marks_the_recommendation(
@@ -65,6 +74,7 @@ def test_text_report_marks_the_recommendation(
     assert out.count("<- recommended") == 2
     assert out.count("why: ") == 2
     assert "Writer codecs: {" in out
+    assert out.count("  random row") == 2 and "--random-access" in out
 
 
 def test_candidates_option(sample: Path, capsys: pytest.CaptureFixture[str]) -> None:

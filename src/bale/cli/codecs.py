@@ -8,9 +8,10 @@ import math
 import os
 from typing import Any
 
+from bale._core.defaults import RANDOM_ACCESS_SEGMENT_BYTES
 from bale.cli._command import EXIT_OK, Subcommands, add_columns_option, add_json_flag
 from bale.errors import BaleError
-from bale.format.constants import FILE_MAGIC
+from bale.format.constants import DEFAULT_SEGMENT_BYTES, FILE_MAGIC
 from bale.importers import open_source
 from bale.measure.advisor import (
     DEFAULT_SAMPLE_BYTES,
@@ -125,6 +126,14 @@ def _text(
     left_out = [name for name in report.columns if name not in recommendation]
     if left_out:
         lines.append(f"  (bale's default is the pick for {left_out}: leave their codecs unset)")
+    lines.append("")
+    lines.append(
+        "Rows read at random indices (a map-style DataLoader with shuffle=True, Keras "
+        "fit(shuffle=True), lookups) decode their whole row group's block by default; write with "
+        "`bale pack --random-access` (Writer(random_access=True)) to decode only the "
+        f"{RANDOM_ACCESS_SEGMENT_BYTES >> 10} KiB frames that hold a row, for slower sequential "
+        "reads (README, 'Random access'). The 'random row' lines estimate the codec time."
+    )
     return "\n".join(lines)
 
 
@@ -150,6 +159,15 @@ def _column_lines(column: ColumnReport, goal: Any, read_rate: float | None) -> l
     for spec, why in column.excluded.items():
         lines.append(f"    {spec}: {why}")
     lines.append(f"  why: {column.reason(goal, read_rate)}")
+    default_us = column.random_row_us(choice, DEFAULT_SEGMENT_BYTES)
+    if default_us == 0:
+        lines.append("  random row: no decoding (a row is a slice of the stored bytes)")
+    else:
+        framed_us = column.random_row_us(choice, RANDOM_ACCESS_SEGMENT_BYTES)
+        lines.append(
+            f"  random row (est. from the decode speed): {default_us:,.0f} us as written by "
+            f"default, {framed_us:,.0f} us with --random-access"
+        )
     return lines
 
 

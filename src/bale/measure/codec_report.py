@@ -7,9 +7,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from bale._core.defaults import DEFAULT_ROW_GROUP_BYTES, RANDOM_ACCESS_SEGMENT_BYTES
 from bale.codecs import NoCompression
 from bale.errors import BaleError
-from bale.format.schema import ColumnType
+from bale.format.constants import DEFAULT_SEGMENT_BYTES
+from bale.format.schema import Array, ColumnType
 from bale.measure.codec_words import how_it_works, mbps_text, ratio_text, type_text
 
 __all__ = [
@@ -144,6 +146,24 @@ class ColumnReport:
     def row_compress_mbps(self, result: CodecResult) -> float:
         return result.compress_mbps / self.row_share
 
+    def random_row_us(self, result: CodecResult, segment_bytes: int) -> float:
+        """Estimated codec time, in microseconds, of one row read at a random index from a file
+        written with ``result``'s codec and frames of ``segment_bytes``: the decoded bytes it
+        needs (its row group's block of about DEFAULT_ROW_GROUP_BYTES x this column's share of
+        a row, or the frames that overlap the row — a bytes column also needs the frame of its
+        row lengths) over the measured decode speed. 0 for ``none``: a row is a slice of the
+        stored bytes. An estimate from the sample's speed, not a timing of reads."""
+        if math.isinf(result.decompress_mbps) or not self.rows:
+            return 0.0
+        block = DEFAULT_ROW_GROUP_BYTES * self.row_share
+        if segment_bytes < block:
+            row = self.raw_bytes / self.rows
+            frames = (
+                1 + (row - 1) / segment_bytes + (0 if isinstance(self.column_type, Array) else 1)
+            )
+            block = min(block, frames * segment_bytes)
+        return block / result.decompress_mbps  # bytes / (10**6 bytes/s) = microseconds
+
     def _fallback(self) -> CodecResult:
         """``none`` when it was measured, else the fastest decoder."""
         plain = [r for r in self.results if r.config["id"] == NoCompression.id]
@@ -193,6 +213,13 @@ class ColumnReport:
             "reason": self.reason(goal, read_rate),
             "results": [r.to_dict() for r in self.results],
             "excluded": dict(self.excluded),
+            "random_row_us": {
+                "default": round(self.random_row_us(choice, DEFAULT_SEGMENT_BYTES), 1),
+                "random_access": round(self.random_row_us(choice, RANDOM_ACCESS_SEGMENT_BYTES), 1),
+                "what": "estimated codec time of one row at a random index, from the decode "
+                "speed: the row's whole block as written by default, its frames with "
+                "random_access=True",
+            },
         }
         return out
 
