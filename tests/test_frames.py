@@ -222,8 +222,39 @@ def test_pack_random_access_writes_frames(tmp_path: Path, columns: dict[str, Any
     out = tmp_path / "x.bale"
     bale.pack(str(source), str(out), random_access=True, progress=False, shuffle=False)
     with bale.open(out, cache_bytes=CACHE) as ds:
-        assert ds.index.segment_bytes == 64 << 10
+        assert ds.index.segment_bytes == 300 * (16384 // 300)  # whole 300-byte rows, ~16 KiB
         info = FrameIndexInfo.from_extra(ds.index.extra)
         assert info is not None and info.groups == ds.num_row_groups
         name = ds.schema.names[0]
         np.testing.assert_array_equal(ds[4000][name], columns["image"][500])
+
+
+def test_random_access_frames_hold_whole_rows_of_the_widest_compressed_column(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 255, (300, 64, 64, 3), dtype=np.uint8)  # 12,288 B rows
+    columns = {"image": images, "label": np.arange(300), "jpeg": [b"\xff\xd8\xff" * 9000] * 300}
+    target = tmp_path / "ra.bale"
+    bale.write(target, columns, random_access=True)
+    with bale.open(target, cache_bytes=CACHE) as ds:
+        assert ds.index.segment_bytes == 12288  # one image per frame (16 KiB holds one)
+        reader = reader_of(ds)
+        for i in (0, 1, 77, 299):
+            np.testing.assert_array_equal(ds[i]["image"], images[i])
+        frames = [k for k in reader.cache._items if len(k) == 3 and k[1] == 0]
+        assert len(frames) == 4  # each row decoded exactly its own frame
+    bale.write(
+        target,
+        {"x": rng.standard_normal((100, 3000)).astype(np.float32)},
+        random_access=True,
+        overwrite=True,
+    )
+    with bale.open(target) as ds:
+        assert ds.index.segment_bytes == 12000  # rows wider than 16 KiB / 2: one row a frame
+    bale.write(target, {"text": ["a b c"] * 100}, random_access=True, overwrite=True)
+    with bale.open(target) as ds:
+        assert ds.index.segment_bytes == 16 << 10
+    bale.write(target, columns, random_access=True, segment_bytes=5000, overwrite=True)
+    with bale.open(target) as ds:
+        assert ds.index.segment_bytes == 5000  # given: kept as it is

@@ -6,16 +6,18 @@ from collections.abc import Sequence
 from typing import Final
 
 from bale.codecs import Blosc2, Codec, NoCompression, Zstd
-from bale.format.schema import Array, Bytes, ColumnType
+from bale.format.constants import MAX_SEGMENT_BYTES
+from bale.format.schema import Array, Bytes, ColumnType, Schema
 
 #: Target uncompressed bytes per row group. Compression ratio and speed are flat from 1 to
 #: 16 MiB; smaller groups let a shuffle window hold more groups and cut read amplification for
 #: random rows, while 1 MiB reads are still large sequential reads (docs/DECISIONS.md).
 DEFAULT_ROW_GROUP_BYTES: Final[int] = 1 << 20
-#: Frame size of files written for random access (``Writer(random_access=True)``): on 64x64x3
-#: images a random row decodes 86 us instead of 1.3 ms, for 0.3 % more bytes and about 17 %
-#: slower sequential decoding (docs/DECISIONS.md, "Frame size for random access").
-RANDOM_ACCESS_SEGMENT_BYTES: Final[int] = 64 << 10
+#: Frame size aimed at by files written for random access (``Writer(random_access=True)``),
+#: before it is fitted to whole rows (``random_access_segment``). On 64x64x3 images a random
+#: row then takes about 55 us instead of 1.3 ms, for about 3 % more bytes and slower sequential
+#: decoding (docs/DECISIONS.md, "Frame size for random access").
+RANDOM_ACCESS_SEGMENT_BYTES: Final[int] = 16 << 10
 
 # Leading bytes of formats that are already compressed: storing them again compressed only
 # costs time. JPEG, PNG, GIF, WebP (RIFF), gzip, zip, zstd, xz, bzip2, FLAC, Ogg, MP3 (ID3).
@@ -60,6 +62,23 @@ def shuffle_typesize(column_type: ColumnType) -> int:
     if is_channels_last_images(column_type):
         return column_type.shape[-1]
     return column_type.numpy_dtype.itemsize
+
+
+def random_access_segment(schema: Schema, target: int = RANDOM_ACCESS_SEGMENT_BYTES) -> int:
+    """The frame size of a file written for random access: a whole number of rows of its widest
+    compressed fixed-size column, as many as fit in ``target`` (at least one), so a random row of
+    that column decodes exactly one frame. ``target`` when no such column exists."""
+    widest = max(
+        (
+            c.type.row_nbytes
+            for c in schema
+            if isinstance(c.type, Array) and c.codec.get("id") != NoCompression.id
+        ),
+        default=0,
+    )
+    if widest == 0:
+        return target
+    return min(widest * max(1, target // widest), MAX_SEGMENT_BYTES)
 
 
 def default_codec(column_type: ColumnType, sample: Sequence[bytes] = ()) -> Codec:

@@ -12,7 +12,11 @@ import numpy as np
 
 from bale._core.batches import batch_length, infer_schema_types, to_column_data
 from bale._core.blocks import StoredBlock, StoredGroup
-from bale._core.defaults import DEFAULT_ROW_GROUP_BYTES, RANDOM_ACCESS_SEGMENT_BYTES
+from bale._core.defaults import (
+    DEFAULT_ROW_GROUP_BYTES,
+    RANDOM_ACCESS_SEGMENT_BYTES,
+    random_access_segment,
+)
 from bale._core.encode import column_row_bytes, encode_column_block, rows_per_group, written_codec
 from bale._core.groupsink import GroupSink, SchemaLike
 from bale._core.rowbuffer import RowBuffer
@@ -44,10 +48,12 @@ class Writer:
     recovers every row group that was completely written. ``mode="a"`` appends to an existing
     file in place, leaving the bytes of its earlier row groups untouched.
 
-    ``random_access=True`` stores each block of more than 64 KiB as independently decodable
-    frames of 64 KiB (``segment_bytes``) with a frame index, so that a random row decodes only
-    its frame: much faster random rows (``ds[i]``, ``ds.take``, map-style samplers) for slightly
-    slower sequential reads (docs/DECISIONS.md, "Frame size for random access").
+    ``random_access=True`` stores each block as independently decodable frames of about 16 KiB
+    (``segment_bytes``; a whole number of rows of the widest compressed column, so such a row is
+    one frame) with a frame index, so that a random row decodes only its frame: much faster
+    random rows (``ds[i]``, ``ds.take``, map-style samplers) for about 3 % more bytes and slower
+    sequential reads (docs/DECISIONS.md, "Frame size for random access"). ``segment_bytes``
+    sets the frame size yourself.
 
     Memory stays bounded by about one row group (``row_group_bytes`` of raw data) plus the batch
     being written. Exceptions inside a ``with`` block leave the rows so far in ``NAME.partial``
@@ -70,6 +76,8 @@ class Writer:
         random_access: bool = False,
     ) -> None:
         self.path = os.fspath(path)
+        # Random access without a frame size: fitted to the rows once the schema is known.
+        self._fit_segment = random_access and segment_bytes is None
         if segment_bytes is None:
             segment_bytes = RANDOM_ACCESS_SEGMENT_BYTES if random_access else DEFAULT_SEGMENT_BYTES
         if mode not in ("w", "a"):
@@ -161,6 +169,11 @@ class Writer:
             columns.append(Column(name, column_type, codec))
         return Schema(tuple(columns))
 
+    def _start(self, schema: Schema) -> None:
+        if self._fit_segment:
+            self._file.segment_bytes = random_access_segment(schema)
+        self._file.start(schema, self.metadata)
+
     # -- public API ---------------------------------------------------------------------------
 
     @property
@@ -197,7 +210,7 @@ class Writer:
             unknown = sorted(set(self._codec_overrides) - set(resolved.names))
             if unknown:
                 raise SchemaError(f"codecs given for unknown columns {unknown}", path=self.path)
-            self._file.start(resolved, self.metadata)
+            self._start(resolved)
         schema = self._file.require_index().schema
         first = self.rows_written
         n = batch_length(batch, schema, self.path, first)
@@ -234,7 +247,7 @@ class Writer:
                     "(e.g. the source Dataset's schema)",
                     path=self.path,
                 )
-            self._file.start(self._resolve_schema({}), self.metadata)
+            self._start(self._resolve_schema({}))
         self._file.check_copy(group)
         if self._pending.rows:
             self._flush_group_or_fail(self._pending.rows)
@@ -372,7 +385,7 @@ class Writer:
                     "no rows were written and no schema was given, so there is no file to create",
                     path=self.path,
                 )
-            self._file.start(self._resolve_schema({}), self.metadata)
+            self._start(self._resolve_schema({}))
         if self._pending.rows:
             self._flush_group_or_fail(self._pending.rows)
         self._file.finish(self.metadata, commit=commit)

@@ -131,7 +131,7 @@ def _text(
         "Rows read at random indices (a map-style DataLoader with shuffle=True, Keras "
         "fit(shuffle=True), lookups) decode their whole row group's block by default; write with "
         "`bale pack --random-access` (Writer(random_access=True)) to decode only the "
-        f"{RANDOM_ACCESS_SEGMENT_BYTES >> 10} KiB frames that hold a row, for slower sequential "
+        f"frames of about {RANDOM_ACCESS_SEGMENT_BYTES >> 10} KiB that hold a row, for slower sequential "
         "reads (README, 'Random access'). The 'random row' lines estimate the codec time."
     )
     return "\n".join(lines)

@@ -83,7 +83,7 @@ def add_pack_command(commands: Subcommands) -> None:
     parser.add_argument(
         "--random-access",
         action="store_true",
-        help="store 64 KiB frames with a frame index: random rows (ds[i], map-style samplers) "
+        help="store frames of about 16 KiB (whole rows) with a frame index: random rows (ds[i], map-style samplers) "
         "decode only their frame, sequential reads are somewhat slower",
     )
     parser.add_argument(

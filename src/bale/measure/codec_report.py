@@ -148,20 +148,23 @@ class ColumnReport:
 
     def random_row_us(self, result: CodecResult, segment_bytes: int) -> float:
         """Estimated codec time, in microseconds, of one row read at a random index from a file
-        written with ``result``'s codec and frames of ``segment_bytes``: the decoded bytes it
-        needs (its row group's block of about DEFAULT_ROW_GROUP_BYTES x this column's share of
-        a row, or the frames that overlap the row — a bytes column also needs the frame of its
-        row lengths) over the measured decode speed. 0 for ``none``: a row is a slice of the
-        stored bytes. An estimate from the sample's speed, not a timing of reads."""
+        written with ``result``'s codec and frames of about ``segment_bytes``: the decoded bytes
+        it needs over the measured decode speed. As written by default, that is its row group's
+        block (about DEFAULT_ROW_GROUP_BYTES x this column's share of a row); with smaller
+        frames, the frames holding it: one frame of whole rows for an array column (as
+        ``random_access=True`` fits them), the frames the row overlaps plus the frame of the row
+        lengths for a bytes column. 0 for ``none``: a row is a slice of the stored bytes. An
+        estimate from the sample's speed, not a timing of reads."""
         if math.isinf(result.decompress_mbps) or not self.rows:
             return 0.0
         block = DEFAULT_ROW_GROUP_BYTES * self.row_share
         if segment_bytes < block:
             row = self.raw_bytes / self.rows
-            frames = (
-                1 + (row - 1) / segment_bytes + (0 if isinstance(self.column_type, Array) else 1)
-            )
-            block = min(block, frames * segment_bytes)
+            if isinstance(self.column_type, Array):
+                needed = row * max(1, segment_bytes // max(int(row), 1))
+            else:
+                needed = (2 + (row - 1) / segment_bytes) * segment_bytes
+            block = min(block, needed)
         return block / result.decompress_mbps  # bytes / (10**6 bytes/s) = microseconds
 
     def _fallback(self) -> CodecResult:

@@ -122,7 +122,7 @@ def pack(
       than 256 MB/s (image decoding, decompression), not for e.g. memory-mapped .npy files.
       Scripts that start workers need the ``if __name__ == "__main__":`` guard.
     - ``strict``: stop at the first unreadable row instead of skipping it.
-    - ``random_access``: write frames of 64 KiB with a frame index (``Writer(random_access=True)``)
+    - ``random_access``: write frames of about 16 KiB (whole rows) with a frame index (``Writer(random_access=True)``)
       so random rows decode only their frame, at some cost in sequential decoding.
     - ``memory_budget``: bytes of rows held at once, and the size of a shuffle bucket.
     - ``temp_dir``: where the shuffle buckets of sources without random access go (default: the
