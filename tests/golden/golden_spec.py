@@ -89,8 +89,7 @@ class GoldenFile:
     codecs: dict[str, str]
     columns: Callable[[range], dict[str, Any]]
     phases: tuple[Phase, ...]
-    segment_bytes: int | None = None  # None: the default (1 GiB, or 64 KiB for random_access)
-    random_access: bool = False  # Writer(random_access=True): 64 KiB frames and a frame index
+    segment_bytes: int | None = None  # None: the default (1 GiB)
 
     @property
     def num_rows(self) -> int:
@@ -422,8 +421,10 @@ def _random_access_columns(rows: range) -> dict[str, Any]:
     }
 
 
-# Writer(random_access=True): 64 KiB frames. Groups of 160 rows: pixels blocks of 160 KiB
-# (3 frames), emb blocks of 20 KiB and label blocks (unsegmented).
+# What Writer(random_access=True) wrote when this file was made (bale 0.1.0): 64 KiB frames,
+# spelled out as segment_bytes because random_access now picks its frame size from the rows.
+# Groups of 160 rows: pixels blocks of 160 KiB (3 frames), emb blocks of 20 KiB and label blocks
+# (unsegmented).
 RANDOM_ACCESS_FILE = GoldenFile(
     schema={
         "pixels": Array("uint8", (32, 32)),
@@ -433,7 +434,7 @@ RANDOM_ACCESS_FILE = GoldenFile(
     codecs={"pixels": "zstd:1", "emb": "blosc2:zstd:1:shuffle+bytedelta", "label": "lz4"},
     columns=_random_access_columns,
     phases=(Phase(0, 320, 160, {"random_access": True}),),
-    random_access=True,
+    segment_bytes=64 << 10,
 )
 
 

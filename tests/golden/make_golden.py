@@ -41,8 +41,6 @@ def write_file(path: Path, golden: Any) -> None:
     options: dict[str, Any] = {}
     if golden.segment_bytes is not None:
         options["segment_bytes"] = golden.segment_bytes
-    if golden.random_access:
-        options["random_access"] = True
     for number, phase in enumerate(golden.phases):
         rows = range(phase.start, phase.stop)
         if number == 0:
