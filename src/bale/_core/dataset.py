@@ -141,7 +141,7 @@ class Dataset:
         i = i + n if i < 0 else i
         reader = self._reader
         group = reader.groups.group_of(i)
-        local = i - int(reader.groups.starts[group])
+        local = i - reader.groups.start_of(group)
         out: Row = {}
         for position, column in reader.select(columns):
             mapped = reader.mapped_column(position)
@@ -149,7 +149,7 @@ class Dataset:
                 value = mapped.gather(np.array([i]))[0]
                 out[column.name] = value if value.ndim else value[()]
                 continue
-            value = reader.rows(group, position, column, [local])[0]
+            value = reader.row(group, position, column, local)
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False  # rows are read-only, like views of the cache
             out[column.name] = value if isinstance(column.type, Array) else _text(value, column)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -147,6 +148,27 @@ class FrameReader:
         for i, piece in enumerate(pieces):
             flat[i] = piece
         return out
+
+    def one_row(self, group: int, position: int, column: Column, local: int) -> Any:
+        """Row ``local`` of a block: for an array column a read-only array (a view of the cached
+        frame when the row lies in one frame; a NumPy scalar for a scalar column), else bytes;
+        None to read the whole block."""
+        column_type = column.type
+        if not isinstance(column_type, Array):
+            rows = self.var_rows(group, position, [local])
+            return None if rows is None else rows[0]
+        row_bytes = column_type.row_nbytes
+        if row_bytes == 0:
+            return None
+        start = local * row_bytes
+        pieces = self._ranges(group, position, [start], [start + row_bytes])
+        if pieces is None:
+            return None
+        value = np.frombuffer(pieces[0], column_type.numpy_dtype).reshape(column_type.shape)
+        if not column_type.shape:
+            return value[()]
+        value.flags.writeable = False  # a view of the cache, or a row joined from two frames
+        return value
 
     def var_rows(self, group: int, position: int, local: Sequence[int]) -> list[bytes] | None:
         """Rows ``local`` of a bytes/string block as bytes, or None (read the whole block)."""

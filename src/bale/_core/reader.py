@@ -180,6 +180,26 @@ class FileReader:
             return block[local]
         return [block.row(i) for i in local]
 
+    def row(self, group: int, position: int, column: Column, local: int) -> Any:
+        """Row ``local`` (within the group) of one column, as ``rows`` gives it but for one row:
+        a read-only array (a view of a cached block or frame where it can be; a NumPy scalar for
+        a scalar column) or bytes."""
+        if position in self._pinnable:
+            block = self._pinned.get((group, position))
+            if block is None:
+                block = self._pin(group, position, column)
+        else:
+            block = self.cache.get((group, position))
+            if block is None and self.frames.records(group, position) is not None:
+                value = self.frames.one_row(group, position, column, local)
+                if value is not None:
+                    return value
+            if block is None:
+                block = self.block(group, position, column)
+        if isinstance(block, np.ndarray):
+            return block[local]
+        return block.row(local)
+
     def pinned_bytes(self) -> int:
         """Bytes of small columns' blocks decoded and kept (``PIN_SHARE``)."""
         return sum(v.nbytes for v in self._pinned.values())

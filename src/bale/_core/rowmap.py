@@ -10,6 +10,7 @@ instead of searching row starts themselves.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,11 +19,12 @@ import numpy as np
 class RowGroupMap:
     """Row groups as contiguous row ranges: ``starts[g]`` is the first row of group ``g``."""
 
-    __slots__ = ("counts", "num_rows", "starts")
+    __slots__ = ("_start_list", "counts", "num_rows", "starts")
 
     def __init__(self, starts: np.ndarray, counts: np.ndarray) -> None:
         self.starts = np.asarray(starts, dtype=np.int64)
         self.counts = np.asarray(counts, dtype=np.int64)
+        self._start_list: list[int] = self.starts.tolist()  # one row's lookup: bisect, no NumPy
         self.num_rows = int(self.starts[-1] + self.counts[-1]) if len(self.starts) else 0
 
     @classmethod
@@ -38,12 +40,16 @@ class RowGroupMap:
 
     def group_of(self, row: int) -> int:
         """The group holding ``row`` (0 <= row < num_rows)."""
-        return int(np.searchsorted(self.starts, row, side="right") - 1)
+        return bisect.bisect_right(self._start_list, row) - 1
 
     def groups_of(self, rows: np.ndarray) -> np.ndarray:
         """The group of each row in ``rows`` (an int64 array of the same shape)."""
         groups: np.ndarray = np.searchsorted(self.starts, rows, side="right") - 1
         return groups.astype(np.int64, copy=False)
+
+    def start_of(self, group: int) -> int:
+        """The first row of ``group``."""
+        return self._start_list[group]
 
     def rows_of(self, group: int) -> tuple[int, int]:
         """``(start, stop)``: the rows of ``group``."""
