@@ -146,7 +146,7 @@ class Dataset:
         for position, column in reader.select(columns):
             mapped = reader.mapped_column(position)
             if mapped is not None:
-                value = mapped.gather(np.array([i]))[0]
+                value = mapped.row(i)
                 out[column.name] = value if value.ndim else value[()]
                 continue
             value = reader.row(group, position, column, local)

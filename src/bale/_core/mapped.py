@@ -109,6 +109,19 @@ class MappedColumn:
         out: np.ndarray = self._rows_view[units]
         return out.view(self._dtype).reshape((len(rows), *self._shape))
 
+    def row(self, row: int) -> np.ndarray:
+        """One row (a valid, non-negative row number) as a new array: ``gather`` without its
+        NumPy index arithmetic, for single random rows."""
+        group = self._groups.group_of(row)
+        if not self._all_verified and not self._verified[group]:
+            self._verify(np.array([group]))
+        unit = (
+            int(self._first_unit[group])
+            + (row - self._groups.start_of(group)) * self._units_per_row
+        )
+        value: np.ndarray = self._rows_view[unit].view(self._dtype).reshape(self._shape)
+        return value.copy()
+
     def read(self, start: int, stop: int) -> np.ndarray:
         """Contiguous rows start..stop-1 as a new array."""
         return self.gather(np.arange(start, stop, dtype=np.int64))

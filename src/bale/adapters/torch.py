@@ -15,6 +15,7 @@ This module imports torch when it is imported; ``import bale`` alone never does.
 
 from __future__ import annotations
 
+import operator
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -152,7 +153,10 @@ class TorchDataset(_TorchMapDataset[Row]):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Any:
-        return self.__getitems__([index])[0]
+        row = self.dataset.row(operator.index(index), self.columns)
+        if self.transform is not None:
+            return _to_tensor(self.transform(row), False)
+        return to_torch(row)
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         """Rows at ``indices`` (the DataLoader calls this with a batch's indices)."""
