@@ -207,10 +207,8 @@ class Dataset:
         decoded = [(p, c) for p, c in selected if c.name not in out]
         if not decoded:
             return out
-        groups = reader.groups.groups_of(idx)
-        order = np.argsort(groups, kind="stable")
-        bounds = np.flatnonzero(np.diff(groups[order])) + 1
-        runs = np.split(order, bounds) if idx.size else []
+        runs = _runs_by_group(reader.groups.groups_of(idx))
+        rows = idx.tolist()
         results: dict[int, Any] = {}
         for position, column in decoded:
             if isinstance(column.type, Array):
@@ -220,20 +218,24 @@ class Dataset:
             else:
                 results[position] = [None] * idx.size
 
-        def fill(task: tuple[int, Column, np.ndarray]) -> None:
-            position, column, run = task
-            group = int(groups[run[0]])
-            local = (idx[run] - reader.groups.starts[group]).tolist()
-            values = reader.rows(group, position, column, local)
+        def fill(task: tuple[int, Column, int, list[int]]) -> None:
+            position, column, group, dests = task
+            start = reader.groups.start_of(group)
             result = results[position]
-            if isinstance(column.type, Array):
-                result[run] = values
+            is_array = isinstance(column.type, Array)
+            if len(dests) == 1:  # the common case of a scattered gather: no batch arithmetic
+                value = reader.row(group, position, column, rows[dests[0]] - start)
+                result[dests[0]] = value if is_array else _text(value, column)
+                return
+            values = reader.rows(group, position, column, [rows[d] - start for d in dests])
+            if is_array:
+                result[dests] = values
             else:
-                for dest, value in zip(run.tolist(), values, strict=True):
+                for dest, value in zip(dests, values, strict=True):
                     result[dest] = _text(value, column)
 
         # Each (column, row group) is decoded once; different ones in parallel threads.
-        run_split(fill, [(p, c, run) for p, c in decoded for run in runs])
+        run_split(fill, [(p, c, g, dests) for p, c in decoded for g, dests in runs])
         for position, column in decoded:
             out[column.name] = results[position]
         return {c.name: out[c.name] for _, c in selected}  # the columns in the order asked
@@ -396,6 +398,19 @@ class ColumnView:
 
     def __repr__(self) -> str:
         return f"<bale column {self.name!r}: {self.column.type} x {len(self)}>"
+
+
+def _runs_by_group(groups: np.ndarray) -> list[tuple[int, list[int]]]:
+    """(group, positions in the request of the rows it holds) for each group asked, in the order
+    groups were first asked."""
+    if len(groups) <= 4096:  # a dict of lists beats sorting for the gathers of a training batch
+        runs: dict[int, list[int]] = {}
+        for dest, group in enumerate(groups.tolist()):
+            runs.setdefault(group, []).append(dest)
+        return list(runs.items())
+    order = np.argsort(groups, kind="stable")
+    bounds = np.flatnonzero(np.diff(groups[order])) + 1
+    return [(int(groups[run[0]]), run.tolist()) for run in np.split(order, bounds)]
 
 
 def _text(raw: bytes, column: Column) -> Any:
