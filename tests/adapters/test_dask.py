@@ -1,9 +1,14 @@
-"""bale.adapters.dask / bale.dask: columns as dask arrays chunked by row group."""
+"""bale.adapters.dask / bale.dask: columns as dask arrays of whole row groups, gathers by take."""
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import pickle
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +16,24 @@ import numpy as np
 import pytest
 
 import bale
+import bale.adapters.dask
 from bale._core.dataset import Dataset
+from bale._core.reader import FileReader
 
 da = pytest.importorskip("dask.array")
+dask = pytest.importorskip("dask")
 
+from bale.adapters.dask import (  # noqa: E402
+    ColumnSource,
+    parts_of,
+    whole_group_chunks,
+)
 from bale.dask import from_bale  # noqa: E402
 
 ROWS = 1000
+#: The gather files: 128 row groups of 128 images of 16x16x4 uint8 (128 KiB per block: two
+#: 64 KiB frames each when written with random_access=True).
+IMAGES, IMAGE_GROUP_ROWS, IMAGE_SHAPE = 16_384, 128, (16, 16, 4)
 
 
 @pytest.fixture(scope="module")
@@ -43,53 +59,316 @@ def path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-def test_chunks_match_row_groups(path: Path) -> None:
-    sizes = bale.open(path).row_group_sizes
-    assert sizes == (300, 300, 100, 300)
-    x = from_bale(path, "x")
-    assert x.shape == (ROWS, 4, 2) and x.dtype == np.float32
-    assert x.chunks == (sizes, (4,), (2,))
-    assert from_bale(path, "label").chunks == (sizes,)
-    assert len(x.__dask_graph__()) == len(sizes)  # one task per row group, nothing else
-
-
-def test_compute_equals_the_column(path: Path) -> None:
-    ds = bale.open(path)
-    for column in ("x", "label"):
-        np.testing.assert_array_equal(from_bale(path, column).compute(), ds[column][:])
-    assert int(from_bale(path, "label").sum().compute()) == sum(range(ROWS))
-    np.testing.assert_allclose(
-        from_bale(path, "x").mean(axis=0).compute(), ds["x"][:].mean(axis=0), rtol=1e-4, atol=1e-6
+@functools.cache
+def images() -> np.ndarray:
+    rng = np.random.default_rng(1)
+    ramp = np.add.outer(np.arange(16), np.arange(16)).astype(np.uint8)[None, :, :, None]
+    shade = rng.integers(0, 200, (IMAGES, 1, 1, IMAGE_SHAPE[-1]), dtype=np.uint8)
+    return (ramp + shade + rng.integers(0, 4, (IMAGES, *IMAGE_SHAPE), dtype=np.uint8)).astype(
+        np.uint8
     )
 
 
-def test_each_chunk_reads_one_row_group_once(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    reads: list[tuple[int, Any]] = []
-    original = Dataset.read_row_group
+@pytest.fixture(scope="module", params=[False, True], ids=["default", "random_access"])
+def image_path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("dask-images") / "images.bale"
+    with bale.Writer(
+        target,
+        codecs={"img": "zstd"},
+        row_group_rows=IMAGE_GROUP_ROWS,
+        random_access=request.param,
+    ) as writer:
+        writer.write({"img": images()})
+    return target
 
-    def spy(self: Dataset, group: int, columns: Any = None) -> Any:
-        reads.append((group, columns))
-        return original(self, group, columns)
 
-    monkeypatch.setattr(Dataset, "read_row_group", spy)
-    from_bale(path, "x").sum().compute(scheduler="threads")
-    assert sorted(reads) == [(g, ["x"]) for g in range(bale.open(path).num_row_groups)]
-    reads.clear()
-    from_bale(path, "x")[350:360].compute()  # only the group holding those rows
-    assert reads == [(1, ["x"])]
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The row group of every whole block decoded (FileReader.decode) in this process."""
+    seen: list[int] = []
+    original = FileReader.decode
+
+    def spy(self: FileReader, group: int, *args: Any) -> Any:
+        seen.append(group)
+        return original(self, group, *args)
+
+    monkeypatch.setattr(FileReader, "decode", spy)
+    yield seen
+
+
+# -- chunks -----------------------------------------------------------------------------------
+
+
+def test_whole_group_chunks() -> None:
+    sizes = (300, 300, 100, 300)
+    assert whole_group_chunks(sizes, 1) == sizes
+    assert whole_group_chunks(sizes, 650) == (600, 400)
+    assert whole_group_chunks(sizes, 700) == (600, 400)  # 700 + 300 would fit: less even
+    assert whole_group_chunks(sizes, 10**9) == (1000,)
+    assert whole_group_chunks((), 10) == (0,)
+    assert whole_group_chunks((100,) * 10, 800) == (500, 500)  # even, not (800, 200)
+    assert whole_group_chunks((85,) * 142, 10_922) == (6035, 6035)  # 2 x 74 MB of 64x64x3
+    chunks = whole_group_chunks((128,) * 128, 1000)
+    assert len(chunks) == 19 and max(chunks) == 896 and min(chunks) == 768
+
+
+def test_parts_of_a_gather() -> None:
+    starts = np.array([0, 10, 20, 30, 40])  # four groups of ten rows
+    rows = np.array([35, 1, 12, 3, 27, 36, 15])
+
+    def whole_blocks(groups: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        return np.full(len(groups), 100)
+
+    parts, inverse = parts_of(rows, starts, whole_blocks, 200)  # two blocks a take
+    assert [p.tolist() for p in parts] == [[1, 3, 12, 15], [27, 35, 36]]
+    np.testing.assert_array_equal(np.concatenate(parts)[inverse], rows)
+    parts, inverse = parts_of(rows, starts, whole_blocks, 10**6)
+    assert [p.tolist() for p in parts] == [[1, 3, 12, 15, 27, 35, 36]]
+    np.testing.assert_array_equal(np.concatenate(parts)[inverse], rows)
+    parts, _ = parts_of(rows, starts, lambda groups, counts: 60 * counts, 130)  # frames
+    assert [p.tolist() for p in parts] == [[1, 3, 12, 15], [27], [35, 36]]
+
+
+def test_decode_bytes_follow_the_layout(image_path: Path) -> None:
+    source = ColumnSource(Dataset(image_path, cache_bytes=0), "img")
+    block = IMAGE_GROUP_ROWS * int(np.prod(IMAGE_SHAPE))
+    cost = source.decode_bytes(np.array([0, 5]), np.array([1, 100]))
+    frame = bale.open(image_path).index.segment_bytes
+    if frame < block:  # random_access: a row decodes its frame
+        assert cost.tolist() == [frame, block]
+    else:  # a row: its whole block
+        assert cost.tolist() == [block, block]
+
+
+def test_auto_chunks_follow_dask_chunk_size(path: Path) -> None:
+    assert from_bale(path, "x").chunks == ((ROWS,), (4,), (2,))  # 32 KB < 128 MiB
+    with dask.config.set({"array.chunk-size": "20KiB"}):  # 640 rows of 32 bytes
+        assert from_bale(path, "x").chunks[0] == (600, 400)
+        assert from_bale(path, "label").chunks[0] == (ROWS,)  # 2-byte rows
+    with dask.config.set({"array.chunk-size": 1}):  # less than a row: one group per chunk
+        assert from_bale(path, "x").chunks[0] == (300, 300, 100, 300)
+
+
+def test_chunks_keyword_rounds_to_whole_row_groups(path: Path) -> None:
+    sizes = bale.open(path).row_group_sizes
+    assert sizes == (300, 300, 100, 300)
+    x = from_bale(path, "x", chunks=1)
+    assert x.shape == (ROWS, 4, 2) and x.dtype == np.float32
+    assert x.chunks == (sizes, (4,), (2,))
+    assert from_bale(path, "label", chunks=650).chunks == ((600, 400),)
+    assert from_bale(path, "label", chunks="auto").chunks == ((ROWS,),)
+    # one task per chunk, plus the source they all read
+    assert len(x.__dask_graph__()) == len(sizes) + 1
+    for bad in (0, -5, True, "big", 2.5):
+        with pytest.raises(ValueError, match="chunks must be"):
+            from_bale(path, "x", chunks=bad)  # type: ignore[arg-type]
+
+
+# -- whole-array reads ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunks", [1, 650, "auto"])
+def test_compute_equals_the_column(path: Path, chunks: Any) -> None:
+    ds = bale.open(path)
+    for column in ("x", "label"):
+        np.testing.assert_array_equal(
+            from_bale(path, column, chunks=chunks).compute(), ds[column][:]
+        )
+    assert int(from_bale(path, "label", chunks=chunks).sum().compute()) == sum(range(ROWS))
+    np.testing.assert_allclose(
+        from_bale(path, "x", chunks=chunks).mean(axis=0).compute(),
+        ds["x"][:].mean(axis=0),
+        rtol=1e-4,
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("chunks", [1, 650, "auto"])
+def test_each_row_group_is_decoded_once(path: Path, chunks: Any, decodes: list[int]) -> None:
+    from_bale(path, "x", chunks=chunks).sum().compute(scheduler="threads")
+    assert sorted(decodes) == list(range(bale.open(path).num_row_groups))
+    decodes.clear()
+    from_bale(path, "x", chunks=chunks)[350:360].compute()  # only the group holding those rows
+    assert decodes == [1]
+
+
+def test_slices_and_trailing_keys(path: Path) -> None:
+    x, full = from_bale(path, "x", chunks=650), bale.open(path)["x"][:]
+    for key in (
+        np.s_[350:360],
+        np.s_[5],
+        np.s_[-1, 2],
+        np.s_[::7],
+        np.s_[..., 1],
+        np.s_[150:950, 1:, 0],
+        np.s_[:, [0, 2]],
+        np.s_[None, 10:20],
+    ):
+        np.testing.assert_array_equal(x[key].compute(), full[key])
+
+
+def test_results_are_fresh_writable_arrays(path: Path) -> None:
+    x = from_bale(path, "x", chunks=1)
+    full = bale.open(path)["x"][:]
+    idx = np.array([5, 950, 301])
+    for key in (np.s_[350:360], np.s_[0:300], np.s_[:], idx, np.s_[7]):
+        first = x[key].compute()
+        assert first.flags.writeable
+        first[...] = 0  # must not change what the next read sees
+        second = x[key].compute()
+        np.testing.assert_array_equal(second, full[key])
+        assert not np.shares_memory(first, second)
+
+
+def test_the_source_slices_like_numpy(path: Path) -> None:
+    source = ColumnSource(Dataset(path, cache_bytes=0), "x")
+    full = bale.open(path)["x"][:]
+    assert source.shape == full.shape and source.ndim == 3 and source.dtype == np.float32
+    for key in (
+        np.s_[3],
+        np.s_[3, 1],
+        np.s_[290:310, :, 1],
+        np.s_[::50],
+        np.s_[..., 0],
+        (np.array([9, 2, 650]), slice(1, 3)),
+        np.arange(ROWS) % 3 == 0,
+    ):
+        value = source[key]
+        np.testing.assert_array_equal(value, full[key])
+        assert not isinstance(value, np.ndarray) or value.flags.writeable
+    clone = pickle.loads(pickle.dumps(source))
+    np.testing.assert_array_equal(clone[10:20], full[10:20])
+
+
+# -- gathers ----------------------------------------------------------------------------------
+
+
+def scattered(n: int, seed: int = 2) -> np.ndarray:
+    """``n`` rows in random order, each from a different row group (so one frame each)."""
+    rng = np.random.default_rng(seed)
+    groups = rng.permutation(IMAGES // IMAGE_GROUP_ROWS)[:n]
+    return groups * IMAGE_GROUP_ROWS + rng.integers(0, IMAGE_GROUP_ROWS, n)
+
+
+@pytest.mark.parametrize("chunks", ["auto", 1])
+def test_a_gather_decodes_only_the_rows_it_needs(
+    image_path: Path, chunks: Any, decodes: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = images()
+    x = from_bale(image_path, "img", chunks=chunks)
+    assert (len(x.chunks[0]) == 1) == (chunks == "auto")  # 16 MB: one chunk of 128 row groups
+    calls: list[tuple[str, Any]] = []
+    take, read = Dataset.take, Dataset.read
+    monkeypatch.setattr(
+        Dataset, "take", lambda s, i, c=None: calls.append(("take", np.array(i))) or take(s, i, c)
+    )
+    monkeypatch.setattr(
+        Dataset, "read", lambda s, r=None, c=None: calls.append(("read", r)) or read(s, r, c)
+    )
+    idx = scattered(64)
+    got = x[idx].compute()
+    np.testing.assert_array_equal(got, full[idx])
+    assert got.flags.writeable
+    # takes of exactly those rows, each row group in one take, no chunk read whole
+    assert {kind for kind, _ in calls} == {"take"}
+    taken = [rows for _, rows in calls]
+    np.testing.assert_array_equal(np.sort(np.concatenate(taken)), np.sort(idx))
+    per_take = [set((rows // IMAGE_GROUP_ROWS).tolist()) for rows in taken]
+    assert sum(map(len, per_take)) == len(set().union(*per_take))
+    groups = set((idx // IMAGE_GROUP_ROWS).tolist())
+    assert len(groups) < bale.open(image_path).num_row_groups
+    if bale.open(image_path).index.segment_bytes <= 64 << 10:  # random_access: frames only
+        assert decodes == []
+    else:  # each touched row group once, no other
+        assert sorted(decodes) == sorted(groups)
+
+
+def test_a_gather_over_many_blocks_is_read_by_parallel_takes(
+    image_path: Path, decodes: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bale.adapters.dask, "PART_BYTES", 1 << 20)  # 8 blocks of 128 KiB
+    x = from_bale(image_path, "img")
+    idx = scattered(64)
+    frame = bale.open(image_path).index.segment_bytes
+    block = IMAGE_GROUP_ROWS * int(np.prod(IMAGE_SHAPE))
+    layout_is_frames = frame < block
+    takes = -(-len(idx) * min(frame, block) // (1 << 20))  # a frame or a block per row
+    assert layout_is_frames or takes == 8
+    graph = x[idx].__dask_graph__()
+    # the source, the takes and the task that puts their rows back in order (if several)
+    assert len(graph) == 1 + takes + (takes > 1)
+    np.testing.assert_array_equal(x[idx].compute(scheduler="threads"), images()[idx])
+    np.testing.assert_array_equal(x[idx, 2:4].compute(scheduler="threads"), images()[idx, 2:4])
+    if not layout_is_frames:
+        assert sorted(decodes) == sorted(2 * (idx // IMAGE_GROUP_ROWS).tolist())
+
+
+def test_gathers_with_trailing_keys_masks_and_negative_rows(image_path: Path) -> None:
+    full = images()
+    x = from_bale(image_path, "img", chunks=1)
+    idx = scattered(64)
+    mask = np.zeros(IMAGES, bool)
+    mask[idx] = True
+    for key in (
+        (idx, slice(2, 5), 0),
+        (idx, Ellipsis, 1),
+        (list(idx - IMAGES),),
+        (idx[:1],),
+        (mask,),
+        (idx, None),
+        (np.sort(idx)[::-1],),
+        (np.array([7, 7, 7]),),
+    ):
+        np.testing.assert_array_equal(x[key].compute(), full[key])
+    assert x[np.array([], int)].compute().shape == (0, *IMAGE_SHAPE)
+    for bad in (np.array([IMAGES]), np.array([-IMAGES - 1])):
+        with pytest.raises(IndexError):
+            x[bad].compute()
+
+
+def test_large_gathers_read_each_block_once(image_path: Path, decodes: list[int]) -> None:
+    full = images()
+    x = from_bale(image_path, "img", chunks=1000)  # 7 row groups, 896 rows, per chunk
+    everything = np.random.default_rng(3).permutation(IMAGES)  # pieces share groups: shuffle
+    np.testing.assert_array_equal(x[everything].compute(), full[everything])
+    if bale.open(image_path).index.segment_bytes > 64 << 10:
+        assert sorted(decodes) == list(range(bale.open(image_path).num_row_groups))
+    ordered = np.arange(896, 5 * 896)  # pieces in disjoint groups: takes
+    np.testing.assert_array_equal(x[ordered].compute(), full[ordered])
+    assert len(x[ordered].__dask_graph__()) == 5  # the source and four takes
+
+
+def test_gathers_in_other_processes(image_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    full = images()
+    x = from_bale(image_path, "img", chunks=3000)
+    idx = scattered(64)
+    with dask.config.set(scheduler="processes", num_workers=2):
+        np.testing.assert_array_equal(x[idx].compute(), full[idx])
+        np.testing.assert_array_equal(x[idx, 3].compute(), full[idx, 3])
+        assert int(x.sum(dtype=np.int64).compute()) == int(full.sum(dtype=np.int64))
+        monkeypatch.setattr(bale.adapters.dask, "PART_BYTES", 1 << 20)  # takes + merge
+        np.testing.assert_array_equal(x[idx].compute(), full[idx])
+
+
+# -- identity and errors ----------------------------------------------------------------------
 
 
 def test_graph_pickles_by_path(path: Path) -> None:
     x = from_bale(path, "label")
     clone = pickle.loads(pickle.dumps(x))
     np.testing.assert_array_equal(clone.compute(), np.arange(ROWS))
+    idx = np.array([999, 0, 500])
+    assert type(clone) is type(x)  # still gathers by take
+    np.testing.assert_array_equal(clone[idx].compute(), idx)
+    assert clone[idx].name == x[idx].name
 
 
-def test_name_changes_when_the_file_changes(path: Path, tmp_path: Path) -> None:
+def test_name_changes_when_the_file_or_the_chunks_change(path: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy.bale"
     copy.write_bytes(path.read_bytes())
     before = from_bale(copy, "label").name
     assert from_bale(copy, "label").name == before  # deterministic
+    assert from_bale(copy, "label", chunks=1).name != before
     stat = copy.stat()
     os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert from_bale(copy, "label").name != before
@@ -100,3 +379,22 @@ def test_bytes_column_and_unknown_column(path: Path) -> None:
         from_bale(path, "blob")
     with pytest.raises(KeyError, match="nope"):
         from_bale(path, "nope")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    target = tmp_path / "empty.bale"
+    with bale.Writer(target) as writer:
+        writer.write({"x": np.zeros((0, 4), np.float32)})
+    x = from_bale(target, "x")
+    assert x.shape == (0, 4) and x.dtype == np.float32
+    assert x.compute().shape == (0, 4)
+
+
+def test_importing_the_adapter_does_not_import_dask() -> None:
+    probe = (
+        "import sys, json, bale, bale.dask, bale.adapters.dask\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'dask')))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
