@@ -144,21 +144,6 @@ def group_bounds(ds: bale.Dataset) -> list[tuple[int, int]]:
     return list(itertools.pairwise(edges))
 
 
-def ends_on_an_empty_row_at_a_frame_edge(ds: bale.Dataset, f: FramedFile) -> bool:
-    """The known bug pinned by test_empty_last_row_of_a_block_of_whole_frames: a segmented
-    bytes/string block whose last row is empty and whose raw size is a multiple of the frame."""
-    segment = ds.index.segment_bytes
-    for position, spec in enumerate(f.specs):
-        if spec.kind == "array":
-            continue
-        for group, (_, stop) in enumerate(group_bounds(ds)):
-            raw = int(ds.index.blocks[group, position]["raw_size"])
-            last = f.data[spec.name][stop - 1]
-            if raw > segment and raw % segment == 0 and len(last) == 0:
-                return True
-    return False
-
-
 def assert_same(spec: ColumnSpec, got: Any, expected: Any, where: Any = "") -> None:
     if spec.kind == "array":
         got = np.asarray(got)
@@ -208,7 +193,6 @@ def test_partial_reads_equal_a_full_decode(f: FramedFile, picks: st.DataObject) 
         path = os.path.join(tmp, "p.bale")
         write(path, f)
         with bale.open(path, cache_bytes=0) as ds:
-            assume(not ends_on_an_empty_row_at_a_frame_edge(ds, f))
             assert len(ds) == n
             blocks = ds.index.blocks
             if blocks.size and int(blocks["raw_size"].max()) > f.segment_bytes:
@@ -260,17 +244,6 @@ def rows_as_batch(spec: ColumnSpec, values: list[Any]) -> Any:
     return np.stack([np.asarray(v) for v in values])
 
 
-def known_bug(exc: Exception, spec: ColumnSpec, checked: bool) -> bool:
-    """A non-bale exception for damaged bytes read without ``verify``, pinned by an xfail test
-    below (test_verify_false_damaged_strings_raise_bale_errors,
-    test_verify_false_damaged_blosc2_header_raises_a_bale_error). Remove each case once fixed."""
-    if checked:
-        return False
-    if isinstance(exc, UnicodeDecodeError):
-        return spec.kind == "string"
-    return isinstance(exc, SystemError) and spec.codec.startswith("blosc2")
-
-
 #: Ways to read rows ``rows`` of one column, whose row group spans rows ``span``.
 READS: dict[str, Callable[[bale.Dataset, str, list[int], tuple[int, int]], Any]] = {
     "ds.row": lambda ds, name, rows, span: [ds.row(i, [name])[name] for i in rows],
@@ -289,7 +262,6 @@ def test_a_flipped_byte_in_a_frame_is_reported_never_returned(
         path = os.path.join(tmp, "p.bale")
         write(path, f)
         with bale.open(path, cache_bytes=0) as ds:
-            assume(not ends_on_an_empty_row_at_a_frame_edge(ds, f))
             index = ds.index
             bounds = group_bounds(ds)
             framed = [
@@ -328,10 +300,6 @@ def test_a_flipped_byte_in_a_frame_is_reported_never_returned(
                         got = read(ds, spec.name, rows, span)
                     except BaleError:
                         continue
-                    except Exception as exc:
-                        if not known_bug(exc, spec, checked):
-                            raise
-                        continue
                     others = [s.name for s in f.specs if s is not spec]
                     if others:  # the damage is local to its block
                         intact = ds.read(slice(*span), others)
@@ -352,17 +320,9 @@ def test_a_flipped_byte_in_a_frame_is_reported_never_returned(
                     assert_same(other, intact[name], want, (*where, name))
 
 
-# -- known bugs, each reduced to a minimal reproduction -------------------------------------------
+# -- bugs these properties found, each reduced to a minimal reproduction -------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IndexError,
-    reason="bug: _core/frames.py FrameReader._ranges maps an empty row at the very end of a "
-    "segmented bytes/string block (start == stop == raw_size) to frame raw_size // "
-    "segment_bytes, one past the last frame when raw_size is a multiple of segment_bytes; "
-    "_frames then indexes the frame records out of range (IndexError, not a bale error)",
-)
 def test_empty_last_row_of_a_block_of_whole_frames(tmp_path: Path) -> None:
     path = tmp_path / "empty_last.bale"
     # Row lengths (32 bytes) + 96 bytes of values = 128 raw bytes: exactly two 64-byte frames.
@@ -373,14 +333,6 @@ def test_empty_last_row_of_a_block_of_whole_frames(tmp_path: Path) -> None:
         assert ds[3]["b"] == b""  # IndexError: index 2 is out of bounds for axis 0 with size 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="bug: with verify=False a damaged string column (any codec that returns the damaged "
-    "bytes, e.g. none, or a frame of a segmented block) raises UnicodeDecodeError from "
-    "Dataset._text instead of a bale error (CorruptFileError) or some string; "
-    "library errors are meant to be translated where they enter bale",
-)
 def test_verify_false_damaged_strings_raise_bale_errors(tmp_path: Path) -> None:
     path = tmp_path / "strings.bale"
     bale.write(path, {"s": ["abc", "def"]}, codecs={"s": "none"})
@@ -397,14 +349,6 @@ def test_verify_false_damaged_strings_raise_bale_errors(tmp_path: Path) -> None:
     assert isinstance(value, str)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SystemError,
-    reason="bug: codecs/blosc.py Blosc2.decode translates RuntimeError and ValueError but not "
-    "the SystemError python-blosc2's decompress2 raises for a chunk header whose uncompressed "
-    "size is negative ('Negative size passed to PyBytes_FromStringAndSize'); with verify=False "
-    "a damaged blosc2 frame or unsegmented block escapes bale's exception tree",
-)
 @pytest.mark.parametrize("segment_bytes", [None, 256], ids=["block", "frames"])
 def test_verify_false_damaged_blosc2_header_raises_a_bale_error(
     tmp_path: Path, segment_bytes: int | None

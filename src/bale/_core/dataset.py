@@ -15,6 +15,7 @@ from bale._core.blocks import Decoded
 from bale._core.columns import concat_values
 from bale._core.parallel import run_split
 from bale._core.reader import DEFAULT_CACHE_BYTES, FileReader
+from bale.errors import CorruptFileError
 from bale.format.footer import FileIndex
 from bale.format.schema import Array, Column, Schema, String
 
@@ -152,7 +153,9 @@ class Dataset:
             value = reader.row(group, position, column, local)
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False  # rows are read-only, like views of the cache
-            out[column.name] = value if isinstance(column.type, Array) else _text(value, column)
+            out[column.name] = (
+                value if isinstance(column.type, Array) else _text(value, column, self.path, i)
+            )
         return out
 
     def read(self, rows: slice | None = None, columns: Sequence[str] | None = None) -> Batch:
@@ -176,7 +179,7 @@ class Dataset:
                 block = reader.block(group, position, column)
                 g_start, g_stop = reader.groups.rows_of(group)
                 lo, hi = max(start, g_start) - g_start, min(stop, g_stop) - g_start
-                pieces.append(_slice_of(block, lo, hi, column))
+                pieces.append(_slice_of(block, lo, hi, column, self.path, g_start))
             out[column.name] = concat_values(pieces)
         return out
 
@@ -218,6 +221,8 @@ class Dataset:
             else:
                 results[position] = [None] * idx.size
 
+        path = self.path
+
         def fill(task: tuple[int, Column, int, list[int]]) -> None:
             position, column, group, dests = task
             start = reader.groups.start_of(group)
@@ -225,14 +230,14 @@ class Dataset:
             is_array = isinstance(column.type, Array)
             if len(dests) == 1:  # the common case of a scattered gather: no batch arithmetic
                 value = reader.row(group, position, column, rows[dests[0]] - start)
-                result[dests[0]] = value if is_array else _text(value, column)
+                result[dests[0]] = value if is_array else _text(value, column, path, rows[dests[0]])
                 return
             values = reader.rows(group, position, column, [rows[d] - start for d in dests])
             if is_array:
                 result[dests] = values
             else:
                 for dest, value in zip(dests, values, strict=True):
-                    result[dest] = _text(value, column)
+                    result[dest] = _text(value, column, path, rows[dest])
 
         # Each (column, row group) is decoded once; different ones in parallel threads.
         run_split(fill, [(p, c, g, dests) for p, c in decoded for g, dests in runs])
@@ -289,7 +294,7 @@ class Dataset:
                 out[column.name] = mapped.read(start, stop)
                 continue
             block = reader.decode(group, position, column, payloads.get(position))
-            out[column.name] = _slice_of(block, 0, stop - start, column)
+            out[column.name] = _slice_of(block, 0, stop - start, column, self.path, start)
         return out
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -413,14 +418,28 @@ def _runs_by_group(groups: np.ndarray) -> list[tuple[int, list[int]]]:
     return [(int(groups[run[0]]), run.tolist()) for run in np.split(order, bounds)]
 
 
-def _text(raw: bytes, column: Column) -> Any:
-    return raw.decode("utf-8", "surrogatepass") if isinstance(column.type, String) else raw
+def _text(raw: bytes, column: Column, path: str, row: int) -> Any:
+    """A string column's value as str (bytes columns: as stored). Bytes that are not UTF-8 can
+    only come from damage read with ``verify=False``: a CorruptFileError, not a UnicodeError."""
+    if not isinstance(column.type, String):
+        return raw
+    try:
+        return raw.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError as exc:
+        raise CorruptFileError(
+            f"the stored string is not UTF-8 ({exc.reason} at byte {exc.start}): the file is "
+            "damaged (verify=True reports where)",
+            path=path,
+            column=column.name,
+            rows=(row, row + 1),
+        ) from exc
 
 
-def _slice_of(block: Decoded, lo: int, hi: int, column: Column) -> Any:
+def _slice_of(block: Decoded, lo: int, hi: int, column: Column, path: str, first: int) -> Any:
+    """Rows lo..hi-1 of a block whose row 0 is the file's row ``first``."""
     if isinstance(block, np.ndarray):
         return block[lo:hi]
-    return [_text(block.row(i), column) for i in range(lo, hi)]
+    return [_text(block.row(i), column, path, first + i) for i in range(lo, hi)]
 
 
 def _empty(column: Column) -> Any:

@@ -212,8 +212,9 @@ class FrameReader:
         if records is None:
             return None
         segment = self.segment_bytes
+        # An empty range needs no frame (it may start where the block ends).
         spans = [
-            (a, b, a // segment, max(b - 1, a) // segment)
+            (a, b, a // segment, (b - 1) // segment) if b > a else (a, b, 0, -1)
             for a, b in zip(starts, stops, strict=True)
         ]
         needed = sorted({k for _, _, first, last in spans for k in range(first, last + 1)})
@@ -224,6 +225,9 @@ class FrameReader:
             return None
         out = []
         for start, stop, first, last in spans:
+            if last < first:
+                out.append(memoryview(b""))
+                continue
             if first == last:
                 base = first * segment
                 out.append(frames[first].data[start - base : stop - base])

@@ -114,19 +114,20 @@ class Blosc2(Codec):
         # Letting blosc2 allocate the output is faster than zero-filling a bytearray for it.
         try:
             return blosc2.decompress2(data, dparams=_ONE_THREAD)  # type: ignore[no-any-return]
-        except (RuntimeError, ValueError) as exc:  # python-blosc2 raises both for bad input
+        # python-blosc2 raises all three for bad input (SystemError: a damaged size field).
+        except (RuntimeError, ValueError, SystemError) as exc:
             raise decode_error(self, exc) from exc
 
     def decode_into(self, data: memoryview, out: memoryview) -> int:
         blosc2 = _blosc2()
         try:
             sizes = blosc2.get_cbuffer_sizes(data)
-        except (RuntimeError, ValueError, TypeError) as exc:
+        except (RuntimeError, ValueError, TypeError, SystemError) as exc:
             raise decode_error(self, exc) from exc
         if sizes[0] != len(out):
             return int(sizes[0])  # the caller reports the wrong size; nothing is written past out
         try:
             blosc2.decompress2(data, dst=out, **_ONE_THREAD)
-        except (RuntimeError, ValueError) as exc:
+        except (RuntimeError, ValueError, SystemError) as exc:
             raise decode_error(self, exc) from exc
         return len(out)
