@@ -12,7 +12,8 @@ and with 64 KiB frames (the first random-access layout, for comparison). In the 
 for each file: latency of ``ds[i]`` (all columns) and of ``ds.row(i, [x])`` at random indices,
 warm (file in the page cache, bale's block cache at its default 64 MiB, smaller than every file
 here) and cold (page cache dropped before each row, a fresh Dataset; the bytes read from the
-file by that row are counted), a gather of 64 random rows (``ds.take``), a shuffled batch of 64
+file by that row are counted), a gather of 64 random rows (``ds.take``, with its default pool
+of decoding threads and with one thread), a shuffled batch of 64
 through ``torch.utils.data.DataLoader(TorchDataset(path), batch_size=64, shuffle=True)`` (NumPy
 memmap: the same DataLoader over a map-style dataset whose ``__getitems__`` indexes the memmap),
 sequential decoding of ``x`` (every row group in order, block cache off: MB/s of raw data per
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 import bale
+from bale._core import parallel
 from bale._core.dataset import reader_of
 from bale.io.pagecache import evict_files
 from bench.machine import describe, machine_section, src_digest
@@ -140,7 +142,7 @@ def npy_loader_batches(path: Path, batches: int, seed: int) -> list[float]:
     import torch
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(
+    loader: DataLoader[Any] = DataLoader(
         NpyRows(path),  # type: ignore[arg-type]
         batch_size=64,
         shuffle=True,
@@ -173,7 +175,17 @@ def sequential_mbps(path: Path) -> float:
         return float(ds.index.blocks["raw_size"][:, x].sum()) / 1e6 / max(seconds, 1e-9)
 
 
-def gathers(path: Path, batches: list[np.ndarray]) -> list[float]:
+def gathers(path: Path, batches: list[np.ndarray], threads: int | None = None) -> list[float]:
+    """``ds.take`` of each batch; ``threads``: the gather pool's size (None: bale's default)."""
+    default = parallel.MAX_THREADS
+    parallel.MAX_THREADS = threads or default
+    try:
+        return _gathers(path, batches)
+    finally:
+        parallel.MAX_THREADS = default
+
+
+def _gathers(path: Path, batches: list[np.ndarray]) -> list[float]:
     times = []
     with bale.open(path) as ds:
         ds.take(batches[0][:1])
@@ -249,6 +261,7 @@ def run(cfg: argparse.Namespace) -> dict[str, Any]:
                     ("row all columns, warm", warm_rows(path, indices, None)),
                     ("row x only, warm", warm_rows(path, indices, ["x"])),
                     ("gather 64 rows, warm", gathers(path, batches)),
+                    ("gather 64 rows, one thread, warm", gathers(path, batches, 1)),
                     ("DataLoader batch of 64, warm", loader_batches(path, cfg.gathers, repeat)),
                 )
                 cold_times, cold_bytes = cold_rows(path, cold)  # last: it evicts the file
@@ -310,6 +323,7 @@ def report(results: dict[str, Any], cfg: argparse.Namespace) -> str:
         "row all columns, warm p99",
         "row x only, warm p50",
         "gather 64 rows, warm p50",
+        "gather 64 rows, one thread, warm p50",
         "DataLoader batch of 64, warm p50",
         "row all columns, cold p50",
     ]
