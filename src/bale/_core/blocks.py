@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import threading
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from bale._core.batches import unpack_var_rows
+from bale._core.forksafe import ForkSafeLock
 from bale.codecs import Buffer, Codec
 from bale.codecs.framing import decode_block
 from bale.errors import CorruptFileError
@@ -144,8 +142,7 @@ class BlockCache:
         self._reserved = 0
         self._items: OrderedDict[tuple[int, ...], Decoded] = OrderedDict()
         self._size = 0
-        self._lock = threading.Lock()
-        _CACHES.add(self)
+        self._lock = ForkSafeLock()
 
     def get(self, key: tuple[int, ...]) -> Decoded | None:
         with self._lock:
@@ -185,19 +182,3 @@ class BlockCache:
         with self._lock:
             self._items.clear()
             self._size = 0
-
-    def _after_fork(self) -> None:
-        # A lock held by another thread at fork time would stay held forever in the child.
-        self._lock = threading.Lock()
-
-
-_CACHES: weakref.WeakSet[BlockCache] = weakref.WeakSet()
-
-
-def _reset_locks_in_child() -> None:
-    for cache in list(_CACHES):
-        cache._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_locks_in_child)

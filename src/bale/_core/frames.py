@@ -11,13 +11,13 @@ returned, whichever part of the file is damaged.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from bale._core.blocks import BlockCache
+from bale._core.forksafe import ForkSafeLock
 from bale._core.rowmap import RowGroupMap
 from bale._types import Buffer
 from bale.codecs import Codec
@@ -55,7 +55,7 @@ class FrameReader:
         self.groups = groups
         self.verify = verify
         self.segment_bytes = index.segment_bytes
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
         self._loaded = False
         self._layout: FrameLayout | None = None
         self._region: np.ndarray | None = None

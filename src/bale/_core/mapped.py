@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 import math
 import mmap
-import threading
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from bale._core.blocks import check_block
+from bale._core.forksafe import ForkSafeLock
 from bale._core.rowmap import RowGroupMap
 from bale.codecs import codec_from_config
 from bale.codecs.simple import NoCompression
@@ -96,7 +96,7 @@ class MappedColumn:
         self._groups = RowGroupMap(index.groups["row_start"], index.groups["num_rows"])
         self._verified = np.zeros(len(blocks), bool) if verify else np.ones(len(blocks), bool)
         self._all_verified = not verify
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
 
     def gather(self, rows: np.ndarray) -> np.ndarray:
         """Rows (valid, non-negative row numbers of the file, any order) as a new array."""

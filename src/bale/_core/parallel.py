@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from bale._core.forksafe import ForkSafeLock
+
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -16,7 +18,7 @@ MAX_THREADS = min(4, os.cpu_count() or 1)
 
 _pool: ThreadPoolExecutor | None = None
 _pool_pid = -1
-_lock = threading.Lock()
+_lock = ForkSafeLock()
 
 
 def _the_pool() -> ThreadPoolExecutor:

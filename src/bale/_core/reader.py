@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ from bale._core.blocks import (
     check_block,
     decode_column_block,
 )
+from bale._core.forksafe import ForkSafeLock
 from bale._core.frames import FrameReader
 from bale._core.layout import read_index
 from bale._core.mapped import MappedColumn, can_map, map_file, unmap
@@ -68,14 +68,14 @@ class FileReader:
         self.mappable = {p for p in range(len(self.schema)) if can_map(self.index, p)}
         self._mapping: Any = None
         self._mapped: dict[int, MappedColumn] = {}
-        self._map_lock = threading.Lock()
+        self._map_lock = ForkSafeLock()
         # Random rows of segmented blocks are read frame by frame (format 1.1's frame index).
         self.frames = FrameReader(
             self.source, self.index, self._codecs, self.cache, self.groups, verify=verify
         )
         # Small columns' blocks, decoded once and kept (not evicted) while the file is open.
         self._pinned: dict[tuple[int, int], Decoded] = {}
-        self._pin_lock = threading.Lock()
+        self._pin_lock = ForkSafeLock()
         self._pinnable = self._pinnable_columns()
 
     @property
