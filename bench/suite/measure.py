@@ -10,6 +10,11 @@ cache state in one process, each with a fresh adapter, to save interpreter start
 - ``seq`` / ``shuf``: one sequential / shuffled epoch, samples/s; ``shuf`` also gives the
   shuffle's dispersion ratio on the class-sorted rows (``bale.loader.quality``).
 - ``row``: random single-row latency, p50 / p99.
+- ``gather64``: latency of a batch of 64 distinct random rows in shuffled order, read with the
+  tool's own batch read where it has one (``Adapter.get_rows``), p50 / p99 per batch. The first
+  batch is checked against the source rows (untimed). Warm: ``--gather-warm`` batches in one
+  open store. Cold: ``--gather-cold`` batches, each in a freshly opened store whose files were
+  then dropped from the page cache, so that neither the OS nor the tool holds any of it.
 - ``decode`` (JPEG only): a shuffled epoch whose bytes are decoded by the same simplejpeg
   stage for every tool (2 threads, fed by a prefetch thread), images/s.
 
@@ -18,6 +23,7 @@ Each read measure first makes the cache ``warm`` (every file read once) or ``col
 with fincore and recorded), then opens the store (timed as ``open_s``) and runs.
 
     python -m bench.suite.measure WORK TOOL KIND MEASURE[,MEASURE...] [--cache cold] [--cap-s 30]
+        [--row-n 500] [--gather-warm 200] [--gather-cold 30]
 """
 
 from __future__ import annotations
@@ -47,12 +53,16 @@ from bench.machine import (
     read_through,
     reset_peak_rss,
     resident_bytes,
+    src_digest,
     vm_status,
 )
 from bench.suite import adapters, data
 from bench.suite.adapters.base import Adapter, Batch, Unsupported, fsync_tree
 
-MEASURES = ("probe", "write", "verify", "seq", "shuf", "row", "decode")
+MEASURES = ("probe", "write", "verify", "seq", "shuf", "row", "gather64", "decode")
+#: the measures that read a store, warm or cold
+READS = ("seq", "shuf", "row", "gather64", "decode")
+GATHER = 64
 BATCH = {"jpeg": 64, "uint8": 256, "act": 256}
 SEED = 0
 MiB = 1 << 20
@@ -116,6 +126,7 @@ def write(adapter: Adapter, work: Path, tool: str, kind: str) -> dict[str, Any]:
         "peak_rss_over_source": peak - baseline,
         "children_maxrss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
         "load": load.result(),
+        "store": adapter.describe_store(out),
     }
 
 
@@ -278,6 +289,40 @@ def _row_latency(adapter: Adapter, rows: int, n: int, cap_s: float) -> dict[str,
         lat.append(time.perf_counter() - t0)
         if t0 - t_start > cap_s:
             break
+    return _latency_stats(lat)
+
+
+def gather_indices(rows: int, batches: int, seed: int) -> list[np.ndarray]:
+    """``batches`` batches of GATHER distinct random rows each, in shuffled (unsorted) order."""
+    rng = np.random.default_rng(seed)
+    size = min(GATHER, rows)
+    return [rng.choice(rows, size, replace=False).astype(np.int64) for _ in range(batches)]
+
+
+def check_gather(adapter: Adapter, source: data.Source, idx: np.ndarray) -> None:
+    """Raise unless ``get_rows(idx)`` gives the source's rows at ``idx``, in that order."""
+    x, labels = adapter.get_rows(idx)
+    if len(x) != len(idx) or len(labels) != len(idx):
+        raise RuntimeError(f"get_rows gave {len(x)} rows and {len(labels)} labels for {len(idx)}")
+    for j, i in enumerate(idx.tolist()):
+        got = x[j]
+        if not source.spec.is_bytes and (
+            got.dtype != np.dtype(source.spec.dtype) or tuple(got.shape) != source.spec.shape
+        ):
+            raise RuntimeError(f"get_rows: row {i} has dtype {got.dtype} shape {got.shape}")
+        if _digest(got) != _digest(source.x[i]) or int(labels[j]) != int(source.label[i]):
+            raise RuntimeError(f"get_rows: row {i} (position {j}) differs from the source")
+
+
+def _timed_gather(adapter: Adapter, idx: np.ndarray) -> float:
+    t0 = time.perf_counter()
+    x, _ = adapter.get_rows(idx)
+    if isinstance(x, np.memmap):
+        x = np.array(x)  # a lazy view is not a read until it is copied
+    return time.perf_counter() - t0
+
+
+def _latency_stats(lat: list[float]) -> dict[str, Any]:
     arr = np.array(lat)
     return {
         "n": len(lat),
@@ -285,6 +330,70 @@ def _row_latency(adapter: Adapter, rows: int, n: int, cap_s: float) -> dict[str,
         "p99_s": float(np.percentile(arr, 99)),
         "mean_s": float(arr.mean()),
         "first_s": float(arr[0]),
+    }
+
+
+def gather_latency(
+    tool: str, work: Path, kind: str, cache: str, batches: int, cap_s: float
+) -> dict[str, Any]:
+    """The ``gather64`` measure; see the module docstring. Each batch's time covers
+    ``get_rows`` only: opening, eviction and checks are outside it."""
+    spec = data.load_spec(work / "data", kind)
+    out_dir = store_dir(work, tool, kind)
+    indices = gather_indices(spec.rows, batches + 1, SEED)
+    source = data.load(work / "data", kind)
+    adapter = adapters.load(tool)
+    files = adapter.files(out_dir)
+    size, _ = disk_usage(files)
+    adapter.open(out_dir, spec)
+    try:
+        check_gather(adapter, source, indices[0])  # also the warm-up: imports, lazy opens
+    finally:
+        adapter.close()
+    del source, adapter
+    gc.collect()
+    lat: list[float] = []
+    resident: list[int | None] = []
+    load = ForeignLoad()
+    dev0 = device_read_bytes()
+    if cache == "warm":
+        read_through(files)
+        resident.append(resident_bytes(files))
+        adapter = adapters.load(tool)
+        adapter.open(out_dir, spec)
+        try:
+            _timed_gather(adapter, indices[0])  # the checked batch again: not counted
+            for idx in indices[1:]:
+                lat.append(_timed_gather(adapter, idx))
+                if sum(lat) > cap_s:
+                    break
+        finally:
+            adapter.close()
+    else:
+        t_start = time.perf_counter()
+        for idx in indices[1:]:
+            adapter = adapters.load(tool)
+            adapter.open(out_dir, spec)
+            try:
+                evict(files)
+                resident.append(resident_bytes(files))
+                lat.append(_timed_gather(adapter, idx))
+            finally:
+                adapter.close()
+            del adapter
+            gc.collect()  # drops the store's maps, so that the next eviction reaches every page
+            if time.perf_counter() - t_start > cap_s:
+                break
+    known = [r for r in resident if r is not None]
+    return {
+        **_latency_stats(lat),
+        "batch": len(indices[0]),
+        "capped": len(lat) < batches,
+        "resident_before": max(known) if known else None,
+        "store_bytes": size,
+        "device_read_bytes": device_read_bytes() - dev0,
+        "load": load.result(),
+        "epoch_rows": spec.rows,
     }
 
 
@@ -344,11 +453,16 @@ def run_one(args: argparse.Namespace, measure: str) -> dict[str, Any]:
         "tool": args.tool,
         "kind": args.kind,
         "measure": measure,
-        "cache": args.cache if measure in ("seq", "shuf", "row", "decode") else None,
+        "cache": args.cache if measure in READS else None,
     }
     try:
         adapter = adapters.load(args.tool)
-        if measure == "probe":
+        if measure == "gather64":
+            batches = args.gather_warm if args.cache == "warm" else args.gather_cold
+            record.update(
+                gather_latency(args.tool, args.work, args.kind, args.cache, batches, args.cap_s)
+            )
+        elif measure == "probe":
             record.update(probe(adapter))
         elif measure == "write":
             record.update(write(adapter, args.work, args.tool, args.kind))
@@ -361,6 +475,7 @@ def run_one(args: argparse.Namespace, measure: str) -> dict[str, Any]:
         record.update(ok=False, unsupported=True, error=str(exc))
     except Exception as exc:  # recorded, not raised: one tool's failure must not stop the suite
         record.update(ok=False, error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc())
+    record["bale_digest"] = src_digest()  # which bale source this process measured
     return record
 
 
@@ -377,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", choices=("warm", "cold"), default="warm")
     parser.add_argument("--cap-s", type=float, default=30.0, help="stop an epoch after this")
     parser.add_argument("--row-n", type=int, default=500, help="random rows per latency run")
+    parser.add_argument("--gather-warm", type=int, default=200, help="gather64 batches, warm")
+    parser.add_argument("--gather-cold", type=int, default=30, help="gather64 batches, cold")
     args = parser.parse_args(argv)
     measures = args.measures.split(",")
     for m in measures:

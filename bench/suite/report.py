@@ -2,9 +2,12 @@
 
 Every number shown is computed here from the JSON that bench/suite/run.py wrote: medians over
 the repeated runs with min-max, each bale figure also as a fraction of the machine limit it is
-bounded by, and a list of every figure where another tool beat bale.
+bounded by, and a list of every figure where another tool beat bale. A run of only the
+random-access measures (``--measures row,gather64``) gets a report of its own: latency tables
+against npy memmap and the aims of random access checked against the measured medians.
 
     .venv-bench/bin/python -m bench.suite.report bench/results/suite.json
+    .venv-bench/bin/python -m bench.suite.report bench/results/suite_random.json
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ QUICK_IMG_LINK = "../out/suite/img"
 MB = 1e6
 KIND_ORDER = ("jpeg", "uint8", "act")
 Stat = dict[str, float]
+#: the reference every random-access latency is divided by
+REFERENCE = "npy"
+RANDOM_MEASURES = ("row", "gather64")
 
 
 # -- aggregation ------------------------------------------------------------------------------
@@ -75,6 +81,22 @@ class Results:
     def flag(self, tool: str, key: str) -> bool:
         return bool(self.raw["probes"][tool].get(key))
 
+    def store(self, tool: str, kind: str) -> dict[str, Any]:
+        """What the adapter said about its written store (x's compression), from the last write."""
+        recs = self.groups.get((tool, kind, "write", None), [])
+        return dict(recs[-1].get("store") or {}) if recs else {}
+
+    def compressed(self, tool: str, kind: str) -> bool:
+        return bool(self.store(tool, kind).get("compression"))
+
+    def bales(self) -> list[str]:
+        """The bale layouts measured (``bale``, ``bale-ra``): the rest are peers."""
+        return [t for t in self.tools if is_bale(t)]
+
+
+def is_bale(tool: str) -> bool:
+    return tool == "bale" or tool.startswith("bale-")
+
 
 def fmt(s: Stat | None, scale: float = 1.0, digits: int = 0, unit: str = "") -> str:
     if s is None:
@@ -108,7 +130,12 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def header(res: Results) -> list[str]:
     raw, env = res.raw, res.raw["environment"]
-    lines = ["# Comparative suite: bale against the formats people use", ""]
+    title = (
+        "Random access: single rows and gathers of 64, bale against the formats people use"
+        if random_only(raw)
+        else "Comparative suite: bale against the formats people use"
+    )
+    lines = [f"# {title}", ""]
     if raw["mode"] == "quick":
         lines += [
             "> **Quick mode** (`make bench-quick`): tiny data and one round, to prove the pipeline.",
@@ -116,13 +143,27 @@ def header(res: Results) -> list[str]:
             "",
         ]
     lines += [
-        f"Date: {env['date']}. Reproduce with `{raw['command']}` "
-        f"(`python -m bench.suite.run{' --quick' if raw['mode'] == 'quick' else ''}`); "
-        f"this run took {raw['wall_s'] / 60:.1f} min.",
+        f"Date: {env['date']}. Reproduce with `{raw['command']}`"
+        + (
+            f" (`python -m bench.suite.run{' --quick' if raw['mode'] == 'quick' else ''}`)"
+            if raw["command"].startswith("make")
+            else ""
+        )
+        + f"; this run took {raw['wall_s'] / 60:.1f} min.",
         "",
         f"- Machine: {env['cpu']}, {env['cores']} cores, {env['ram_gib']:.1f} GiB RAM, kernel "
         f"{env['kernel']}, Python {env['python']}, NumPy {env['numpy']}; load average at the "
         f"start {', '.join(f'{x:.2f}' for x in env['loadavg_start'])}.",
+        *bale_source(res),
+        *(
+            [
+                f"- Readahead of the benchmark disk: {env['read_ahead_kb']} KiB (a cold page fault "
+                "or buffered read may bring in that much around the asked bytes)."
+            ]
+            if env.get("read_ahead_kb") is not None
+            else []
+        ),
+        *([f"- Note: {raw['note']}"] if raw.get("note") else []),
         "- Disk of the benchmark directory (`df -T`):",
         "",
         "```",
@@ -131,6 +172,26 @@ def header(res: Results) -> list[str]:
         "",
     ]
     return lines
+
+
+def bale_source(res: Results) -> list[str]:
+    """Which bale was measured, and whether every measuring process imported the same source."""
+    raw, env = res.raw, res.raw["environment"]
+    digests = sorted({r["bale_digest"] for r in raw["records"] if r.get("bale_digest")})
+    if raw.get("bale_commit"):
+        where = f"commit {raw['bale_commit'][:10]} (`--bale-commit`: its src/bale, extracted)"
+    elif env.get("git"):
+        where = f"the checkout at {env['git']}"
+    else:
+        return []  # a run older than these records
+    if not digests:
+        return [f"- bale measured: {where}."]
+    if len(digests) == 1:
+        return [f"- bale measured: {where}; every measurement imported source digest {digests[0]}."]
+    return [
+        f"- bale measured: {where}; **the source changed during the run**: the measurements "
+        f"imported {len(digests)} different sources ({', '.join(digests)})."
+    ]
 
 
 def method(res: Results) -> list[str]:
@@ -167,7 +228,10 @@ def method(res: Results) -> list[str]:
         "epoch with every image decoded by the same simplejpeg stage (2 threads, fed by a "
         "prefetch thread), so the container is what differs. *R* is the dispersion ratio of "
         "the shuffled epoch's batches (`bale.loader.quality`, as in docs/LOADER.md): 1.0 for "
-        "an i.i.d. shuffle, about the batch size when each batch holds one class.",
+        "an i.i.d. shuffle, about the batch size when each batch holds one class. *Gather of "
+        "64*: batches of 64 distinct random rows read with each tool's batch read "
+        "(`Adapter.get_rows`; bench/suite/README.md), p50 / p99 per batch, each cold batch in "
+        "a freshly opened, evicted store.",
         "",
         f"Every figure is the median (min-max) of {cfg['repeats']} round(s), run round-robin "
         f"over the tools; writes were repeated {cfg['write_repeats']} time(s). 1 MB = 10^6 bytes.",
@@ -336,6 +400,276 @@ def decode_section(res: Results) -> list[str]:
     ]
 
 
+# -- random access: single rows and gathers of 64 -------------------------------------------------
+
+
+def random_only(raw: dict[str, Any]) -> bool:
+    """A run of the random-access measures alone (``run.py --measures row,gather64``)."""
+    measures = raw.get("measures")
+    return bool(measures) and set(measures) <= set(RANDOM_MEASURES)
+
+
+def us(s: Stat | None) -> str:
+    return fmt_auto(s, 1e6)
+
+
+def to_reference(res: Results, tool: str, kind: str, measure: str, cache: str) -> float | None:
+    """A tool's p50 (median over rounds) divided by npy memmap's, same kind, measure, cache."""
+    mine = res.get(tool, kind, measure, cache, "p50_s")
+    ref = res.get(REFERENCE, kind, measure, cache, "p50_s")
+    if mine is None or ref is None or ref["median"] <= 0:
+        return None
+    return mine["median"] / ref["median"]
+
+
+def times(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.2f}x" if x < 10 else f"{x:,.0f}x"
+
+
+def stored_as(res: Results, tool: str, kind: str) -> str:
+    store = res.store(tool, kind)
+    if not store:
+        return "-"
+    text = store.get("compression") or "as is"
+    if store.get("segment_bytes") and store["segment_bytes"] < 1 << 30:
+        text += f", {store['segment_bytes'] / 1024:.0f} KiB frames"
+    if store.get("note"):
+        text += f" ({store['note']})"
+    return text
+
+
+def latency_table(res: Results, kind: str, measure: str) -> list[str]:
+    """p50 / p99 warm and cold in microseconds, each p50 also as a multiple of npy memmap's."""
+    raw = res.raw["specs"][kind]["raw_bytes"]
+    rows = []
+    notes: set[str] = set()
+    for tool in res.tools:
+        recs = [r for c in ("warm", "cold") for r in res.groups.get((tool, kind, measure, c), [])]
+        unsupported = (tool, kind, measure) in res.unsupported
+        if not recs and not unsupported:
+            continue
+        size = res.get(tool, kind, "write", None, lambda r: r["bytes"] / raw)
+        name = res.name(tool) + (" (lazy*)" if res.flag(tool, "lazy_open") else "")
+        cells = [name, stored_as(res, tool, kind), fmt(size, digits=2)]
+        for cache in ("warm", "cold"):
+            p50 = res.get(tool, kind, measure, cache, "p50_s")
+            if p50 is None:
+                cells += ["n/a" if unsupported else "-", "", ""]
+                continue
+            p99 = res.get(tool, kind, measure, cache, "p99_s")
+            group = res.groups.get((tool, kind, measure, cache), [])
+            mark = ""
+            if any(r.get("capped") for r in group):
+                mark = f" *capped at {min(r['n'] for r in group)}*"
+                notes.add("capped")
+            cells += [us(p50) + mark, us(p99), times(to_reference(res, tool, kind, measure, cache))]
+        rows.append(cells)
+    head = ["tool", "x stored as", "size / raw"]
+    for cache in ("warm", "cold"):
+        head += [f"{cache} p50 us", f"{cache} p99 us", f"{cache} p50 / npy"]
+    lines = table(head, rows)
+    if "capped" in notes:
+        lines += [
+            "",
+            "*capped at N*: the run stopped after its time cap with N batches or rows (slow "
+            "readers); p50/p99 are over those.",
+        ]
+    return lines
+
+
+def random_section(res: Results, kind: str) -> list[str]:
+    lines: list[str] = []
+    if any(res.groups.get((t, kind, "row", c)) for t in res.tools for c in ("warm", "cold")):
+        lines += ["#### Random row: one row at a random index (microseconds)", ""]
+        lines += [*latency_table(res, kind, "row"), ""]
+    if any(res.groups.get((t, kind, "gather64", c)) for t in res.tools for c in ("warm", "cold")):
+        lines += ["#### Gather of 64 random rows, shuffled order (microseconds per batch)", ""]
+        lines += [*latency_table(res, kind, "gather64"), ""]
+    return lines
+
+
+AIMS = (
+    "Random row, p50 warm: at most 30 us for a compressed array column, at most 10 us for an "
+    "uncompressed one, at most 50 us for JPEG bytes.",
+    "Gather of 64 random rows: at most 2x npy memmap with compression on, and ahead of every "
+    "compressed peer.",
+)
+
+
+def aims_section(res: Results) -> list[str]:
+    """The aims of random access (issue 11), each checked against the measured medians."""
+    rows = []
+    for tool in res.bales():
+        for kind in res.kinds:
+            if not res.store(tool, kind):
+                continue  # a run older than the store descriptions: the aim is unknown
+            compressed = res.compressed(tool, kind)
+            is_bytes = res.raw["specs"][kind]["shape"] is None
+            row = res.get(tool, kind, "row", "warm", "p50_s")
+            if row is not None:
+                aim = 50e-6 if is_bytes else 30e-6 if compressed else 10e-6
+                what = "JPEG bytes" if is_bytes else "compressed" if compressed else "uncompressed"
+                rows.append(
+                    [
+                        res.name(tool),
+                        kind,
+                        "row p50 warm",
+                        f"<= {aim * 1e6:.0f} us ({what})",
+                        f"{row['median'] * 1e6:,.1f} us",
+                        "met" if row["median"] <= aim else "missed",
+                    ]
+                )
+            for cache in ("warm", "cold"):
+                mine = res.get(tool, kind, "gather64", cache, "p50_s")
+                if mine is None:
+                    continue
+                label = f"gather64 p50 {cache}"
+                if not compressed:
+                    ratio = times(to_reference(res, tool, kind, "gather64", cache))
+                    rows.append(
+                        [
+                            res.name(tool),
+                            kind,
+                            label,
+                            "stated for compression on",
+                            f"{mine['median'] * 1e6:,.0f} us ({ratio} npy)",
+                            "not applicable: bale stores x as is here",
+                        ]
+                    )
+                    continue
+                ref = res.get(REFERENCE, kind, "gather64", cache, "p50_s")
+                if ref is not None:
+                    bound = 2 * ref["median"]
+                    rows.append(
+                        [
+                            res.name(tool),
+                            kind,
+                            label,
+                            f"<= 2x npy memmap ({bound * 1e6:,.0f} us)",
+                            f"{mine['median'] * 1e6:,.0f} us "
+                            f"({times(mine['median'] / ref['median'])} npy)",
+                            "met" if mine["median"] <= bound else "missed",
+                        ]
+                    )
+                peers = [
+                    (s["median"], res.name(t))
+                    for t in res.tools
+                    if not is_bale(t)
+                    and res.compressed(t, kind)
+                    and (s := res.get(t, kind, "gather64", cache, "p50_s")) is not None
+                ]
+                if peers:
+                    best, best_name = min(peers)
+                    rows.append(
+                        [
+                            res.name(tool),
+                            kind,
+                            label,
+                            f"ahead of every compressed peer (best: {best_name}, "
+                            f"{best * 1e6:,.0f} us)",
+                            f"{mine['median'] * 1e6:,.0f} us",
+                            "met" if mine["median"] < best else "missed",
+                        ]
+                    )
+    if not rows:
+        return []
+    return [
+        "## Aims of random access (issue 11)",
+        "",
+        *(f"- {aim}" for aim in AIMS),
+        "",
+        "Each aim checked against this run's medians (met / missed is computed from the "
+        "numbers below, nothing else). *Compressed*: the tool's store compresses x "
+        "(the *x stored as* column of the tables); the compressed peers of a kind are the "
+        "other tools whose store of it does.",
+        "",
+        *table(["layout", "kind", "figure", "aim", "measured (median)", "result"], rows),
+        "",
+    ]
+
+
+def random_method(res: Results) -> list[str]:
+    cfg = res.raw["config"]
+    sizes = ", ".join(
+        f"{k}: {s['rows']:,} rows, {s['raw_bytes'] / MB:.0f} MB"
+        for k, s in res.raw["specs"].items()
+    )
+    return [
+        "## Method",
+        "",
+        f"Data (`bench/suite/data.py`, from real scikit-image photos, rows sorted by class): "
+        f"{sizes}. Each tool stores the rows with its usual API and defaults "
+        "(bench/suite/adapters/), *bale random_access* with `bale.write(..., "
+        "random_access=True)`; every store is read back once and compared with the source "
+        "before any timing. Every measurement runs in a fresh Python process "
+        "(`python -m bench.suite.measure`).",
+        "",
+        f"- *Random row*: {cfg['row_n']} single rows at random indices, one `get_row` each "
+        "(bale: `ds[i]`; h5py/zarr/blosc2/npy: indexing; Lance: `take([i])`; ArrayRecord: "
+        "`source[i]`; Streaming/LitData: `dataset[i]`). **warm**: every file of the store read "
+        "once before opening it; **cold**: `os.sync()` + `posix_fadvise(DONTNEED)` of every "
+        "file before opening it, then the rows are read in one open store (its own caches "
+        "fill as the run goes).",
+        f"- *Gather of 64*: batches of 64 distinct random rows in shuffled order (fixed seed), "
+        "each read the way the tool's documentation recommends for a batch of indices "
+        "(`Adapter.get_rows`): bale `ds.take(idx)`; npy fancy indexing; h5py fancy indexing "
+        "with sorted unique indices, then reordered; zarr `oindex` likewise; blosc2 NDArray "
+        "fancy indexing (JPEGs: slices of one byte array); Lance `take`; ArrayRecord the "
+        "data source's `__getitems__` (`reader.read(positions)`); HF datasets `ds[list]`; "
+        "tools without a batch read (folder, Streaming, LitData): a loop of single-row reads. "
+        "The first batch is checked against the source rows, untimed. **warm**: "
+        f"{cfg.get('gather_warm', 200)} batches in one open store whose files were read once; "
+        f"**cold**: {cfg.get('gather_cold', 30)} batches, each in a freshly opened store whose "
+        "files were then evicted, so neither the OS nor the tool holds any of it; only the "
+        "gather is timed. *lazy*: the tool opens its store at the first read, which a cold "
+        "batch then includes.",
+        f"- Each run stops after {cfg['cap_s']:.0f} s (*capped*). Times are microseconds; "
+        "*/ npy* is a tool's p50 over npy memmap's for the same kind and cache (below 1: faster "
+        "than the memmap). pickle holds every row in RAM, so its cold figures are warm.",
+        "",
+        f"Every figure is the median (min-max) of {cfg['repeats']} round(s), run round-robin "
+        "over the tools.",
+        "",
+    ]
+
+
+def random_limits(res: Results) -> list[str]:
+    lim = res.raw.get("limits") or {}
+    rows = []
+    for key, v in lim.get("pread", {}).items():
+        size, threads = key.split("/t")
+        if threads == "1":
+            rows.append([f"one cold random pread of {size}", us(v["latency_s"])])
+    if "memcpy_gb_s" in lim:
+        rows.append(["memcpy, 1 thread (GB/s)", fmt(lim["memcpy_gb_s"], digits=1)])
+    if not rows:
+        return []
+    return [
+        "## What the machine allows",
+        "",
+        "Measured in the same run by `bench/suite/limits.py` (readahead off): the floor under a "
+        "cold row.",
+        "",
+        *table(["limit", "us"], rows),
+        "",
+    ]
+
+
+def build_random(results: dict[str, Any]) -> str:
+    """The report of a random-access run: aims, then per kind the row and gather tables."""
+    from bench.suite.data import DESCRIPTIONS
+
+    res = Results(results)
+    lines = header(res) + disturbance(res) + random_method(res) + aims_section(res)
+    lines += tools_section(res) + random_limits(res)
+    for kind in res.kinds:
+        lines += [f"## {kind}: {DESCRIPTIONS[kind]}", "", *random_section(res, kind)]
+    lines += losses(res, RANDOM_MEASURES) + eviction_section(res) + failures_section(res)
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def disk_limit(lim: dict[str, Any]) -> float:
     """The faster of one and four cold sequential streams (MB/s)."""
     best = lim["cold_seq_mb_s"]["median"]
@@ -451,8 +785,8 @@ def bale_vs_limits(res: Results) -> list[str]:
     ]
 
 
-def losses(res: Results) -> list[str]:
-    """Every figure where another tool's median beats bale's."""
+def losses(res: Results, only: tuple[str, ...] | None = None) -> list[str]:
+    """Every figure where another tool's median beats bale's (``only``: those measures)."""
     checks: list[tuple[str, str, str | None, str, bool]] = [
         ("write", "write seconds", None, "seconds", False),
         ("write", "bytes on disk", None, "bytes", False),
@@ -461,37 +795,49 @@ def losses(res: Results) -> list[str]:
     for measure, label in (("seq", "sequential"), ("shuf", "shuffled"), ("decode", "decode")):
         for cache in ("warm", "cold"):
             checks.append((measure, f"{label} {cache} samples/s", cache, "rows_per_s", True))
-    for cache in ("warm", "cold"):
-        checks.append(("row", f"random row p50 {cache}", cache, "p50_s", False))
-        checks.append(("row", f"random row p99 {cache}", cache, "p99_s", False))
+    for measure, label in (("row", "random row"), ("gather64", "gather of 64")):
+        for cache in ("warm", "cold"):
+            checks.append((measure, f"{label} p50 {cache}", cache, "p50_s", False))
+            checks.append((measure, f"{label} p99 {cache}", cache, "p99_s", False))
     checks.append(("seq", "open time (cold)", "cold", "open_s", False))
+    if only is not None:
+        checks = [c for c in checks if c[0] in only]
     lines = []
     for kind in res.kinds:
-        for measure, label, cache, field, higher in checks:
-            mine = res.get("bale", kind, measure, cache, field)
-            if mine is None:
-                continue
-            better = []
-            for tool in res.tools:
-                if tool == "bale":
+        for mine_tool in res.bales():
+            for measure, label, cache, field, higher in checks:
+                mine = res.get(mine_tool, kind, measure, cache, field)
+                if mine is None:
                     continue
-                other = res.get(tool, kind, measure, cache, field)
-                if other is None or (field == "open_s" and res.flag(tool, "lazy_open")):
-                    continue
-                wins = (
-                    other["median"] > mine["median"] if higher else other["median"] < mine["median"]
-                )
-                if wins:
-                    better.append((other["median"], res.name(tool)))
-            if better:
-                better.sort(reverse=higher)
-                best_v, best_name = better[0]
-                names = ", ".join(n for _, n in better)
-                lines.append(
-                    f"- {kind}, {label}: bale {mine['median']:.4g}, best {best_name} "
-                    f"{best_v:.4g} (beaten by: {names})"
-                )
-    for kind in res.kinds:
+                better = []
+                for tool in res.tools:
+                    if is_bale(tool):
+                        continue
+                    other = res.get(tool, kind, measure, cache, field)
+                    if other is None or (field == "open_s" and res.flag(tool, "lazy_open")):
+                        continue
+                    wins = (
+                        other["median"] > mine["median"]
+                        if higher
+                        else other["median"] < mine["median"]
+                    )
+                    if wins:
+                        better.append((other["median"], res.name(tool)))
+                if better:
+                    better.sort(reverse=higher)
+                    best_v, best_name = better[0]
+                    names = ", ".join(n for _, n in better)
+                    if measure in RANDOM_MEASURES:  # latencies: microseconds
+                        mine_text, best_text = (
+                            f"{v * 1e6:,.1f} us" for v in (mine["median"], best_v)
+                        )
+                    else:
+                        mine_text, best_text = f"{mine['median']:.4g}", f"{best_v:.4g}"
+                    lines.append(
+                        f"- {kind}, {label}: {res.name(mine_tool)} {mine_text}, best "
+                        f"{best_name} {best_text} (beaten by: {names})"
+                    )
+    for kind in res.kinds if only is None or "shuf" in only else ():
         mine = res.get("bale", kind, "shuf", "warm", "dispersion_ratio")
         iid = res.raw.get("iid_dispersion_ratio", {}).get(kind)
         if mine is None or iid is None or iid["p5"] <= mine["median"] <= iid["p95"]:
@@ -511,10 +857,16 @@ def losses(res: Results) -> list[str]:
     return [
         "## Where bale loses",
         "",
-        "Generated: every median where another tool did better than bale (timings from a busy "
-        "machine are noisy; see the min-max in the tables). Shuffle quality counts only when "
-        "bale's R falls outside the seed-to-seed range of an ideal shuffle. Tools marked "
-        "(in memory) hold the whole dataset in RAM.",
+        "Generated: every median where another tool did better than bale, for each bale layout "
+        "measured (latencies in microseconds, other times in seconds; timings from a busy "
+        "machine are noisy, see the min-max in the tables)."
+        + (
+            " Shuffle quality counts only when bale's R falls outside the seed-to-seed range "
+            "of an ideal shuffle."
+            if only is None or "shuf" in only
+            else ""
+        )
+        + " Tools marked (in memory) hold the whole dataset in RAM.",
         "",
         *(lines or ["- nowhere in this run"]),
         "",
@@ -680,7 +1032,7 @@ def plots(res: Results, prefix: str) -> list[str]:
             ax.barh(
                 ys,
                 [s["median"] * scale for s, _ in vals if s],
-                color=["tab:red" if t == "bale" else "tab:blue" for s, t in vals if s],
+                color=["tab:red" if is_bale(t) else "tab:blue" for s, t in vals if s],
             )
             for i, (st, tool) in enumerate(vals):
                 if st is None and (tool, kind, measure) in res.unsupported:
@@ -739,12 +1091,15 @@ def build(results: dict[str, Any], prefix: str = "suite") -> str:
     images = plots(res, prefix)
     link = image_dir(res)[1]
     lines = header(res) + disturbance(res) + method(res) + tools_section(res)
-    lines += limits_section(res) + bale_vs_limits(res) + losses(res)
+    lines += limits_section(res) + bale_vs_limits(res) + aims_section(res) + losses(res)
     from bench.suite.data import DESCRIPTIONS
 
+    gathers = any(key[2] == "gather64" for key in res.groups)
     for kind in res.kinds:
         lines += [f"## {kind}: {DESCRIPTIONS[kind]}", ""]
         lines += write_section(res, kind) + read_section(res, kind)
+        if gathers:
+            lines += random_section(res, kind)
         if kind == "jpeg":
             lines += decode_section(res)
         for img in images:
@@ -765,8 +1120,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("results", type=Path)
     args = parser.parse_args(argv)
     results = json.loads(args.results.read_text())
-    markdown = build(results, prefix="suite")
     target = args.results.with_suffix(".md")
+    if random_only(results):
+        target.write_text(build_random(results), encoding="utf-8")
+        print(f"wrote {target}")
+        return 0
+    markdown = build(results, prefix="suite")
     target.write_text(markdown, encoding="utf-8")
     print(f"wrote {target} and plots in {image_dir(Results(results))[0]}")
     return 0

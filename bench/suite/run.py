@@ -7,10 +7,13 @@ and inside that every kind and tool in turn (round-robin), so a burst of load fr
 hits all tools alike. Full mode starts a fresh process per measurement; quick mode one per tool,
 kind and cache state (each measure still gets a fresh adapter and its own cache preparation).
 Results: bench/results/suite.json (``--quick``: suite_quick.json), then the report
-(bench/suite/report.py) and plots in docs/img/.
+(bench/suite/report.py) and plots in docs/img/. ``--measures`` runs a subset of the read
+measures (stores are still written and checked); its results go to a file of their own
+(``--name``, default ``suite_`` + the measures), never over the full run's.
 
     .venv-bench/bin/python -m bench.suite.run            # full run
     .venv-bench/bin/python -m bench.suite.run --quick    # small data, one round: minutes
+    .venv-bench/bin/python -m bench.suite.run --measures row,gather64 --name suite_random
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from bench.machine import describe
@@ -31,7 +35,7 @@ from bench.suite import adapters, data
 
 WORK = OUT / "suite"  # git-ignored
 INSTALL_LOGS = OUT / "suite_install"
-READ_MEASURES = ("seq", "shuf", "row", "decode")
+READ_MEASURES = ("seq", "shuf", "row", "gather64", "decode")
 
 
 @dataclass(frozen=True)
@@ -44,16 +48,20 @@ class Config:
     row_n: int
     limits_file_mib: int
     limits_repeats: int
+    gather_warm: int = 200  # gather64 batches per warm run
+    gather_cold: int = 30  # gather64 batches per cold run (each in a fresh, evicted store)
+    bale_src: str = ""  # a snapshot of bale's source to measure instead of the checkout's
 
     @classmethod
     def make(cls, quick: bool) -> Config:
         if quick:
-            return cls(True, {"jpeg": 300, "uint8": 3000, "act": 1000}, 1, 1, 5.0, 200, 256, 1)
+            rows = {"jpeg": 300, "uint8": 3000, "act": 1000}
+            return cls(True, rows, 1, 1, 5.0, 200, 256, 1, 50, 10)
         # ~92 MB of JPEGs, ~197 MB of images, ~131 MB of activations: above the tools' caches
         # (bale 64 MiB, h5py chunk cache set to 64 MiB), small enough that three rounds of 15
         # tools finish in under an hour on 2 cores.
         rows = {"jpeg": 2000, "uint8": 16_000, "act": 4000}
-        return cls(False, rows, 3, 2, 10.0, 300, 2048, 3)
+        return cls(False, rows, 3, 2, 10.0, 300, 2048, 3, 200, 30)
 
 
 def run_measure(
@@ -75,6 +83,10 @@ def run_measure(
         str(cfg.cap_s),
         "--row-n",
         str(cfg.row_n),
+        "--gather-warm",
+        str(cfg.gather_warm),
+        "--gather-cold",
+        str(cfg.gather_cold),
     ]
     names = measure.split(",")
 
@@ -87,7 +99,7 @@ def run_measure(
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(
-            cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=_env()
+            cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=_env(cfg)
         )
     except subprocess.TimeoutExpired:
         return failed(f"timed out after {timeout:.0f} s")
@@ -108,12 +120,39 @@ def run_measure(
     return records
 
 
-def _env() -> dict[str, str]:
+def _env(cfg: Config) -> dict[str, str]:
     """The measuring processes' environment: no network for Hugging Face. They run as
-    ``python -m`` in the repository root, which puts this package on their path."""
+    ``python -m`` in the repository root, which puts this package on their path; with
+    ``cfg.bale_src``, that snapshot's ``bale`` comes first on the path."""
     env = dict(os.environ)
     env.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    if cfg.bale_src:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [cfg.bale_src, env.get("PYTHONPATH")]))
     return env
+
+
+def bale_snapshot(rev: str) -> tuple[str, Path]:
+    """``src/bale`` of commit ``rev``, extracted once under the work directory: a run measures
+    that commit while the checkout's source is being edited. Returns (full hash, path)."""
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    commit = done.stdout.strip()
+    dest = WORK / "bale_src" / commit[:12]
+    if not (dest / "bale" / "__init__.py").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", commit, "src/bale"], capture_output=True, check=True
+        )
+        subprocess.run(
+            ["tar", "-x", "-C", str(dest), "--strip-components=1"],
+            input=archive.stdout,
+            check=True,
+        )
+    return commit, dest
 
 
 def install_failure(tool: str) -> str | None:
@@ -157,7 +196,23 @@ def iid_reference(kind: str, batch: int, seeds: int = 50) -> dict[str, float]:
 
 
 def environment() -> dict[str, Any]:
-    return describe(WORK)
+    env = describe(WORK)
+    env["read_ahead_kb"] = read_ahead_kb(env.get("df") or "")
+    return env
+
+
+def read_ahead_kb(df: str) -> int | None:
+    """The readahead of the block device in ``df -T``'s output (a partition's: its disk's)."""
+    lines = df.splitlines()
+    if len(lines) < 2 or not lines[1].startswith("/dev/"):
+        return None
+    device = Path("/sys/class/block") / Path(lines[1].split()[0]).name
+    for queue in (device / "queue", device.resolve().parent / "queue"):
+        try:
+            return int((queue / "read_ahead_kb").read_text())
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def log(msg: str) -> None:
@@ -170,14 +225,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tools", help="comma-separated subset (default: all)")
     parser.add_argument("--kinds", help="comma-separated subset of " + ",".join(data.KINDS))
     parser.add_argument("--repeats", type=int, help="rounds of read measurements")
+    parser.add_argument(
+        "--measures", help="comma-separated subset of the read measures " + ",".join(READ_MEASURES)
+    )
+    parser.add_argument("--write-repeats", type=int, help="times each store is written (timed)")
+    parser.add_argument("--limits-repeats", type=int, help="rounds of the machine-limit measures")
+    parser.add_argument("--gather-warm", type=int, help="gather64 batches per warm run")
+    parser.add_argument("--gather-cold", type=int, help="gather64 batches per cold run")
+    parser.add_argument(
+        "--name",
+        help="results file name under bench/results/ (default: suite, or suite_ + the "
+        "measures when --measures is given; _quick is added in quick mode)",
+    )
+    parser.add_argument(
+        "--bale-commit",
+        help="measure bale as of this commit (its src/bale extracted under bench/out/suite), "
+        "not the checkout's possibly changing source",
+    )
+    parser.add_argument("--note", help="a sentence for the report's header (why this run differs)")
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
     cfg = Config.make(args.quick)
-    if args.repeats:
-        cfg = Config(**{**asdict(cfg), "repeats": args.repeats})
+    overrides = {
+        key: getattr(args, key)
+        for key in ("repeats", "write_repeats", "limits_repeats", "gather_warm", "gather_cold")
+        if getattr(args, key)
+    }
+    bale_commit = ""
+    if args.bale_commit:
+        bale_commit, snapshot = bale_snapshot(args.bale_commit)
+        overrides["bale_src"] = str(snapshot)
+    cfg = Config(**{**asdict(cfg), **overrides})
     tools = args.tools.split(",") if args.tools else list(adapters.TOOLS)
     kinds = args.kinds.split(",") if args.kinds else list(data.KINDS)
-    name = "suite_quick" if cfg.quick else "suite"
+    read_measures = args.measures.split(",") if args.measures else list(READ_MEASURES)
+    for m in read_measures:
+        if m not in READ_MEASURES:
+            parser.error(f"unknown read measure {m!r}; expected some of {READ_MEASURES}")
+    for t in tools:
+        if t not in adapters.TOOLS:
+            parser.error(f"unknown tool {t!r}; expected some of {list(adapters.TOOLS)}")
+    subset = set(read_measures) != set(READ_MEASURES)
+    name = args.name or ("suite_" + "_".join(read_measures) if subset else "suite")
+    if subset and name in ("suite", "suite_quick"):
+        parser.error("a subset of the measures must not replace the full run's results: --name")
+    if cfg.quick and not name.endswith("_quick"):
+        name += "_quick"
     started = time.perf_counter()
 
     log(f"data: {cfg.rows}")
@@ -205,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
         cwd=ROOT,
         check=True,
-        env=_env(),
+        env=_env(cfg),
     )
     limits = json.loads(limits_path.read_text())
 
@@ -241,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(cfg.repeats):
         for cache in ("warm", "cold"):
             for kind in kinds:
-                measures = [m for m in READ_MEASURES if m != "decode" or kind == "jpeg"]
+                measures = [m for m in read_measures if m != "decode" or kind == "jpeg"]
                 # Full mode: one process per measurement; quick mode: one per tool, kind, cache.
                 groups = [",".join(measures)] if cfg.quick else measures
                 for group in groups:
@@ -254,11 +347,20 @@ def main(argv: list[str] | None = None) -> int:
                             records.append(rec)
                             log(f"round {r} {cache} {kind} {rec['measure']} {tool}: {_brief(rec)}")
 
+    given = argv if argv is not None else sys.argv[1:]
+    if given in ([], ["--quick"]):
+        command = "make bench-quick" if cfg.quick else "make bench"
+    else:
+        command = " ".join([".venv-bench/bin/python -m bench.suite.run", *given])
     results = {
         "mode": "quick" if cfg.quick else "full",
         "config": asdict(cfg),
-        "command": "make bench-quick" if cfg.quick else "make bench",
+        "measures": read_measures,
+        "name": name,
+        "command": command,
         "environment": environment(),
+        "bale_commit": bale_commit,
+        "note": args.note or "",
         "specs": specs,
         "iid_dispersion_ratio": iid,
         "limits": limits,

@@ -1,5 +1,6 @@
 """Every benchmark-suite adapter gives back exactly the rows it wrote: in order for a sequential
-epoch, as a permutation for a shuffled one, and row by row. Tools not installed are skipped.
+epoch, as a permutation for a shuffled one, row by row, and as a random batch (``get_rows``, the
+suite's gather64). Tools not installed are skipped.
 
 ``bench`` is imported as the package it is, from the repository root (``python -m pytest``
 puts the working directory on the path)."""
@@ -17,7 +18,7 @@ pytest.importorskip("simplejpeg")
 pytest.importorskip("skimage")
 
 from bench import photo_data
-from bench.suite import adapters
+from bench.suite import adapters, measure
 from bench.suite.adapters.base import Adapter, Unsupported
 from bench.suite.data import Source, make_source
 
@@ -93,9 +94,28 @@ def test_adapter_round_trip(tool: str, kind: str, tmp_path: Path) -> None:
             except Unsupported:
                 break
             assert (_digest(x), label) == expected[i]
+        _check_get_rows(adapter, source, expected)
     finally:
         adapter.close()
     assert adapter.files(tmp_path), "the adapter wrote no files"
+    assert isinstance(adapter.describe_store(tmp_path).get("compression"), str)
+
+
+def _check_get_rows(adapter: Adapter, source: Source, expected: list[tuple[str, int]]) -> None:
+    """A shuffled batch of distinct rows, as gather64 asks for it, comes back in that order."""
+    n = len(source)
+    idx = np.array([n - 1, 0, n // 2, 3, n // 2 + 1, 1], dtype=np.int64)
+    idx = np.concatenate([idx, np.random.default_rng(5).permutation(n)[: n // 3]])
+    idx = idx[np.sort(np.unique(idx, return_index=True)[1])]  # distinct, first-seen order
+    try:
+        x, labels = adapter.get_rows(idx)
+    except Unsupported:
+        return
+    assert len(x) == len(labels) == len(idx)
+    got = _rows([(x, labels)], source)
+    assert got == [expected[i] for i in idx.tolist()]
+    # the suite's own check of a gathered batch agrees
+    measure.check_gather(adapter, source, idx)
 
 
 def test_bale_uint8_rows_and_shuffle_cover_every_row(tmp_path: Path) -> None:
@@ -111,6 +131,30 @@ def test_bale_uint8_rows_and_shuffle_cover_every_row(tmp_path: Path) -> None:
         np.testing.assert_array_equal(np.sort(seen), np.sort(source.label))
     finally:
         adapter.close()
+
+
+def test_bale_random_access_layout_differs_only_in_frames(tmp_path: Path) -> None:
+    default, ra = _adapter("bale"), _adapter("bale-ra")
+    source = _uint8_source()
+    notes = []
+    for adapter in (default, ra):
+        out = tmp_path / adapter.name.replace(" ", "_")
+        out.mkdir()
+        adapter.write(source, out)
+        notes.append(adapter.describe_store(out))
+    assert notes[0]["codec"] == notes[1]["codec"]
+    assert notes[1]["segment_bytes"] < notes[0]["segment_bytes"]
+    assert ra.name != default.name
+
+
+def test_gather_indices_are_distinct_shuffled_and_fixed() -> None:
+    first = measure.gather_indices(1000, 3, seed=0)
+    again = measure.gather_indices(1000, 3, seed=0)
+    assert [b.tolist() for b in first] == [b.tolist() for b in again]
+    for batch in first:
+        assert len(batch) == measure.GATHER == len(set(batch.tolist()))
+        assert batch.tolist() != sorted(batch.tolist())
+    assert [len(b) for b in measure.gather_indices(10, 2, seed=0)] == [10, 10]
 
 
 def test_unknown_tool_is_named() -> None:

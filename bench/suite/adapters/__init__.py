@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 #: tool name -> (module under bench.suite.adapters, class, keyword options), in report order
 TOOLS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "bale": ("bale_file", "BaleFile", {}),
+    "bale-ra": ("bale_file", "BaleRandomAccess", {}),
     "folder": ("folder", "Folder", {}),
     "pickle": ("pickle_file", "PickleFile", {}),
     "npy": ("npy_memmap", "NpyMemmap", {}),

@@ -44,6 +44,8 @@ class Adapter(ABC):
     #: open() loads every row into memory; epochs then read RAM, not the store
     in_memory: bool = False
     shuffle_note: str = ""
+    #: how the tool compresses x as written here ("" when it stores x as is)
+    compression: str = ""
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -86,6 +88,20 @@ class Adapter(ABC):
     def get_row(self, i: int) -> Row:
         """Row ``i`` alone (random access)."""
         raise Unsupported(f"{self.name} has no random access to single rows")
+
+    def get_rows(self, indices: NDArray[np.int64]) -> Batch:
+        """The rows at ``indices`` (distinct, in any order), in that order: a random batch.
+
+        This default loops over :meth:`get_row`, as users of a tool without a batch read do;
+        adapters override it with the tool's own gather where it has one."""
+        spec = spec_of(self)
+        rows = [self.get_row(int(i)) for i in indices]
+        return collate([r[0] for r in rows], [r[1] for r in rows], spec)
+
+    def describe_store(self, out: Path) -> dict[str, Any]:
+        """What the report should know about a written store, e.g. how ``x`` is compressed.
+        ``compression`` is the adapter's own description unless a subclass reads it back."""
+        return {"compression": self.compression}
 
     def close(self) -> None:  # noqa: B027 - most tools hold nothing that needs closing
         """Release files and worker processes."""
@@ -131,6 +147,15 @@ def index_batches(order: NDArray[np.int64], batch_size: int) -> Iterator[NDArray
 def permutation(rows: int, seed: int, epoch: int) -> NDArray[np.int64]:
     """The order that tools without a shuffle of their own are read in (users call this)."""
     return np.random.default_rng([seed, epoch]).permutation(rows).astype(np.int64)
+
+
+def gather_unique(read: Any, idx: NDArray[np.int64]) -> Any:
+    """Read the rows ``idx`` from an array-like whose fancy indexing needs increasing, distinct
+    indices (h5py; zarr's ``oindex`` reads best that way): sorted unique indices are read,
+    then the rows are put back in the asked order (repeats included)."""
+    unique, inverse = np.unique(idx, return_inverse=True)
+    got = read(unique)
+    return got[inverse]
 
 
 def gather_sorted(read: Any, idx: NDArray[np.int64]) -> Any:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from bench.suite.adapters.base import Adapter, Batch, Row, index_batches, permutation, spec_of
 from bench.suite.data import Source, Spec
@@ -17,6 +18,7 @@ class Blosc2Nd(Adapter):
     name = "blosc2 NDArray"
     dists = ("blosc2",)
     module = "blosc2"
+    compression = "blosc2 zstd:5 + shuffle (default)"
     shuffle_note = "a NumPy permutation, each batch read with NDArray[indices]"
 
     def write(self, source: Source, out: Path) -> None:
@@ -66,6 +68,11 @@ class Blosc2Nd(Adapter):
                 yield self._bytes_rows(idx), self.label[idx]
             else:
                 yield self.x[idx], self.label[idx]
+
+    def get_rows(self, indices: NDArray[np.int64]) -> Batch:
+        if spec_of(self).is_bytes:
+            return self._bytes_rows(indices), self.label[indices]
+        return self.x[indices], self.label[indices]  # NDArray fancy indexing
 
     def get_row(self, i: int) -> Row:
         if spec_of(self).is_bytes:

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import grain
+import numpy as np
+from numpy.typing import NDArray
 
 from bench.suite.adapters.base import (
     WORKERS,
@@ -26,6 +28,7 @@ class GrainArrayRecord(Adapter):
     name = "ArrayRecord+Grain"
     dists = ("array-record", "grain")
     module = "grain"
+    compression = "ArrayRecord writer default"
     ordered = False
     shuffle_note = "grain IndexSampler(shuffle=True): a global permutation, random reads"
 
@@ -80,6 +83,11 @@ class GrainArrayRecord(Adapter):
     def get_row(self, i: int) -> Row:
         x, label = pickle.loads(self.source[i])
         return x, int(label)
+
+    def get_rows(self, indices: NDArray[np.int64]) -> Batch:
+        # The data source's batch read: reader.read(positions) per shard, in threads.
+        rows = [pickle.loads(r) for r in self.source.__getitems__(indices.tolist())]
+        return collate([r[0] for r in rows], [int(r[1]) for r in rows], spec_of(self))
 
 
 class _Parse(grain.transforms.Map):  # type: ignore[misc]

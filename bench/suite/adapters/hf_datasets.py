@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from bench.suite.adapters.base import Adapter, Batch, Row, spec_of
 from bench.suite.data import Source, Spec
@@ -66,6 +67,9 @@ class HfDatasets(Adapter):
     def iter_shuffled(self, batch_size: int, seed: int, epoch: int) -> Iterator[Batch]:
         for b in self.ds.shuffle(seed=seed * 1000 + epoch).iter(batch_size=batch_size):
             yield self._batch(b)
+
+    def get_rows(self, indices: NDArray[np.int64]) -> Batch:
+        return self._batch(self.ds[indices.tolist()])  # Dataset[list of indices]: one batch
 
     def get_row(self, i: int) -> Row:
         row = self.ds[i]

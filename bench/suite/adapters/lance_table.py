@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from bench.suite.adapters.base import Adapter, Batch, Row, index_batches, permutation, spec_of
 from bench.suite.data import Source, Spec
@@ -57,6 +58,9 @@ class LanceTable(Adapter):
     def iter_shuffled(self, batch_size: int, seed: int, epoch: int) -> Iterator[Batch]:
         for idx in index_batches(permutation(self.rows, seed, epoch), batch_size):
             yield self._batch(self.ds.take(idx))
+
+    def get_rows(self, indices: NDArray[np.int64]) -> Batch:
+        return self._batch(self.ds.take(indices))
 
     def get_row(self, i: int) -> Row:
         xs, labels = self._batch(self.ds.take([i]))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from bench.suite.adapters.base import (
     Adapter,
@@ -63,6 +64,13 @@ class NpyMemmap(Adapter):
     def iter_shuffled(self, batch_size: int, seed: int, epoch: int) -> Iterator[Batch]:
         for idx in index_batches(permutation(len(self.label), seed, epoch), batch_size):
             yield self._rows(idx), np.array(self.label[idx])
+
+    def get_rows(self, indices: NDArray[np.int64]) -> Batch:
+        # Plain NumPy fancy indexing: it copies the rows out of the map, in the asked order.
+        labels = np.array(self.label[indices])
+        if spec_of(self).is_bytes:
+            return self._rows(indices), labels
+        return self.x[indices], labels
 
     def get_row(self, i: int) -> Row:
         if spec_of(self).is_bytes:

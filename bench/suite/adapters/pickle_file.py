@@ -6,6 +6,9 @@ import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+from numpy.typing import NDArray
+
 from bench.suite.adapters.base import Adapter, Batch, Row, index_batches, permutation, spec_of
 from bench.suite.data import Source, Spec
 
@@ -39,6 +42,9 @@ class PickleFile(Adapter):
     def iter_shuffled(self, batch_size: int, seed: int, epoch: int) -> Iterator[Batch]:
         for idx in index_batches(permutation(len(self.label), seed, epoch), batch_size):
             yield self._batch(idx.tolist())
+
+    def get_rows(self, indices: NDArray[np.int64]) -> Batch:
+        return self._batch(indices.tolist())
 
     def get_row(self, i: int) -> Row:
         return self.x[i], int(self.label[i])
