@@ -28,6 +28,16 @@ SECTIONS = (
         "bench/suite/README.md.",
     ),
     (
+        "suite_random.md",
+        "Random access against the peers: single rows and gathers of 64",
+        "`.venv-bench/bin/python -m bench.suite.run --measures row,gather64 --name suite_random` "
+        "(the comparative suite's random-access measures alone; its header gives the exact "
+        "command): random-row and gather-of-64 latency p50/p99, warm and cold, of bale written "
+        "by default and with `random_access=True` against npy memmap, h5py, zarr, blosc2, "
+        "Lance, ArrayRecord, Streaming and the other peers, each p50 also as a multiple of npy "
+        "memmap's, and the aims of random access checked against the medians.",
+    ),
+    (
         "format_bench.md",
         "The file format against .npy and h5py",
         "`.venv/bin/python -m bench.format_bench`: file size, write speed, sequential read speed "

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -351,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     if given in ([], ["--quick"]):
         command = "make bench-quick" if cfg.quick else "make bench"
     else:
-        command = " ".join([".venv-bench/bin/python -m bench.suite.run", *given])
+        command = ".venv-bench/bin/python -m bench.suite.run " + shlex.join(given)
     results = {
         "mode": "quick" if cfg.quick else "full",
         "config": asdict(cfg),
