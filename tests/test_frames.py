@@ -258,3 +258,18 @@ def test_random_access_frames_hold_whole_rows_of_the_widest_compressed_column(
     bale.write(target, columns, random_access=True, segment_bytes=5000, overwrite=True)
     with bale.open(target) as ds:
         assert ds.index.segment_bytes == 5000  # given: kept as it is
+
+
+def test_random_access_leaves_files_whose_only_compressed_columns_are_small_unframed(
+    tmp_path: Path,
+) -> None:
+    # JPEG bytes are stored as they are; the label's blocks are tiny: frames would gain nothing.
+    target = tmp_path / "jpeg.bale"
+    jpegs = [b"\xff\xd8\xff" + bytes(range(256)) * 180 for _ in range(64)]
+    bale.write(target, {"jpeg": jpegs, "label": np.arange(64)}, random_access=True)
+    with bale.open(target) as ds:
+        assert ds.schema["jpeg"].codec["id"] == "none"
+        assert (
+            ds.index.segment_bytes == 1 << 30 and FrameIndexInfo.from_extra(ds.index.extra) is None
+        )
+        assert ds[5]["jpeg"] == jpegs[5]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from bale.codecs import Blosc2, Codec, NoCompression, Zstd
-from bale.format.constants import MAX_SEGMENT_BYTES
+from bale.format.constants import DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES
 from bale.format.schema import Array, Bytes, ColumnType, Schema
 
 #: Target uncompressed bytes per row group. Compression ratio and speed are flat from 1 to
@@ -64,16 +64,31 @@ def shuffle_typesize(column_type: ColumnType) -> int:
     return column_type.numpy_dtype.itemsize
 
 
-def random_access_segment(schema: Schema, target: int = RANDOM_ACCESS_SEGMENT_BYTES) -> int:
+def random_access_segment(
+    schema: Schema,
+    row_bytes: Mapping[str, float] | None = None,
+    row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
+    target: int = RANDOM_ACCESS_SEGMENT_BYTES,
+) -> int:
     """The frame size of a file written for random access: a whole number of rows of its widest
     compressed fixed-size column, as many as fit in ``target`` (at least one), so a random row of
-    that column decodes exactly one frame. ``target`` when no such column exists."""
+    that column decodes exactly one frame; ``target`` when no such column exists.
+
+    Frames help only a compressed column (a random row then decodes its frame, not its block);
+    an uncompressed block is read by its byte range anyway, and framing it only costs copies.
+    So when ``row_bytes`` (raw bytes per row of each column, from the first rows written) show
+    that no compressed column's block would exceed ``target`` (JPEG bytes stored as they are
+    beside a label), the file keeps one frame per block (``DEFAULT_SEGMENT_BYTES``)."""
+    compressed = [c for c in schema if c.codec.get("id") != NoCompression.id]
+    if row_bytes is not None:
+        total = sum(row_bytes.get(c.name, 0.0) for c in schema) or 1.0
+        largest = max(
+            (row_group_bytes * row_bytes.get(c.name, 0.0) / total for c in compressed), default=0
+        )
+        if largest <= target:
+            return DEFAULT_SEGMENT_BYTES
     widest = max(
-        (
-            c.type.row_nbytes
-            for c in schema
-            if isinstance(c.type, Array) and c.codec.get("id") != NoCompression.id
-        ),
+        (c.type.row_nbytes for c in compressed if isinstance(c.type, Array)),
         default=0,
     )
     if widest == 0:

@@ -25,7 +25,7 @@ from bale.errors import BaleError, BaleWriteError, SchemaError
 from bale.format.constants import DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES
 from bale.format.footer import FileIndex
 from bale.format.header import dump_json
-from bale.format.schema import Column, ColumnType, Schema
+from bale.format.schema import Array, Column, ColumnType, Schema
 from bale.io.sink import FileSink
 
 if TYPE_CHECKING:
@@ -52,8 +52,10 @@ class Writer:
     (``segment_bytes``; a whole number of rows of the widest compressed column, so such a row is
     one frame) with a frame index, so that a random row decodes only its frame: much faster
     random rows (``ds[i]``, ``ds.take``, map-style samplers) for about 3 % more bytes and slower
-    sequential reads (docs/DECISIONS.md, "Frame size for random access"). ``segment_bytes``
-    sets the frame size yourself.
+    sequential reads (docs/DECISIONS.md, "Frame size for random access"). A file whose only
+    compressed columns are small (JPEG bytes stored as they are, beside a label) keeps one frame
+    per block: framing uncompressed bytes gains nothing. ``segment_bytes`` sets the frame size
+    yourself.
 
     Memory stays bounded by about one row group (``row_group_bytes`` of raw data) plus the batch
     being written. Exceptions inside a ``with`` block leave the rows so far in ``NAME.partial``
@@ -169,9 +171,11 @@ class Writer:
             columns.append(Column(name, column_type, codec))
         return Schema(tuple(columns))
 
-    def _start(self, schema: Schema) -> None:
+    def _start(self, schema: Schema, first_batch: Mapping[str, Any] | None = None) -> None:
         if self._fit_segment:
-            self._file.segment_bytes = random_access_segment(schema)
+            self._file.segment_bytes = random_access_segment(
+                schema, _sample_row_bytes(schema, first_batch), self._row_group_bytes
+            )
         self._file.start(schema, self.metadata)
 
     # -- public API ---------------------------------------------------------------------------
@@ -210,7 +214,7 @@ class Writer:
             unknown = sorted(set(self._codec_overrides) - set(resolved.names))
             if unknown:
                 raise SchemaError(f"codecs given for unknown columns {unknown}", path=self.path)
-            self._start(resolved)
+            self._start(resolved, batch)
         schema = self._file.require_index().schema
         first = self.rows_written
         n = batch_length(batch, schema, self.path, first)
@@ -425,3 +429,23 @@ def write(
     schema = options.pop("schema", None)
     with Writer(path, schema, **options) as writer:
         writer.write(columns)
+
+
+def _sample_row_bytes(
+    schema: Schema, batch: Mapping[str, Any] | None, sample: int = 64
+) -> dict[str, float] | None:
+    """Raw bytes per row of each column, estimated from a batch's first rows (None without one):
+    enough to tell which columns fill a row group."""
+    if not batch:
+        return None
+    out: dict[str, float] = {}
+    for column in schema:
+        if isinstance(column.type, Array):
+            out[column.name] = float(column.type.row_nbytes)
+            continue
+        values = list(batch.get(column.name, [])[:sample])
+        sizes = [
+            len(v.encode("utf-8", "surrogatepass") if isinstance(v, str) else v) for v in values
+        ]
+        out[column.name] = 8.0 + (sum(sizes) / len(sizes) if sizes else 0.0)
+    return out
