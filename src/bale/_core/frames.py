@@ -262,16 +262,16 @@ class FrameReader:
         stored_size, raw_size = int(block["stored_size"]), int(block["raw_size"])
         codec = self.codecs[int(block["codec"])]
         segment = self.segment_bytes
-        offsets = records["offset"]
+        offsets, checksums = records["offset"], records["checksum"]
         count = len(records)
-
-        def end_of(k: int) -> int:  # a frame ends where the next one's length prefix starts
-            return int(offsets[k + 1]) - 8 if k + 1 < count else stored_size
+        # A frame ends where the next one's length prefix starts (the last: at the block's end).
+        ends = [int(offsets[k + 1]) - 8 if k + 1 < count else stored_size for k in missing]
+        end_of = dict(zip(missing, ends, strict=True))
 
         run_starts = [0] + [j for j in range(1, len(missing)) if missing[j] != missing[j - 1] + 1]
         for lo_at, hi_at in zip(run_starts, [*run_starts[1:], len(missing)], strict=True):
             lo, hi = missing[lo_at], missing[hi_at - 1]
-            start, stop = int(offsets[lo]), end_of(hi)
+            start, stop = int(offsets[lo]), end_of[hi]
             if not 0 <= start <= stop <= stored_size:
                 return None
             try:
@@ -279,11 +279,11 @@ class FrameReader:
             except BaleError:
                 return None
             for k in range(lo, hi + 1):
-                a, b = int(offsets[k]) - start, end_of(k) - start
+                a, b = int(offsets[k]) - start, end_of[k] - start
                 if not 0 <= a <= b <= len(span):
                     return None
                 stored = span[a:b]
-                if self.verify and checksum(stored) != int(records[k]["checksum"]):
+                if self.verify and checksum(stored) != int(checksums[k]):
                     return None
                 size = min(segment, raw_size - k * segment)
                 try:
