@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import bale
+from bale._core import frames as frames_module
 from bale._core.dataset import reader_of
 from bale.errors import CorruptFileError
 from bale.format.frames import FRAME_DTYPE, FRAME_INDEX_KEY, FrameIndexInfo
@@ -108,6 +109,39 @@ def test_a_cold_random_row_reads_a_few_frames_not_its_blocks(path: Path) -> None
         block = int(ds.index.blocks[1, ds.schema.index("image")]["stored_size"])
         # Row 350 is bytes 45,000-45,300 of its block: frames 10 and 11, read together.
         assert len(reads) == 1 and reads[0] <= 2 * SEGMENT + 64 < block
+
+
+def test_a_large_frame_index_is_read_block_by_block(
+    path: Path, columns: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(frames_module, "WHOLE_REGION_BYTES", 0)  # as for an index over 64 KiB
+    with bale.open(path, cache_bytes=CACHE) as ds:
+        reader = reader_of(ds)
+        reads: list[int] = []
+        original = reader.source.read
+
+        def counting(offset: int, size: int) -> Any:
+            reads.append(size)
+            return original(offset, size)
+
+        reader.source.read = counting  # type: ignore[method-assign]
+        assert_row(ds.row(350, ["image"]), {"image": columns["image"][350]})
+        # The block's records (16 bytes a frame), then frames 10 and 11: never the whole index.
+        position = ds.schema.index("image")
+        frames = int(-(-int(ds.index.blocks[1, position]["raw_size"]) // SEGMENT))
+        assert reads[0] == 16 * frames and len(reads) == 2 and reads[1] <= 2 * SEGMENT + 64
+        for i in np.random.default_rng(4).integers(0, ROWS, 30).tolist():
+            assert_row(ds[i], expected_row(columns, i))
+    # A damaged record costs speed, never rows: its frame fails its check, the block is read.
+    with bale.open(path, cache_bytes=CACHE) as ds:
+        info = FrameIndexInfo.from_extra(ds.index.extra)
+        assert info is not None
+    data = bytearray(path.read_bytes())
+    data[info.offset + 8] ^= 0xFF  # the first record's checksum
+    path.write_bytes(bytes(data))
+    with bale.open(path, cache_bytes=CACHE) as ds:
+        for i in range(0, 40, 3):
+            assert_row(ds[i], expected_row(columns, i))
 
 
 def test_gathers_match_whole_block_reads(path: Path, columns: dict[str, Any]) -> None:

@@ -134,7 +134,8 @@ def decode_column_block(
 class BlockCache:
     """A thread- and fork-safe LRU of decoded blocks, bounded by their total size in bytes. Keys
     are ``(group, column)`` for whole blocks, ``(group, column, frame)`` for single frames and
-    ``(group, column, -1)`` for a bytes block's row offsets. Bytes ``reserve``d (kept elsewhere
+    ``(group, column, -1)`` for a bytes block's row offsets, ``(group, column, -2)`` for a block's
+    frame records. Bytes ``reserve``d (kept elsewhere
     within the same budget, as pinned columns are) lower what it holds."""
 
     def __init__(self, capacity_bytes: int) -> None:

@@ -28,9 +28,15 @@ from bale.format.header import checksum
 from bale.format.schema import Array, Column
 from bale.io.source import LocalSource
 
-#: A frame index up to this size is read whole at the first partial read; a larger one is read
-#: block by block as rows need it.
-WHOLE_REGION_BYTES = 64 << 20
+#: A frame index up to this size is read whole (and checked) at the first partial read: one read
+#: the size of a frame, and for a remote file usually inside the tail fetched at open. A larger
+#: one is read block by block as rows need it (records kept in the block cache), so a cold row
+#: reads its block's records and its frames, never a whole large index.
+WHOLE_REGION_BYTES = 64 << 10
+#: Block-cache keys (third part) of a bytes block's row offsets and of a block's frame records
+#: read on their own; frames are keyed by their number, from 0.
+OFFSETS_KEY = -1
+RECORDS_KEY = -2
 #: Rows needing more than this share of a block's frames read the whole block (it is cached).
 MAX_FRAME_SHARE = 0.5
 
@@ -59,7 +65,6 @@ class FrameReader:
         self._loaded = False
         self._layout: FrameLayout | None = None
         self._region: np.ndarray | None = None
-        self._block_records: dict[tuple[int, int], np.ndarray] = {}
 
     # -- the index ------------------------------------------------------------------------------
 
@@ -73,8 +78,8 @@ class FrameReader:
         start, count = int(layout.starts[group, position]), int(layout.counts[group, position])
         if self._region is not None:
             return self._region[start : start + count]
-        key = (group, position)
-        found = self._block_records.get(key)
+        key = (group, position, RECORDS_KEY)
+        found = self.cache.get(key)
         if found is None:
             size = FRAME_DTYPE.itemsize
             try:
@@ -82,7 +87,8 @@ class FrameReader:
             except BaleError:
                 return None
             found = np.frombuffer(raw, FRAME_DTYPE)
-            self._block_records[key] = found
+            self.cache.put(key, found)
+        assert isinstance(found, np.ndarray)
         return found
 
     def problem(self) -> str | None:
@@ -184,7 +190,7 @@ class FrameReader:
         return [bytes(p) for p in pieces]
 
     def _var_offsets(self, group: int, position: int) -> np.ndarray | None:
-        key = (group, position, -1)
+        key = (group, position, OFFSETS_KEY)
         cached = self.cache.get(key)
         if cached is not None:
             assert isinstance(cached, np.ndarray)
