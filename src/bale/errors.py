@@ -9,10 +9,17 @@
     ├── CodecError               (ValueError)   an unknown codec id or an invalid codec setting
     ├── TargetExistsError        (FileExistsError)  refusing to overwrite without overwrite=True
     ├── FileLockedError          (BlockingIOError)  another writer holds the file
-    └── BaleWriteError           (OSError)      the disk refused a write (full, quota, I/O error)
+    ├── BaleWriteError           (OSError)      the disk refused a write (full, quota, I/O error)
+    ├── ObjectNotFoundError      (FileNotFoundError)  no object at the URL
+    ├── AccessDeniedError        (PermissionError)    the store refused the credentials
+    └── RemoteReadError          (OSError)      the store could not be read: retries ran out
+                                                (timeouts, 5xx, dropped connections) or it
+                                                refused the request (no range support, 4xx)
 
-Library errors (OSError, zstd, blosc2) are translated into these where they enter bale, so code
-that catches ``BaleError`` catches everything bale reports about data.
+Errors about a remote object name its URL with any credentials removed (user:password, signed
+query values). Library errors (OSError, zstd, blosc2, object-store clients) are translated into
+these where they enter bale, so code that catches ``BaleError`` catches everything bale reports
+about data.
 """
 
 from __future__ import annotations
@@ -20,12 +27,15 @@ from __future__ import annotations
 import os
 
 __all__ = [
+    "AccessDeniedError",
     "BaleError",
     "BaleWriteError",
     "CodecError",
     "CorruptFileError",
     "FileLockedError",
     "NotABaleFileError",
+    "ObjectNotFoundError",
+    "RemoteReadError",
     "SchemaError",
     "TargetExistsError",
     "TruncatedFileError",
@@ -129,3 +139,17 @@ class BaleWriteError(BaleError, OSError):
         self.errno = errno
         self.strerror = strerror
         self.filename = self.path
+
+
+class ObjectNotFoundError(BaleError, FileNotFoundError):
+    """No object at this URL (HTTP 404): a wrong bucket, key or host path."""
+
+
+class AccessDeniedError(BaleError, PermissionError):
+    """The store refused the request (HTTP 401/403): missing, wrong or insufficient credentials."""
+
+
+class RemoteReadError(BaleError, OSError):
+    """A remote object could not be read: transient failures (timeouts, 5xx, throttling, dropped
+    connections) outlasted the retries, or the server refused the request as made (it ignores
+    byte ranges, or answered with another 4xx). No bytes of a failed read are returned."""
