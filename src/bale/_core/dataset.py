@@ -239,8 +239,21 @@ class Dataset:
                 for dest, value in zip(dests, values, strict=True):
                     result[dest] = _text(value, column, path, rows[dest])
 
-        # Each (column, row group) is decoded once; different ones in parallel threads.
-        run_split(fill, [(p, c, g, dests) for p, c in decoded for g, dests in runs])
+        # Each (column, row group) is decoded once. Whole blocks are decoded in parallel threads;
+        # reads of single frames stay in this thread (measured: threads only add GIL contention
+        # to work that small, docs/DECISIONS.md).
+        heavy: list[tuple[int, Column, int, list[int]]] = []
+        light: list[tuple[int, Column, int, list[int]]] = []
+        for p, c in decoded:
+            for g, dests in runs:
+                whole = reader.decodes_whole_block(g, p, len(dests))
+                (heavy if whole else light).append((p, c, g, dests))
+        if len(heavy) > 1:
+            run_split(fill, heavy, min_items=2)
+        else:
+            light += heavy
+        for task in light:
+            fill(task)
         for position, column in decoded:
             out[column.name] = results[position]
         return {c.name: out[c.name] for _, c in selected}  # the columns in the order asked

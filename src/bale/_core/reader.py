@@ -19,7 +19,7 @@ from bale._core.blocks import (
     decode_column_block,
 )
 from bale._core.forksafe import ForkSafeLock
-from bale._core.frames import FrameReader
+from bale._core.frames import MAX_FRAME_SHARE, FrameReader
 from bale._core.layout import read_index
 from bale._core.mapped import MappedColumn, can_map, map_file, unmap
 from bale._core.rowmap import RowGroupMap
@@ -199,6 +199,18 @@ class FileReader:
         if isinstance(block, np.ndarray):
             return block[local]
         return block.row(local)
+
+    def decodes_whole_block(self, group: int, position: int, rows: int) -> bool:
+        """Whether reading ``rows`` rows of this block now means decoding it whole (not pinned,
+        not cached, not read frame by frame): the work worth a thread of its own."""
+        if position in self.mappable:
+            return False
+        if position in self._pinnable:
+            return (group, position) not in self._pinned
+        if self.cache.get((group, position)) is not None:
+            return False
+        records = self.frames.records(group, position)
+        return records is None or rows > MAX_FRAME_SHARE * len(records)
 
     def pinned_bytes(self) -> int:
         """Bytes of small columns' blocks decoded and kept (``PIN_SHARE``)."""
