@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -48,9 +48,14 @@ class Dataset:
         *,
         verify: bool = True,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self._reader = FileReader(path, verify=verify, cache_bytes=cache_bytes)
-        self.path = self._reader.path
+        self._reader = FileReader(
+            path, verify=verify, cache_bytes=cache_bytes, storage_options=storage_options
+        )
+        self.path = self._reader.path  # a URL is shown without its credentials
+        self._location = os.fspath(path)
+        self._storage_options = dict(storage_options) if storage_options else None
         self.verify = verify
 
     # -- description --------------------------------------------------------------------------
@@ -332,10 +337,20 @@ class Dataset:
 
     def __getstate__(self) -> dict[str, Any]:
         # A worker process re-reads the small footer rather than receiving a pickled index.
-        return {"path": self.path, "verify": self.verify, "cache_bytes": self.cache_bytes}
+        return {
+            "path": self._location,
+            "verify": self.verify,
+            "cache_bytes": self.cache_bytes,
+            "storage_options": self._storage_options,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], verify=state["verify"], cache_bytes=state["cache_bytes"])  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            state["path"],
+            verify=state["verify"],
+            cache_bytes=state["cache_bytes"],
+            storage_options=state.get("storage_options"),
+        )
 
 
 class ColumnView:
@@ -462,10 +477,17 @@ def _empty(column: Column) -> Any:
 
 
 def open(
-    path: str | os.PathLike[str], *, verify: bool = True, cache_bytes: int = DEFAULT_CACHE_BYTES
+    path: str | os.PathLike[str],
+    *,
+    verify: bool = True,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Dataset:
-    """Open a ``.bale`` file for reading. See ``Dataset``."""
-    return Dataset(path, verify=verify, cache_bytes=cache_bytes)
+    """Open a ``.bale`` file for reading: a local path, or a URL (``s3://``, ``gs://``,
+    ``az://``, ``https://``, any fsspec URL; ``pip install 'bale[remote]'``) with
+    ``storage_options`` for its client (credentials, endpoint, region; the usual environment
+    variables and config files apply too). See ``Dataset``."""
+    return Dataset(path, verify=verify, cache_bytes=cache_bytes, storage_options=storage_options)
 
 
 def reader_of(dataset: Dataset) -> FileReader:

@@ -26,7 +26,7 @@ from bale.format.footer import FileIndex
 from bale.format.frames import FRAME_DTYPE, FrameLayout, frame_layout, frame_records
 from bale.format.header import checksum
 from bale.format.schema import Array, Column
-from bale.io.source import LocalSource
+from bale.io.source import ByteSource
 
 #: A frame index up to this size is read whole (and checked) at the first partial read: one read
 #: the size of a frame, and for a remote file usually inside the tail fetched at open. A larger
@@ -46,7 +46,7 @@ class FrameReader:
 
     def __init__(
         self,
-        source: LocalSource,
+        source: ByteSource,
         index: FileIndex,
         codecs: Sequence[Codec],
         cache: BlockCache,

@@ -27,7 +27,7 @@ from bale.format.header import (
     unpack_trailer,
 )
 from bale.format.schema import Schema
-from bale.io.source import LocalSource
+from bale.io.source import ByteSource
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Header:
     end: int  # offset of the first row group
 
 
-def read_header(source: LocalSource) -> Header:
+def read_header(source: ByteSource) -> Header:
     path = source.path
     head = source.read(0, HEADER_PREFIX_SIZE) if source.size() >= HEADER_PREFIX_SIZE else b""
     prefix = unpack_header_prefix(bytes(head), path)
@@ -57,7 +57,7 @@ def read_header(source: LocalSource) -> Header:
         raise CorruptFileError(f"header JSON lacks a required field: {exc}", path=path) from exc
 
 
-def read_index(source: LocalSource) -> tuple[FileIndex, int]:
+def read_index(source: ByteSource) -> tuple[FileIndex, int]:
     """The file's index and the offset where its footer starts. Reads the first bytes, the trailer
     and the footer only, so opening costs the same whatever the size of the data."""
     path = source.path
@@ -114,7 +114,7 @@ class ScannedGroup:
     skipped_before: int = 0  # damaged bytes between the previous group and this one
 
 
-def scan_groups(source: LocalSource, header: Header) -> Iterator[ScannedGroup]:
+def scan_groups(source: ByteSource, header: Header) -> Iterator[ScannedGroup]:
     """Walk row groups from the header onwards. Where a group header is damaged, look for the
     next intact group at a later aligned offset (group headers carry a magic and a checksummed
     JSON, so a false match is practically impossible) instead of giving up on the rest of the
@@ -136,7 +136,7 @@ def scan_groups(source: LocalSource, header: Header) -> Iterator[ScannedGroup]:
         offset = group.offset + group.length
 
 
-def _group_at(source: LocalSource, offset: int, num_columns: int, size: int) -> ScannedGroup | None:
+def _group_at(source: ByteSource, offset: int, num_columns: int, size: int) -> ScannedGroup | None:
     """The complete row group starting at ``offset``, or None."""
     prefix = unpack_group_prefix(bytes(source.read(offset, GROUP_PREFIX_SIZE)))
     if prefix is None:
@@ -173,9 +173,7 @@ def _group_at(source: LocalSource, offset: int, num_columns: int, size: int) -> 
     return ScannedGroup(offset, end - offset, num_rows, blocks)
 
 
-def _next_group(
-    source: LocalSource, start: int, num_columns: int, size: int
-) -> ScannedGroup | None:
+def _next_group(source: ByteSource, start: int, num_columns: int, size: int) -> ScannedGroup | None:
     """The first intact group at an aligned offset >= ``start``, searching in 4 MiB windows."""
     start += padding(start)
     window = 4 << 20
@@ -192,7 +190,7 @@ def _next_group(
     return None
 
 
-def block_reads_back(source: LocalSource, block: BlockRecord, segment_bytes: int) -> bool:
+def block_reads_back(source: ByteSource, block: BlockRecord, segment_bytes: int) -> bool:
     payload = source.read(block.offset, block.stored_size)
     if checksum(payload) != block.checksum:
         return False

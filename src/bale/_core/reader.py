@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from bale.codecs import codec_from_config
 from bale.errors import BaleError, CorruptFileError
 from bale.format.footer import FileIndex
 from bale.format.schema import Array, Column, Schema
+from bale.io.open import open_source
 from bale.io.source import LocalSource
 
 DEFAULT_CACHE_BYTES = 64 << 20
@@ -51,10 +52,11 @@ class FileReader:
         *,
         verify: bool = True,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.path = os.fspath(path)
         self.verify = verify
-        self.source = LocalSource(self.path)
+        self.source = open_source(path, storage_options)
+        self.path = self.source.path  # a URL without its credentials: what messages show
         try:
             self.index: FileIndex = read_index(self.source)[0]
         except BaseException:
@@ -64,8 +66,13 @@ class FileReader:
         # Codec objects are built once per file, not per block: the hot path stays allocation-free.
         self._codecs = [codec_from_config(c) for c in self.index.codecs]
         self.groups = RowGroupMap(self.index.groups["row_start"], self.index.groups["num_rows"])
-        # Uncompressed array columns are read from a mapping of the file (made on first use).
-        self.mappable = {p for p in range(len(self.schema)) if can_map(self.index, p)}
+        # Uncompressed array columns of a local file are read from a mapping of the file (made on
+        # first use); a remote object is read by ranges only.
+        self.mappable = (
+            {p for p in range(len(self.schema)) if can_map(self.index, p)}
+            if isinstance(self.source, LocalSource)
+            else set()
+        )
         self._mapping: Any = None
         self._mapped: dict[int, MappedColumn] = {}
         self._map_lock = ForkSafeLock()
@@ -140,6 +147,7 @@ class FileReader:
         with self._map_lock:
             if position not in self._mapped:
                 if self._mapping is None:
+                    assert isinstance(self.source, LocalSource)  # only local columns map
                     self._mapping = map_file(self.source.fileno())
                 self._mapped[position] = MappedColumn(
                     self._mapping, self.index, position, path=self.path, verify=self.verify

@@ -4,12 +4,30 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 from bale.errors import TruncatedFileError
 
 # Linux caps one read(2) at 0x7ffff000 bytes; larger ranges are read in pieces of this size.
 _MAX_SINGLE_READ = 1 << 30
+
+
+class ByteSource(Protocol):
+    """What the reader needs of a file: ``LocalSource`` here, ``bale.io.remote.RemoteSource``
+    for URLs."""
+
+    @property
+    def path(self) -> str: ...
+
+    def size(self) -> int: ...
+
+    def read(self, offset: int, size: int) -> bytes | bytearray: ...
+
+    def will_need(self, offset: int, size: int) -> None: ...
+
+    def evict_from_page_cache(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class LocalSource:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from bale._core.dataset import Batch, Dataset, reader_of
 from bale._core.mapped import MappedColumn
 from bale.errors import BaleError
+from bale.io.remote_url import is_remote
 from bale.loader.budget import DataSizes
 from bale.loader.collate import merge
 
@@ -24,11 +26,18 @@ class Files:
     group_local: np.ndarray  # row group number inside its file
 
     @classmethod
-    def open(cls, paths: Sequence[str], columns: Sequence[str] | None, cache_bytes: int) -> Files:
+    def open(
+        cls,
+        paths: Sequence[str],
+        columns: Sequence[str] | None,
+        cache_bytes: int,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> Files:
         datasets: list[Dataset] = []
         try:
             for path in paths:
-                datasets.append(Dataset(path, cache_bytes=cache_bytes))
+                options = storage_options if is_remote(path) else None
+                datasets.append(Dataset(path, cache_bytes=cache_bytes, storage_options=options))
             first = datasets[0].schema
             for ds in datasets[1:]:
                 if ds.schema.describe() != first.describe():

@@ -88,6 +88,7 @@ class Loader:
         window_groups: int | None = None,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         on_error: OnError = "raise",
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -120,7 +121,10 @@ class Loader:
         self.memory_budget = memory_budget
         if window_groups is not None and window_groups < 1:
             raise ValueError(f"window_groups must be >= 1, got {window_groups}")
-        self._files = Files.open(self.paths, self.columns, cache_bytes=0)
+        self.storage_options = dict(storage_options) if storage_options else None
+        self._files = Files.open(
+            self.paths, self.columns, cache_bytes=0, storage_options=self.storage_options
+        )
         try:
             self._errors = ErrorPolicy(on_error, self._files)
             self._transform_takes_rows = accepts_rows(batch_transform)
