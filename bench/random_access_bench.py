@@ -4,11 +4,12 @@
     .venv/bin/python -m bench.random_access_bench --quick    # small data, under a minute
 
 The benchmark suite's three kinds (bench/suite/data.py: JPEG bytes, 64x64x3 uint8 images,
-sparse float32 activations, each with an int64 label) are written three times with bale's
+sparse float32 activations, each with an int64 label) are written three or four times with bale's
 default codecs and row groups: by default (``segment_bytes`` of 1 GiB: every block one frame,
 as bale 1.0 wrote), with ``random_access=True`` (frames of about 16 KiB fitted to whole rows of
 the widest compressed column, and a frame index: a row decodes only the frames that hold it),
-and with 64 KiB frames (the first random-access layout, for comparison). In the same process,
+with 64 KiB frames (the first random-access layout, for comparison), and for the arrays
+uncompressed (codec ``none``: rows read from a mapping of the file). In the same process,
 for each file: latency of ``ds[i]`` (all columns) and of ``ds.row(i, [x])`` at random indices,
 warm (file in the page cache, bale's block cache at its default 64 MiB, smaller than every file
 here) and cold (page cache dropped before each row, a fresh Dataset; the bytes read from the
@@ -53,6 +54,8 @@ def write_files(kind: str, source: data.Source) -> dict[str, Path]:
         ("random_access=True", {"random_access": True}),
         ("64 KiB frames", {"random_access": True, "segment_bytes": 64 << 10}),
     )
+    if not source.spec.is_bytes:  # arrays stored as they are: rows read from the file's mapping
+        layouts += (("uncompressed", {"codecs": {"x": "none"}}),)
     for k, (name, options) in enumerate(layouts):
         path = WORK / f"{kind}-{k}.bale"
         bale.write(path, columns, overwrite=True, **options)
