@@ -128,3 +128,17 @@ def test_a_missing_object_names_its_url(remote: Store) -> None:
 def test_storage_options_are_refused_for_a_local_path(local_files: dict[str, Path]) -> None:
     with pytest.raises(ValueError, match="apply to URLs"):
         bale.open(local_files["plain"], storage_options={"region": "x"})
+
+
+def test_a_loader_epoch_fetches_each_byte_about_once(remote: Store) -> None:
+    url = remote.url("plain.bale")
+    with bale.Loader(
+        url, 64, shuffle="chunks", seed=5, storage_options=remote.storage_options
+    ) as loader:
+        source = reader_of(loader._files.datasets[0]).source
+        before = source.bytes_fetched
+        rows = sum(len(batch["label"]) for batch in loader)
+        fetched = source.bytes_fetched - before
+        assert rows == ROWS
+        # Row groups are asked for ahead, in the epoch's order, and read from what was fetched.
+        assert fetched <= 1.05 * source.size(), (fetched, source.size())

@@ -358,6 +358,19 @@ class FileReader:
             )
         return requested
 
+    def hint_remote_group(self, group: int, columns: Sequence[str] | None = None) -> None:
+        """For a remote file, start fetching the blocks of these columns of a row group in the
+        background (the source's bounded read-ahead), ahead of reading them: the same span
+        ``read_group_span`` reads. Nothing for a local file (the kernel reads ahead)."""
+        positions = [p for p, _ in self.select(columns)]
+        if isinstance(self.source, LocalSource) or not positions:
+            return
+        records = self.index.blocks[group, positions]
+        start = int(records["offset"].min())
+        end = int((records["offset"] + records["stored_size"]).max())
+        if end > start:
+            self.source.will_need(start, end - start)
+
     def payload(self, group: int, position: int) -> bytes | bytearray:
         """One block's stored bytes, unchecked (``decode`` checks them)."""
         self._check_group(group)

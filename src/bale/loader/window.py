@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from bale._core.columns import concat_values
-from bale._core.dataset import Batch
+from bale._core.dataset import Batch, reader_of
 from bale.errors import CorruptFileError
 from bale.format.schema import Array
 from bale.loader.batches import ErrorPolicy
@@ -71,6 +71,12 @@ class Window:
         run_groups = groups[run_starts] if n else np.zeros(0, np.int64)
         parts = min(threads, max(1, len(np.unique(run_groups))))
         self._group_starts = order.group_starts
+        # A remote file is asked for the window's groups now, in the order they will be read:
+        # fetches run ahead of the threads decoding them (a local file's kernel reads ahead).
+        for group in dict.fromkeys(run_groups.tolist()):
+            file = int(files.group_file[group])
+            reader = reader_of(files.datasets[file])
+            reader.hint_remote_group(int(files.group_local[group]), self._columns)
         self._futures = [
             pool.submit(self._fill, run_starts[sel], run_stops[sel], run_groups[sel])
             for sel in (run_groups % parts == p for p in range(parts))
