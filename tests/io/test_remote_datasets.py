@@ -142,3 +142,29 @@ def test_a_loader_epoch_fetches_each_byte_about_once(remote: Store) -> None:
         assert rows == ROWS
         # Row groups are asked for ahead, in the epoch's order, and read from what was fetched.
         assert fetched <= 1.05 * source.size(), (fetched, source.size())
+
+
+def test_a_glob_of_parts_reads_as_one_dataset(
+    s3_client: Any, s3_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    store = s3_store(s3_client, "obstore", s3_proxy)
+    data = columns()
+    parts = []
+    for k, (a, b) in enumerate(((0, 300), (300, 650), (650, ROWS))):
+        part = tmp_path / f"train-{k}.bale"
+        bale.write(part, {name: values[a:b] for name, values in data.items()}, row_group_rows=100)
+        store.put(f"glob/train-{k}.bale", part.read_bytes())
+        parts.append(part)
+    store.put("glob/other.bale", parts[0].read_bytes())
+    pattern = f"s3://{BUCKET}/glob/train-*.bale"
+    options = store.storage_options
+    with bale.Loader(pattern, 128, shuffle="none", storage_options=options) as loader:
+        assert loader.paths == [f"s3://{BUCKET}/glob/train-{k}.bale" for k in range(3)]
+        labels = np.concatenate([batch["label"] for batch in loader])
+    np.testing.assert_array_equal(labels, data["label"])
+    with bale.Loader(f"s3://{BUCKET}/glob/", 128, storage_options=options) as loader:
+        assert len(loader.paths) == 4  # a prefix: every .bale object under it
+    with bale.Loader(str(tmp_path / "train-*.bale"), 128, shuffle="none") as loader:
+        assert loader.paths == [str(p) for p in parts]
+    with pytest.raises(bale.BaleError, match=r"no \.bale file matches"):
+        bale.Loader(f"s3://{BUCKET}/glob/test-*.bale", 128, storage_options=options)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from bale._core.dataset import Batch
+from bale.io.listing import expand_paths
 from bale.loader.batches import (
     BatchTransform,
     ErrorPolicy,
@@ -102,7 +103,8 @@ class Loader:
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        self.paths = [os.fspath(p) for p in paths]
+        # Globs and object-store prefixes (s3://bucket/train-*.bale) become their files, sorted.
+        self.paths = expand_paths(paths, storage_options)
         if not self.paths:
             raise ValueError("Loader needs at least one file")
         self.batch_size = batch_size
