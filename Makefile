@@ -46,6 +46,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.distributed_bench
 	$(BIN)/python -m bench.sampler_bench
 	$(BIN)/python -m bench.random_access_bench
+	$(BIN)/python -m bench.remote_loader_bench
 	$(BIN)/python -m bench.frame_choice
 	$(BIN)/python -m bench.pack_bench
 	$(BIN)/python -m bench.advisor_bench
@@ -61,6 +62,7 @@ bench-quick: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.distributed_bench --quick
 	$(BIN)/python -m bench.sampler_bench --quick
 	$(BIN)/python -m bench.random_access_bench --quick
+	$(BIN)/python -m bench.remote_loader_bench --quick
 	$(BIN)/python -m bench.frame_choice --quick
 	$(BIN)/python -m bench.pack_bench --quick
 	$(BIN)/python -m bench.advisor_bench --quick

@@ -115,8 +115,12 @@ class _DelayedRangeServer(http.server.ThreadingHTTPServer):
         self.last_modified = email.utils.formatdate(usegmt=True)
 
 
-def _serve(port: Any, delay_s: Any, counter: Any, ready: Any) -> None:
-    data = os.urandom(OBJECT_BYTES)
+def _serve(port: Any, delay_s: Any, counter: Any, ready: Any, path: str | None = None) -> None:
+    if path is None:
+        data = os.urandom(OBJECT_BYTES)
+    else:
+        with open(path, "rb") as f:
+            data = f.read()
     server = _DelayedRangeServer(data, delay_s, counter)
     port.value = server.server_address[1]
     ready.set()
@@ -126,14 +130,15 @@ def _serve(port: Any, delay_s: Any, counter: Any, ready: Any) -> None:
 class LoopbackServer:
     """The delayed range server in a child process; ``delay_s`` and ``requests`` are shared."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str | None = None) -> None:
+        """Serve ``path``'s bytes under every URL path (random bytes without one)."""
         ctx = multiprocessing.get_context("spawn")
         self._port = ctx.Value("i", 0)
         self._delay = ctx.Value("d", 0.0)
         self._counter = ctx.Value("q", 0)
         ready = ctx.Event()
         self._process = ctx.Process(
-            target=_serve, args=(self._port, self._delay, self._counter, ready), daemon=True
+            target=_serve, args=(self._port, self._delay, self._counter, ready, path), daemon=True
         )
         self._process.start()
         if not ready.wait(60):

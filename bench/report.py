@@ -68,10 +68,18 @@ SECTIONS = (
     ),
     (
         "random_access_bench.md",
-        "Random rows and gathers: whole blocks against 64 KiB frames",
-        "`.venv/bin/python -m bench.random_access_bench`: latency of `ds[i]` and `ds.take` of "
-        "64 random rows, warm and cold, on files written by default and with "
-        "`random_access=True` (format 1.1's frame index), npy memmap for reference.",
+        "Random rows and gathers: whole blocks against frames of whole rows",
+        "`.venv/bin/python -m bench.random_access_bench`: latency of `ds[i]`, `ds.take` of 64 "
+        "random rows and a shuffled DataLoader batch of 64, warm and cold, on files written by "
+        "default, with `random_access=True` (format 1.1's frame index) and with 64 KiB frames, "
+        "npy memmap for reference; size and sequential decode of each layout.",
+    ),
+    (
+        "remote_loader_bench.md",
+        "Over HTTP: opening and Loader epochs against the local file",
+        "`.venv/bin/python -m bench.remote_loader_bench`: a loopback range server with a "
+        "per-request delay of 0-50 ms serves each file; open time and requests, Loader "
+        "samples/s against the local file, bytes fetched per epoch.",
     ),
     (
         "frame_choice.md",
