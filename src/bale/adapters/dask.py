@@ -14,14 +14,16 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from bale._core.dataset import Dataset
+from bale._core.dataset import Dataset, reader_of
 from bale.errors import SchemaError
+from bale.format.constants import TRAILER_SIZE
 from bale.format.schema import Array
+from bale.io.remote_url import is_remote
 
 if TYPE_CHECKING:
     import dask.array
@@ -37,7 +39,11 @@ PART_BYTES = 8 << 20
 
 
 def from_bale(
-    path: str | os.PathLike[str], column: str, *, chunks: int | Literal["auto"] = "auto"
+    path: str | os.PathLike[str],
+    column: str,
+    *,
+    chunks: int | Literal["auto"] = "auto",
+    storage_options: Mapping[str, Any] | None = None,
 ) -> dask.array.Array:
     """A lazy dask array of an array column, chunked by whole row groups.
 
@@ -60,9 +66,12 @@ def from_bale(
     own indexing instead.
 
     Works with every scheduler: the file is reopened by path in other processes or machines.
-    Chunks are new arrays, never views of a cache. The graph's name depends on the file's path,
-    size and modification time and on the chunking, so a rewritten file never reuses results
-    cached for the old one. Bytes and string columns are not arrays: read them with
+    ``path`` may be a URL (``s3://``, ``gs://``, ``https://``, ...) read with
+    ``storage_options`` (see ``bale.open``); the graph carries them (in its pickles, never in
+    its names or reprs) so that workers reopen the URL. Chunks are new arrays, never views of a
+    cache. The graph's name depends on the file's path, size and modification time (for a URL:
+    its size and trailer, which holds the footer's checksum) and on the chunking, so a rewritten
+    file never reuses results cached for the old one. Bytes and string columns are not arrays: read them with
     ``bale.open(path)[column]`` instead.
     """
     try:
@@ -74,7 +83,7 @@ def from_bale(
 
     # No block cache: each row group is decoded once by the task that needs it, and results
     # never alias a cache.
-    dataset = Dataset(path, cache_bytes=0)
+    dataset = Dataset(path, cache_bytes=0, storage_options=storage_options)
     if column not in dataset.schema:
         names = dataset.schema.names
         dataset.close()
@@ -101,8 +110,7 @@ def from_bale(
         empty: dask.array.Array = da.zeros((0, *shape), dtype=dtype)
         return empty
     row_chunks = whole_group_chunks(dataset.row_group_sizes, target)
-    stat = os.stat(dataset.path)
-    token = dask.base.tokenize(dataset.path, stat.st_size, stat.st_mtime_ns, column, row_chunks)
+    token = dask.base.tokenize(dataset.path, *_version_of(dataset), column, row_chunks)
     source = ColumnSource(dataset, column)
     plain = da.from_array(  # type: ignore[no-untyped-call]
         source,
@@ -113,6 +121,18 @@ def from_bale(
         meta=np.empty((0,) * source.ndim, dtype),
     )
     return _gathering(plain, source)
+
+
+def _version_of(dataset: Dataset) -> tuple[Any, ...]:
+    """What tells this version of the file from a rewritten one: a local file's size and
+    modification time; an object's size and trailer (the footer's offset, length and checksum:
+    the object's own cached tail, no request), as object stores have no portable mtime."""
+    if not is_remote(dataset.path):
+        stat = os.stat(dataset.path)
+        return stat.st_size, stat.st_mtime_ns
+    source = reader_of(dataset).source
+    size = source.size()
+    return size, bytes(source.read(size - TRAILER_SIZE, TRAILER_SIZE))
 
 
 def whole_group_chunks(group_sizes: Sequence[int], target_rows: int) -> tuple[int, ...]:
@@ -156,7 +176,8 @@ def _runs(
 class ColumnSource:
     """One array column as the array-like that ``dask.array.from_array`` slices: ``shape``,
     ``dtype``, ``ndim`` and ``source[key]`` for a row slice, row number, integer array or mask,
-    optionally followed by keys for the trailing dimensions. Pickles by path (``Dataset`` does).
+    optionally followed by keys for the trailing dimensions. Pickles by path (``Dataset`` does,
+    a URL with its storage options).
     """
 
     def __init__(self, dataset: Dataset, column: str) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import operator
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, SupportsIndex
 
 import numpy as np
@@ -42,11 +42,19 @@ class GrainSource:
 
     Each row is a fresh copy (never a view of bale's block cache), so grain transforms may
     modify it in place. Batched reads (grain's ``_getitems``) decode each row group a batch
-    touches once. Pickles by path: grain worker processes reopen the file.
+    touches once. Pickles by path: grain worker processes reopen the file (a URL, with its
+    ``storage_options``: see ``bale.open``). Its repr, which grain keeps in checkpoints, shows
+    a URL without credentials and never the options.
     """
 
-    def __init__(self, path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> None:
-        self.dataset = Dataset(path)
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        columns: Sequence[str] | None = None,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.dataset = Dataset(path, storage_options=storage_options)
         self.columns = list(columns) if columns is not None else None
         reader_of(self.dataset).check_columns(self.columns)
 
@@ -98,11 +106,15 @@ class ChunkIndexSampler:
         world_size: int | None = None,
         partition: Partition = "drop",
         window_groups: int | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        path = source.path if isinstance(source, GrainSource) else os.fspath(source)
-        with Dataset(path) as ds:
-            sizes = ds.row_group_sizes
-            window_groups = window_groups or default_window_groups([ds])
+        if isinstance(source, GrainSource):  # its open file: no second open, nor its URL
+            sizes = source.dataset.row_group_sizes
+            window_groups = window_groups or default_window_groups([source.dataset])
+        else:
+            with Dataset(source, storage_options=storage_options) as ds:
+                sizes = ds.row_group_sizes
+                window_groups = window_groups or default_window_groups([ds])
         rank, world_size = resolve_rank(rank, world_size)
         if num_epochs < 1:
             raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")

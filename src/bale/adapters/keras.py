@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,7 +47,8 @@ class EpochBatches:
     or multi-output models); ``y=None`` gives ``(x,)`` tuples. ``batch_transform`` runs on the
     batch dict of the selected columns before ``x`` and ``y`` are picked out of it.
     ``rank``/``world_size`` default to one process (no detection): pass them to give each
-    process a disjoint share of every epoch.
+    process a disjoint share of every epoch. ``path`` may be a URL, read with
+    ``storage_options`` (see ``bale.open``).
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class EpochBatches:
         partition: Partition = "drop",
         window_groups: int | None = None,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -74,7 +76,7 @@ class EpochBatches:
         )
         if mode not in ("chunks", "full", "none"):
             raise ValueError(f"shuffle must be 'chunks', 'full', 'none' or a bool, got {mode!r}")
-        self.dataset = Dataset(path)
+        self.dataset = Dataset(path, storage_options=storage_options)
         self.batch_size = batch_size
         self.x, self.y = x, y
         self.columns = list(dict.fromkeys([*_names(x), *(_names(y) if y is not None else [])]))
@@ -226,6 +228,7 @@ def KerasSequence(  # named as the class it returns: a factory, so that Keras lo
     y: Names | None = None,
     shuffle: ShuffleMode | bool = "chunks",
     seed: int = 0,
+    storage_options: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> EpochBatches:
     """A ``keras.utils.PyDataset`` over a bale file, for ``model.fit(seq, epochs=...)``.
@@ -239,12 +242,23 @@ def KerasSequence(  # named as the class it returns: a factory, so that Keras lo
     across several of its epochs, and the order would change in the middle of it.
     Pass ``shuffle=False`` to ``fit``: Keras would otherwise visit the batches in a random
     order, which costs cache hits and adds nothing to the sequence's own shuffle.
+    ``path`` may be a URL (``s3://``, ``https://``, ...), read with ``storage_options`` (see
+    ``bale.open``).
     ``kwargs``: ``drop_last``, ``batch_transform``, ``rank``, ``world_size``, ``partition``,
     ``window_groups``, ``memory_budget`` (see ``EpochBatches``) and PyDataset's ``workers``,
     ``use_multiprocessing``, ``max_queue_size``.
     """
     cls = keras_sequence_class()
-    return cls(path, batch_size, x=x, y=y, shuffle=shuffle, seed=seed, **kwargs)
+    return cls(
+        path,
+        batch_size,
+        x=x,
+        y=y,
+        shuffle=shuffle,
+        seed=seed,
+        storage_options=storage_options,
+        **kwargs,
+    )
 
 
 def keras_generator(
@@ -264,7 +278,8 @@ def keras_generator(
 
     Endless by default (``epochs=None``), as ``fit`` with ``steps_per_epoch`` expects; give
     ``epochs`` to stop after that many. ``loader_kwargs`` go to ``bale.Loader`` (its ``columns``
-    default to those named by ``x`` and ``y``). Needs no Keras: any loop can use it.
+    default to those named by ``x`` and ``y``; ``storage_options`` for URLs). Needs no Keras:
+    any loop can use it.
     """
     loader_kwargs.setdefault(
         "columns", list(dict.fromkeys([*_names(x), *(_names(y) if y is not None else [])]))

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from bale._core.dataset import Dataset, reader_of
+from bale.io.remote_url import redact_url
 from bale.loader.distributed import resolve_rank
 from bale.loader.order import ConsumerOrders, EpochOrder, Partition, ShuffleMode
 from bale.loader.pipeline import Loader
@@ -128,6 +129,9 @@ class TorchDataset(_TorchMapDataset[Row]):
     ``bale.Dataset`` pickles by path and reopens its file in each worker. The DataLoader's batched
     fetch (``__getitems__``) reads each needed row group once per batch.
 
+    ``path`` may be a URL (``s3://``, ``gs://``, ``https://``, ...) read with
+    ``storage_options`` (see ``bale.open``); workers reopen it with the same options.
+
     ``transform`` gets each row as a dict of NumPy values (scalars as NumPy scalars, bytes as
     bytes) and returns what the DataLoader should see; NumPy arrays in its result (a dict, a
     tuple or a single array) become tensors. It must be picklable for spawn/forkserver workers.
@@ -138,8 +142,10 @@ class TorchDataset(_TorchMapDataset[Row]):
         path: str | os.PathLike[str],
         columns: Sequence[str] | None = None,
         transform: RowTransform | None = None,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.dataset = Dataset(path)
+        self.dataset = Dataset(path, storage_options=storage_options)
         self.columns = list(columns) if columns is not None else None
         self.transform = transform
         if self.columns is not None:
@@ -192,6 +198,9 @@ class ChunkSampler(_TorchSampler[int]):
     default window (64 MiB of decoded rows) fits the block cache of ``TorchDataset``'s file, so
     each worker decodes each row group about once per epoch. ``TorchIterableDataset`` does
     better still (each group decoded once in all), but needs the iterable style.
+
+    Given a path rather than a ``TorchDataset``, it opens the file to read its row group sizes
+    (a URL with ``storage_options``).
     """
 
     def __init__(
@@ -204,11 +213,15 @@ class ChunkSampler(_TorchSampler[int]):
         world_size: int | None = None,
         partition: Partition = "drop",
         window_groups: int | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        path = dataset.path if isinstance(dataset, TorchDataset) else os.fspath(dataset)
-        with Dataset(path) as ds:
-            sizes = ds.row_group_sizes
-            group_bytes = max(1, reader_of(ds).decoded_group_bytes())
+        if isinstance(dataset, TorchDataset):  # its open file: no second open, nor its URL
+            sizes = dataset.dataset.row_group_sizes
+            group_bytes = max(1, reader_of(dataset.dataset).decoded_group_bytes())
+        else:
+            with Dataset(dataset, storage_options=storage_options) as ds:
+                sizes = ds.row_group_sizes
+                group_bytes = max(1, reader_of(ds).decoded_group_bytes())
         rank, world_size = resolve_rank(rank, world_size)
         if shuffle is True or shuffle is False:
             shuffle = "chunks" if shuffle else "none"
@@ -282,6 +295,11 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
 
     ``pin_memory=True`` pins batches in the process that makes them: useful when iterating this
     object directly (``num_workers=0``); with worker processes use ``DataLoader(pin_memory=True)``.
+
+    URLs (``s3://``, ``gs://``, ``https://``, ...) are read with ``storage_options`` (see
+    ``bale.open``); each worker's Loader opens them with the same options. Forked workers read
+    through fsspec (obstore's runtime does not survive ``fork``): ``multiprocessing_context=
+    "spawn"`` or ``"forkserver"`` keeps them on obstore (docs/REMOTE.md).
     """
 
     def __init__(
@@ -290,9 +308,12 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
         batch_size: int,
         *,
         pin_memory: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
         **loader_kwargs: Any,
     ) -> None:
         super().__init__()
+        if storage_options is not None:
+            loader_kwargs["storage_options"] = storage_options
         loader_kwargs["rank"], loader_kwargs["world_size"] = resolve_rank(
             loader_kwargs.get("rank"), loader_kwargs.get("world_size")
         )
@@ -483,10 +504,8 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
         self._loader = None
 
     def __repr__(self) -> str:
-        return (
-            f"TorchIterableDataset({self.paths!r}, batch_size={self.batch_size}, "
-            f"epoch={self.epoch})"
-        )
+        paths = [redact_url(p) for p in self.paths]  # a URL's credentials are never shown
+        return f"TorchIterableDataset({paths!r}, batch_size={self.batch_size}, epoch={self.epoch})"
 
 
 def _dataloader_fetcher() -> tuple[Any, bool]:
