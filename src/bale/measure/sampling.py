@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -29,12 +29,14 @@ def sample_file(
     columns: Sequence[str] | None = None,
     rows: int | None = None,
     max_bytes: int = DEFAULT_SAMPLE_BYTES,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A sample batch from a .bale file: whole row groups spread evenly over the file, as many
-    as keep the largest column under about ``max_bytes`` of raw data (and at most ``rows``)."""
+    as keep the largest column under about ``max_bytes`` of raw data (and at most ``rows``).
+    ``path`` may be a URL, read with ``storage_options`` (see ``bale.open``)."""
     if rows is not None and rows < 1:
         raise ValueError(f"rows must be >= 1, got {rows}")
-    with Dataset(path, cache_bytes=0) as ds:
+    with Dataset(path, cache_bytes=0, storage_options=storage_options) as ds:
         reader_of(ds).check_columns(columns)
         names = list(columns) if columns is not None else ds.schema.names
         groups = ds.num_row_groups

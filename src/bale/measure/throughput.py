@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -29,6 +29,7 @@ from bale.io.pagecache import (
     read_through,
     total_resident_bytes,
 )
+from bale.io.remote_url import is_remote, redact_url
 from bale.loader.order import ShuffleMode
 from bale.loader.pipeline import BatchTransform, Loader
 
@@ -223,11 +224,16 @@ def measure_loader(
     epochs: int = 1,
     cold: bool = False,
     seed: int = 0,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> ThroughputReport:
     """Iterate a ``bale.Loader`` for at most ``epochs`` epochs or ``max_seconds`` (whichever
     ends first) and time it. With ``cold``, a first pass runs after dropping the files from the
     page cache (``bale.io.pagecache.evict_files``); the warm pass runs after reading the files
     once (when they fit in half the free memory).
+
+    URLs (``s3://``, ``https://``, ...) are read with ``storage_options``, as the Loader reads
+    them; they have no page cache (both runs fetch them, ``resident_before`` is None), and the
+    report lists them without credentials.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -237,12 +243,15 @@ def measure_loader(
     if epochs < 1 or not max_seconds > 0:
         raise ValueError(f"epochs and max_seconds must be positive, got {epochs}, {max_seconds}")
     parse_transform(transform, "image")  # a bad spec fails before any file is read
-    rows, file_bytes, raw_bytes, stored_bytes, bytes_column = _describe_files(files, columns)
+    options = dict(storage_options) if storage_options else None
+    rows, file_bytes, raw_bytes, stored_bytes, bytes_column = _describe_files(
+        files, columns, options
+    )
     chosen_column = image_column or bytes_column
     if transform != "none" and chosen_column is None:
         raise BaleError(
             f"transform {transform!r} needs a bytes column of encoded images; the file has none",
-            path=files[0],
+            path=redact_url(files[0]),
         )
     batch_transform = parse_transform(transform, chosen_column or "image")
     per_row_raw = raw_bytes / rows if rows else 0.0
@@ -261,17 +270,19 @@ def measure_loader(
             epochs=epochs,
             seed=seed,
             per_row=(per_row_raw, per_row_stored),
+            storage_options=options,
         )
 
+    local = [f for f in files if not is_remote(f)]  # objects in a store have no page cache
     cold_run = None
     if cold:
-        evict_files(files)
+        evict_files(local)
         cold_run = run("cold")
     # The warm run's `resident_before` shows how much was cached when the files did not fit.
-    read_through(files)
+    read_through(local)
     warm_run = run("warm")
     return ThroughputReport(
-        paths=files,
+        paths=[redact_url(f) for f in files],
         rows=rows,
         file_bytes=file_bytes,
         raw_bytes=raw_bytes,
@@ -287,19 +298,19 @@ def measure_loader(
 
 
 def _describe_files(
-    files: list[str], columns: Sequence[str] | None
+    files: list[str], columns: Sequence[str] | None, storage_options: dict[str, Any] | None
 ) -> tuple[int, int, int, int, str | None]:
     """(rows, file bytes, raw and stored bytes of the selected columns, first bytes column)."""
     rows = file_bytes = raw = stored = 0
     bytes_column = None
     for path in files:
-        with Dataset(path, cache_bytes=0) as ds:
+        with _open(path, storage_options, cache_bytes=0) as ds:
             reader_of(ds).check_columns(columns)
             names = list(columns) if columns is not None else ds.schema.names
             positions = [ds.schema.index(n) for n in names]
             blocks = ds.index.blocks[:, positions] if ds.num_row_groups else None
             rows += len(ds)
-            file_bytes += os.path.getsize(path)
+            file_bytes += reader_of(ds).source.size()
             if blocks is not None:
                 raw += int(blocks["raw_size"].sum())
                 stored += int(blocks["stored_size"].sum())
@@ -323,12 +334,14 @@ def _timed_run(
     epochs: int,
     seed: int,
     per_row: tuple[float, float],
+    storage_options: dict[str, Any] | None,
 ) -> LoaderRun:
     for path in files:  # codec libraries are imported on first use: never inside the timer
-        with Dataset(path) as ds:
+        with _open(path, storage_options) as ds:
             for config in ds.index.codecs:
                 codec_from_config(config).warm_up()
-    resident = total_resident_bytes(files)
+    remote = any(is_remote(f) for f in files)
+    resident = None if remote else total_resident_bytes(files)
     io_before = process_read_bytes()
     samples = batches = full_epochs = 0
     first_batch = None
@@ -343,6 +356,7 @@ def _timed_run(
         num_threads=threads,
         rank=0,
         world_size=1,
+        storage_options=storage_options,
     )
     try:
         for epoch in range(epochs):
@@ -378,6 +392,11 @@ def _timed_run(
             io_after - io_before if io_before is not None and io_after is not None else None
         ),
     )
+
+
+def _open(path: str, storage_options: dict[str, Any] | None, **kwargs: Any) -> Dataset:
+    """A file of the run: the storage options go to URLs only (as the Loader passes them)."""
+    return Dataset(path, storage_options=storage_options if is_remote(path) else None, **kwargs)
 
 
 def _batch_rows(batch: dict[str, Any]) -> int:

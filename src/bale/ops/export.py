@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
-from typing import BinaryIO
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from bale._core.dataset import Dataset, reader_of
 from bale.errors import BaleError
 from bale.format.schema import Array
+from bale.io.remote_url import is_remote, redact_url
 
 
 def export(
@@ -21,21 +22,28 @@ def export(
     *,
     overwrite: bool = False,
     on_column: Callable[[str, list[str]], None] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Write every column (or ``columns``) of the file at ``path`` to ``directory``: an array
     column as ``NAME.npy``; a bytes or string column as ``NAME.data.npy`` (uint8, the rows
     concatenated, UTF-8 for strings) plus ``NAME.offsets.npy`` (int64: row i is
     ``data[offsets[i]:offsets[i + 1]]``); the metadata as ``metadata.json``. Columns are
     streamed a row group at a time, so memory stays bounded. ``on_column(name, file_names)`` is
-    called as each column is done. Returns the paths written, ``metadata.json`` last.
+    called as each column is done. Returns the paths written, ``metadata.json`` last. ``path``
+    may be a URL, read with ``storage_options`` (see ``bale.open``); ``directory`` is local.
 
     >>> export("train.bale", "out/", ["label", "caption"])  # doctest: +SKIP
     ['out/label.npy', 'out/caption.data.npy', 'out/caption.offsets.npy', 'out/metadata.json']
     """
     directory = os.fspath(directory)
+    if is_remote(directory):
+        raise BaleError(
+            "export writes .npy files to a local directory; writing to object storage is not "
+            f"supported yet: {redact_url(directory)!r}"
+        )
     os.makedirs(directory, exist_ok=True)
     written: list[str] = []
-    with Dataset(path) as ds:
+    with Dataset(path, storage_options=storage_options) as ds:
         names = list(columns or ds.schema.names)
         for name in names:
             if name not in ds.schema:

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
-from bale._core.dataset import Dataset
+from bale._core.dataset import Dataset, reader_of
 from bale.codecs import codec_spec
 from bale.format.schema import Array
 
 
-def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A JSON-ready description of the file at ``path``; reads only its footer.
+def describe(
+    path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A JSON-ready description of the file at ``path``; reads only its footer. ``path`` may be
+    a URL, read with ``storage_options`` (see ``bale.open``): the description shows it without
+    credentials and holds no option.
 
     >>> describe("train.bale")["columns"][0]  # doctest: +SKIP
     {'name': 'image', 'kind': 'array', 'codec': 'none', 'raw_bytes': ..., 'stored_bytes': ...,
      'ratio': 1.0, 'dtype': 'uint8', 'shape': [224, 224, 3]}
     """
-    with Dataset(path) as ds:
+    with Dataset(path, storage_options=storage_options) as ds:
         return _description(ds)
 
 
@@ -47,7 +52,7 @@ def _description(ds: Dataset) -> dict[str, Any]:
         "path": ds.path,
         "rows": len(ds),
         "row_groups": ds.num_row_groups,
-        "file_bytes": os.path.getsize(ds.path),
+        "file_bytes": reader_of(ds).source.size(),
         "columns": columns,
         "metadata": ds.metadata,
     }

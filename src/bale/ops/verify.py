@@ -4,7 +4,9 @@ the blocks' frames (`bale verify`)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from bale._core.dataset import Dataset, reader_of
 from bale.errors import BaleError, CorruptFileError
@@ -31,12 +33,20 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def verify(path: str | os.PathLike[str]) -> VerifyReport:
+def verify(
+    path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+) -> VerifyReport:
     """Read and check every block. Errors opening the file (not bale, truncated, newer version)
-    are raised; damaged blocks are collected so one report lists all of them."""
+    are raised; damaged blocks are collected so one report lists all of them. ``path`` may be a
+    URL, read with ``storage_options`` (see ``bale.open``); the report names it without
+    credentials.
+
+    >>> verify("s3://bucket/train.bale", storage_options={"profile": "research"}).ok  # doctest: +SKIP
+    True
+    """
     problems: list[BaleError] = []
     checked = 0
-    with Dataset(path, verify=True, cache_bytes=0) as ds:
+    with Dataset(path, verify=True, cache_bytes=0, storage_options=storage_options) as ds:
         reader = reader_of(ds)
         index_problem = reader.frames.problem()
         if index_problem is not None:
