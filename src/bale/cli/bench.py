@@ -6,8 +6,17 @@ import argparse
 import json
 import math
 
-from bale.cli._command import EXIT_OK, Subcommands, add_columns_option, add_json_flag
+from bale.cli._command import (
+    EXIT_OK,
+    Subcommands,
+    add_columns_option,
+    add_json_flag,
+    add_storage_option,
+    reading,
+    storage_options,
+)
 from bale.errors import BaleError
+from bale.io.remote_url import is_remote
 from bale.measure.machine import describe_machine
 from bale.measure.throughput import LoaderRun, ThroughputReport, measure_loader, parse_transform
 
@@ -20,10 +29,11 @@ def add_bench_command(commands: Subcommands) -> None:
         "samples/s, batches/s, MB/s and the time to the first batch. Each run stops after "
         "--epochs epochs or --seconds seconds, whichever comes first. With --cold, a first run "
         "starts after the files are dropped from the page cache. With --step-rate or --step-ms, "
-        "says whether a model training at that rate would wait for its input. See "
-        "docs/CODECS.md.",
+        "says whether a model training at that rate would wait for its input. FILEs may be "
+        "URLs (s3://, gs://, az://, https://, ...): see --storage-option. See docs/CODECS.md.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="one or more .bale files")
+    add_storage_option(parser)
     parser.add_argument("--batch-size", type=int, default=256, help="default 256")
     parser.add_argument("--threads", type=int, default=4, help="loader threads (default 4)")
     parser.add_argument("--shuffle", choices=("chunks", "full", "none"), default="chunks")
@@ -76,18 +86,21 @@ def run_bench(args: argparse.Namespace) -> int:
         problems.append(str(exc))
     if problems:
         raise BaleError("; ".join(problems))
-    report = measure_loader(
-        args.files,
-        batch_size=args.batch_size,
-        threads=args.threads,
-        shuffle=args.shuffle,
-        transform=args.transform,
-        image_column=args.image_column,
-        columns=args.columns,
-        max_seconds=args.seconds,
-        epochs=args.epochs,
-        cold=args.cold,
-    )
+    options = storage_options(args, *args.files)
+    with reading(*args.files):
+        report = measure_loader(
+            args.files,
+            batch_size=args.batch_size,
+            threads=args.threads,
+            shuffle=args.shuffle,
+            transform=args.transform,
+            image_column=args.image_column,
+            columns=args.columns,
+            max_seconds=args.seconds,
+            epochs=args.epochs,
+            cold=args.cold,
+            storage_options=options,
+        )
     verdict = report.verdict(step_rate) if step_rate is not None else None
     machine = describe_machine()
     if args.json:
@@ -130,8 +143,9 @@ def _text(report: ThroughputReport, machine: str) -> str:
         "MB/s raw: decoded bytes of the rows read, before any transform; MB/s stored: the same "
         "rows as stored in the file. Rates include the time to the first batch."
     )
+    remote = any(is_remote(p) for p in report.paths)
     if report.cold is not None:
-        lines.append(_cold_note(report.cold, report.file_bytes))
+        lines.append(_cold_note(report.cold, report.file_bytes, remote))
     resident = report.warm.resident_before
     if resident is not None and resident < 0.9 * report.file_bytes:
         lines.append(
@@ -141,7 +155,9 @@ def _text(report: ThroughputReport, machine: str) -> str:
     return "\n".join(lines)
 
 
-def _cold_note(run: LoaderRun, file_bytes: int) -> str:
+def _cold_note(run: LoaderRun, file_bytes: int, remote: bool) -> str:
+    if remote:
+        return "Cold run: URLs have no page cache (nor a local disk cache yet): both runs fetched them."
     if run.resident_before is None:
         state = "the page cache could not be inspected on this system (no mincore)"
     elif run.resident_before <= 0.05 * file_bytes:

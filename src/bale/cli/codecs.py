@@ -9,10 +9,20 @@ import os
 from typing import Any
 
 from bale._core.defaults import RANDOM_ACCESS_SEGMENT_BYTES
-from bale.cli._command import EXIT_OK, Subcommands, add_columns_option, add_json_flag
+from bale.cli._command import (
+    EXIT_OK,
+    Subcommands,
+    add_columns_option,
+    add_json_flag,
+    add_storage_option,
+    reading,
+    shown,
+    storage_options,
+)
 from bale.errors import BaleError
 from bale.format.constants import DEFAULT_SEGMENT_BYTES, FILE_MAGIC
 from bale.importers import open_source
+from bale.io.remote_url import is_remote
 from bale.measure.advisor import (
     DEFAULT_SAMPLE_BYTES,
     GOALS,
@@ -35,9 +45,11 @@ def add_codecs_command(commands: Subcommands) -> None:
         "ratio decoding at >= 100 MB/s; balanced = best ratio decoding at >= 300 MB/s and "
         "compressing at >= 100 MB/s (within 2%: the faster decoder); fastest = fastest decoder "
         "within 10% of the best ratio. balanced and fastest store data as is when no codec "
-        "saves 5%. See docs/CODECS.md.",
+        "saves 5%. A URL (s3://, gs://, az://, https://, ...) is read as a .bale file: see "
+        "--storage-option. See docs/CODECS.md.",
     )
-    parser.add_argument("source", help="a .bale file, or a source `bale pack` reads")
+    parser.add_argument("source", help="a .bale file or URL, or a source `bale pack` reads")
+    add_storage_option(parser)
     parser.add_argument("--goal", choices=GOALS, default="balanced", help="default: balanced")
     parser.add_argument(
         "--read-rate",
@@ -74,32 +86,36 @@ def run_codecs(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise BaleError(f"--repeats must be >= 1, got {args.repeats}")
     max_bytes = int(args.sample_mb * 2**20)
-    sample, where = _read_sample(args.source, args.columns, max_bytes)
+    options = storage_options(args, args.source)
+    with reading(args.source):
+        sample, where = _read_sample(args.source, args.columns, max_bytes, options)
     report = measure_codecs(
         sample, candidates=args.candidates, repeats=args.repeats, thorough=args.thorough
     )
     if args.json:
         out = report.to_dict(args.goal, args.read_rate)
-        out["source"] = args.source
+        out["source"] = shown(args.source)
         out["sample"] = where
         print(json.dumps(out, indent=2))
         return EXIT_OK
-    print(_text(report, args.goal, args.read_rate, args.source, where))
+    print(_text(report, args.goal, args.read_rate, shown(args.source), where))
     return EXIT_OK
 
 
 def _read_sample(
-    path: str, columns: list[str] | None, max_bytes: int
+    path: str, columns: list[str] | None, max_bytes: int, options: dict[str, Any] | None
 ) -> tuple[dict[str, Any], str]:
     """(sample batch, a few words on where it came from)."""
     if _is_bale_file(path):
-        sample = sample_file(path, columns=columns, max_bytes=max_bytes)
+        sample = sample_file(path, columns=columns, max_bytes=max_bytes, storage_options=options)
         return sample, "evenly spread row groups"
     with open_source(path) as source:
         return sample_source(source, columns=columns, max_bytes=max_bytes), "evenly spread rows"
 
 
 def _is_bale_file(path: str) -> bool:
+    if is_remote(path):  # importers read local sources only: a URL is read as a .bale file
+        return True
     if not os.path.isfile(path):
         return False
     with open(path, "rb") as f:

@@ -11,6 +11,7 @@ from bale.cli._command import (
     Subcommands,
     add_overwrite_flag,
     fail,
+    refuse_remote_output,
 )
 from bale.errors import CorruptFileError
 from bale.ops.concat import concat
@@ -23,7 +24,8 @@ def add_concat_command(commands: Subcommands) -> None:
         description="Write the rows of INPUT files, in order, to OUT (the last argument). The "
         "inputs need the same column names and types. Row groups are copied without "
         "recompression. OUT gets the first input's metadata plus a 'bale.concat' entry "
-        "listing the inputs. See docs/SPLIT.md.",
+        "listing the inputs. INPUTs may be URLs (s3://, gs://, https://, ...; credentials from "
+        "the environment); OUT is local. See docs/SPLIT.md.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="INPUT... OUT")
     add_overwrite_flag(parser, "replace OUT if it exists")
@@ -34,6 +36,7 @@ def run_concat(args: argparse.Namespace) -> int:
     if len(args.files) < 2:
         return fail("concat", "give one or more INPUT files and then OUT")
     *inputs, out = args.files
+    refuse_remote_output(out, "OUT")
     try:
         report = concat(inputs, out, overwrite=args.overwrite)
     except CorruptFileError as exc:

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from bale.cli._command import EXIT_OK, Subcommands, add_columns_option, add_overwrite_flag
+from bale.cli._command import (
+    EXIT_OK,
+    Subcommands,
+    add_columns_option,
+    add_overwrite_flag,
+    add_storage_option,
+    reading,
+    refuse_remote_output,
+    shown,
+    storage_options,
+)
 from bale.ops.export import export
 
 
@@ -15,16 +25,20 @@ def add_export_command(commands: Subcommands) -> None:
         description="Export every column (or --columns) to DIR: array columns as COLUMN.npy; "
         "bytes and string columns as COLUMN.data.npy (uint8, all rows concatenated; UTF-8 "
         "for strings) plus COLUMN.offsets.npy (int64, row i is data[offsets[i]:offsets[i+1]]); "
-        "metadata as metadata.json. No pickled objects are written.",
+        "metadata as metadata.json. No pickled objects are written. FILE may be a URL (s3://, "
+        "gs://, az://, https://, ...): see --storage-option; DIR is local.",
     )
     parser.add_argument("file")
     parser.add_argument("directory")
     add_columns_option(parser)
+    add_storage_option(parser)
     add_overwrite_flag(parser, "replace existing .npy files")
     parser.set_defaults(run=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
+    refuse_remote_output(args.directory, "the output directory")
+    options = storage_options(args, args.file)
     exported = 0
 
     def done(name: str, files: list[str]) -> None:
@@ -32,6 +46,14 @@ def run_export(args: argparse.Namespace) -> int:
         exported += 1
         print(f"  {name}: {', '.join(files)}")
 
-    export(args.file, args.directory, args.columns, overwrite=args.overwrite, on_column=done)
-    print(f"exported {exported} column(s) of {args.file} to {args.directory}")
+    with reading(args.file):
+        export(
+            args.file,
+            args.directory,
+            args.columns,
+            overwrite=args.overwrite,
+            on_column=done,
+            storage_options=options,
+        )
+    print(f"exported {exported} column(s) of {shown(args.file)} to {args.directory}")
     return EXIT_OK

@@ -7,7 +7,14 @@ import json
 from typing import Any
 
 from bale._core.columns import human_bytes
-from bale.cli._command import EXIT_OK, Subcommands, add_json_flag
+from bale.cli._command import (
+    EXIT_OK,
+    Subcommands,
+    add_json_flag,
+    add_storage_option,
+    reading,
+    storage_options,
+)
 from bale.ops.info import describe
 
 
@@ -16,15 +23,18 @@ def add_info_command(commands: Subcommands) -> None:
         "info",
         help="rows, columns, codecs, compression ratios, row groups and metadata of a file",
         description="Describe a .bale file: rows, columns (dtype, shape, codec, stored size, "
-        "ratio), row groups and metadata. Reads only the footer.",
+        "ratio), row groups and metadata. Reads only the footer. FILE may be a URL (s3://, "
+        "gs://, az://, https://, ...): see --storage-option.",
     )
     parser.add_argument("file")
+    add_storage_option(parser)
     add_json_flag(parser)
     parser.set_defaults(run=run_info)
 
 
 def run_info(args: argparse.Namespace) -> int:
-    description = describe(args.file)
+    with reading(args.file):
+        description = describe(args.file, storage_options=storage_options(args, args.file))
     if args.json:
         print(json.dumps(description, indent=2))
     else:

@@ -11,8 +11,10 @@ from bale.cli._command import (
     Subcommands,
     add_overwrite_flag,
     fail,
+    refuse_remote_output,
 )
-from bale.errors import CorruptFileError
+from bale.errors import BaleError, CorruptFileError
+from bale.io.remote_url import is_remote, parse_url
 from bale.ops.split import split
 
 
@@ -25,7 +27,8 @@ def add_split_command(commands: Subcommands) -> None:
         "the rows, rounded so they add up. A file shuffled when packed (or with "
         "--assume-shuffled, or --no-shuffle) is cut into contiguous ranges and its row groups "
         "are copied without recompression; otherwise rows are assigned by a seeded random "
-        "permutation and re-encoded. See docs/SPLIT.md.",
+        "permutation and re-encoded. FILE may be a URL (s3://, gs://, https://, ...; credentials "
+        "from the environment) with a local --out-dir. See docs/SPLIT.md.",
     )
     parser.add_argument("file")
     parser.add_argument(
@@ -72,6 +75,25 @@ def add_split_command(commands: Subcommands) -> None:
     parser.set_defaults(run=run_split)
 
 
+def _check_locations(file: str, out_dir: str | None) -> None:
+    """Outputs stay local; a URL input needs --out-dir, and no credentials in the URL itself
+    (the input's name is recorded in each output's metadata)."""
+    refuse_remote_output(out_dir, "--out-dir")
+    if not is_remote(file):
+        return
+    url = parse_url(file)
+    if out_dir is None:
+        raise BaleError(
+            f"the outputs would be written beside {url.display!r}, but writing to object "
+            "storage is not supported yet: give a local --out-dir"
+        )
+    if url.has_userinfo or url.has_query:
+        raise BaleError(
+            f"{url.display!r} carries credentials in the URL, which split would record in "
+            "the outputs' metadata: give them through the environment instead"
+        )
+
+
 def _ratios(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(part) for part in text.split(","))
@@ -86,6 +108,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def run_split(args: argparse.Namespace) -> int:
+    _check_locations(args.file, args.out_dir)
     try:
         report = split(
             args.file,
