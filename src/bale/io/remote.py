@@ -1,9 +1,11 @@
 """Reading byte ranges of a remote object (S3, GCS, Azure, HTTP, any fsspec URL) with the
-interface of LocalSource: a kept tail and head, read-ahead, retries, picklable and fork-safe."""
+interface of LocalSource: a kept tail and head, read-ahead, a disk cache, retries, picklable and
+fork-safe; and the default options of sources opened without options (``bale.open``)."""
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import threading
 from collections.abc import Mapping
@@ -12,6 +14,7 @@ from typing import Any
 
 from bale.errors import RemoteReadError, TruncatedFileError
 from bale.io import remote_fsspec, remote_obstore
+from bale.io.diskcache import DiskCache, environment_settings, range_key
 from bale.io.readahead import ReadAhead
 from bale.io.remote_client import (
     RangeClient,
@@ -25,7 +28,42 @@ from bale.io.remote_client import (
 )
 from bale.io.remote_url import RemoteURL, is_remote, parse_url, redact_url
 
-__all__ = ["RemoteOptions", "RemoteSource", "is_remote", "redact_url"]
+__all__ = [
+    "RemoteOptions",
+    "RemoteSource",
+    "default_options",
+    "is_remote",
+    "redact_url",
+    "set_default_options",
+]
+
+log = logging.getLogger(__name__)
+
+# What set_default_options was last given: applied over the environment's cache settings.
+_DEFAULT_CHANGES: dict[str, Any] = {}
+
+
+def set_default_options(**changes: Any) -> None:
+    """Set the options of the remote sources this process opens without ``options=`` (those of
+    ``bale.open``, ``bale.Dataset``, ``bale.Loader``): ``RemoteOptions`` fields, which win over
+    the environment (``BALE_CACHE_DIR``, ``BALE_CACHE_BYTES``). Called with nothing: back to
+    the built-in defaults and the environment. Checked at once (an unknown field or a bad value
+    is a TypeError or ValueError). Forked workers inherit the setting; workers started by
+    ``spawn`` or ``forkserver`` reopen files with their own defaults (set the environment
+    variables for them).
+
+    >>> set_default_options(cache_dir="/nvme/bale-cache", cache_bytes=200 << 30)  # doctest: +SKIP
+    """
+    RemoteOptions(**changes)
+    global _DEFAULT_CHANGES
+    _DEFAULT_CHANGES = dict(changes)
+
+
+def default_options() -> RemoteOptions:
+    """The options of a source opened without ``options=``: the built-in defaults, then
+    ``BALE_CACHE_DIR`` / ``BALE_CACHE_BYTES`` from the environment (read now), then what
+    ``set_default_options`` was given."""
+    return RemoteOptions(**{**environment_settings(), **_DEFAULT_CHANGES})
 
 
 @dataclass
@@ -52,6 +90,13 @@ class RemoteSource:
 
     ``will_need`` starts fetching a range in the background into a bounded in-memory read-ahead
     (``options.read_ahead_bytes``), which later reads of that range are served from.
+
+    With ``options.cache_dir``, every range fetched (the head included, not the tail: opening
+    must ask the store for the version anyway) is also kept in a disk cache shared by the
+    node's processes (``bale.io.diskcache.DiskCache``, at most ``options.cache_bytes``), keyed
+    by the URL, the ETag seen at open, the size and the range, and looked up before fetching;
+    a cache that fails or is full only means reading from the store. Without ``options``, the
+    source takes ``default_options()`` (the environment's ``BALE_CACHE_DIR``).
 
     Threads share one client. A forked child makes its own client on first use and never
     touches its parent's (obstore's runtime does not survive fork: a child forked after the
@@ -80,7 +125,8 @@ class RemoteSource:
     ) -> None:
         self._url: RemoteURL = parse_url(url)
         self._storage_options = dict(storage_options or {})
-        self.options = options or RemoteOptions()
+        self.options = options or default_options()
+        self._disk = _disk_cache(self.options)
         self._size: int | None = None
         self._etag: str | None = None
         self._start_state()
@@ -102,6 +148,11 @@ class RemoteSource:
     def bytes_fetched(self) -> int:
         """Body bytes received in this process (the opening tail and head included)."""
         return self._bytes_fetched
+
+    @property
+    def disk_cache(self) -> DiskCache | None:
+        """The disk cache this source keeps ranges in (``options.cache_dir``), or None."""
+        return self._disk
 
     @property
     def backend(self) -> str:
@@ -142,7 +193,7 @@ class RemoteSource:
             data = read_ahead.take(offset, stop, self.options.attempt_bound_s)
             if data is not None:
                 return data
-        return self._fetch(offset, stop)
+        return self._fetch_cached(offset, stop)
 
     def will_need(self, offset: int, size: int) -> None:
         """Start fetching ``[offset, offset + size)`` in the background, into the read-ahead
@@ -160,13 +211,16 @@ class RemoteSource:
             with state.lock:
                 if state.read_ahead is None:
                     state.read_ahead = ReadAhead(
-                        self._fetch, self.options.read_ahead_bytes, self.options.read_ahead_requests
+                        self._fetch_cached,
+                        self.options.read_ahead_bytes,
+                        self.options.read_ahead_requests,
                     )
         state.read_ahead.start(offset, stop)
 
     def evict_from_page_cache(self) -> None:
         """Drop what this source holds in memory beyond the opening tail (the head, the
-        read-ahead), so the next reads go to the store: cold-read measurements."""
+        read-ahead), so the next reads go to the store (or to the disk cache, which stays):
+        cold-read measurements."""
         self._head = None
         state = self._state_here()
         if state.read_ahead is not None:
@@ -205,6 +259,7 @@ class RemoteSource:
         self._url = parse_url(state["url"])
         self._storage_options = dict(state["storage_options"])
         self.options = state["options"]
+        self._disk = _disk_cache(self.options)
         self._size = state["size"]
         self._etag = state["etag"]
         self._start_state()
@@ -274,7 +329,7 @@ class RemoteSource:
         tail: Tail = with_retries(
             lambda: self._checked_tail(client), self.options, "opening", self.path
         )
-        self._etag = tail.etag if self.options.pin_version else None
+        self._etag = tail.etag  # sent as If-Match only with options.pin_version
         self._tail = tail.data
         self._size = tail.size
         return tail.size
@@ -293,16 +348,32 @@ class RemoteSource:
         with state.lock:
             head = self._head
             if head is None:
-                head = self._fetch(0, min(self.options.head_bytes, tail_start))
+                head = self._fetch_cached(0, min(self.options.head_bytes, tail_start))
                 self._head = head
         return head
+
+    def _fetch_cached(self, start: int, stop: int) -> bytes:
+        """Bytes ``[start, stop)`` from the disk cache, else from the store (then kept there).
+        An object without a known version (no strong ETag) is never cached: a replaced object
+        must never be answered with the old one's bytes."""
+        cache, etag = self._disk, self._etag
+        if cache is None or etag is None:
+            return self._fetch(start, stop)
+        key = range_key(self._url.url, etag, self.size(), start, stop - start)
+        data = cache.get(key)
+        if data is not None and len(data) == stop - start:
+            return data
+        data = self._fetch(start, stop)
+        cache.put(key, data)
+        return data
 
     def _fetch(self, start: int, stop: int) -> bytes:
         """Bytes ``[start, stop)`` from the store, retried, checked for length."""
         client = self._client()
+        pinned = self._etag if self.options.pin_version else None
 
         def attempt() -> bytes:
-            data = client.get(start, stop, self._etag)
+            data = client.get(start, stop, pinned)
             self._count(1, len(data))
             if len(data) == stop - start:
                 return data
@@ -320,6 +391,12 @@ class RemoteSource:
         with self._counter_lock:
             self._requests += requests
             self._bytes_fetched += received
+
+
+def _disk_cache(options: RemoteOptions) -> DiskCache | None:
+    if options.cache_dir is None or options.cache_bytes == 0:
+        return None
+    return DiskCache(options.cache_dir, options.cache_bytes)
 
 
 def _fsspec_installed() -> bool:

@@ -22,6 +22,7 @@ from bale.io.remote_url import AZURE_SCHEMES, GCS_SCHEMES, HTTP_SCHEMES, S3_SCHE
 T = TypeVar("T")
 KiB = 1 << 10
 MiB = 1 << 20
+GiB = 1 << 30
 
 Backend = Literal["auto", "obstore", "fsspec"]
 
@@ -29,7 +30,7 @@ Backend = Literal["auto", "obstore", "fsspec"]
 @dataclass(frozen=True)
 class RemoteOptions:
     """How a remote source reads: the opening reads, the time limits, the retries, the
-    read-ahead. Every wait is bounded: an attempt by ``connect_timeout_s`` (connecting),
+    read-ahead, the local disk cache. Every wait is bounded: an attempt by ``connect_timeout_s`` (connecting),
     ``read_timeout_s`` (no byte arriving) and ``request_timeout_s`` (the whole attempt); retries
     stop after ``max_retries`` or once ``retry_timeout_s`` has passed since the first attempt.
 
@@ -60,9 +61,18 @@ class RemoteOptions:
     pin_version: bool = True
     #: which client: "auto" picks obstore where it can serve the URL in this process, else fsspec
     backend: Backend = "auto"
+    #: a directory on local disk keeping the ranges fetched, shared by every process of the node
+    #: (``bale.io.diskcache.DiskCache``); None: no disk cache. Entries are keyed by the URL, the
+    #: object's ETag, its size and the range: an object without a strong ETag is not cached
+    cache_dir: str | None = None
+    #: the most bytes of files the disk cache holds (0: store nothing); the least recently used
+    #: entries are evicted first
+    cache_bytes: int = 16 * GiB
 
     def __post_init__(self) -> None:
-        for name in ("tail_bytes", "head_bytes", "read_ahead_bytes", "max_retries"):
+        if self.cache_dir is not None:  # a Path given is kept as a str (options are compared)
+            object.__setattr__(self, "cache_dir", os.fspath(self.cache_dir))
+        for name in ("tail_bytes", "head_bytes", "read_ahead_bytes", "max_retries", "cache_bytes"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"RemoteOptions.{name} must be >= 0, not {getattr(self, name)}")
         if self.tail_bytes < 64:
