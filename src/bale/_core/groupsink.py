@@ -34,22 +34,25 @@ from bale.format.header import (
     padding,
 )
 from bale.format.schema import Array, Column, ColumnType, Schema
-from bale.io.sink import FileSink
+from bale.io.remote_url import is_remote
+from bale.io.sink import ByteSink, FileSink
 from bale.io.source import LocalSource
 
 SchemaLike = Schema | Mapping[str, ColumnType]
 
 
 class GroupSink:
-    """Row groups appended to one file, which this object holds locked (``FileSink``).
+    """Row groups appended to one file, which this object holds locked (``FileSink``), or to a
+    new object on S3, GCS or Azure (``bale.io.remote_sink.RemoteSink``, a multipart upload).
 
-    ``create`` starts ``NAME.partial`` (published by ``finish(commit=True)``); ``reopen`` appends
-    to an existing file in place, leaving the bytes of its earlier row groups untouched.
+    ``create`` starts ``NAME.partial`` or the upload (published by ``finish(commit=True)``);
+    ``reopen`` appends to an existing local file in place, leaving the bytes of its earlier row
+    groups untouched.
     """
 
     def __init__(
         self,
-        sink: FileSink,
+        sink: ByteSink,
         segment_bytes: int,
         index: FileIndex | None = None,
         original_metadata: dict[str, Any] | None = None,
@@ -65,10 +68,29 @@ class GroupSink:
         self._original_metadata = original_metadata
 
     @classmethod
-    def create(cls, path: str, *, overwrite: bool, segment_bytes: int) -> GroupSink:
-        return cls(
-            FileSink(path, "create", alignment=ALIGNMENT, overwrite=overwrite), segment_bytes
-        )
+    def create(
+        cls,
+        path: str,
+        *,
+        overwrite: bool,
+        segment_bytes: int,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> GroupSink:
+        """A new file at ``path``: a local file, or an object for a URL (``storage_options``
+        for its client)."""
+        sink: ByteSink
+        if is_remote(path):
+            # Imported for URLs only: `import bale` loads no remote client module.
+            from bale.io.remote_sink import RemoteSink
+
+            sink = RemoteSink(path, storage_options, alignment=ALIGNMENT, overwrite=overwrite)
+        else:
+            if storage_options:
+                raise ValueError(
+                    f"storage_options apply to URLs (s3://, gs://, az://); {path!r} is a local path"
+                )
+            sink = FileSink(path, "create", alignment=ALIGNMENT, overwrite=overwrite)
+        return cls(sink, segment_bytes)
 
     @classmethod
     def reopen(cls, path: str, schema: SchemaLike | None, metadata: Mapping[str, Any]) -> GroupSink:

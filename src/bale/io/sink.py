@@ -6,7 +6,7 @@ import errno
 import fcntl
 import os
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 from bale._types import Buffer
 from bale.errors import BaleWriteError, FileLockedError, TargetExistsError
@@ -42,6 +42,34 @@ def is_locked(path: str) -> bool:
         os.close(fd)
 
 
+class ByteSink(Protocol):
+    """What a file being written needs of its destination: ``FileSink`` here, and
+    ``bale.io.remote_sink.RemoteSink`` for a new object on S3, GCS or Azure."""
+
+    #: the name to show in messages (a remote sink's URL without credentials)
+    target: str
+    #: where the bytes go until they are published (``NAME.partial``; the URL for a remote sink)
+    path: str
+    alignment: int
+    offset: int
+    closed: bool
+    #: whether a failed or abandoned write leaves its complete row groups for ``bale repair``
+    #: (a local ``NAME.partial``) or nothing at all (an aborted upload)
+    keeps_partial: bool
+
+    def write(self, buffers: Sequence[Buffer], *, align: bool = True) -> int: ...
+
+    def truncate_here(self) -> None: ...
+
+    def sync(self) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def discard(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class FileSink:
     """An open, exclusively locked file that bale appends aligned byte runs to.
 
@@ -50,6 +78,8 @@ class FileSink:
     (append, repair). The lock is a ``flock`` on the file itself, which the kernel releases when
     the process dies, so a killed writer never leaves the file locked.
     """
+
+    keeps_partial = True
 
     def __init__(
         self,

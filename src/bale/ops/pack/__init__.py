@@ -33,6 +33,7 @@ from bale.errors import BaleError, TargetExistsError
 from bale.importers import open_source
 from bale.importers.base import RowSource, SkippedRow
 from bale.importers.image_folder import ImageFolderSource, find_splits, split_classes
+from bale.io.remote_url import is_remote, redact_url
 from bale.io.sink import partial_path_for
 from bale.ops.pack._buckets import bucket_shuffle
 from bale.ops.pack._output import LOGGED_SKIPS, PackOutput
@@ -106,6 +107,7 @@ def pack(
     random_access: bool = False,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     temp_dir: str | os.PathLike[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
     **source_options: Any,
 ) -> PackReport:
     """Write every row of ``source`` (a RowSource, or a path given to ``open_source`` with
@@ -126,9 +128,14 @@ def pack(
       so random rows decode only their frame, at some cost in sequential decoding.
     - ``memory_budget``: bytes of rows held at once, and the size of a shuffle bucket.
     - ``temp_dir``: where the shuffle buckets of sources without random access go (default: the
-      output's folder); they need about as much free space as the data.
+      output's folder, or the system's temporary folder when ``out`` is a URL); they need about
+      as much free space as the data.
+    - ``storage_options``: for an ``out`` URL (``s3://``, ``gs://``, ``az://``), its client's
+      options (credentials, endpoint, region; docs/REMOTE.md). The file is streamed to the
+      store as a multipart upload, published only when the pack succeeds.
 
-    On any error or interrupt nothing is left behind: no ``out``, no ``out.partial``, no buckets.
+    On any error or interrupt nothing is left behind: no ``out``, no ``out.partial``, no buckets
+    (an upload is aborted).
     """
     settings = pack_settings(
         shuffle=shuffle,
@@ -144,6 +151,7 @@ def pack(
         memory_budget=memory_budget,
         temp_dir=temp_dir,
         random_access=random_access,
+        storage_options=storage_options,
     )
     if isinstance(source, RowSource):
         if source_options:
@@ -166,7 +174,8 @@ def pack_splits(
     their class folders, sorted). A split without class folders is unlabeled: its file has no
     ``label`` column (its metadata still lists the classes).
 
-    ``options`` are those of ``pack`` and of ``ImageFolderSource`` (``size=``, ...).
+    ``options`` are those of ``pack`` and of ``ImageFolderSource`` (``size=``, ...). ``out_dir``
+    may be a URL prefix (``s3://bucket/packed``), with ``storage_options``.
 
     >>> reports = bale.pack_splits("kaggle/", "packed/", size=(128, 128))   # doctest: +SKIP
     >>> sorted(reports)                                                     # doctest: +SKIP
@@ -189,10 +198,17 @@ def pack_splits(
     source_options = {k: v for k, v in options.items() if k not in pack_names}
     classes = split_classes(splits)
     out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    targets = {name: os.path.join(out_dir, f"{name}.bale") for name in splits}
+    if is_remote(out_dir):
+        targets = {name: f"{out_dir.rstrip('/')}/{name}.bale" for name in splits}
+    else:
+        os.makedirs(out_dir, exist_ok=True)
+        targets = {name: os.path.join(out_dir, f"{name}.bale") for name in splits}
     for target in targets.values():  # refuse before packing anything
-        _check_target(target, bool(pack_options.get("overwrite", False)))
+        _check_target(
+            target,
+            bool(pack_options.get("overwrite", False)),
+            pack_options.get("storage_options"),
+        )
     reports = {}
     for name, folder in splits.items():
         with ImageFolderSource(folder, classes=classes, **source_options) as source:
@@ -205,12 +221,13 @@ def pack_splits(
 
 def _pack(source: RowSource, out: str, settings: PackSettings) -> PackReport:
     started = time.perf_counter()
-    if os.path.isdir(out):
-        raise BaleError("the output is a folder; give a file name such as data.bale", path=out)
-    folder = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(folder):
-        raise BaleError(f"the output folder {folder!r} does not exist", path=out)
-    _check_target(out, settings.overwrite)
+    if not is_remote(out):
+        if os.path.isdir(out):
+            raise BaleError("the output is a folder; give a file name such as data.bale", path=out)
+        folder = os.path.dirname(os.path.abspath(out))
+        if not os.path.isdir(folder):
+            raise BaleError(f"the output folder {folder!r} does not exist", path=out)
+    _check_target(out, settings.overwrite, settings.storage_options)
     n = source.num_rows
     if n == 0:
         raise BaleError("the source has no rows", path=source.path)
@@ -245,10 +262,10 @@ def _pack(source: RowSource, out: str, settings: PackSettings) -> PackReport:
     seconds = time.perf_counter() - started
     return PackReport(
         source=source.path,
-        path=out,
+        path=redact_url(out) if is_remote(out) else out,
         rows=int(output.info["rows"]),
         skipped=tuple(output.skipped),
-        file_bytes=os.path.getsize(out),
+        file_bytes=output.file_bytes,
         data_bytes=output.data_bytes,
         seconds=seconds,
         shuffled=settings.shuffle,
@@ -256,8 +273,20 @@ def _pack(source: RowSource, out: str, settings: PackSettings) -> PackReport:
     )
 
 
-def _check_target(out: str, overwrite: bool) -> None:
+def _check_target(
+    out: str, overwrite: bool, storage_options: Mapping[str, Any] | None = None
+) -> None:
     if overwrite:
+        return
+    if is_remote(out):
+        # Imported for URLs only: `import bale` loads no remote client module.
+        from bale.io.remote_sink import object_exists
+
+        if object_exists(out, storage_options):
+            raise TargetExistsError(
+                "an object exists at this URL; pass overwrite=True (--overwrite)",
+                path=redact_url(out),
+            )
         return
     if os.path.exists(out):
         raise TargetExistsError("the file exists; pass overwrite=True (--overwrite)", path=out)

@@ -17,6 +17,7 @@ from bale._core.shuffle import shuffle_keys
 from bale._core.writer import Writer
 from bale.format.schema import Array
 from bale.importers.base import RowSource, SourceBatch
+from bale.io.remote_url import is_remote
 from bale.ops.pack._output import PackOutput, write_rows
 from bale.ops.pack._progress import Progress
 from bale.ops.pack._settings import PackSettings
@@ -45,7 +46,12 @@ def bucket_shuffle(
     together they take about as much space as the data.
     """
     n = source.num_rows
-    parent = settings.temp_dir or os.path.dirname(os.path.abspath(output.out))
+    if settings.temp_dir is not None:
+        parent: str | None = settings.temp_dir
+    elif is_remote(output.out):
+        parent = None  # the system's temporary folder: buckets stay local
+    else:
+        parent = os.path.dirname(os.path.abspath(output.out))
     folder = tempfile.mkdtemp(prefix=f".{os.path.basename(output.out)}.pack-", dir=parent)
     buckets: list[Writer | None] = []
     shift = np.uint64(64)

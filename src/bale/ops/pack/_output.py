@@ -18,6 +18,7 @@ from bale._core.writer import Writer
 from bale.errors import BaleError, SchemaError
 from bale.format.schema import ColumnType
 from bale.importers.base import RowSource, SkippedRow, SourceBatch
+from bale.io.remote_url import is_remote
 from bale.io.sink import partial_path_for
 from bale.ops.pack._progress import Progress
 from bale.ops.pack._settings import CodecChoice, PackSettings
@@ -42,6 +43,7 @@ class PackOutput:
         self.types: dict[str, ColumnType] | None = None
         self.skipped: list[SkippedRow] = []
         self.data_bytes = 0
+        self.file_bytes = 0  # the file's size, once closed
         self.info: dict[str, Any] = {
             "shuffled": settings.shuffle,
             "seed": settings.seed if settings.shuffle else None,
@@ -85,6 +87,7 @@ class PackOutput:
                 metadata=metadata,
                 row_group_bytes=self.settings.row_group_bytes,
                 random_access=self.settings.random_access,
+                storage_options=self.settings.storage_options,
             )
         return self.types
 
@@ -114,16 +117,19 @@ class PackOutput:
         self.info["skipped"] = len(self.skipped)
         self.writer.metadata["bale.pack"] = self.info
         self.writer.close()
+        self.file_bytes = self.writer._sink.offset
 
     def abort(self) -> None:
-        """Leave nothing behind: the writer's ``NAME.partial`` is removed, not kept."""
+        """Leave nothing behind: the writer's ``NAME.partial`` is removed, not kept (an upload
+        to a URL is aborted by the writer)."""
         if self.writer is None:
             return
         try:
             self.writer.abort()
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(partial_path_for(self.out))
+            if not is_remote(self.out):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(partial_path_for(self.out))
 
 
 def write_rows(writer: Writer, columns: Mapping[str, Any], rows: np.ndarray, source: str) -> None:

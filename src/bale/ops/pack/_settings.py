@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bale.codecs import Codec, parse_codec
@@ -33,6 +33,8 @@ class PackSettings:
     random_access: bool
     memory_budget: int
     temp_dir: str | None
+    #: the output's client options when it is a URL (credentials: never shown)
+    storage_options: Mapping[str, Any] | None = field(default=None, repr=False)
 
 
 def pack_settings(
@@ -50,6 +52,7 @@ def pack_settings(
     memory_budget: int,
     random_access: bool = False,
     temp_dir: str | os.PathLike[str] | None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> PackSettings:
     """``pack``'s keyword arguments checked (a bad codec spec fails now, not after reading the
     source) and normalised: one codec spec becomes ``{"*": spec}``, paths become strings."""
@@ -78,4 +81,5 @@ def pack_settings(
         random_access=random_access,
         memory_budget=memory_budget,
         temp_dir=os.fspath(temp_dir) if temp_dir is not None else None,
+        storage_options=dict(storage_options) if storage_options else None,
     )
