@@ -121,13 +121,11 @@ class Writer:
         self._given_types: dict[str, ColumnType] | None = None
         self._given_schema: Schema | None = None
         if mode == "a" and remote:
-            raise BaleWriteError(
+            detail = (
                 "objects in a store cannot be appended to (they are immutable): write a new "
-                "object, or append to a local copy and upload it",
-                path=self.path,
-                errno=errno.EOPNOTSUPP,
-                strerror=os.strerror(errno.EOPNOTSUPP),
+                "object, or append to a local copy and upload it"
             )
+            raise BaleWriteError(detail, path=self.path, errno=errno.EOPNOTSUPP, strerror=detail)
         if mode == "a" and os.path.exists(self.path):
             self._file = GroupSink.reopen(self.path, schema, self.metadata)
             index = self._file.require_index()
@@ -362,13 +360,24 @@ class Writer:
 
     def _failure_error(self) -> BaleWriteError:
         failed = self._failed
-        return BaleWriteError(
+        detail = (
             f"an earlier write failed ({failed.detail if failed else 'unknown'}); this writer "
-            f"writes nothing more. {self._what_is_left()}",
+            f"writes nothing more. {self._what_is_left()}"
+        )
+        strerror = failed.strerror if failed else None
+        return BaleWriteError(
+            detail,
             path=self._sink.path,
             errno=failed.errno if failed else None,
-            strerror=failed.strerror if failed else None,
+            strerror=strerror if self._sink.keeps_partial else detail,
         )
+
+    def _stopped(self, exc: BaleWriteError, left: str) -> BaleWriteError:
+        """``exc`` with what is left of the file added to its words."""
+        detail = f"{exc.detail}; {left}"
+        # A store has no OS message: the detail is the strerror that OSError's str() shows.
+        strerror = exc.strerror if self._sink.keeps_partial else detail
+        return BaleWriteError(detail, path=exc.path, errno=exc.errno, strerror=strerror)
 
     def _what_is_left(self) -> str:
         if self._sink.keeps_partial:
@@ -389,12 +398,7 @@ class Writer:
                 )
             else:
                 left = self._what_is_left()
-            raise BaleWriteError(
-                f"{exc.detail}; {left}",
-                path=exc.path,
-                errno=exc.errno,
-                strerror=exc.strerror,
-            ) from exc
+            raise self._stopped(exc, left) from exc
 
     def _flush_group(self, n: int) -> None:
         index = self._file.require_index()
@@ -434,7 +438,12 @@ class Writer:
             self._start(self._resolve_schema({}))
         if self._pending.rows:
             self._flush_group_or_fail(self._pending.rows)
-        self._file.finish(self.metadata, commit=commit)
+        try:
+            self._file.finish(self.metadata, commit=commit)
+        except BaleWriteError as exc:
+            if self._sink.keeps_partial:
+                raise
+            raise self._stopped(exc, self._what_is_left()) from None
 
     def __del__(self) -> None:
         # A writer dropped without close() releases its lock; its complete row groups stay on

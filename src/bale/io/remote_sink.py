@@ -206,7 +206,7 @@ class RemoteSink:
         if self.closed:
             raise ValueError(f"the upload to {self.target!r} is closed")
         if self._failed:
-            raise BaleWriteError("an earlier upload failed; nothing more is sent", path=self.target)
+            raise upload_error("an earlier upload failed; nothing more is sent", self.target)
 
     def _guarded(self, call: Callable[..., T], *args: Any) -> T:
         """``call()``; any failure aborts the upload and is raised as a BaleWriteError, the
@@ -482,7 +482,7 @@ class _S3Upload(_Upload):
         try:
             return with_retries(once, self._options.remote, what, self._display)
         except RemoteReadError as exc:  # the retries ran out
-            raise BaleWriteError(exc.detail, path=self._display, errno=errno.EIO) from None
+            raise upload_error(exc.detail, self._display) from None
 
 
 class _Missing(Exception):
@@ -508,7 +508,7 @@ def _sort_s3(exc: Exception, what: str, display: str, *, missing_ok: bool) -> Ex
         return Transient(f"{what}: timed out")
     if isinstance(exc, OSError) or remote_fsspec._from_http_library(exc):
         return Transient(f"{what}: {type(exc).__name__}")
-    return BaleWriteError(f"{what} failed: {type(exc).__name__}", path=display, errno=errno.EIO)
+    return upload_error(f"{what} failed: {type(exc).__name__}", display)
 
 
 def _obstore_error(exc: Exception, what: str, display: str) -> BaleError:
@@ -524,23 +524,25 @@ def _obstore_error(exc: Exception, what: str, display: str) -> BaleError:
         status = 403
     if status is not None:
         return _status_error(status, what, display)
-    return BaleWriteError(
-        f"{what} failed: {remote_obstore._reason(exc, None)}", path=display, errno=errno.EIO
-    )
+    return upload_error(f"{what} failed: {remote_obstore._reason(exc, None)}", display)
 
 
 def _status_error(status: int, what: str, display: str) -> BaleError:
     if status == 404:
-        return BaleWriteError(
-            f"{what} failed: no such bucket (HTTP 404)", path=display, errno=errno.ENOENT
-        )
+        return upload_error(f"{what} failed: no such bucket (HTTP 404)", display, errno.ENOENT)
     if status in (401, 403):
         return AccessDeniedError(
             f"the store refused access ({what}): check the credentials and the bucket's "
             "permissions",
             path=display,
         )
-    return BaleWriteError(f"{what} was refused: HTTP {status}", path=display, errno=errno.EIO)
+    return upload_error(f"{what} was refused: HTTP {status}", display)
+
+
+def upload_error(detail: str, display: str, code: int = errno.EIO) -> BaleWriteError:
+    """A failed upload as a BaleWriteError. ``strerror`` holds the detail too: OSError's str()
+    shows "[Errno N] strerror: filename", and a store has no OS message of its own."""
+    return BaleWriteError(detail, path=display, errno=code, strerror=detail)
 
 
 def _as_write_error(exc: Exception, display: str) -> BaleWriteError:
@@ -548,5 +550,5 @@ def _as_write_error(exc: Exception, display: str) -> BaleWriteError:
     its words, with errno EACCES)."""
     if isinstance(exc, BaleError):
         code = errno.EACCES if isinstance(exc, PermissionError) else errno.EIO
-        return BaleWriteError(exc.detail, path=display, errno=code)
-    return BaleWriteError(f"the upload failed: {type(exc).__name__}", path=display, errno=errno.EIO)
+        return upload_error(exc.detail, display, code)
+    return upload_error(f"the upload failed: {type(exc).__name__}", display)
