@@ -8,6 +8,7 @@ import contextlib
 import errno
 import importlib
 import os
+import sys
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -191,7 +192,9 @@ class RemoteSink:
             return
         self.closed = True
         self._part, self._fill = bytearray(), 0
-        if os.getpid() == self._pid:  # a forked child never touches its parent's upload
+        # A forked child never touches its parent's upload; nor does an interpreter shutting
+        # down (fsspec's event loop thread may be gone: the abort would wait out its time limit).
+        if os.getpid() == self._pid and not sys.is_finalizing():
             with contextlib.suppress(Exception):  # best effort: a left upload is never visible
                 self._upload.abort()
 
@@ -501,13 +504,13 @@ def _sort_s3(exc: Exception, what: str, display: str, *, missing_ok: bool) -> Ex
     if status == 404 and missing_ok:
         return _Missing()
     if status is not None and (status in (408, 429) or status >= 500):
-        return Transient(f"{what}: HTTP {status}")
+        return Transient(f"HTTP {status}")
     if status is not None:
         return _status_error(status, what, display)
     if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
-        return Transient(f"{what}: timed out")
+        return Transient("timed out")
     if isinstance(exc, OSError) or remote_fsspec._from_http_library(exc):
-        return Transient(f"{what}: {type(exc).__name__}")
+        return Transient(f"the connection failed ({type(exc).__name__})")
     return upload_error(f"{what} failed: {type(exc).__name__}", display)
 
 
