@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 import struct
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -38,6 +39,12 @@ _COUNTER = struct.Struct("<Q")
 _LOW_WATER = 0.9  # an eviction makes room for 10% more, so scans stay rare
 _STALE_TEMP_S = 600.0  # a temporary file untouched this long belongs to a dead writer
 _PAUSE_S = 5.0  # after a failed write, this process stores nothing for a while (a full disk)
+# The lock is held for microseconds (a count read and written, a file created) unless an
+# eviction scans. Threads of one process queue for it at most _THREAD_WAIT_S; another process
+# holding it is tried _LOCK_TRIES times, _LOCK_PAUSE_S apart; then the write is skipped.
+_THREAD_WAIT_S = 0.05
+_LOCK_TRIES = 4
+_LOCK_PAUSE_S = 0.001
 _READ_CHUNK = 1 << 30
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
@@ -80,12 +87,13 @@ class DiskCache:
 
     # -- public ---------------------------------------------------------------------------------
 
-    def get(self, key: str) -> bytes | None:
-        """The bytes stored for ``key``, or None (missing, damaged, unreadable)."""
+    def get(self, key: str, size: int | None = None) -> bytes | None:
+        """The bytes stored for ``key``, or None (missing, damaged, unreadable). Knowing their
+        ``size`` saves a system call."""
         if self.max_bytes == 0:
             return None
         digest = _digest(key)
-        path = os.path.join(self.directory, digest.hex() + _ENTRY)
+        path = self.entry_path(key)
         try:
             fd = os.open(path, os.O_RDONLY | _CLOEXEC)
         except FileNotFoundError:
@@ -95,7 +103,7 @@ class DiskCache:
             self._failed("opening", path, exc)
             return None
         try:
-            data = self._read_entry(fd, digest, path)
+            data = self._read_entry(fd, digest, path, size)
         except Exception as exc:
             self._failed("reading", path, exc)
             data = None
@@ -114,7 +122,7 @@ class DiskCache:
         if size > self.max_bytes or fcntl is None or time.monotonic() < self._paused_until:
             return False
         digest = _digest(key)
-        path = os.path.join(self.directory, digest.hex() + _ENTRY)
+        path = self.entry_path(key)
         temp: str | None = None
         try:
             if os.path.exists(path):
@@ -139,6 +147,10 @@ class DiskCache:
             if temp is not None:
                 _unlink(temp)
 
+    def entry_path(self, key: str) -> str:
+        """The file that holds (or would hold) ``key``'s entry."""
+        return os.path.join(self.directory, _digest(key).hex() + _ENTRY)
+
     def usage(self) -> int:
         """Bytes of the entries (and of writes under way) in the directory now: a scan."""
         try:
@@ -157,23 +169,27 @@ class DiskCache:
 
     # -- entries --------------------------------------------------------------------------------
 
-    def _read_entry(self, fd: int, digest: bytes, path: str) -> bytes | None:
-        stat = os.fstat(fd)
-        header = os.pread(fd, _HEADER.size, 0)
-        if len(header) == _HEADER.size:
-            magic, stored_digest, length, stored_checksum = _HEADER.unpack(header)
+    def _read_entry(self, fd: int, digest: bytes, path: str, size: int | None) -> bytes | None:
+        # Few system calls: each releases the GIL, and taking it back from busy decoding
+        # threads can cost a switch interval (5 ms).
+        if size is None:
+            size = max(0, os.fstat(fd).st_size - _HEADER.size)
+        raw = _pread_all(fd, _HEADER.size + size + 1, 0)  # one byte more: a longer file is damaged
+        if len(raw) == _HEADER.size + size:
+            magic, stored_digest, length, stored_checksum = _HEADER.unpack_from(raw)
+            payload = memoryview(raw)[_HEADER.size :]
             if (
                 magic == _MAGIC
                 and stored_digest == digest
-                and length == stat.st_size - _HEADER.size
+                and length == size
+                and checksum(payload) == stored_checksum
             ):
-                data = _pread_all(fd, length, _HEADER.size)
-                if len(data) == length and checksum(data) == stored_checksum:
-                    _touch(fd, path)
-                    return data
+                _touch(fd, path)
+                return raw[_HEADER.size :]
         log.debug("bale cache: %s is damaged, deleted (the range is fetched again)", path)
         self.errors += 1
         try:  # only the file read, not one another process renamed there since
+            stat = os.fstat(fd)
             now = os.stat(path)
             if (now.st_ino, now.st_dev) == (stat.st_ino, stat.st_dev):
                 os.unlink(path)
@@ -185,21 +201,32 @@ class DiskCache:
         """Under the lock: count ``size`` more bytes in use (evicting first if they would pass
         ``max_bytes``) and create the temporary file that holds the reservation. None if the
         lock is busy or the room cannot be made."""
-        if fcntl is None:  # pragma: no cover
-            return None
         os.makedirs(self.directory, exist_ok=True)
-        # A descriptor of its own each time: flock excludes other open files, so threads of this
-        # process and forked children (which share inherited descriptors) exclude each other too.
+        threads = _thread_lock(self.directory)
+        if not threads.acquire(timeout=_THREAD_WAIT_S):
+            return None
+        try:
+            return self._reserve_locked(digest, size)
+        finally:
+            threads.release()
+
+    def _reserve_locked(self, digest: bytes, size: int) -> tuple[str, int] | None:
+        if fcntl is None:  # pragma: no cover (put checks)
+            return None
+        # A descriptor of its own each time: flock excludes other open files, so forked
+        # children (which share inherited descriptors) exclude their parent too.
         lock = os.open(
-            os.path.join(self.directory, _LOCK),
-            os.O_RDWR | os.O_CREAT | _CLOEXEC,
-            0o644,
+            os.path.join(self.directory, _LOCK), os.O_RDWR | os.O_CREAT | _CLOEXEC, 0o644
         )
         try:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return None  # another writer is accounting or evicting: skip, never wait
+            for attempt in range(_LOCK_TRIES):
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == _LOCK_TRIES - 1:
+                        return None  # another process is evicting: skip, never wait for it
+                    time.sleep(_LOCK_PAUSE_S)
             counter = os.pread(lock, _COUNTER.size, 0)
             used = _COUNTER.unpack(counter)[0] if len(counter) == _COUNTER.size else None
             if used is None or used + size > self.max_bytes:
@@ -261,6 +288,15 @@ class DiskCache:
     def _failed(self, what: str, path: str, exc: BaseException) -> None:
         self.errors += 1
         log.debug("bale cache: %s %s failed (%s): reading from the store", what, path, exc)
+
+
+# One lock per directory for the threads of a process: a lock held by a parent's thread at fork
+# stays held in the child, so each process makes its own (dict.setdefault is atomic).
+_THREAD_LOCKS: dict[tuple[int, str], threading.Lock] = {}
+
+
+def _thread_lock(directory: str) -> threading.Lock:
+    return _THREAD_LOCKS.setdefault((os.getpid(), directory), threading.Lock())
 
 
 def range_key(url: str, version: str, size: int, offset: int, length: int) -> str:

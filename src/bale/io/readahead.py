@@ -17,7 +17,8 @@ class ReadAhead:
     (counting ranges in flight) first drops the oldest ranges held, and is itself dropped if
     that is not enough. A range stays until the cap pushes it out, so several reads of parts
     of one range (a row group's columns) are all served. A failed fetch is forgotten: the read
-    that wanted it fetches again itself, and reports the error with its own retries.
+    that wanted it fetches again itself, and reports the error with its own retries. ``hold``
+    adds bytes already at hand (a disk cache's) under the same cap, with no thread.
 
     The threads start with the first hint; nothing is shared across fork (the owner makes a
     new ReadAhead in a forked child).
@@ -42,11 +43,7 @@ class ReadAhead:
         with self._lock:
             if self._covering(start, stop) is not None:
                 return True
-            while self._held + size > self._max_bytes and self._ranges:
-                (first, last), old = self._ranges.popitem(last=False)
-                old.cancel()  # still queued: never fetched; in flight: its bytes are dropped
-                self._held -= last - first
-            if self._held + size > self._max_bytes:
+            if not self._make_room(size):
                 return False
             if self._pool is None:
                 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +53,29 @@ class ReadAhead:
             self._ranges[(start, stop)] = future
             self._held += size
         return True
+
+    def hold(self, start: int, stop: int, data: bytes) -> bool:
+        """Keep ``data``, the bytes ``[start, stop)`` already at hand, for ``take`` (as if
+        fetched); False if they do not fit."""
+        size = stop - start
+        if size <= 0 or size > self._max_bytes or len(data) != size:
+            return False
+        with self._lock:
+            if (start, stop) in self._ranges:
+                return True
+            if not self._make_room(size):
+                return False
+            self._ranges[(start, stop)] = _Ready(data)
+            self._held += size
+        return True
+
+    def _make_room(self, size: int) -> bool:
+        """Under the lock: drop the oldest ranges until ``size`` more bytes fit."""
+        while self._held + size > self._max_bytes and self._ranges:
+            (first, last), old = self._ranges.popitem(last=False)
+            old.cancel()  # still queued: never fetched; in flight: its bytes are dropped
+            self._held -= last - first
+        return self._held + size <= self._max_bytes
 
     def take(self, start: int, stop: int, timeout: float) -> bytes | None:
         """The bytes ``[start, stop)`` if a range fetched ahead covers them, else None."""
@@ -97,3 +117,19 @@ class ReadAhead:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Ready:
+    """A range held by ``hold``: answers like a finished future (no concurrent.futures import
+    for it)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def result(self, timeout: float | None = None) -> bytes:
+        return self._data
+
+    def cancel(self) -> bool:
+        return False

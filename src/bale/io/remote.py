@@ -215,7 +215,11 @@ class RemoteSource:
                         self.options.read_ahead_bytes,
                         self.options.read_ahead_requests,
                     )
-        state.read_ahead.start(offset, stop)
+        # A range in the disk cache is read here and now (a page-cache copy: far cheaper than
+        # a hop through the read-ahead's threads); anything else is fetched in the background.
+        cached = self._cached(offset, stop)
+        if cached is None or not state.read_ahead.hold(offset, stop, cached):
+            state.read_ahead.start(offset, stop)
 
     def evict_from_page_cache(self) -> None:
         """Drop what this source holds in memory beyond the opening tail (the head, the
@@ -356,16 +360,23 @@ class RemoteSource:
         """Bytes ``[start, stop)`` from the disk cache, else from the store (then kept there).
         An object without a known version (no strong ETag) is never cached: a replaced object
         must never be answered with the old one's bytes."""
-        cache, etag = self._disk, self._etag
-        if cache is None or etag is None:
-            return self._fetch(start, stop)
-        key = range_key(self._url.url, etag, self.size(), start, stop - start)
-        data = cache.get(key)
-        if data is not None and len(data) == stop - start:
+        data = self._cached(start, stop)
+        if data is not None:
             return data
         data = self._fetch(start, stop)
-        cache.put(key, data)
+        if self._disk is not None and self._etag is not None:
+            key = range_key(self._url.url, self._etag, self.size(), start, stop - start)
+            self._disk.put(key, data)
         return data
+
+    def _cached(self, start: int, stop: int) -> bytes | None:
+        """Bytes ``[start, stop)`` from the disk cache, or None."""
+        cache, etag = self._disk, self._etag
+        if cache is None or etag is None:
+            return None
+        key = range_key(self._url.url, etag, self.size(), start, stop - start)
+        data = cache.get(key, stop - start)
+        return data if data is not None and len(data) == stop - start else None
 
     def _fetch(self, start: int, stop: int) -> bytes:
         """Bytes ``[start, stop)`` from the store, retried, checked for length."""
