@@ -76,7 +76,7 @@ class DiskCache:
     def __init__(self, directory: str | os.PathLike[str], max_bytes: int) -> None:
         if int(max_bytes) < 0:
             raise ValueError(f"DiskCache: max_bytes must be >= 0, not {max_bytes}")
-        self.directory = os.fspath(directory)
+        self.directory = os.path.abspath(os.fspath(directory))  # one lock per directory
         self.max_bytes = int(max_bytes)
         # what this process saw (not exact under threads; for tests and curiosity)
         self.hits = self.misses = self.stored = self.evicted = self.errors = 0
