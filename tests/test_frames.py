@@ -307,3 +307,27 @@ def test_random_access_leaves_files_whose_only_compressed_columns_are_small_unfr
             ds.index.segment_bytes == 1 << 30 and FrameIndexInfo.from_extra(ds.index.extra) is None
         )
         assert ds[5]["jpeg"] == jpegs[5]
+
+
+def test_a_gather_over_many_blocks_reads_a_large_index_in_one_read(
+    path: Path, columns: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(frames_module, "WHOLE_REGION_BYTES", 0)  # single rows: block by block
+    monkeypatch.setattr(frames_module, "GATHER_BLOCKS", 2)
+    with bale.open(path, cache_bytes=CACHE) as ds:
+        reader = reader_of(ds)
+        info = FrameIndexInfo.from_extra(ds.index.extra)
+        assert info is not None
+        reads: list[int] = []
+        original = reader.source.read
+
+        def counting(offset: int, size: int) -> Any:
+            reads.append(size)
+            return original(offset, size)
+
+        reader.source.read = counting  # type: ignore[method-assign]
+        idx = np.array([10, 250, 590])  # three row groups
+        got = ds.take(idx, ["image"])["image"]
+        np.testing.assert_array_equal(got, columns["image"][idx])
+        assert reads[0] == info.length  # the whole index first, then only frames
+        assert reader.frames._region is not None

@@ -216,6 +216,7 @@ class Dataset:
         if not decoded:
             return out
         runs = _runs_by_group(reader.groups.groups_of(idx))
+        reader.frames.expect_blocks(len(runs) * len(decoded))
         rows = idx.tolist()
         results: dict[int, Any] = {}
         for position, column in decoded:

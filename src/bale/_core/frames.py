@@ -33,6 +33,10 @@ from bale.io.source import ByteSource
 #: one is read block by block as rows need it (records kept in the block cache), so a cold row
 #: reads its block's records and its frames, never a whole large index.
 WHOLE_REGION_BYTES = 64 << 10
+#: A gather that reads frames of at least this many blocks reads an index of up to
+#: GATHER_REGION_BYTES whole first (one read instead of a read per block).
+GATHER_BLOCKS = 8
+GATHER_REGION_BYTES = 16 << 20
 #: Block-cache keys (third part) of a bytes block's row offsets and of a block's frame records
 #: read on their own; frames are keyed by their number, from 0.
 OFFSETS_KEY = -1
@@ -116,6 +120,20 @@ class FrameReader:
             return "the frame index does not match the block's frames"
         return None
 
+    def expect_blocks(self, count: int) -> None:
+        """A gather is about to read frames of ``count`` blocks: when that is many, read an
+        index of up to GATHER_REGION_BYTES whole now, in one read, rather than each block's
+        records by a read of its own (cold, those small reads cost a disk seek each)."""
+        if count < GATHER_BLOCKS or self._region is not None:
+            return
+        if not self._loaded:
+            self._load()
+        layout = self._layout
+        if layout is not None and layout.info.length <= GATHER_REGION_BYTES:
+            with self._lock:
+                if self._region is None and self._layout is not None:
+                    self._read_region(layout)
+
     def _load(self) -> None:
         with self._lock:
             if self._loaded:
@@ -123,15 +141,21 @@ class FrameReader:
             layout = frame_layout(self.index, self.source.size())
             # An index that does not describe this file is not used: whole blocks, as without.
             if isinstance(layout, FrameLayout):
-                info = layout.info
                 self._layout = layout
-                if info.length <= WHOLE_REGION_BYTES:
-                    region = bytes(self.source.read(info.offset, info.length))
-                    if self.verify and checksum(region) != info.checksum:
-                        self._layout = None
-                    else:
-                        self._region = np.frombuffer(region, FRAME_DTYPE)
+                if layout.info.length <= WHOLE_REGION_BYTES:
+                    self._read_region(layout)
             self._loaded = True
+
+    def _read_region(self, layout: FrameLayout) -> None:
+        info = layout.info
+        try:
+            region = bytes(self.source.read(info.offset, info.length))
+        except BaleError:
+            return  # block by block, then (each read reports its own trouble)
+        if self.verify and checksum(region) != info.checksum:
+            self._layout = None  # a damaged index is not used: whole blocks, as without one
+        else:
+            self._region = np.frombuffer(region, FRAME_DTYPE)
 
     # -- rows -----------------------------------------------------------------------------------
 
