@@ -60,9 +60,10 @@ class DiskCache:
 
     How: one file per entry, written under a temporary name and renamed into place (a reader
     sees a whole entry or none); a hit stamps the entry's mtime (the LRU order). A lock file,
-    taken with a non-blocking ``flock`` (another process holding it means: store nothing this
-    time), holds the bytes in use; a write reserves its size there before writing, and one that
-    would pass ``max_bytes`` first rescans the directory and deletes the oldest entries.
+    taken with a non-blocking ``flock`` (another process holding it past a few tries, ~3 ms,
+    means: store nothing this time), holds the bytes in use; a write reserves its size there
+    before writing, and one that would pass ``max_bytes`` first rescans the directory and
+    deletes the least recently used entries.
     Nothing is held open between calls: the object pickles, and survives fork and threads.
 
     >>> cache = DiskCache("/tmp/bale-cache", 16 << 30)  # doctest: +SKIP
