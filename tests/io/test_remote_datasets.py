@@ -168,3 +168,30 @@ def test_a_glob_of_parts_reads_as_one_dataset(
         assert loader.paths == [str(p) for p in parts]
     with pytest.raises(bale.BaleError, match=r"no \.bale file matches"):
         bale.Loader(f"s3://{BUCKET}/glob/test-*.bale", 128, storage_options=options)
+
+
+def test_remote_options_reach_the_source_and_workers(remote: Store, tmp_path: Path) -> None:
+    from bale.io.remote import RemoteOptions
+
+    options = RemoteOptions(cache_dir=str(tmp_path / "cache"), cache_bytes=1 << 30)
+    url = remote.url("plain.bale")
+    with bale.open(url, storage_options=remote.storage_options, remote_options=options) as ds:
+        first = ds.read()
+        copy = pickle.loads(pickle.dumps(ds))  # what a spawned worker gets
+    try:
+        before = remote.count()
+        assert_batches_equal(copy.read(), first)  # every range from the disk cache
+        assert remote.count() - before <= 2  # at most the reopening
+    finally:
+        copy.close()
+    counts = []
+    for _ in range(2):  # epoch 1 fills the cache with the Loader's ranges, epoch 2 reads them
+        with bale.Loader(
+            url, 128, storage_options=remote.storage_options, remote_options=options
+        ) as loader:
+            before = remote.count()
+            assert sum(len(b["label"]) for b in loader) == ROWS
+            counts.append(remote.count() - before)
+    assert counts[0] > 0 and counts[1] == 0
+    with pytest.raises(ValueError, match="apply to URLs"):
+        bale.open(tmp_path / "x.bale", remote_options=options)

@@ -22,6 +22,8 @@ from bale.format.schema import Array, Column, Schema, String
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from bale.io.remote_client import RemoteOptions
+
 Row = dict[str, Any]
 Batch = dict[str, Any]
 
@@ -49,13 +51,19 @@ class Dataset:
         verify: bool = True,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         storage_options: Mapping[str, Any] | None = None,
+        remote_options: RemoteOptions | None = None,
     ) -> None:
         self._reader = FileReader(
-            path, verify=verify, cache_bytes=cache_bytes, storage_options=storage_options
+            path,
+            verify=verify,
+            cache_bytes=cache_bytes,
+            storage_options=storage_options,
+            remote_options=remote_options,
         )
         self.path = self._reader.path  # a URL is shown without its credentials
         self._location = os.fspath(path)
         self._storage_options = dict(storage_options) if storage_options else None
+        self._remote_options = remote_options
         self.verify = verify
 
     # -- description --------------------------------------------------------------------------
@@ -343,6 +351,7 @@ class Dataset:
             "verify": self.verify,
             "cache_bytes": self.cache_bytes,
             "storage_options": self._storage_options,
+            "remote_options": self._remote_options,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -351,6 +360,7 @@ class Dataset:
             verify=state["verify"],
             cache_bytes=state["cache_bytes"],
             storage_options=state.get("storage_options"),
+            remote_options=state.get("remote_options"),
         )
 
 
@@ -483,12 +493,21 @@ def open(
     verify: bool = True,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     storage_options: Mapping[str, Any] | None = None,
+    remote_options: RemoteOptions | None = None,
 ) -> Dataset:
     """Open a ``.bale`` file for reading: a local path, or a URL (``s3://``, ``gs://``,
     ``az://``, ``https://``, any fsspec URL; ``pip install 'bale[remote]'``) with
     ``storage_options`` for its client (credentials, endpoint, region; the usual environment
-    variables and config files apply too). See ``Dataset``."""
-    return Dataset(path, verify=verify, cache_bytes=cache_bytes, storage_options=storage_options)
+    variables and config files apply too), and ``remote_options`` (``bale.io.remote.RemoteOptions``:
+    time limits, retries, read-ahead, the local disk cache ``cache_dir``/``cache_bytes``;
+    docs/REMOTE.md). See ``Dataset``."""
+    return Dataset(
+        path,
+        verify=verify,
+        cache_bytes=cache_bytes,
+        storage_options=storage_options,
+        remote_options=remote_options,
+    )
 
 
 def reader_of(dataset: Dataset) -> FileReader:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import mmap
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from bale.format.footer import FileIndex
 from bale.format.schema import Array, Column, Schema
 from bale.io.open import open_source
 from bale.io.source import LocalSource
+
+if TYPE_CHECKING:
+    from bale.io.remote_client import RemoteOptions
 
 DEFAULT_CACHE_BYTES = 64 << 20
 #: A column whose decoded size, whole file, is at most this share of the block cache (labels,
@@ -53,9 +56,10 @@ class FileReader:
         verify: bool = True,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         storage_options: Mapping[str, Any] | None = None,
+        remote_options: RemoteOptions | None = None,
     ) -> None:
         self.verify = verify
-        self.source = open_source(path, storage_options)
+        self.source = open_source(path, storage_options, remote_options)
         self.path = self.source.path  # a URL without its credentials: what messages show
         try:
             self.index: FileIndex = read_index(self.source)[0]

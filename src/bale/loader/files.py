@@ -32,12 +32,20 @@ class Files:
         columns: Sequence[str] | None,
         cache_bytes: int,
         storage_options: Mapping[str, Any] | None = None,
+        remote_options: Any = None,
     ) -> Files:
         datasets: list[Dataset] = []
         try:
             for path in paths:
-                options = storage_options if is_remote(path) else None
-                datasets.append(Dataset(path, cache_bytes=cache_bytes, storage_options=options))
+                remote = is_remote(path)
+                datasets.append(
+                    Dataset(
+                        path,
+                        cache_bytes=cache_bytes,
+                        storage_options=storage_options if remote else None,
+                        remote_options=remote_options if remote else None,
+                    )
+                )
             first = datasets[0].schema
             for ds in datasets[1:]:
                 if ds.schema.describe() != first.describe():

@@ -90,6 +90,7 @@ class Loader:
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         on_error: OnError = "raise",
         storage_options: Mapping[str, Any] | None = None,
+        remote_options: Any = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -125,7 +126,11 @@ class Loader:
             raise ValueError(f"window_groups must be >= 1, got {window_groups}")
         self.storage_options = dict(storage_options) if storage_options else None
         self._files = Files.open(
-            self.paths, self.columns, cache_bytes=0, storage_options=self.storage_options
+            self.paths,
+            self.columns,
+            cache_bytes=0,
+            storage_options=self.storage_options,
+            remote_options=remote_options,
         )
         try:
             self._errors = ErrorPolicy(on_error, self._files)
