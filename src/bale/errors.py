@@ -81,6 +81,19 @@ class BaleError(Exception):
         )
 
 
+def _rebuild_write_error(
+    message: str,
+    path: str | None,
+    column: str | None,
+    rows: RowRange | None,
+    errno: int | None,
+    strerror: str | None,
+) -> BaleWriteError:
+    return BaleWriteError(
+        message, path=path, column=column, rows=rows, errno=errno, strerror=strerror
+    )
+
+
 def _rebuild_error(
     cls: type[BaleError], message: str, path: str | None, column: str | None, rows: RowRange | None
 ) -> BaleError:
@@ -139,6 +152,20 @@ class BaleWriteError(BaleError, OSError):
         self.errno = errno
         self.strerror = strerror
         self.filename = self.path
+
+    def __str__(self) -> str:
+        # OSError's own form ("[Errno 28] No space left on device: 'x.partial'") would hide the
+        # message: which rows are safe, and what to run.
+        message = str(self.args[0]) if self.args else self.detail
+        if self.errno is not None and self.strerror:
+            return f"{message} ([Errno {self.errno}] {self.strerror})"
+        return message
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (
+            _rebuild_write_error,
+            (self.detail, self.path, self.column, self.rows, self.errno, self.strerror),
+        )
 
 
 class ObjectNotFoundError(BaleError, FileNotFoundError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
 import subprocess
 import sys
 from collections.abc import Callable
@@ -120,6 +121,8 @@ def test_disk_full_while_creating_a_file(tmp_path: Path) -> None:
     limit = 1_000_000
     result = run_child(CHILD_FILL, path, limit)
     assert_write_error(result, partial)
+    # ... and bale's own words: what is safe and what to run (not only OSError's "[Errno 27]").
+    assert "repair" in result["message"], result["message"]
     done = result["done"]
     assert 10 <= done < 20  # the limit allows about 18 groups
 
@@ -250,3 +253,18 @@ def test_failed_write_never_leaves_a_gap_in_the_rows(tmp_path: Path) -> None:
 def test_write_error_is_an_oserror_and_a_bale_error() -> None:
     assert issubclass(BaleWriteError, OSError)
     assert issubclass(BaleWriteError, bale.BaleError)
+
+
+def test_write_error_text_keeps_bale_words_and_the_os_reason_across_processes() -> None:
+    exc = BaleWriteError(
+        "rows 0..99 are safe; `bale repair x.bale` keeps them",
+        path="x.bale.partial",
+        errno=errno.ENOSPC,
+        strerror="No space left on device",
+    )
+    for error in (exc, pickle.loads(pickle.dumps(exc))):
+        assert str(error) == (
+            "file 'x.bale.partial': rows 0..99 are safe; `bale repair x.bale` keeps them "
+            "([Errno 28] No space left on device)"
+        )
+        assert error.errno == errno.ENOSPC and error.filename == "x.bale.partial"

@@ -125,7 +125,12 @@ class Writer:
                 "objects in a store cannot be appended to (they are immutable): write a new "
                 "object, or append to a local copy and upload it"
             )
-            raise BaleWriteError(detail, path=self.path, errno=errno.EOPNOTSUPP, strerror=detail)
+            raise BaleWriteError(
+                detail,
+                path=self.path,
+                errno=errno.EOPNOTSUPP,
+                strerror=os.strerror(errno.EOPNOTSUPP),
+            )
         if mode == "a" and os.path.exists(self.path):
             self._file = GroupSink.reopen(self.path, schema, self.metadata)
             index = self._file.require_index()
@@ -364,12 +369,11 @@ class Writer:
             f"an earlier write failed ({failed.detail if failed else 'unknown'}); this writer "
             f"writes nothing more. {self._what_is_left()}"
         )
-        strerror = failed.strerror if failed else None
         return BaleWriteError(
             detail,
             path=self._sink.path,
             errno=failed.errno if failed else None,
-            strerror=strerror if self._sink.keeps_partial else detail,
+            strerror=failed.strerror if failed else None,
         )
 
     def _stopped(self, exc: BaleWriteError, left: str) -> BaleWriteError:

@@ -543,9 +543,8 @@ def _status_error(status: int, what: str, display: str) -> BaleError:
 
 
 def upload_error(detail: str, display: str, code: int = errno.EIO) -> BaleWriteError:
-    """A failed upload as a BaleWriteError. ``strerror`` holds the detail too: OSError's str()
-    shows "[Errno N] strerror: filename", and a store has no OS message of its own."""
-    return BaleWriteError(detail, path=display, errno=code, strerror=detail)
+    """A failed upload as a BaleWriteError with the errno that fits it (EIO by default)."""
+    return BaleWriteError(detail, path=display, errno=code, strerror=os.strerror(code))
 
 
 def _as_write_error(exc: Exception, display: str) -> BaleWriteError:
