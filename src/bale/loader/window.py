@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,6 +15,9 @@ from bale.format.schema import Array
 from bale.loader.batches import ErrorPolicy
 from bale.loader.files import Files
 from bale.loader.order import EpochOrder
+
+#: Row groups a window asks a remote source for ahead of the ones being decoded.
+REMOTE_AHEAD_GROUPS = 24
 
 
 class Window:
@@ -71,23 +75,38 @@ class Window:
         run_groups = groups[run_starts] if n else np.zeros(0, np.int64)
         parts = min(threads, max(1, len(np.unique(run_groups))))
         self._group_starts = order.group_starts
-        # A remote file is asked for the window's groups now, in the order they will be read:
-        # fetches run ahead of the threads decoding them (a local file's kernel reads ahead).
-        for group in dict.fromkeys(run_groups.tolist()):
-            file = int(files.group_file[group])
-            reader = reader_of(files.datasets[file])
-            reader.hint_remote_group(int(files.group_local[group]), self._columns)
+        # A remote file is asked for the window's groups ahead of the threads decoding them, in
+        # the order they will be read, REMOTE_AHEAD_GROUPS at a time (more would overflow the
+        # source's bounded read-ahead and be fetched twice); a local file's kernel reads ahead.
+        self._hint_order = list(dict.fromkeys(run_groups.tolist()))
+        self._hinted = 0
+        self._filled = 0
+        self._hint_lock = threading.Lock()
+        self._hint_ahead()
         self._futures = [
             pool.submit(self._fill, run_starts[sel], run_stops[sel], run_groups[sel])
             for sel in (run_groups % parts == p for p in range(parts))
             if sel.any()
         ]
 
+    def _hint_ahead(self) -> None:
+        files = self._files
+        with self._hint_lock:
+            stop = min(len(self._hint_order), self._filled + REMOTE_AHEAD_GROUPS)
+            while self._hinted < stop:
+                group = self._hint_order[self._hinted]
+                self._hinted += 1
+                reader = reader_of(files.datasets[int(files.group_file[group])])
+                reader.hint_remote_group(int(files.group_local[group]), self._columns)
+
     def _fill(self, run_starts: np.ndarray, run_stops: np.ndarray, run_groups: np.ndarray) -> None:
         files = self._files
         for start, stop, group in zip(
             run_starts.tolist(), run_stops.tolist(), run_groups.tolist(), strict=True
         ):
+            with self._hint_lock:
+                self._filled += 1
+            self._hint_ahead()
             ds = files.datasets[int(files.group_file[group])]
             local = int(files.group_local[group])
             try:
