@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -220,8 +221,11 @@ def test_ctrl_c_stops_workers_and_leaves_nothing(
         _, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
-            process.kill()
-            process.communicate()
+            # The whole group: a worker left alive would hold the pipes open, and communicate()
+            # would wait for it forever.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=60)
         if writer is not None:
             os.close(writer)
     assert process.returncode == 130, err
