@@ -36,7 +36,7 @@ import numpy as np
 import bale
 from bale._core import parallel
 from bale._core.dataset import reader_of
-from bale.io.pagecache import evict_files
+from bale.io.pagecache import evict_files, read_through
 from bench.machine import describe, machine_section, src_digest
 from bench.results import OUT, write_report
 from bench.stats import fmt_range, summary
@@ -78,13 +78,6 @@ def warm_rows(path: Path, indices: list[int], columns: list[str] | None) -> list
             ds.row(i, columns)
             times.append(time.perf_counter() - t0)
     return times
-
-
-def warm_file(path: Path) -> None:
-    """Read the whole file once, so the warm measures find it in the page cache."""
-    with path.open("rb") as f:
-        while f.read(16 << 20):
-            pass
 
 
 def cold_rows(path: Path, indices: list[int]) -> tuple[list[float], list[float]]:
@@ -259,7 +252,7 @@ def run(cfg: argparse.Namespace) -> dict[str, Any]:
             for name, path in files.items():
                 case = cases.setdefault(name, {})
                 gc.collect()
-                warm_file(path)
+                read_through([path])
                 warm = (
                     ("row all columns, warm", warm_rows(path, indices, None)),
                     ("row x only, warm", warm_rows(path, indices, ["x"])),
@@ -277,7 +270,7 @@ def run(cfg: argparse.Namespace) -> dict[str, Any]:
             if not source.spec.is_bytes:
                 case = cases.setdefault("npy memmap", {})
                 npy = WORK / f"{kind}.npy"
-                warm_file(npy)
+                read_through([npy])
                 case.setdefault("row x only, warm p50", []).append(
                     percentile(npy_rows(npy, indices), 50)
                 )

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 import bale
 from bale._core.dataset import reader_of
+from bale.io.pagecache import read_through
 from bench.machine import describe, machine_section, src_digest
 from bench.remote_client_bench import LoopbackServer
 from bench.results import OUT, write_report
@@ -30,12 +30,6 @@ from bench.suite import data
 
 WORK = OUT / "remote_loader"
 BATCH = 256
-
-
-def warm(path: Path) -> None:
-    with path.open("rb") as f:
-        while f.read(16 << 20):
-            pass
 
 
 def epoch(path: str, seed: int) -> tuple[float, int, Any]:
@@ -76,7 +70,7 @@ def run(cfg: argparse.Namespace) -> dict[str, Any]:
         source = data.load(WORK / "data", kind)
         path = WORK / f"{kind}.bale"
         bale.write(path, {"x": source.x, "label": source.label}, overwrite=True)
-        warm(path)
+        read_through([path])
         server = LoopbackServer(str(path))
         url = f"{server.endpoint}/bench/{kind}.bale"
         cases: dict[str, dict[str, list[float]]] = {}

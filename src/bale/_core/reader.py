@@ -172,12 +172,7 @@ class FileReader:
         list of bytes for a bytes/string column. A small column is served from its pinned copy;
         a segmented block not in the cache reads only the frames holding the rows; otherwise the
         whole block is read (then cached)."""
-        if position in self._pinnable:
-            block = self._pinned.get((group, position))
-            if block is None:
-                block = self._pin(group, position, column)
-        else:
-            block = self.cache.get((group, position))
+        block = self._kept_block(group, position, column)
         if block is None:
             if self.frames.records(group, position) is not None:  # a segmented block, indexed
                 rows: Any
@@ -196,21 +191,24 @@ class FileReader:
         """Row ``local`` (within the group) of one column, as ``rows`` gives it but for one row:
         a read-only array (a view of a cached block or frame where it can be; a NumPy scalar for
         a scalar column) or bytes."""
-        if position in self._pinnable:
-            block = self._pinned.get((group, position))
-            if block is None:
-                block = self._pin(group, position, column)
-        else:
-            block = self.cache.get((group, position))
-            if block is None and self.frames.records(group, position) is not None:
-                value = self.frames.one_row(group, position, column, local)
-                if value is not None:
-                    return value
-            if block is None:
-                block = self.block(group, position, column)
+        block = self._kept_block(group, position, column)
+        if block is None and self.frames.records(group, position) is not None:
+            value = self.frames.one_row(group, position, column, local)
+            if value is not None:
+                return value
+        if block is None:
+            block = self.block(group, position, column)
         if isinstance(block, np.ndarray):
             return block[local]
         return block.row(local)
+
+    def _kept_block(self, group: int, position: int, column: Column) -> Decoded | None:
+        """A block already decoded: a small column's pinned block (pinned now if it is not
+        yet), else the cached block, else None."""
+        if position in self._pinnable:
+            block = self._pinned.get((group, position))
+            return block if block is not None else self._pin(group, position, column)
+        return self.cache.get((group, position))
 
     def decodes_whole_block(self, group: int, position: int, rows: int) -> bool:
         """Whether reading ``rows`` rows of this block now means decoding it whole (not pinned,
@@ -336,8 +334,7 @@ class FileReader:
         if len(needed) < 2:
             return {}
         records = self.index.blocks[group, needed]
-        start = int(records["offset"].min())
-        end = int((records["offset"] + records["stored_size"]).max())
+        start, end = _span(records)
         if end - start > 2 * int(records["stored_size"].sum()) + (1 << 16):
             return {}  # far apart: separate reads move less data
         try:
@@ -369,9 +366,7 @@ class FileReader:
         positions = [p for p, _ in self.select(columns)]
         if isinstance(self.source, LocalSource) or not positions:
             return
-        records = self.index.blocks[group, positions]
-        start = int(records["offset"].min())
-        end = int((records["offset"] + records["stored_size"]).max())
+        start, end = _span(self.index.blocks[group, positions])
         if end > start:
             self.source.will_need(start, end - start)
 
@@ -415,3 +410,8 @@ class FileReader:
                 unmap(self._mapping)
                 self._mapping = None
         self.source.close()
+
+
+def _span(records: np.ndarray) -> tuple[int, int]:
+    """``(start, end)`` of the file bytes from the first to the end of the last of these blocks."""
+    return int(records["offset"].min()), int((records["offset"] + records["stored_size"]).max())
