@@ -192,6 +192,8 @@ def test_remote_options_reach_the_source_and_workers(remote: Store, tmp_path: Pa
             before = remote.count()
             assert sum(len(b["label"]) for b in loader) == ROWS
             counts.append(remote.count() - before)
-    assert counts[0] > 0 and counts[1] == 0
+    # Epoch 2 reads from the disk cache. Not always every range: the cache skips storing a
+    # range rather than wait for its lock (by design), so under load a few may be fetched again.
+    assert counts[0] > 0 and counts[1] <= counts[0] // 4, counts
     with pytest.raises(ValueError, match="apply to URLs"):
         bale.open(tmp_path / "x.bale", remote_options=options)
