@@ -219,6 +219,25 @@ def read_through(paths: Sequence[Path]) -> None:
                 pass
 
 
+def report_head(title: str, results: dict[str, Any], doc: str | None) -> list[str]:
+    """A report's first lines: the title, when and by which command it ran, the machine, and
+    "## Method" from the module docstring ``doc`` (its third paragraph on: the first is the
+    summary, the second the commands)."""
+    return [
+        f"# {title}",
+        "",
+        f"Date: {results['date']}. Command: `{results['command']}` "
+        f"(total {results['total_seconds']:.0f} s).",
+        "",
+        *machine_section(results["env"], results["src_digest"]),
+        "",
+        "## Method",
+        "",
+        (doc or "").split("\n\n", 2)[2].strip(),
+        "",
+    ]
+
+
 def machine_section(
     env: dict[str, Any], digest: str, *, note: str | None = None, disk: str = "Filesystem"
 ) -> list[str]:

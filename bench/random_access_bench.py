@@ -37,7 +37,7 @@ import bale
 from bale._core import parallel
 from bale._core.dataset import reader_of
 from bale.io.pagecache import evict_files, read_through
-from bench.machine import describe, machine_section, src_digest
+from bench.machine import describe, report_head, src_digest
 from bench.results import OUT, write_report
 from bench.stats import fmt_range, summary
 from bench.suite import data
@@ -298,17 +298,7 @@ def run(cfg: argparse.Namespace) -> dict[str, Any]:
 
 def report(results: dict[str, Any], cfg: argparse.Namespace) -> str:
     lines = [
-        "# bale random access: single rows and scattered gathers",
-        "",
-        f"Date: {results['date']}. Command: `{results['command']}` "
-        f"(total {results['total_seconds']:.0f} s).",
-        "",
-        *machine_section(results["env"], results["src_digest"]),
-        "",
-        "## Method",
-        "",
-        (__doc__ or "").split("\n\n", 2)[2].strip(),
-        "",
+        *report_head("bale random access: single rows and scattered gathers", results, __doc__),
         f"{cfg.rows} random rows per warm run, {cfg.cold_rows} per cold run, {cfg.gathers} gathers "
         f"of 64 rows; {cfg.repeats} repeats, median (min-max) of the per-run percentiles. "
         "Times in microseconds.",

@@ -22,7 +22,7 @@ from typing import Any
 import bale
 from bale._core.dataset import reader_of
 from bale.io.pagecache import read_through
-from bench.machine import describe, machine_section, src_digest
+from bench.machine import describe, report_head, src_digest
 from bench.remote_client_bench import LoopbackServer
 from bench.results import OUT, write_report
 from bench.stats import fmt_range, summary
@@ -114,17 +114,9 @@ def run(cfg: argparse.Namespace) -> dict[str, Any]:
 
 def report(results: dict[str, Any], cfg: argparse.Namespace) -> str:
     lines = [
-        "# bale over HTTP: open and Loader epochs against the local file",
-        "",
-        f"Date: {results['date']}. Command: `{results['command']}` "
-        f"(total {results['total_seconds']:.0f} s).",
-        "",
-        *machine_section(results["env"], results["src_digest"]),
-        "",
-        "## Method",
-        "",
-        (__doc__ or "").split("\n\n", 2)[2].strip(),
-        "",
+        *report_head(
+            "bale over HTTP: open and Loader epochs against the local file", results, __doc__
+        ),
         f"{cfg.repeats} repeats; median (min-max).",
         "",
         "Aims (issue 12): open at 20 ms in at most 2 requests and under 50 ms + 2 round trips; "
