@@ -59,6 +59,19 @@ def expected_row(columns: dict[str, Any], i: int) -> dict[str, Any]:
     return {name: values[i] for name, values in columns.items()}
 
 
+def count_reads(reader: Any) -> list[int]:
+    """The sizes of the reads ``reader`` makes from its file from now on."""
+    reads: list[int] = []
+    original = reader.source.read
+
+    def counting(offset: int, size: int) -> Any:
+        reads.append(size)
+        return original(offset, size)
+
+    reader.source.read = counting
+    return reads
+
+
 def assert_row(got: dict[str, Any], want: dict[str, Any]) -> None:
     assert got.keys() == want.keys()
     for key, value in want.items():
@@ -97,14 +110,7 @@ def test_a_cold_random_row_reads_a_few_frames_not_its_blocks(path: Path) -> None
     with bale.open(path, cache_bytes=CACHE) as ds:
         reader = reader_of(ds)
         ds[0]  # loads the frame index (one read), like opening would for a remote file
-        reads: list[int] = []
-        original = reader.source.read
-
-        def counting(offset: int, size: int) -> Any:
-            reads.append(size)
-            return original(offset, size)
-
-        reader.source.read = counting  # type: ignore[method-assign]
+        reads = count_reads(reader)
         ds.row(350, ["image"])
         block = int(ds.index.blocks[1, ds.schema.index("image")]["stored_size"])
         # Row 350 is bytes 45,000-45,300 of its block: frames 10 and 11, read together.
@@ -117,14 +123,7 @@ def test_a_large_frame_index_is_read_block_by_block(
     monkeypatch.setattr(frames_module, "WHOLE_REGION_BYTES", 0)  # as for an index over 64 KiB
     with bale.open(path, cache_bytes=CACHE) as ds:
         reader = reader_of(ds)
-        reads: list[int] = []
-        original = reader.source.read
-
-        def counting(offset: int, size: int) -> Any:
-            reads.append(size)
-            return original(offset, size)
-
-        reader.source.read = counting  # type: ignore[method-assign]
+        reads = count_reads(reader)
         assert_row(ds.row(350, ["image"]), {"image": columns["image"][350]})
         # The block's records (16 bytes a frame), then frames 10 and 11: never the whole index.
         position = ds.schema.index("image")
@@ -318,14 +317,7 @@ def test_a_gather_over_many_blocks_reads_a_large_index_in_one_read(
         reader = reader_of(ds)
         info = FrameIndexInfo.from_extra(ds.index.extra)
         assert info is not None
-        reads: list[int] = []
-        original = reader.source.read
-
-        def counting(offset: int, size: int) -> Any:
-            reads.append(size)
-            return original(offset, size)
-
-        reader.source.read = counting  # type: ignore[method-assign]
+        reads = count_reads(reader)
         idx = np.array([10, 250, 590])  # three row groups
         got = ds.take(idx, ["image"])["image"]
         np.testing.assert_array_equal(got, columns["image"][idx])
