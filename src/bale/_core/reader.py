@@ -363,8 +363,10 @@ class FileReader:
         """For a remote file, start fetching the blocks of these columns of a row group in the
         background (the source's bounded read-ahead), ahead of reading them: the same span
         ``read_group_span`` reads. Nothing for a local file (the kernel reads ahead)."""
+        if isinstance(self.source, LocalSource):
+            return
         positions = [p for p, _ in self.select(columns)]
-        if isinstance(self.source, LocalSource) or not positions:
+        if not positions:
             return
         start, end = _span(self.index.blocks[group, positions])
         if end > start:
