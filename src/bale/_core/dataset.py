@@ -263,7 +263,7 @@ class Dataset:
                 whole = reader.decodes_whole_block(g, p, len(dests))
                 (heavy if whole else light).append((p, c, g, dests))
         if len(heavy) > 1:
-            run_split(fill, heavy, min_items=2)
+            run_split(fill, heavy)
         else:
             light += heavy
         for task in light:

@@ -33,11 +33,11 @@ def _the_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def run_split(work: Callable[[Any], None], items: Sequence[Any], *, min_items: int = 4) -> None:
+def run_split(work: Callable[[Any], None], items: Sequence[Any]) -> None:
     """Call ``work(item)`` for every item, split over up to ``MAX_THREADS`` threads (one task
-    per thread: submitting costs more than a cached row). In the calling thread when there are
-    fewer than ``min_items`` items, or one core. The first exception is raised again here."""
-    shares = min(MAX_THREADS, len(items) // max(min_items // 2, 1))
+    per thread, not per item: submitting costs more than a small item). In the calling thread
+    for a single item, or on one core. The first exception is raised again here."""
+    shares = min(MAX_THREADS, len(items))
     if shares < 2 or threading.current_thread().name.startswith("bale-gather"):
         for item in items:
             work(item)
