@@ -224,9 +224,11 @@ class FrameReader:
         if pieces is None:
             return None
         lengths = np.frombuffer(pieces[0], "<u8")
+        raw_size = int(self.index.blocks[group, position]["raw_size"])
+        if num_rows and int(lengths.max()) > raw_size:
+            return None  # a damaged length (read with verify=False): the whole block reports it
         offsets = np.zeros(num_rows + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        raw_size = int(self.index.blocks[group, position]["raw_size"])
         if 8 * num_rows + int(offsets[-1]) != raw_size:
             return None  # lengths that do not add up: the whole block's read reports it
         offsets.flags.writeable = False
