@@ -33,7 +33,9 @@ from bale.format.schema import Array, Bytes, Schema, String
 if TYPE_CHECKING:
     from bale.loader.pipeline import Loader
     from bale.ops.concat import ConcatReport, concat
+    from bale.ops.merge import MergeReport, merge
     from bale.ops.pack import PackReport, pack, pack_splits
+    from bale.ops.parts import PartInfo, PartSet
     from bale.ops.split import SplitReport, split
 
 # The loader and the whole-file operations are imported on first use: `import bale` (paid by
@@ -42,9 +44,13 @@ if TYPE_CHECKING:
 _LAZY = {
     "ConcatReport": "bale.ops.concat",
     "Loader": "bale.loader.pipeline",
+    "MergeReport": "bale.ops.merge",
     "PackReport": "bale.ops.pack",
+    "PartInfo": "bale.ops.parts",
+    "PartSet": "bale.ops.parts",
     "SplitReport": "bale.ops.split",
     "concat": "bale.ops.concat",
+    "merge": "bale.ops.merge",
     "pack": "bale.ops.pack",
     "pack_splits": "bale.ops.pack",
     "split": "bale.ops.split",
@@ -84,8 +90,11 @@ __all__ = [
     "Dataset",
     "FileLockedError",
     "Loader",
+    "MergeReport",
     "NotABaleFileError",
     "PackReport",
+    "PartInfo",
+    "PartSet",
     "Schema",
     "SchemaError",
     "SplitReport",
@@ -96,6 +105,7 @@ __all__ = [
     "Writer",
     "__version__",
     "concat",
+    "merge",
     "open",
     "pack",
     "pack_splits",

@@ -1,1 +1,1 @@
-"""Whole-file operations: pack, split, concat, repair, verify, export, info."""
+"""Whole-file operations: pack, split, concat, merge (and `parts`, a distributed write), repair, verify, export, info."""
