@@ -34,7 +34,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "measure",
         "ops",
         "adapters",
-        "dask",
+        "dask ray",
         "cli",
         "__init__",
     )
