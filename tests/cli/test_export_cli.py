@@ -100,3 +100,33 @@ def test_export_of_a_file_without_rows(tmp_path: Path) -> None:
     for name in ("b", "s"):
         assert (out / f"{name}.data.npy").read_bytes() == _npy_bytes(np.zeros(0, np.uint8))
         assert (out / f"{name}.offsets.npy").read_bytes() == _npy_bytes(np.zeros(1, np.int64))
+
+
+def test_a_failed_export_leaves_whole_files_only(sample: Path, tmp_path: Path) -> None:
+    """Each file is written as NAME.partial and renamed when whole: a damaged block in a later
+    column leaves the earlier columns' files, no partial file and no metadata.json."""
+    with bale.open(sample) as ds:
+        record = ds.index.blocks[3, ds.schema.index("caption")]
+    with sample.open("r+b") as f:
+        f.seek(int(record["offset"]) + 3)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    out = tmp_path / "out"
+    with pytest.raises(bale.CorruptFileError, match="'caption'"):
+        export(sample, out, ["score", "caption", "image"])
+    assert sorted(p.name for p in out.iterdir()) == ["score.npy"]
+    with bale.open(sample) as ds:
+        assert (out / "score.npy").read_bytes() == _npy_bytes(ds.read(columns=["score"])["score"])
+
+
+def test_existing_files_are_refused_before_anything_is_written(
+    sample: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "caption.offsets.npy").write_bytes(b"old")
+    with pytest.raises(bale.TargetExistsError, match="--overwrite") as refused:
+        export(sample, out, ["score", "caption"])
+    assert refused.value.path == str(out / "caption.offsets.npy")
+    assert sorted(p.name for p in out.iterdir()) == ["caption.offsets.npy"]

@@ -1,4 +1,5 @@
-"""The `bale export` command: each column to .npy files in a directory, listed as written."""
+"""The `bale export` command: each column to .npy files in a directory or under a URL prefix,
+listed as written."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from bale.cli._command import (
     add_overwrite_flag,
     add_storage_option,
     reading,
-    refuse_remote_output,
     shown,
     storage_options,
 )
@@ -25,8 +25,10 @@ def add_export_command(commands: Subcommands) -> None:
         description="Export every column (or --columns) to DIR: array columns as COLUMN.npy; "
         "bytes and string columns as COLUMN.data.npy (uint8, all rows concatenated; UTF-8 "
         "for strings) plus COLUMN.offsets.npy (int64, row i is data[offsets[i]:offsets[i+1]]); "
-        "metadata as metadata.json. No pickled objects are written. FILE may be a URL (s3://, "
-        "gs://, az://, https://, ...): see --storage-option; DIR is local.",
+        "metadata as metadata.json, last. No pickled objects are written. Each file appears whole "
+        "or not at all. FILE may be a URL (s3://, gs://, az://, https://, ...) and DIR a local "
+        "directory or a prefix on s3://, gs:// or az:// (each file an object, uploaded by "
+        "multipart upload): see --storage-option.",
     )
     parser.add_argument("file")
     parser.add_argument("directory")
@@ -37,8 +39,7 @@ def add_export_command(commands: Subcommands) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    refuse_remote_output(args.directory, "the output directory")
-    options = storage_options(args, args.file)
+    options = storage_options(args, args.file, args.directory)
     exported = 0
 
     def done(name: str, files: list[str]) -> None:
@@ -46,7 +47,7 @@ def run_export(args: argparse.Namespace) -> int:
         exported += 1
         print(f"  {name}: {', '.join(files)}")
 
-    with reading(args.file):
+    with reading(args.file, args.directory):
         export(
             args.file,
             args.directory,
@@ -55,5 +56,5 @@ def run_export(args: argparse.Namespace) -> int:
             on_column=done,
             storage_options=options,
         )
-    print(f"exported {exported} column(s) of {shown(args.file)} to {args.directory}")
+    print(f"exported {exported} column(s) of {shown(args.file)} to {shown(args.directory)}")
     return EXIT_OK

@@ -10,11 +10,11 @@ from bale.cli._command import (
     EXIT_OK,
     Subcommands,
     add_overwrite_flag,
+    add_storage_option,
     fail,
-    refuse_remote_output,
+    storage_options,
 )
-from bale.errors import BaleError, CorruptFileError
-from bale.io.remote_url import is_remote, parse_url
+from bale.errors import CorruptFileError
 from bale.ops.split import split
 
 
@@ -27,8 +27,9 @@ def add_split_command(commands: Subcommands) -> None:
         "the rows, rounded so they add up. A file shuffled when packed (or with "
         "--assume-shuffled, or --no-shuffle) is cut into contiguous ranges and its row groups "
         "are copied without recompression; otherwise rows are assigned by a seeded random "
-        "permutation and re-encoded. FILE may be a URL (s3://, gs://, https://, ...; credentials "
-        "from the environment) with a local --out-dir. See docs/SPLIT.md.",
+        "permutation and re-encoded. FILE and --out-dir may be URLs (s3://, gs://, az://; FILE also "
+        "https://, ...): outputs are uploaded as objects, each whole or not at all; see "
+        "--storage-option. See docs/SPLIT.md.",
     )
     parser.add_argument("file")
     parser.add_argument(
@@ -61,7 +62,11 @@ def add_split_command(commands: Subcommands) -> None:
         action="store_true",
         help="the rows are already in random order: cut contiguous ranges, copying row groups",
     )
-    parser.add_argument("--out-dir", help="directory for the outputs (default: beside FILE)")
+    parser.add_argument(
+        "--out-dir",
+        help="directory or URL prefix for the outputs (default: beside FILE), e.g. "
+        "s3://bucket/splits",
+    )
     parser.add_argument(
         "--pattern",
         default="{name}.bale",
@@ -72,26 +77,8 @@ def add_split_command(commands: Subcommands) -> None:
         "--allow-empty", action="store_true", help="write a split that gets no rows as empty"
     )
     add_overwrite_flag(parser, "replace existing outputs")
+    add_storage_option(parser)
     parser.set_defaults(run=run_split)
-
-
-def _check_locations(file: str, out_dir: str | None) -> None:
-    """Outputs stay local; a URL input needs --out-dir, and no credentials in the URL itself
-    (the input's name is recorded in each output's metadata)."""
-    refuse_remote_output(out_dir, "--out-dir")
-    if not is_remote(file):
-        return
-    url = parse_url(file)
-    if out_dir is None:
-        raise BaleError(
-            f"the outputs would be written beside {url.display!r}, but writing to object "
-            "storage is not supported yet: give a local --out-dir"
-        )
-    if url.has_userinfo or url.has_query:
-        raise BaleError(
-            f"{url.display!r} carries credentials in the URL, which split would record in "
-            "the outputs' metadata: give them through the environment instead"
-        )
 
 
 def _ratios(text: str) -> tuple[float, ...]:
@@ -108,7 +95,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def run_split(args: argparse.Namespace) -> int:
-    _check_locations(args.file, args.out_dir)
+    options = storage_options(args, args.file, args.out_dir or "")
     try:
         report = split(
             args.file,
@@ -122,10 +109,11 @@ def run_split(args: argparse.Namespace) -> int:
             assume_shuffled=args.assume_shuffled,
             allow_empty=args.allow_empty,
             overwrite=args.overwrite,
+            storage_options=options,
         )
     except CorruptFileError as exc:
         return fail("split", exc, EXIT_DAMAGED)
-    except ValueError as exc:  # bad ratios, names or options; SchemaError
+    except ValueError as exc:  # bad ratios, names, options or output URLs; SchemaError
         return fail("split", exc, EXIT_ERROR)
     print(report.summary())
     return EXIT_OK

@@ -1,18 +1,22 @@
-"""Writing a file's columns to .npy files and its metadata to JSON, no pickles (`bale export`)."""
+"""Writing a file's columns to .npy files and its metadata to JSON, no pickles, in a local
+directory or under a URL prefix on S3, GCS or Azure (`bale export`)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from bale._core.dataset import Dataset, reader_of
-from bale.errors import BaleError
+from bale.errors import BaleError, TargetExistsError
 from bale.format.schema import Array
 from bale.io.remote_url import is_remote, redact_url
+from bale.io.sink import ByteSink, FileSink
+from bale.ops.split import _remote
 
 
 def export(
@@ -27,96 +31,173 @@ def export(
     """Write every column (or ``columns``) of the file at ``path`` to ``directory``: an array
     column as ``NAME.npy``; a bytes or string column as ``NAME.data.npy`` (uint8, the rows
     concatenated, UTF-8 for strings) plus ``NAME.offsets.npy`` (int64: row i is
-    ``data[offsets[i]:offsets[i + 1]]``); the metadata as ``metadata.json``. Columns are
-    streamed a row group at a time, so memory stays bounded. ``on_column(name, file_names)`` is
-    called as each column is done. Returns the paths written, ``metadata.json`` last. ``path``
-    may be a URL, read with ``storage_options`` (see ``bale.open``); ``directory`` is local.
+    ``data[offsets[i]:offsets[i + 1]]``); the metadata as ``metadata.json``, written last.
+    Columns are streamed a row group at a time, so memory stays bounded. ``on_column(name,
+    file_names)`` is called as each column is done. Returns the paths written (URLs without
+    credentials), ``metadata.json`` last.
+
+    Every file appears whole or not at all: a local one is written as ``NAME.partial`` and
+    renamed, an object is uploaded by multipart upload (docs/REMOTE.md, "Writing"). Existing
+    files are refused (``TargetExistsError``) before anything is written, unless ``overwrite``.
+    If the export fails, the files of the columns already done stay (each whole, and
+    ``metadata.json`` absent).
+
+    ``path`` may be a URL (``bale.open``'s); ``directory`` a local directory or a prefix on
+    ``s3://``, ``gs://`` or ``az://``; ``storage_options`` apply to both.
 
     >>> export("train.bale", "out/", ["label", "caption"])  # doctest: +SKIP
     ['out/label.npy', 'out/caption.data.npy', 'out/caption.offsets.npy', 'out/metadata.json']
+    >>> export("s3://b/train.bale", "s3://b/train-npy", storage_options={"anon": False})  # doctest: +SKIP
     """
-    directory = os.fspath(directory)
-    if is_remote(directory):
-        raise BaleError(
-            "export writes .npy files to a local directory; writing to object storage is not "
-            f"supported yet: {redact_url(directory)!r}"
+    source, directory = os.fspath(path), os.fspath(directory)
+    if storage_options and not (is_remote(source) or is_remote(directory)):
+        raise ValueError(
+            "storage_options apply to URLs (s3://, gs://, az://, https://, ...); "
+            f"{source!r} and {directory!r} are local paths"
         )
-    os.makedirs(directory, exist_ok=True)
     written: list[str] = []
-    with Dataset(path, storage_options=storage_options) as ds:
+    with Dataset(source, storage_options=storage_options if is_remote(source) else None) as ds:
         names = list(columns or ds.schema.names)
         for name in names:
             if name not in ds.schema:
                 raise BaleError(f"no column {name!r}; columns are {ds.schema.names}", path=ds.path)
+        out = _Outputs(directory, storage_options, overwrite)
+        out.check([f for name in names for f in _file_names(ds, name)] + ["metadata.json"])
         for name in names:
-            files = _export_column(ds, name, directory, overwrite)
-            written += [os.path.join(directory, f) for f in files]
+            files = _export_column(ds, name, out)
+            written += [out.shown(f) for f in files]
             if on_column is not None:
                 on_column(name, files)
-        meta_path = os.path.join(directory, "metadata.json")
-        with open(meta_path, "w", encoding="utf-8") as f:
-            json.dump(ds.metadata, f, indent=2, ensure_ascii=False)
-    return [*written, meta_path]
+        meta = json.dumps(ds.metadata, indent=2, ensure_ascii=False).encode()
+        with out.open("metadata.json") as sink:
+            sink.write([meta], align=False)
+    return [*written, out.shown("metadata.json")]
 
 
-def _new_path(directory: str, name: str, overwrite: bool) -> str:
-    path = os.path.join(directory, name)
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
-    return path
+class _Outputs:
+    """The files of one export: named in a local directory or under a URL prefix, checked
+    before writing, each opened as a sink that publishes it whole on success."""
+
+    def __init__(
+        self, directory: str, storage_options: Mapping[str, Any] | None, overwrite: bool
+    ) -> None:
+        self.directory = directory
+        self.remote = is_remote(directory)
+        self.storage_options = storage_options if self.remote else None
+        self.overwrite = overwrite
+
+    def target(self, name: str) -> str:
+        return _remote.join(self.directory, name)
+
+    def shown(self, name: str) -> str:
+        target = self.target(name)
+        return redact_url(target) if self.remote else target
+
+    def check(self, names: Sequence[str]) -> None:
+        """Every name writable, and none there already unless ``overwrite``: before any write."""
+        for name in names:
+            if self.remote:
+                _remote.check_writable(self.target(name))
+        if not self.overwrite:
+            for name in names:
+                if _remote.exists(self.target(name), self.storage_options):
+                    raise TargetExistsError(
+                        "it exists; pass overwrite=True (--overwrite) to replace it",
+                        path=self.shown(name),
+                    )
+        if not self.remote:
+            os.makedirs(self.directory, exist_ok=True)
+
+    def open(self, name: str) -> _Published:
+        target = self.target(name)
+        sink: ByteSink
+        if self.remote:
+            # Imported here, as bale._core.groupsink does: most exports are local.
+            from bale.io.remote_sink import RemoteSink
+
+            sink = RemoteSink(target, self.storage_options, alignment=1, overwrite=self.overwrite)
+        else:
+            sink = FileSink(target, "create", alignment=1, overwrite=self.overwrite)
+        return _Published(sink)
 
 
-def _export_column(ds: Dataset, name: str, directory: str, overwrite: bool) -> list[str]:
+class _Published:
+    """A sink as a context: committed (the file published) when the block ends normally,
+    discarded (nothing published) when it raises."""
+
+    def __init__(self, sink: ByteSink) -> None:
+        self.sink = sink
+
+    def __enter__(self) -> ByteSink:
+        return self.sink
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        if kind is None:
+            self.sink.commit()
+        else:
+            self.sink.discard()
+
+
+def _npy_header(dtype: np.dtype[Any], shape: tuple[int, ...]) -> bytes:
+    """The .npy header ``np.save`` writes for an array of ``dtype`` and ``shape``."""
+    header = io.BytesIO()
+    d = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(header, d)
+    return header.getvalue()
+
+
+def _as_bytes(array: np.ndarray) -> memoryview:
+    """An array's bytes in C order, without a copy when it is contiguous (a memoryview of the
+    array itself cannot express every dtype: datetimes, ml_dtypes)."""
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
+
+
+def _file_names(ds: Dataset, name: str) -> list[str]:
+    if isinstance(ds.schema[name].type, Array):
+        return [f"{name}.npy"]
+    return [f"{name}.data.npy", f"{name}.offsets.npy"]
+
+
+def _export_column(ds: Dataset, name: str, out: _Outputs) -> list[str]:
     """One column to .npy file(s), a row group at a time; returns the file names."""
     column = ds.schema[name]
     reader = reader_of(ds)
+    files = _file_names(ds, name)
     if isinstance(column.type, Array):
-        path = _new_path(directory, f"{name}.npy", overwrite)
-        out = np.lib.format.open_memmap(
-            path, mode="w+", dtype=column.type.numpy_dtype, shape=(len(ds), *column.type.shape)
-        )
-        start = 0
-        for group in range(ds.num_row_groups):
-            block = reader.load_block(group, name)
-            out[start : start + len(block)] = block
-            start += len(block)
-        out.flush()
-        del out
-        return [os.path.basename(path)]
-    data_path = _new_path(directory, f"{name}.data.npy", overwrite)
-    offsets_path = _new_path(directory, f"{name}.offsets.npy", overwrite)
-    offsets = np.lib.format.open_memmap(
-        offsets_path, mode="w+", dtype=np.int64, shape=(len(ds) + 1,)
-    )
-    offsets[0] = 0
-    row = byte = 0
-    with open(data_path, "wb") as data:
-        # The total size is known only at the end: stream the rows after a header, then rewrite
-        # the header with the real shape (.npy headers leave room for the first axis to grow).
-        _write_bytes_header(data, 0)
-        data_start = data.tell()
+        with out.open(files[0]) as sink:
+            shape = (len(ds), *column.type.shape)
+            sink.write([_npy_header(column.type.numpy_dtype, shape)], align=False)
+            for group in range(ds.num_row_groups):
+                block = reader.load_block(group, name)
+                if not isinstance(block, np.ndarray):
+                    raise BaleError(
+                        "internal error: array column decoded as bytes", path=ds.path, column=name
+                    )
+                sink.write([_as_bytes(block)], align=False)
+        return files
+    # The header comes first, so the data's size must be known before the rows: a block of
+    # variable-length rows holds 8 bytes of length per row, then the rows (checked on decode).
+    index = ds.index
+    raw = index.blocks[:, ds.schema.index(name)]["raw_size"].astype(np.int64)
+    data_bytes = int((raw - 8 * index.groups["num_rows"].astype(np.int64)).sum())
+    with out.open(files[0]) as data, out.open(files[1]) as offsets:
+        data.write([_npy_header(np.dtype(np.uint8), (data_bytes,))], align=False)
+        offsets.write([_npy_header(np.dtype("<i8"), (len(ds) + 1,))], align=False)
+        offsets.write([bytes(8)], align=False)  # offsets[0] = 0
+        byte = 0
         for group in range(ds.num_row_groups):
             block = reader.load_block(group, name)
             if isinstance(block, np.ndarray):
                 raise BaleError(
                     "internal error: bytes column decoded as an array", path=ds.path, column=name
                 )
-            n = len(block)
-            data.write(block.data)
-            offsets[row + 1 : row + n + 1] = block.offsets[1:] + byte
-            row += n
+            data.write([block.data], align=False)
+            offsets.write([_as_bytes(block.offsets[1:].astype("<i8") + byte)], align=False)
             byte += len(block.data)
-        data.seek(0)
-        _write_bytes_header(data, byte)
-        if data.tell() != data_start:
-            raise BaleError(f"internal error: the .npy header of {data_path} changed size")
-    offsets.flush()
-    del offsets
-    return [os.path.basename(data_path), os.path.basename(offsets_path)]
-
-
-def _write_bytes_header(f: BinaryIO, size: int) -> None:
-    """The .npy header of a uint8 array of ``size`` items, as ``np.lib.format.open_memmap``
-    writes it."""
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False}
-    np.lib.format.write_array_header_1_0(f, {**header, "shape": (size,)})
+        if byte != data_bytes:
+            raise BaleError(
+                f"the rows hold {byte} bytes, the footer's block sizes {data_bytes}",
+                path=ds.path,
+                column=name,
+            )
+    return files

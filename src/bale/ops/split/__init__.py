@@ -13,7 +13,9 @@ Three ways to choose rows (``SplitReport.method``):
 Whichever way, each row group of the input is read once, and memory stays bounded by about one
 row group plus one row group buffered per output.
 
-Which rows go to which output is ``_assignment``'s; writing the outputs is ``_outputs``'s.
+The input and the outputs may be URLs (``storage_options`` apply to both): outputs are written as
+objects by multipart upload (``bale.Writer``), see docs/REMOTE.md. Which rows go to which output is
+``_assignment``'s; writing the outputs is ``_outputs``'s; URLs as output names ``_remote``'s.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import numpy as np
 
 from bale._core.dataset import Dataset
 from bale.errors import TargetExistsError
+from bale.io.remote_url import is_remote, redact_url
+from bale.ops.split import _remote
 from bale.ops.split._assignment import (
     class_counts,
     contiguous_assignment,
@@ -99,6 +103,7 @@ def split(
     assume_shuffled: bool = False,
     allow_empty: bool = False,
     overwrite: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> SplitReport:
     """Split the rows of ``path`` into one new file per name, in proportion to ``ratios``.
 
@@ -122,16 +127,42 @@ def split(
     fails, no output of this call is left behind: unfinished files are removed, and outputs
     already completed by this call are deleted too, so a set of splits is never mixed with an
     older one (with ``overwrite=True``, files they replaced are gone).
+
+    ``path`` and ``out_dir`` may be URLs, read and written with ``storage_options`` (see
+    ``bale.open`` and ``bale.Writer``); outputs go to ``s3://``, ``gs://`` or ``az://`` objects
+    (``out_dir="s3://bucket/splits"``, or beside an input object), each uploaded whole or not at
+    all. The report, errors and the outputs' metadata show URLs without credentials.
+
+    >>> bale.split("s3://bucket/all.bale", out_dir="s3://bucket/splits",
+    ...            storage_options={"profile": "ml"})  # doctest: +SKIP
     """
     source = os.fspath(path)
+    shown = redact_url(source) if is_remote(source) else source
     fractions_ = _check_ratios(ratios, names)
     if shuffle is not None and assume_shuffled:
         raise ValueError("give shuffle= or assume_shuffled=, not both")
     if stratify is not None and shuffle is False:
         raise ValueError("stratify= chooses rows per class at random: it cannot use shuffle=False")
-    with Dataset(source, cache_bytes=0) as ds:
+    targets = _targets(source, names, out_dir, pattern)
+    if storage_options and not any(is_remote(p) for p in (source, *targets)):
+        raise ValueError(
+            "storage_options apply to URLs (s3://, gs://, az://, https://, ...); the input and "
+            f"the outputs of this split are local paths ({shown!r})"
+        )
+    remote_input = is_remote(source)
+    with Dataset(
+        source, cache_bytes=0, storage_options=storage_options if remote_input else None
+    ) as ds:
         n = len(ds)
-        targets = _targets(source, names, out_dir, pattern, overwrite)
+        if not overwrite:
+            for target in targets:
+                if _remote.exists(target, storage_options):
+                    what = (
+                        "an object exists at this URL" if is_remote(target) else "the file exists"
+                    )
+                    raise TargetExistsError(
+                        f"{what}; pass overwrite=True to replace it", path=_display(target)
+                    )
         method, reason = _choose_method(ds, stratify, shuffle, assume_shuffled)
         if stratify is not None:
             counts, assignment = stratified_assignment(ds, stratify, fractions_, seed)
@@ -145,14 +176,14 @@ def split(
         empty = [name for name, count in zip(names, counts, strict=True) if count == 0]
         if empty and not allow_empty:
             raise ValueError(
-                f"split(s) {empty} of {source!r} would get no rows ({n} rows, ratios "
+                f"split(s) {empty} of {shown!r} would get no rows ({n} rows, ratios "
                 f"{[float(r) for r in fractions_]}); pass allow_empty=True to write empty files"
             )
         metadata = [
             {
                 **ds.metadata,
                 "bale.split": {
-                    "source": source,
+                    "source": shown,  # a URL without credentials
                     "source_rows": n,
                     "ratios": [float(r) for r in ratios],
                     "names": list(names),
@@ -170,21 +201,21 @@ def split(
             for i, entry in enumerate(metadata):
                 entry["bale.split"]["source_range"] = [starts[i], starts[i + 1]]
         tallies = write_outputs(
-            ds, targets, metadata, assignment, method == "contiguous", overwrite
+            ds, targets, metadata, assignment, method == "contiguous", overwrite, storage_options
         )
     outputs = tuple(
         SplitOutput(
             name,
-            target,
+            _display(target),
             count,
             tally.groups_copied,
             tally.rows_copied,
             tally.rows_reencoded,
-            os.path.getsize(target),
+            tally.file_bytes,
         )
         for name, target, count, tally in zip(names, targets, counts, tallies, strict=True)
     )
-    return SplitReport(source, n, method, reason, outputs)
+    return SplitReport(shown, n, method, reason, outputs)
 
 
 def _check_ratios(ratios: Sequence[float], names: Sequence[str]) -> list[Fraction]:
@@ -211,33 +242,38 @@ def _check_ratios(ratios: Sequence[float], names: Sequence[str]) -> list[Fractio
 
 
 def _targets(
-    source: str,
-    names: Sequence[str],
-    out_dir: str | os.PathLike[str] | None,
-    pattern: str,
-    overwrite: bool,
+    source: str, names: Sequence[str], out_dir: str | os.PathLike[str] | None, pattern: str
 ) -> list[str]:
-    directory = os.fspath(out_dir) if out_dir is not None else os.path.dirname(source)
-    stem = os.path.basename(source)
+    """The output names (paths, or URLs as given: they may carry credentials, never shown),
+    all different, none the input; URLs only where bale writes objects."""
+    directory = os.fspath(out_dir) if out_dir is not None else _remote.parent_of(source)
+    stem = os.path.basename(source.split("?", 1)[0] if is_remote(source) else source)
     stem = stem[: -len(".bale")] if stem.endswith(".bale") else stem
     try:
-        targets = [os.path.join(directory, pattern.format(name=n, stem=stem)) for n in names]
+        names_ = [pattern.format(name=n, stem=stem) for n in names]
     except (KeyError, IndexError, ValueError) as exc:
         raise ValueError(
             f"pattern {pattern!r} may use only {{name}} and {{stem}}: {exc!r}"
         ) from None
-    real = [os.path.realpath(t) for t in targets]
-    if len(set(real)) != len(real):
-        raise ValueError(f"the outputs {targets} are not all different: put {{name}} in pattern")
-    if os.path.realpath(source) in real:
-        raise ValueError(f"an output would replace the input {source!r}: choose out_dir or names")
-    if not overwrite:
-        for target in targets:
-            if os.path.exists(target):
-                raise TargetExistsError(
-                    "the file exists; pass overwrite=True to replace it", path=target
-                )
+    targets = [_remote.join(directory, name) for name in names_]
+    for target in targets:
+        if is_remote(target):
+            _remote.check_writable(target)
+    identities = [_remote.identity(t) for t in targets]
+    if len(set(identities)) != len(identities):
+        raise ValueError(
+            f"the outputs {[_display(t) for t in targets]} are not all different: put {{name}} "
+            "in pattern"
+        )
+    if _remote.identity(source) in identities:
+        raise ValueError(
+            f"an output would replace the input {_display(source)!r}: choose out_dir or names"
+        )
     return targets
+
+
+def _display(location: str) -> str:
+    return redact_url(location) if is_remote(location) else location
 
 
 def shuffled_when_packed(metadata: Mapping[str, Any]) -> bool:

@@ -1,9 +1,8 @@
-"""Writing the split files: one pass over the input's row groups, each copied as stored or decoded
-and divided, and the outputs published all together or not at all."""
+"""Writing the split files (local files or objects): one pass over the input's row groups, each
+copied as stored or decoded and divided, and the outputs published all together or not at all."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,7 +13,9 @@ import numpy as np
 from bale._core.columns import take_batch_rows
 from bale._core.dataset import Dataset, reader_of
 from bale._core.writer import Writer
+from bale.io.remote_url import is_remote
 from bale.io.sink import partial_path_for
+from bale.ops.split._remote import remove
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Tally:
     groups_copied: int = 0
     rows_copied: int = 0
     rows_reencoded: int = 0
+    file_bytes: int = 0  # the file's or object's size, once published
 
 
 def write_outputs(
@@ -33,15 +35,18 @@ def write_outputs(
     assignment: np.ndarray,
     copy_whole_groups: bool,
     overwrite: bool,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> list[Tally]:
     """One pass over the input's row groups, each read once. A group whose rows all go to one
     output is copied as stored when ``copy_whole_groups``; otherwise its rows are decoded and
-    written to the outputs they belong to, in input order."""
+    written to the outputs they belong to, in input order. ``storage_options`` are those of
+    the targets that are URLs."""
     sizes = ds.row_group_sizes
     rows_per_group = max(sizes, default=1)
     writers: list[Writer] = []
     tallies = [Tally() for _ in targets]
-    for directory in {os.path.dirname(t) for t in targets} - {""}:
+    local = [t for t in targets if not is_remote(t)]
+    for directory in {os.path.dirname(t) for t in local} - {""}:
         os.makedirs(directory, exist_ok=True)
     try:
         for target, meta in zip(targets, metadata, strict=True):
@@ -53,6 +58,7 @@ def write_outputs(
                     metadata=meta,
                     row_group_rows=rows_per_group,
                     segment_bytes=ds.index.segment_bytes,
+                    storage_options=storage_options if is_remote(target) else None,
                 )
             )
         start = 0
@@ -73,37 +79,35 @@ def write_outputs(
                 writers[i].write(take_batch_rows(batch, rows))
                 tallies[i].rows_reencoded += len(rows)
     except BaseException:
-        _discard(writers)
+        _discard(writers, targets)
         raise
-    _finish(writers)
+    _finish(writers, targets, storage_options)
+    for tally, writer in zip(tallies, writers, strict=True):
+        tally.file_bytes = writer._sink.offset  # the whole file: trailer included
     return tallies
 
 
-def _finish(writers: Sequence[Writer]) -> None:
-    """Close (publish) every writer. If one fails, the others are discarded and the files
-    already published by this call are deleted, so none of them is left."""
-    published: list[str] = []
+def _finish(
+    writers: Sequence[Writer], targets: Sequence[str], storage_options: Mapping[str, Any] | None
+) -> None:
+    """Close (publish) every writer. If one fails, the others are discarded and the files or
+    objects already published by this call are deleted, so none of them is left."""
     for k, writer in enumerate(writers):
         try:
             writer.close()
         except BaseException:
-            _discard(writers[k:])
-            for target in published:
-                _remove(target)
+            _discard(writers[k:], targets[k:])
+            for target in targets[:k]:
+                remove(target, storage_options)
             raise
-        published.append(writer.path)
 
 
-def _discard(writers: Sequence[Writer]) -> None:
-    """Stop writers without publishing and remove their unfinished ``NAME.partial`` files."""
-    for writer in writers:
+def _discard(writers: Sequence[Writer], targets: Sequence[str]) -> None:
+    """Stop writers without publishing: a local writer's unfinished ``NAME.partial`` is removed,
+    an upload is aborted (its parts deleted)."""
+    for writer, target in zip(writers, targets, strict=False):  # only the writers created
         try:
             writer.abort()
         finally:
-            _remove(partial_path_for(writer.path))
-
-
-def _remove(path: str) -> None:
-    # Best effort while another error is on its way up: that error is the one to report.
-    with contextlib.suppress(OSError):
-        os.remove(path)
+            if not is_remote(target):
+                remove(partial_path_for(target), None)

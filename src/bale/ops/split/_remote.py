@@ -1,0 +1,106 @@
+"""Output names that may be URLs: joining a directory and a name, telling writable URLs, comparing
+names, checking for an existing object, and deleting an object a failed split had published."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+from collections.abc import Mapping
+from typing import Any
+
+from bale.io.remote_url import AZURE_SCHEMES, GCS_SCHEMES, S3_SCHEMES, is_remote, parse_url
+
+# bale.io.remote_sink (and its clients) is imported where an object is touched, as
+# bale._core.groupsink does: every `bale` command imports this module, few write to a store.
+
+#: One name per store, so that ``s3a://b/k`` and ``s3://b/k`` are the same object.
+_SCHEME_FAMILY = {
+    **{s: "s3" for s in S3_SCHEMES},
+    **{s: "gs" for s in GCS_SCHEMES},
+    **{s: "az" for s in AZURE_SCHEMES},
+}
+
+
+def check_writable(url: str) -> None:
+    """A ValueError unless bale can write an object at ``url`` (``RemoteSink``'s rule, checked
+    before any request): ``s3://``, ``gs://`` or ``az://`` (``abfs[s]://``) naming a key."""
+    parsed = parse_url(url)
+    if parsed.scheme not in _SCHEME_FAMILY or not parsed.key or parsed.has_query:
+        raise ValueError(
+            "bale writes objects to s3://, gs:// and az:// (abfs://) URLs naming a key, not "
+            f"{parsed.display!r}"
+        )
+
+
+def parent_of(location: str) -> str:
+    """The "directory" of a path or URL: where outputs go by default (beside the input). A URL's
+    query (a signature) is dropped: it belongs to the input object, not to its neighbours."""
+    if not is_remote(location):
+        return os.path.dirname(location)
+    base = location.split("?", 1)[0].split("#", 1)[0]
+    scheme, sep, rest = base.partition("://")
+    return f"{scheme}{sep}{rest.rsplit('/', 1)[0]}" if "/" in rest else base
+
+
+def join(directory: str, name: str) -> str:
+    """``directory/name`` for a local directory or a URL prefix (``s3://bucket/splits``)."""
+    if not is_remote(directory):
+        return os.path.join(directory, name)
+    if parse_url(directory).has_query or "#" in directory:
+        raise ValueError(
+            f"an output directory URL cannot carry a query or fragment: {parse_url(directory).display!r}"
+        )
+    # "s3://" + "bucket/x.bale" is a whole URL: a pattern may name the bucket too
+    return directory + name if directory.endswith("/") else f"{directory}/{name}"
+
+
+def identity(location: str) -> tuple[str, ...]:
+    """What makes two names the same file or object: the real path, or store, bucket and key
+    (``a/../b`` and ``b`` in a key are not folded: stores do not either)."""
+    if not is_remote(location):
+        return ("file", os.path.realpath(location))
+    parsed = parse_url(location)
+    key = posixpath.normpath("/" + parsed.key) if parsed.key else ""
+    return (_SCHEME_FAMILY.get(parsed.scheme, parsed.scheme), parsed.netloc, key)
+
+
+def exists(location: str, storage_options: Mapping[str, Any] | None) -> bool:
+    """Whether a file or object is at ``location`` (one HEAD request for a URL)."""
+    if not is_remote(location):
+        return os.path.exists(location)
+    from bale.io import remote_sink
+
+    return remote_sink.object_exists(location, storage_options)
+
+
+def delete_object(url: str, storage_options: Mapping[str, Any] | None) -> None:
+    """Delete the object at ``url`` through the client its upload used (obstore, or s3fs in a
+    process forked after obstore started), under the same time limits and retries.
+
+    Reaches into ``remote_sink``'s clients: a ``delete_object`` of ``bale.io`` would be its home.
+    """
+    from bale.io import remote_sink
+
+    upload = remote_sink._make_upload(
+        parse_url(url), dict(storage_options or {}), remote_sink.DEFAULT_UPLOAD_OPTIONS
+    )
+    if isinstance(upload, remote_sink._ObstoreUpload):
+        try:
+            upload._obstore.delete(upload._store, upload._key)
+        except FileNotFoundError:
+            return
+        except Exception as exc:
+            raise remote_sink._obstore_error(exc, "deleting the object", upload._display) from None
+    elif isinstance(upload, remote_sink._S3Upload):
+        upload._call("deleting the object", "delete_object")
+
+
+def remove(location: str, storage_options: Mapping[str, Any] | None) -> None:
+    """Remove a file or object, best effort: called while another error is on its way up, and
+    that error is the one to report."""
+    with contextlib.suppress(Exception):
+        if is_remote(location):
+            delete_object(location, storage_options)
+        else:
+            os.remove(location)
