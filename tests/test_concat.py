@@ -202,3 +202,41 @@ def test_refusals(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         bale.concat([a, tmp_path / "missing.bale"], tmp_path / "none.bale")
     assert not (tmp_path / "none.bale").exists()
+    with pytest.raises(ValueError, match="storage_options apply to URLs"):
+        bale.concat([a], tmp_path / "none.bale", storage_options={"anon": True})
+    assert not (tmp_path / "none.bale").exists()
+
+
+def test_concat_re_encodes_what_merge_refuses(tmp_path: Path) -> None:
+    a = make_file(tmp_path / "a.bale", 0, 100, segment_bytes=4096)
+    b = make_file(tmp_path / "b.bale", 100, 60, segment_bytes=8192)
+    with pytest.raises(bale.SchemaError, match="never re-encodes"):
+        bale.merge([a, b], tmp_path / "merged.bale")
+    assert not (tmp_path / "merged.bale").exists()
+    report = bale.concat([a, b], tmp_path / "joined.bale")
+    assert [s.rows_reencoded for s in report.sources] == [0, 60]
+    # Framed alike, merge and concat hold the same rows; merge copies whole byte runs.
+    c = make_file(tmp_path / "c.bale", 100, 60, segment_bytes=4096)
+    merged, joined = tmp_path / "m.bale", tmp_path / "j.bale"
+    bale.merge([a, c], merged)
+    bale.concat([a, c], joined)
+    with bale.open(merged) as m, bale.open(joined) as j:
+        assert m.row_group_sizes == j.row_group_sizes
+        for name, values in j.read().items():
+            if isinstance(values, np.ndarray):
+                np.testing.assert_array_equal(m.read()[name], values)
+            else:
+                assert m.read()[name] == values
+        assert list(m.index.blocks["checksum"].flat) == list(j.index.blocks["checksum"].flat)
+
+
+def test_cli_concat_storage_option_needs_a_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bale.cli.main import main
+
+    a = make_file(tmp_path / "a.bale", 0, 10)
+    argv = ["concat", str(a), str(tmp_path / "out.bale"), "--storage-option", "anon=true"]
+    assert main(argv) == 2
+    assert "--storage-option applies to URL" in capsys.readouterr().err
+    assert not (tmp_path / "out.bale").exists()

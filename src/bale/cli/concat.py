@@ -10,8 +10,10 @@ from bale.cli._command import (
     EXIT_OK,
     Subcommands,
     add_overwrite_flag,
+    add_storage_option,
     fail,
-    refuse_remote_output,
+    reading,
+    storage_options,
 )
 from bale.errors import CorruptFileError
 from bale.ops.concat import concat
@@ -24,11 +26,13 @@ def add_concat_command(commands: Subcommands) -> None:
         description="Write the rows of INPUT files, in order, to OUT (the last argument). The "
         "inputs need the same column names and types. Row groups are copied without "
         "recompression. OUT gets the first input's metadata plus a 'bale.concat' entry "
-        "listing the inputs. INPUTs may be URLs (s3://, gs://, https://, ...; credentials from "
-        "the environment); OUT is local. See docs/SPLIT.md.",
+        "listing the inputs. INPUTs and OUT may be URLs (s3://, gs://, az://; https:// for "
+        "inputs): see --storage-option; OUT is then published whole when done. See "
+        "docs/SPLIT.md.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="INPUT... OUT")
     add_overwrite_flag(parser, "replace OUT if it exists")
+    add_storage_option(parser)
     parser.set_defaults(run=run_concat)
 
 
@@ -36,9 +40,10 @@ def run_concat(args: argparse.Namespace) -> int:
     if len(args.files) < 2:
         return fail("concat", "give one or more INPUT files and then OUT")
     *inputs, out = args.files
-    refuse_remote_output(out, "OUT")
+    options = storage_options(args, *args.files)
     try:
-        report = concat(inputs, out, overwrite=args.overwrite)
+        with reading(*args.files):
+            report = concat(inputs, out, overwrite=args.overwrite, storage_options=options)
     except CorruptFileError as exc:
         return fail("concat", exc, EXIT_DAMAGED)
     except ValueError as exc:  # SchemaError, an output that is also an input
