@@ -416,3 +416,27 @@ def test_a_file_shuffled_by_bale_pack_is_cut_by_copying(tmp_path: Path) -> None:
     ids = [read_all(Path(o.path))["id"] for o in report.outputs]
     np.testing.assert_array_equal(np.sort(np.concatenate(ids)), np.arange(500))
     assert not np.array_equal(ids[0], np.arange(400))  # the packed order was shuffled
+
+
+def test_output_names_for_urls() -> None:
+    """Where outputs go when the input or out_dir is a URL (no request is made here)."""
+    from bale.ops.split import _remote
+
+    assert _remote.parent_of("s3://b/a/all.bale") == "s3://b/a"
+    assert _remote.parent_of("s3://b/all.bale") == "s3://b"
+    assert _remote.parent_of("https://h/d/all.bale?sig=x/y") == "https://h/d"
+    assert _remote.parent_of("/data/all.bale") == "/data"
+    assert _remote.join("s3://b/splits", "train.bale") == "s3://b/splits/train.bale"
+    assert _remote.join("s3://b/splits/", "train.bale") == "s3://b/splits/train.bale"
+    assert _remote.join("s3://", "b/train.bale") == "s3://b/train.bale"
+    with pytest.raises(ValueError, match="query"):
+        _remote.join("s3://b/splits?x=1", "train.bale")
+    assert _remote.identity("s3a://b/x/../t.bale") == _remote.identity("s3://b/t.bale")
+    assert _remote.identity("s3://b/t.bale") != _remote.identity("gs://b/t.bale")
+    for url in ("s3://b/t.bale", "gs://b/t.bale", "az://c/t.bale", "abfss://c@a.dfs/t.bale"):
+        _remote.check_writable(url)
+    for url in ("https://h/t.bale", "s3://b", "simplecache::s3://b/t.bale", "memory://t.bale"):
+        with pytest.raises(ValueError, match="s3://, gs:// and az://"):
+            _remote.check_writable(url)
+    with pytest.raises(ValueError, match="s3://, gs:// and az://"):
+        bale.split("/nonexistent/all.bale", out_dir="https://h/splits")  # before opening it

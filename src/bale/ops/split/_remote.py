@@ -56,8 +56,9 @@ def join(directory: str, name: str) -> str:
 
 
 def identity(location: str) -> tuple[str, ...]:
-    """What makes two names the same file or object: the real path, or store, bucket and key
-    (``a/../b`` and ``b`` in a key are not folded: stores do not either)."""
+    """What makes two names the same file or object: the real path, or store, bucket and key.
+    Keys are compared folded (``a//b``, ``a/./b`` and ``b/../a/b`` as ``a/b``), although a
+    store tells them apart: a refused output name is better than an input overwritten."""
     if not is_remote(location):
         return ("file", os.path.realpath(location))
     parsed = parse_url(location)
