@@ -11,8 +11,10 @@ Dask is imported when ``from_bale`` is called, not when this module is imported.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,15 +22,16 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from bale._core.dataset import Dataset, reader_of
-from bale.errors import SchemaError
+from bale.errors import SchemaError, TargetExistsError
 from bale.format.constants import TRAILER_SIZE
-from bale.format.schema import Array
+from bale.format.schema import Array, Bytes, ColumnType, String
 from bale.io.remote_url import is_remote
+from bale.ops.parts import MergeReport, PartInfo, PartSet
 
 if TYPE_CHECKING:
     import dask.array
 
-__all__ = ["from_bale"]
+__all__ = ["from_bale", "read_bale_dataframe", "to_bale"]
 
 DecodeBytes = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -364,3 +367,521 @@ def _rebuild(graph: Any, name: str, chunks: Any, meta: Any, source: ColumnSource
 
     plain = da.Array(graph, name, chunks, meta=meta)  # type: ignore[no-untyped-call]
     return _gathering(plain, source)
+
+
+# -- writing: to_bale -------------------------------------------------------------------------
+
+
+def to_bale(
+    collection: Any,
+    target: str | os.PathLike[str],
+    *,
+    column: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    compute: bool = True,
+    retries: int = 2,
+    **writer_kwargs: Any,
+) -> Any:
+    """Write a dask collection to one ``.bale`` file: one part per partition, written by the
+    workers, then merged (row groups copied as stored) into ``target``.
+
+    >>> x = da.random.random((100_000, 128), chunks=(10_000, 128))      # doctest: +SKIP
+    >>> to_bale(x, "emb.bale", column="embedding")          # rows along axis 0
+    >>> to_bale({"image": images, "label": labels}, "train.bale")   # equal lengths
+    >>> to_bale(bag_of_row_dicts, "train.bale")             # {"image": array, "label": 3}
+    >>> to_bale(dataframe, "table.bale")    # numbers stay scalars, strings become strings
+
+    ``collection`` is a dask array (``column`` names it, "x" by default), a dict of dask arrays
+    of equal lengths (rechunked to the first one's row chunks where they differ), a dask bag of
+    row dicts (the same keys in every row) or a dask DataFrame (its index is not written).
+    Partition ``i`` becomes part ``i`` (``bale.ops.parts.PartSet``), so the file is the same
+    whatever the number of workers or the order tasks finish. It runs on the active scheduler
+    (threads, processes, a ``dask.distributed`` Client); on a distributed cluster a failed or
+    lost task is retried up to ``retries`` times and never writes its rows twice. Parts already
+    complete from an earlier, interrupted run with the same target are not computed again.
+    ``writer_kwargs`` go to each part's ``bale.Writer`` (``codecs``, ``row_group_bytes``,
+    ``random_access``, ``schema``, ...) except ``metadata``, which goes to the merged file.
+    Returns the merge's report; ``compute=False`` returns a ``dask.delayed`` job instead.
+    """
+    try:
+        from dask.base import annotate, tokenize
+        from dask.base import compute as compute_all
+        from dask.delayed import delayed
+    except ImportError as exc:
+        raise ImportError(_INSTALL_HINT) from exc
+
+    metadata = writer_kwargs.pop("metadata", None)
+    given = writer_kwargs.pop("schema", None)
+    layout, inputs = _write_plan(collection, column, os.fspath(target))
+    schema = given if given is not None else layout.schema
+    parts = PartSet(target, storage_options=storage_options, overwrite=overwrite)
+    if not overwrite and not is_remote(parts.target) and os.path.exists(parts.target):
+        # Before any work: the merge at the end would refuse it.
+        raise TargetExistsError("the file exists; pass overwrite=True to replace it", path=target)
+    done = parts.completed()
+    keys = [data.key for data in inputs]
+    name = f"bale-to-bale-{tokenize(os.fspath(target), layout.kind, keys, schema)}"
+    finish = functools.partial(_finish, parts, len(inputs), metadata)
+    with annotate(retries=retries):
+        writes = [
+            delayed(_write_partition)(
+                parts, index, layout, schema, writer_kwargs, data, dask_key_name=f"{name}-{index}"
+            )
+            for index, data in enumerate(inputs)
+            if index not in done
+        ]
+        job = delayed(finish)(writes, dask_key_name=name)
+    if not compute:
+        return job
+    written = compute_all(*writes, retries=retries) if writes else ()  # type: ignore[no-untyped-call]
+    return finish(list(written))
+
+
+@dataclasses.dataclass(frozen=True)
+class PartLayout:
+    """What turns a partition's data into a batch: the collection's ``kind``, the ``schema`` its
+    metadata implies (None for a bag: each part infers its own), the first row of each
+    partition where dask knows it, the column names, and the target (for messages)."""
+
+    kind: Literal["array", "arrays", "bag", "frame"]
+    schema: dict[str, ColumnType] | None
+    offsets: tuple[int, ...] | None
+    names: tuple[str, ...]
+    target: str
+
+
+def _write_plan(collection: Any, column: str | None, target: str) -> tuple[PartLayout, list[Any]]:
+    """The collection's layout, and one dask object per partition computing to its data."""
+    import dask.array as da
+    import dask.bag as db
+
+    if isinstance(collection, da.Array):
+        name = column if column is not None else "x"
+        return _arrays_plan({name: collection}, "array", target)
+    if isinstance(collection, Mapping):
+        if column is not None:
+            raise ValueError("column names a single array; a dict names its arrays itself")
+        if not collection or not all(isinstance(a, da.Array) for a in collection.values()):
+            raise TypeError("to_bale takes a dict of dask arrays (name -> array), at least one")
+        return _arrays_plan(dict(collection), "arrays", target)
+    if column is not None:
+        raise ValueError("column names the array of a dask array; bags and frames name theirs")
+    if isinstance(collection, db.Bag):
+        bag_parts = collection.to_delayed()  # type: ignore[no-untyped-call]
+        return PartLayout("bag", None, None, (), target), list(bag_parts)
+    if _is_frame(collection):
+        schema = {
+            str(n): _frame_column_type(str(n), t, target) for n, t in collection.dtypes.items()
+        }
+        if len(schema) != len(collection.columns):
+            raise SchemaError("two columns have the same name as strings", path=target)
+        return PartLayout("frame", schema, None, tuple(schema), target), list(
+            collection.to_delayed()
+        )
+    raise TypeError(
+        "to_bale writes a dask array, a dict of dask arrays, a dask bag of row dicts or a dask "
+        f"DataFrame, not {type(collection).__name__}"
+    )
+
+
+def _is_frame(collection: Any) -> bool:
+    try:
+        import dask.dataframe as dd
+    except ImportError:  # no pandas: nothing can be a dask DataFrame
+        return False
+    return isinstance(collection, dd.DataFrame)
+
+
+def _arrays_plan(
+    arrays: dict[str, Any], kind: Literal["array", "arrays"], target: str
+) -> tuple[PartLayout, list[Any]]:
+    schema = {name: _array_column_type(name, a, target) for name, a in arrays.items()}
+    first = next(iter(arrays.values()))
+    lengths = {name: a.shape[0] for name, a in arrays.items()}
+    known = not any(math.isnan(n) for a in arrays.values() for n in a.chunks[0])
+    if known and len(set(lengths.values())) > 1:
+        raise SchemaError(
+            f"the arrays have different numbers of rows: {lengths}; every column needs one "
+            "entry per row",
+            path=target,
+        )
+    if not known and len({a.numblocks[0] for a in arrays.values()}) > 1:
+        raise SchemaError(
+            "arrays of unknown chunk sizes must have the same number of row chunks (their "
+            "lengths are checked per partition): call .compute_chunk_sizes() on them first",
+            path=target,
+        )
+    rows = first.chunks[0]
+    columns = []
+    for name, a in arrays.items():
+        if any(math.isnan(n) for n in a.shape[1:]):
+            raise SchemaError(
+                f"unknown size of a dimension after the first: {a.shape}", path=target, column=name
+            )
+        wanted = {i: -1 for i in range(1, a.ndim)}  # a part holds whole rows
+        if known:
+            wanted[0] = rows
+        columns.append(a.rechunk(wanted) if wanted else a)
+    blocks = [c.to_delayed().reshape(-1) for c in columns]
+    inputs = [_row_blocks(*row) if len(row) > 1 else row[0] for row in zip(*blocks, strict=True)]
+    offsets = tuple(np.cumsum((0, *rows))[:-1].astype(int).tolist()) if known else None
+    return PartLayout(kind, schema, offsets, tuple(arrays), target), inputs
+
+
+def _row_blocks(*blocks: Any) -> Any:
+    from dask.delayed import delayed
+
+    return delayed(list, pure=True)(blocks)
+
+
+def _array_column_type(name: str, array: Any, target: str) -> ColumnType:
+    dtype = np.dtype(array.dtype)
+    if array.ndim == 0:
+        raise SchemaError("a 0-d array has no rows", path=target, column=name)
+    if dtype.kind in "US":
+        if array.ndim != 1:
+            raise SchemaError(
+                f"an array of {dtype} must be one string per row, got shape {array.shape}",
+                path=target,
+                column=name,
+            )
+        return String() if dtype.kind == "U" else Bytes()
+    if dtype.kind not in "biufc" and dtype.name not in _ML_DTYPE_NAMES:
+        raise SchemaError(
+            f"unsupported dtype {dtype} (bale stores bool, integers, floats, complex numbers, "
+            "str and bytes): convert it first, or write row dicts from a dask bag",
+            path=target,
+            column=name,
+        )
+    return Array(dtype.name, tuple(int(n) for n in array.shape[1:]))
+
+
+_ML_DTYPE_NAMES = frozenset({"bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz"})
+
+
+def _frame_column_type(name: str, dtype: Any, target: str) -> ColumnType:
+    import pandas as pd
+    from pandas.api import types
+
+    if types.is_bool_dtype(dtype) or types.is_integer_dtype(dtype) or types.is_float_dtype(dtype):
+        numpy_dtype = dtype if isinstance(dtype, np.dtype) else getattr(dtype, "numpy_dtype", None)
+        if numpy_dtype is not None and np.dtype(numpy_dtype).kind in "biuf":
+            return Array(np.dtype(numpy_dtype).name)
+    if isinstance(dtype, pd.StringDtype) or dtype == np.dtype(object):
+        return String()
+    if isinstance(dtype, pd.ArrowDtype):
+        import pyarrow as pa
+
+        if pa.types.is_string(dtype.pyarrow_dtype) or pa.types.is_large_string(dtype.pyarrow_dtype):
+            return String()
+        if pa.types.is_binary(dtype.pyarrow_dtype) or pa.types.is_large_binary(dtype.pyarrow_dtype):
+            return Bytes()
+    raise SchemaError(
+        f"unsupported dtype {dtype} (bale stores numbers, booleans, strings and bytes): "
+        "convert the column first (for example .astype('int64') for datetimes)",
+        path=target,
+        column=name,
+    )
+
+
+def _write_partition(
+    parts: PartSet,
+    index: int,
+    layout: PartLayout,
+    schema: Any,
+    writer_kwargs: dict[str, Any],
+    data: Any,
+) -> PartInfo:
+    """Write partition ``index`` as part ``index`` (a no-op when that part is complete; an
+    empty partition of a bag, whose columns nothing tells, as an empty-part marker)."""
+    offset = layout.offsets[index] if layout.offsets is not None else None
+    batch = _batch_of(layout, index, offset, data)
+    try:
+        return parts.write_part(index, [batch] if batch else [], schema=schema, **writer_kwargs)
+    except SchemaError as exc:
+        local = exc.rows if exc.rows is not None and offset is None else None
+        rows = (
+            (exc.rows[0] + offset, exc.rows[1] + offset)
+            if exc.rows and offset is not None
+            else None
+        )
+        where = f"partition {index}" + (f" (its rows {local[0]}..{local[1] - 1})" if local else "")
+        raise SchemaError(
+            f"{where}: {exc.detail}", path=layout.target, column=exc.column, rows=rows
+        ) from exc
+
+
+def _batch_of(
+    layout: PartLayout, index: int, offset: int | None, data: Any
+) -> dict[str, Any] | None:
+    """The partition's rows as a batch of columns; None when it has no rows and no batch can
+    say which columns it would have (an empty partition of a bag)."""
+    if layout.kind == "array":
+        return {layout.names[0]: data}
+    if layout.kind == "arrays":
+        lengths = {name: len(block) for name, block in zip(layout.names, data, strict=True)}
+        if len(set(lengths.values())) > 1:
+            raise SchemaError(
+                f"partition {index}: the arrays have different numbers of rows {lengths}",
+                path=layout.target,
+            )
+        return dict(zip(layout.names, data, strict=True))
+    if layout.kind == "frame":
+        return _frame_batch(data, index, layout)
+    return _bag_batch(list(data), index, layout.target)
+
+
+def _part_error(
+    message: str, index: int, target: str, column: str | None = None, row: int | None = None
+) -> SchemaError:
+    where = f"partition {index}" + (f", its row {row}" if row is not None else "")
+    return SchemaError(f"{where}: {message}", path=target, column=column)
+
+
+def _bag_batch(rows: list[Any], index: int, target: str) -> dict[str, Any] | None:
+    if not rows:
+        return None
+    if not isinstance(rows[0], Mapping):
+        raise _part_error(
+            f"a bag written to bale holds row dicts, got {type(rows[0]).__name__}",
+            index,
+            target,
+            row=0,
+        )
+    names = list(rows[0])
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping) or set(row) != set(names):
+            got = sorted(row) if isinstance(row, Mapping) else type(row).__name__
+            raise _part_error(
+                f"ragged rows: this row has {got}, the partition's first row {sorted(names)}",
+                index,
+                target,
+                row=i,
+            )
+    return {name: _bag_column([row[name] for row in rows], name, index, target) for name in names}
+
+
+def _bag_column(values: list[Any], name: str, index: int, target: str) -> Any:
+    first = values[0]
+    if isinstance(first, (str, bytes, bytearray, memoryview, np.bytes_)):
+        return values  # the Writer checks every value and names the row of a wrong one
+    arrays = [np.asarray(v) for v in values]
+    shape = arrays[0].shape
+    for i, a in enumerate(arrays):
+        if a.dtype.kind not in "biufc" and a.dtype.name not in _ML_DTYPE_NAMES:
+            raise _part_error(
+                f"unsupported value {type(values[i]).__name__} (of dtype {a.dtype}): rows hold "
+                "numbers, arrays, str or bytes",
+                index,
+                target,
+                column=name,
+                row=i,
+            )
+        if a.shape != shape:
+            raise _part_error(
+                f"ragged values: shape {list(a.shape)} here, {list(shape)} in the partition's "
+                "first row (a column holds one shape)",
+                index,
+                target,
+                column=name,
+                row=i,
+            )
+    return np.stack(arrays)
+
+
+def _frame_batch(frame: Any, index: int, layout: PartLayout) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    schema = layout.schema or {}
+    for name, series in zip(layout.names, (frame[c] for c in frame.columns), strict=True):
+        kind = schema[name]
+        missing = series.isna().to_numpy()
+        if (
+            isinstance(kind, Array)
+            and kind.numpy_dtype.kind == "f"
+            and isinstance(series.dtype, np.dtype)
+        ):
+            missing = np.zeros(len(series), bool)  # NaN is a float like any other
+        if missing.any():
+            row = int(np.flatnonzero(missing)[0])
+            raise _part_error(
+                f"missing value ({series.iloc[row]!r}): bale has no nulls; fill or drop them first",
+                index,
+                layout.target,
+                column=name,
+                row=row,
+            )
+        if isinstance(kind, Array):
+            out[name] = series.to_numpy(dtype=kind.numpy_dtype)
+        else:
+            values = series.tolist()
+            want = str if isinstance(kind, String) else (bytes, bytearray)
+            for row, value in enumerate(values):
+                if not isinstance(value, want):
+                    raise _part_error(
+                        f"expected {kind.kind}, got {type(value).__name__} ({value!r:.40})",
+                        index,
+                        layout.target,
+                        column=name,
+                        row=row,
+                    )
+            out[name] = values
+    return out
+
+
+def _finish(
+    parts: PartSet, count: int, metadata: Mapping[str, Any] | None, written: Sequence[PartInfo]
+) -> MergeReport:
+    """Every part merged, in partition order, into the target (``written``: what the write
+    tasks returned, a dependency rather than an input)."""
+    return parts.merge(count, metadata=metadata)
+
+
+# -- reading tables: read_bale_dataframe ------------------------------------------------------
+
+
+def read_bale_dataframe(
+    path_or_paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    columns: Sequence[str] | None = None,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Any:
+    """The scalar, string and bytes columns of one or more bale files as a dask DataFrame.
+
+    >>> df = read_bale_dataframe(["train-0.bale", "train-1.bale"], ["label", "path"])  # doctest: +SKIP
+    >>> df.label.value_counts().compute()
+    >>> df.loc[1_000:1_999].compute()             # index: row numbers across the files
+
+    A partition is a run of whole row groups of one file, about dask's ``array.chunk-size``
+    (128 MiB) of raw data; the index counts rows across the files in order, so the divisions
+    are known (from the footers: nothing else is read until a partition is computed). Strings
+    are pandas' ``string[pyarrow]``, bytes pyarrow ``binary``. Array columns of several values
+    per row are refused: read them with ``from_bale(path, column)``. Paths may be URLs read with
+    ``storage_options`` (see ``bale.open``).
+    """
+    try:
+        import dask
+        import dask.dataframe as dd
+        from dask.utils import parse_bytes
+    except ImportError as exc:
+        raise ImportError(_INSTALL_HINT) from exc
+
+    paths: list[str | os.PathLike[str]]
+    if isinstance(path_or_paths, (str, os.PathLike)):
+        paths = [path_or_paths]
+    else:
+        paths = list(path_or_paths)
+    if not paths:
+        raise ValueError("read_bale_dataframe needs at least one path")
+    datasets = [Dataset(p, cache_bytes=0, storage_options=storage_options) for p in paths]
+    first = datasets[0]
+    names = list(columns) if columns is not None else first.schema.names
+    for name in names:
+        if name not in first.schema:
+            raise KeyError(
+                f"no column {name!r} in {first.path!r}; columns are {first.schema.names}"
+            )
+        kind = first.schema[name].type
+        if isinstance(kind, Array) and kind.shape:
+            raise SchemaError(
+                f"read_bale_dataframe reads scalar, string and bytes columns; this one holds "
+                f"{kind.dtype}{list(kind.shape)} per row: read it as an array with "
+                "bale.dask.from_bale(path, column)",
+                path=first.path,
+                column=name,
+            )
+    for other in datasets[1:]:
+        for name in names:
+            theirs = other.schema[name].type if name in other.schema else None
+            if theirs != first.schema[name].type:
+                raise SchemaError(
+                    f"holds {theirs.kind if theirs else 'no such column'}"
+                    f"{'' if not isinstance(theirs, Array) else ' ' + theirs.dtype}, while "
+                    f"{first.path!r} holds {first.schema[name].type}: the files of one "
+                    "DataFrame need the same columns",
+                    path=other.path,
+                    column=name,
+                )
+    limit = parse_bytes(dask.config.get("array.chunk-size"))
+    pieces: list[tuple[int, int, int, int]] = []  # (file, first row, stop, first row overall)
+    total = 0
+    for number, dataset in enumerate(datasets):
+        row_bytes = _raw_row_bytes(dataset, names)
+        target = max(1, int(limit // row_bytes)) if row_bytes else max(1, len(dataset))
+        start = 0
+        for rows in whole_group_chunks(dataset.row_group_sizes, target):
+            if rows:
+                pieces.append((number, start, start + rows, total + start))
+            start += rows
+        total += len(dataset)
+    reader = FrameReader(tuple(datasets), tuple(names))
+    meta = reader.empty()
+    if not pieces:
+        return dd.from_pandas(meta, npartitions=1)  # type: ignore[no-untyped-call]
+    divisions = (*(piece[3] for piece in pieces), total - 1)
+    return dd.from_map(  # type: ignore[no-untyped-call]
+        reader,
+        pieces,
+        meta=meta,
+        divisions=divisions,
+        label="read-bale",
+        enforce_metadata=False,
+    )
+
+
+def _raw_row_bytes(dataset: Dataset, names: Sequence[str]) -> float:
+    """Raw (decoded) bytes per row of these columns, from the footer's block sizes."""
+    if not len(dataset):
+        return 0.0
+    blocks = dataset.index.blocks
+    raw = sum(int(blocks[:, dataset.schema.index(n)]["raw_size"].sum()) for n in names)
+    return raw / len(dataset)
+
+
+class FrameReader:
+    """One partition of ``read_bale_dataframe``: rows ``[start, stop)`` of one file as a pandas
+    DataFrame indexed by row number across the files. Pickles by path (``Dataset`` does)."""
+
+    def __init__(self, datasets: tuple[Dataset, ...], names: tuple[str, ...]) -> None:
+        self.datasets = datasets
+        self.names = names
+        # The graph's names: a rewritten file never reuses results cached for the old one.
+        self._token = [(d.path, *_version_of(d)) for d in datasets], names
+
+    def __dask_tokenize__(self) -> Any:
+        return self._token
+
+    def __call__(self, piece: tuple[int, int, int, int]) -> Any:
+        number, start, stop, first = piece
+        batch = self.datasets[number].read(slice(start, stop), self.names)
+        return self._frame(batch, first, stop - start)
+
+    def empty(self) -> Any:
+        dataset = self.datasets[0]
+        return self._frame({n: _empty_of(dataset, n) for n in self.names}, 0, 0)
+
+    def _frame(self, batch: Mapping[str, Any], first: int, rows: int) -> Any:
+        import pandas as pd
+        import pyarrow as pa
+
+        schema = self.datasets[0].schema
+        index = pd.RangeIndex(first, first + rows)
+        data = {}
+        for name in self.names:
+            kind = schema[name].type
+            if isinstance(kind, String):
+                dtype: Any = pd.StringDtype("pyarrow")
+            elif isinstance(kind, Bytes):
+                dtype = pd.ArrowDtype(pa.binary())
+            else:
+                dtype = None
+            values = batch[name]
+            if isinstance(values, np.ndarray) and not values.flags.writeable:
+                values = values.copy()  # a view of the file's mapping or of a decoded block
+            data[name] = pd.Series(values, index=index, dtype=dtype, copy=False)
+        return pd.DataFrame(data, index=index, columns=list(self.names))
+
+
+def _empty_of(dataset: Dataset, name: str) -> Any:
+    kind = dataset.schema[name].type
+    return np.empty(0, kind.numpy_dtype) if isinstance(kind, Array) else []
