@@ -389,3 +389,69 @@ def test_images_made_by_map_batches_are_written_through_the_sink(tmp_path: Path)
     expected = to_images({"id": np.arange(40)})
     equal_batches({**expected, "name": list(expected["name"])}, got[:])
     assert verify(target).problems == []
+
+
+def normalise(batch: dict[str, Any]) -> dict[str, Any]:
+    """The usual preprocessing: images as float16 in [0, 1], plus their mean brightness."""
+    images = batch["image"].astype(np.float16) / np.float16(255)
+    return {"image": images, "brightness": images.mean(axis=(1, 2, 3)).astype(np.float32)}
+
+
+@pytest.mark.slow
+def test_read_images_map_batches_write_datasink(tmp_path: Path) -> None:
+    image = pytest.importorskip("PIL.Image")
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(6):  # of different sizes: read_images resizes them all
+        pixels = rng.integers(0, 256, (20 + 7 * i, 30 + 3 * i, 3), dtype=np.uint8)
+        image.fromarray(pixels).save(folder / f"{i}.png")
+    target = tmp_path / "train.bale"
+    ds = ray.data.read_images(str(folder), size=(224, 224), mode="RGB", override_num_blocks=3)
+    ds.map_batches(normalise, batch_format="numpy").write_datasink(bale.ray.BaleDatasink(target))
+    got = bale.open(target)
+    assert len(got) == 6
+    assert got.schema.describe() == {"image": "float16[224,224,3]", "brightness": "float32"}
+    expected = normalise(
+        ray.data.read_images(str(folder), size=(224, 224), mode="RGB").take_batch(6)
+    )
+    rows = got[:]
+    order = np.argsort(rows["brightness"])  # read_images lists files in its own order
+    np.testing.assert_array_equal(
+        rows["image"][order], expected["image"][np.argsort(expected["brightness"])]
+    )
+
+
+@pytest.mark.slow
+def test_leftover_parts_are_removed_unless_resume(files: list[Path], tmp_path: Path) -> None:
+    """A complete part left by an earlier run of index 0 holds other rows: a new write replaces
+    it; with resume=True (the same job run again) it is kept and skipped."""
+    from bale.ops.parts import PartSet
+
+    ds = bale.ray.read_bale(files, columns=["id"], override_num_blocks=2)
+    for resume in (False, True):
+        target = tmp_path / f"resume-{resume}.bale"
+        planted = PartSet(target).write_part(0, {"id": np.arange(-5, 0, dtype=np.int64)})
+        ds.write_datasink(bale.ray.BaleDatasink(target, resume=resume))
+        ids = bale.open(target)["id"][:]
+        expected = all_rows(files)["id"]
+        if resume:
+            assert planted.rows == 5
+            np.testing.assert_array_equal(ids[:5], np.arange(-5, 0))  # part 0 skipped, kept
+            np.testing.assert_array_equal(ids[5:], expected[len(expected) - len(ids) + 5 :])
+        else:
+            np.testing.assert_array_equal(ids, expected)
+
+
+@pytest.mark.slow
+def test_min_rows_per_part_makes_fewer_fuller_parts(tmp_path: Path) -> None:
+    ds = ray.data.range(400, override_num_blocks=8)
+    parts = {}
+    for min_rows in (None, 200):
+        sink = bale.ray.BaleDatasink(tmp_path / f"{min_rows}.bale", min_rows_per_part=min_rows)
+        ds.write_datasink(sink)
+        assert sink.report is not None
+        parts[min_rows] = [s.rows for s in sink.report.sources]
+        np.testing.assert_array_equal(bale.open(sink.target)["id"][:], np.arange(400))
+    assert parts[None] == [50] * 8
+    assert sum(parts[200]) == 400 and min(parts[200]) >= 200

@@ -389,10 +389,10 @@ class BaleDatasink(Datasink[PartInfo]):
       whose part is complete keeps it.
     - A failed job leaves nothing under ``target`` (the merge publishes the file whole, or
       nothing); its parts are removed, unless ``resume=True``.
-    - ``resume=True`` keeps the complete parts of an earlier, failed run and skips them:
-      only for the same dataset split into the same blocks (same source, same
-      ``override_num_blocks``, ``preserve_order=True``). Without it, leftover parts are removed
-      when the write starts.
+    - ``resume=True`` keeps the complete parts of an earlier, failed run and skips writing
+      them (Ray still runs the steps before the write for their blocks): only for the same
+      dataset split into the same blocks (same source, same ``override_num_blocks``,
+      ``preserve_order=True``). Without it, leftover parts are removed when the write starts.
     - Deterministic: the file's rows are in task order. Tasks fused with the reads (the usual
       ``read -> map_batches -> write``) follow the read order; for any plan, set
       ``ray.data.DataContext.get_current().execution_options.preserve_order = True`` so that
