@@ -398,3 +398,243 @@ def test_importing_the_adapter_does_not_import_dask() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+# -- to_bale (the default threaded scheduler; the cluster's tests: test_dask_distributed) ------
+
+dd = pytest.importorskip("dask.dataframe")
+db = pytest.importorskip("dask.bag")
+pd = pytest.importorskip("pandas")
+
+from dask.delayed import Delayed  # noqa: E402
+
+from bale.dask import read_bale_dataframe, to_bale  # noqa: E402
+from bale.ops.parts import PartSet  # noqa: E402
+
+
+def test_to_bale_an_array_rows_along_axis_0(tmp_path: Path) -> None:
+    values = np.arange(1000 * 6, dtype=np.int32).reshape(1000, 2, 3)
+    x = da.from_array(values, chunks=(300, 1, 2))  # rechunked to whole rows
+    report = to_bale(x, tmp_path / "x.bale")
+    assert report.rows == 1000 and [s.rows for s in report.sources] == [300, 300, 300, 100]
+    ds = bale.open(tmp_path / "x.bale")
+    assert ds.schema.describe() == {"x": "int32[2,3]"}
+    np.testing.assert_array_equal(ds["x"][:], values)
+    to_bale(x[:, 0, 0], tmp_path / "named.bale", column="v", metadata={"source": "test"})
+    named = bale.open(tmp_path / "named.bale")
+    np.testing.assert_array_equal(named["v"][:], values[:, 0, 0])
+    assert named.metadata["source"] == "test"
+    words = da.from_array(np.array(["a", "bb", "ccc", ""] * 5), chunks=7)
+    to_bale(words, tmp_path / "words.bale", column="word")
+    assert bale.open(tmp_path / "words.bale")["word"][:] == ["a", "bb", "ccc", ""] * 5
+
+
+def test_to_bale_a_dict_of_arrays_aligns_their_chunks(tmp_path: Path) -> None:
+    image = np.random.default_rng(0).integers(0, 255, (500, 4, 4), dtype=np.uint8)
+    arrays = {
+        "image": da.from_array(image, chunks=(120, 4, 4)),
+        "label": da.arange(500, chunks=77),
+        "weight": da.ones(500, chunks=500, dtype=np.float16),
+    }
+    to_bale(arrays, tmp_path / "d.bale", codecs={"image": "zstd:5"})
+    ds = bale.open(tmp_path / "d.bale")
+    assert ds.row_group_sizes == (120, 120, 120, 120, 20)  # the first array's chunks
+    np.testing.assert_array_equal(ds["image"][:], image)
+    np.testing.assert_array_equal(ds["label"][:], np.arange(500))
+    assert ds["weight"].dtype == np.float16
+    with pytest.raises(bale.SchemaError, match=r"different numbers of rows: \{'a': 5, 'b': 6\}"):
+        to_bale({"a": da.ones(5), "b": da.ones(6)}, tmp_path / "bad.bale")
+    unknown = da.arange(10, chunks=5)
+    unknown = unknown[unknown > 2]  # lengths known only once computed
+    with pytest.raises(bale.SchemaError, match="partition 0: the arrays have different numbers"):
+        to_bale({"a": unknown, "b": da.arange(10, chunks=5)[:-2]}, tmp_path / "u.bale")
+
+
+def test_to_bale_a_bag_of_row_dicts(tmp_path: Path) -> None:
+    rows = [
+        {"image": np.full((2, 2), i, np.uint8), "label": i, "score": i / 2, "name": f"n{i}"}
+        for i in range(40)
+    ]
+    bag = db.from_sequence(rows, npartitions=5).filter(lambda r: not 8 <= r["label"] < 16)
+    report = to_bale(bag, tmp_path / "b.bale")  # partition 1 is empty: a part of no rows
+    assert [s.rows for s in report.sources] == [8, 0, 8, 8, 8]
+    ds = bale.open(tmp_path / "b.bale")
+    assert ds.schema.describe() == {
+        "image": "uint8[2,2]",
+        "label": "int64",
+        "score": "float64",
+        "name": "string",
+    }
+    kept = [r for r in rows if not 8 <= r["label"] < 16]
+    assert ds["name"][:] == [r["name"] for r in kept]
+    np.testing.assert_array_equal(ds["image"][:], np.stack([r["image"] for r in kept]))
+
+
+def test_to_bale_a_dataframe(tmp_path: Path) -> None:
+    table = pd.DataFrame(
+        {
+            "i": np.arange(50, dtype=np.int16),
+            "f": np.linspace(0, 1, 50),
+            "nan": np.where(np.arange(50) % 7 == 0, np.nan, 1.5),  # NaN is a float: kept
+            "ok": np.arange(50) % 2 == 0,
+            "s": [f"s{i}" for i in range(50)],
+            "n": pd.array(range(50), dtype="Int64"),  # nullable, without nulls
+        }
+    )
+    to_bale(dd.from_pandas(table, npartitions=3), tmp_path / "t.bale")
+    ds = bale.open(tmp_path / "t.bale")
+    assert ds.schema.describe() == {
+        "i": "int16",
+        "f": "float64",
+        "nan": "float64",
+        "ok": "bool",
+        "s": "string",
+        "n": "int64",
+    }
+    np.testing.assert_array_equal(ds["nan"][:], table["nan"].to_numpy())
+    assert ds["s"][:] == table["s"].tolist()
+    back = read_bale_dataframe(tmp_path / "t.bale").compute()
+    pd.testing.assert_frame_equal(back, table, check_dtype=False)
+
+
+def test_to_bale_refuses_bad_input_naming_partition_rows_and_column(tmp_path: Path) -> None:
+    target = tmp_path / "bad.bale"
+    ragged = db.from_sequence([{"a": 1}, {"a": 2}, {"a": 3, "b": 4}], npartitions=1)
+    with pytest.raises(bale.SchemaError, match=r"partition 0, its row 2: ragged rows"):
+        to_bale(ragged, target)
+    shapes = db.from_sequence([{"v": np.zeros(3)}, {"v": np.zeros(4)}], npartitions=1)
+    with pytest.raises(bale.SchemaError, match="ragged values: shape") as caught:
+        to_bale(shapes, tmp_path / "shapes.bale")
+    assert caught.value.column == "v"
+    with pytest.raises(bale.SchemaError, match="holds row dicts, got int"):
+        to_bale(db.from_sequence([1, 2]), tmp_path / "ints.bale")
+    mixed = db.from_sequence([{"s": "a"}, {"s": 5}], npartitions=1)
+    with pytest.raises(
+        bale.SchemaError,
+        match=r"partition 0, its row 1: expected str \(as in the partition's first row\), got int",
+    ):
+        to_bale(mixed, tmp_path / "mixed.bale")
+    stamps = dd.from_pandas(pd.DataFrame({"t": pd.date_range("2020", periods=3)}), npartitions=1)
+    with pytest.raises(bale.SchemaError, match="unsupported dtype datetime64") as caught:
+        to_bale(stamps, tmp_path / "stamps.bale")
+    assert caught.value.column == "t"
+    nulls = pd.DataFrame({"n": pd.array([1, None, 3], dtype="Int64"), "s": ["a", "b", None]})
+    with pytest.raises(bale.SchemaError, match="partition 0, its row 1: missing value"):
+        to_bale(dd.from_pandas(nulls[["n"]], npartitions=2), tmp_path / "nulls.bale")
+    with pytest.raises(bale.SchemaError, match="missing value") as caught:
+        to_bale(dd.from_pandas(nulls[["s"]], npartitions=1), tmp_path / "nulls.bale")
+    assert caught.value.column == "s"
+    objects = da.from_array(np.array([{}, {}], dtype=object), chunks=1)
+    with pytest.raises(bale.SchemaError, match="unsupported dtype object"):
+        to_bale(objects, tmp_path / "objects.bale")
+    with pytest.raises(TypeError, match="a dask array, a dict"):
+        to_bale(np.zeros(3), tmp_path / "numpy.bale")
+    with pytest.raises(ValueError, match="a dict names its arrays"):
+        to_bale({"a": da.ones(3)}, tmp_path / "dict.bale", column="a")
+    assert not any(p.suffix == ".bale" for p in tmp_path.iterdir())  # nothing published
+
+
+def test_to_bale_refuses_an_existing_target_before_any_work(tmp_path: Path) -> None:
+    target = tmp_path / "x.bale"
+    to_bale(da.ones(10, chunks=5), target)
+    calls: list[int] = []
+    counted = da.ones(10, chunks=5).map_blocks(lambda b: calls.append(1) or b * 2)
+    calls.clear()  # map_blocks called it once to learn its output
+    with pytest.raises(bale.TargetExistsError, match="overwrite=True"):
+        to_bale(counted, target)
+    assert calls == []
+    to_bale(counted, target, overwrite=True)
+    np.testing.assert_array_equal(bale.open(target)["x"][:], np.full(10, 2.0))
+
+
+def test_to_bale_compute_false_is_one_delayed_job(tmp_path: Path) -> None:
+    target = tmp_path / "later.bale"
+    job = to_bale(da.arange(100, chunks=30), target, compute=False)
+    assert isinstance(job, Delayed)
+    assert not target.exists() and not Path(f"{target}.parts").exists()
+    report = job.compute(scheduler="sync")
+    assert report.rows == 100 and target.exists()
+    np.testing.assert_array_equal(bale.open(target)["x"][:], np.arange(100))
+
+
+def test_to_bale_resumes_a_job_that_failed(tmp_path: Path) -> None:
+    target, calls = tmp_path / "r.bale", []
+    failing = {3}
+
+    def rows(numbers: list[int]) -> list[dict[str, int]]:
+        calls.append(numbers[0] // 10)
+        if numbers[0] // 10 in failing:
+            raise RuntimeError("partition 3 failed")
+        return [{"n": n} for n in numbers]
+
+    bag = db.from_sequence(range(50), npartitions=5).map_partitions(rows)
+    with pytest.raises(RuntimeError, match="partition 3 failed"), dask.config.set(scheduler="sync"):
+        to_bale(bag, target)
+    finished = set(PartSet(target).completed())
+    assert 3 not in finished and finished
+    inodes = {i: os.stat(PartSet(target).part_path(i)).st_ino for i in finished}
+    failing.clear()
+    calls.clear()
+    job = to_bale(bag, target, compute=False)
+    assert {i: os.stat(PartSet(target).part_path(i)).st_ino for i in finished} == inodes
+    job.compute()
+    assert sorted(calls) == sorted(set(range(5)) - finished)  # the finished ones not again
+    assert bale.open(target)["n"][:].tolist() == list(range(50))
+
+
+# -- read_bale_dataframe ------------------------------------------------------------------------
+
+
+def test_read_bale_dataframe_of_several_files(tmp_path: Path) -> None:
+    paths = []
+    for k, rows in enumerate((700, 0, 300)):
+        paths.append(tmp_path / f"f{k}.bale")
+        schema = {"id": bale.Array("int64"), "name": bale.String(), "blob": bale.Bytes()}
+        schema["vec"] = bale.Array("float32", (2,))
+        with bale.Writer(paths[-1], schema, row_group_rows=100) as writer:
+            writer.write(
+                {
+                    "id": np.arange(rows, dtype=np.int64) + 1000 * k,
+                    "name": [f"name {i}" for i in range(rows)],
+                    "blob": [bytes([i % 256]) * (i % 5) for i in range(rows)],
+                    "vec": np.zeros((rows, 2), np.float32),
+                }
+            )
+    with dask.config.set({"array.chunk-size": "2KiB"}):  # ~2 KiB of raw rows: 100-row groups
+        frame = read_bale_dataframe(paths, ["id", "name", "blob"])
+    assert frame.known_divisions and frame.npartitions > 2
+    assert frame.divisions[0] == 0 and frame.divisions[-1] == 999
+    table = frame.compute()
+    assert table.index.tolist() == list(range(1000))
+    assert table["id"].tolist() == list(range(700)) + list(range(2000, 2300))
+    assert table["name"].iloc[701] == "name 1"
+    assert table["blob"].iloc[704] == b"\x04" * 4
+    assert str(table["name"].dtype) == "string" and table["id"].dtype == np.int64
+    assert frame.loc[695:705].compute()["id"].tolist() == [*range(695, 700), *range(2000, 2006)]
+    assert frame["id"].sum().compute() == sum(range(700)) + sum(range(2000, 2300))
+    with pytest.raises(bale.SchemaError, match=r"float32\[2\] per row.*from_bale") as caught:
+        read_bale_dataframe(paths[0])
+    assert caught.value.column == "vec"
+    with pytest.raises(KeyError, match="nope"):
+        read_bale_dataframe(paths[0], ["nope"])
+
+
+def test_read_bale_dataframe_refuses_files_with_other_columns(path: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.bale"
+    with bale.Writer(other) as writer:
+        writer.write({"label": np.arange(3, dtype=np.int64)})  # int64, not int16
+    with pytest.raises(bale.SchemaError, match="the same columns") as caught:
+        read_bale_dataframe([path, other], ["label"])
+    assert caught.value.column == "label" and str(other) in str(caught.value)
+    frame = read_bale_dataframe([path], ["label", "blob"])
+    assert frame.npartitions == 1 and frame["label"].max().compute() == ROWS - 1
+
+
+def test_read_bale_dataframe_names_change_with_the_file(tmp_path: Path) -> None:
+    target = tmp_path / "t.bale"
+    bale.write(target, {"a": np.arange(5)})
+    before = read_bale_dataframe(target)._name
+    assert read_bale_dataframe(target)._name == before
+    bale.write(target, {"a": np.arange(5) * 2}, overwrite=True)
+    again = read_bale_dataframe(target)
+    assert again._name != before and again["a"].sum().compute() == 20

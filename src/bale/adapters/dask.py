@@ -606,7 +606,12 @@ def _write_partition(
             if exc.rows and offset is not None
             else None
         )
-        where = f"partition {index}" + (f" (its rows {local[0]}..{local[1] - 1})" if local else "")
+        where = f"partition {index}"
+        if local:
+            first, stop = local
+            where += (
+                f", its row {first}" if stop - first == 1 else f", its rows {first}..{stop - 1}"
+            )
         raise SchemaError(
             f"{where}: {exc.detail}", path=layout.target, column=exc.column, rows=rows
         ) from exc
@@ -665,7 +670,19 @@ def _bag_batch(rows: list[Any], index: int, target: str) -> dict[str, Any] | Non
 def _bag_column(values: list[Any], name: str, index: int, target: str) -> Any:
     first = values[0]
     if isinstance(first, (str, bytes, bytearray, memoryview, np.bytes_)):
-        return values  # the Writer checks every value and names the row of a wrong one
+        want = str if isinstance(first, str) else (bytes, bytearray, memoryview, np.bytes_)
+        for i, value in enumerate(values):
+            if not isinstance(value, want):
+                kind = "str" if want is str else "bytes"
+                raise _part_error(
+                    f"expected {kind} (as in the partition's first row), got "
+                    f"{type(value).__name__}",
+                    index,
+                    target,
+                    column=name,
+                    row=i,
+                )
+        return values
     arrays = [np.asarray(v) for v in values]
     shape = arrays[0].shape
     for i, a in enumerate(arrays):
