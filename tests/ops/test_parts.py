@@ -418,3 +418,35 @@ def test_keep_parts_and_metadata(tmp_path: Path) -> None:
             "source": "job 7",
             "bale.merge": {"parts": 2, "rows": [10, 2], "differing_keys": []},
         }
+
+
+# -- the command --------------------------------------------------------------------------------
+
+
+def test_bale_merge_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bale.cli.main import main
+
+    a, b = tmp_path / "a.bale", tmp_path / "b.bale"
+    bale.write(a, simple(0, 20))
+    bale.write(b, simple(20, 30))
+    out = tmp_path / "out.bale"
+    assert main(["merge", str(a), str(b), str(out), "--verify"]) == 0
+    assert f"{out}: 30 rows" in capsys.readouterr().out
+    assert main(["merge", str(a), str(out)]) == 2  # exists
+    assert "the file exists; pass overwrite=True" in capsys.readouterr().err
+    other = tmp_path / "other.bale"
+    bale.write(other, {"id": np.arange(3)})
+    assert main(["merge", str(a), str(other), str(tmp_path / "x.bale")]) == 2
+    assert "lacks column" in capsys.readouterr().err
+
+    # --parts N finishes a distributed write whose parts are all written.
+    parts = PartSet(tmp_path / "job.bale")
+    parts.write_part(0, simple(0, 5))
+    assert main(["merge", "--parts", "2", str(tmp_path / "job.bale")]) == 2
+    assert "missing: 1" in capsys.readouterr().err
+    parts.write_part(1, simple(5, 8))
+    assert main(["merge", "--parts", "2", "--keep-parts", str(tmp_path / "job.bale")]) == 0
+    assert parts.completed().keys() == {0, 1}
+    with bale.open(tmp_path / "job.bale") as ds:
+        np.testing.assert_array_equal(ds.read()["id"], np.arange(8))
+    assert main(["merge", "--parts", "2", str(a), str(out)]) == 2

@@ -20,6 +20,7 @@ from bale.cli.codecs import add_codecs_command
 from bale.cli.concat import add_concat_command
 from bale.cli.export import add_export_command
 from bale.cli.info import add_info_command
+from bale.cli.merge import add_merge_command
 from bale.cli.pack import add_pack_command
 from bale.cli.repair import add_repair_command
 from bale.cli.split import add_split_command
@@ -36,6 +37,7 @@ COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
     add_export_command,
     add_split_command,
     add_concat_command,
+    add_merge_command,
     add_pack_command,
     add_codecs_command,
     add_bench_command,

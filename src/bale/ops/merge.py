@@ -16,7 +16,7 @@ import numpy as np
 from bale._core.blocks import StoredBlock, check_block
 from bale._core.groupsink import GroupSink, existing_frames
 from bale._core.layout import read_index
-from bale.errors import BaleWriteError, SchemaError
+from bale.errors import BaleWriteError, SchemaError, TargetExistsError
 from bale.format.constants import ALIGNMENT
 from bale.format.footer import BLOCK_DTYPE, GROUP_DTYPE, FileIndex
 from bale.format.schema import Schema
@@ -226,6 +226,8 @@ def write_merged(
     """Copy every input's row groups into ``target`` and finish it; the file's size. On any
     failure nothing is published and ``target.partial`` is removed."""
     remote = is_remote(target)
+    if not remote and not overwrite and os.path.exists(target):
+        raise TargetExistsError("the file exists; pass overwrite=True to replace it", path=target)
     file = GroupSink.create(
         target,
         overwrite=overwrite,
