@@ -143,6 +143,43 @@ def test_the_read_ahead_caps_bytes_and_serves_covered_ranges() -> None:
     ahead.close()
 
 
+def test_a_range_read_in_full_is_freed_at_once() -> None:
+    ahead = ReadAhead(lambda start, stop: bytes(stop - start), max_bytes=1000, max_requests=2)
+    assert ahead.start(0, 600)
+    assert ahead.take(0, 200, timeout=5) == bytes(200)
+    assert ahead._held == 600  # the rest of the range is still to be read
+    assert ahead.take(200, 600, timeout=5) == bytes(400)
+    assert ahead._held == 0  # every byte taken: room for the next ranges without evictions
+    assert ahead.start(0, 1000)
+    ahead.close()
+
+
+def test_the_read_ahead_runs_at_most_max_requests_fetches_at_once() -> None:
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    def fetch(start: int, stop: int) -> bytes:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return bytes(stop - start)
+
+    ahead = ReadAhead(fetch, max_bytes=10_000, max_requests=3)
+    for i in range(12):
+        assert ahead.start(i * 100, (i + 1) * 100)
+    for i in range(12):  # every range arrives: the queued ones are sent as slots free up
+        assert ahead.take(i * 100, (i + 1) * 100, timeout=10) == bytes(100)
+    assert (
+        2 <= most <= 3
+    )  # never more than the cap (3 unless a loaded machine is slow to start one)
+    ahead.close()
+
+
 def test_a_failed_fetch_ahead_is_forgotten() -> None:
     def fetch(start: int, stop: int) -> bytes:
         raise RemoteReadError("timed out", path="u")

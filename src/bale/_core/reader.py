@@ -359,18 +359,28 @@ class FileReader:
             )
         return requested
 
-    def hint_remote_group(self, group: int, columns: Sequence[str] | None = None) -> None:
+    def hint_remote_group(self, group: int, columns: Sequence[str] | None = None) -> int:
         """For a remote file, start fetching the blocks of these columns of a row group in the
         background (the source's bounded read-ahead), ahead of reading them: the same span
-        ``read_group_span`` reads. Nothing for a local file (the kernel reads ahead)."""
+        ``read_group_span`` reads. Returns the bytes asked for: 0 for a local file (the kernel
+        reads ahead)."""
         if isinstance(self.source, LocalSource):
-            return
+            return 0
         positions = [p for p, _ in self.select(columns)]
         if not positions:
-            return
+            return 0
         start, end = _span(self.index.blocks[group, positions])
         if end > start:
             self.source.will_need(start, end - start)
+        return max(0, end - start)
+
+    def remote_ahead_bytes(self) -> int:
+        """Bytes of row groups one reader may ask a remote file for ahead of its reads: half
+        the source's read-ahead (two windows may be read at once); 0 for a local file."""
+        if isinstance(self.source, LocalSource):
+            return 0
+        options = getattr(self.source, "options", None)
+        return int(getattr(options, "read_ahead_bytes", 0)) // 2
 
     def payload(self, group: int, position: int) -> bytes | bytearray:
         """One block's stored bytes, unchecked (``decode`` checks them)."""

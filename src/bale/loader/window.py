@@ -16,8 +16,9 @@ from bale.loader.batches import ErrorPolicy
 from bale.loader.files import Files
 from bale.loader.order import EpochOrder
 
-#: Row groups a window asks a remote source for ahead of the ones being decoded.
-REMOTE_AHEAD_GROUPS = 24
+#: Row groups a window asks a remote source for ahead of the ones being decoded, at least (more
+#: while their bytes fit in half the source's read-ahead, ``FileReader.remote_ahead_bytes``).
+REMOTE_AHEAD_GROUPS = 4
 
 
 class Window:
@@ -76,9 +77,11 @@ class Window:
         parts = min(threads, max(1, len(np.unique(run_groups))))
         self._group_starts = order.group_starts
         # A remote file is asked for the window's groups ahead of the threads decoding them, in
-        # the order they will be read, REMOTE_AHEAD_GROUPS at a time (more would overflow the
-        # source's bounded read-ahead and be fetched twice); a local file's kernel reads ahead.
+        # the order they will be read: as many as fit in half its bounded read-ahead (more would
+        # push out ranges not read yet, fetched twice), so that at 20 ms a request, tens of
+        # requests are in flight; a local file's kernel reads ahead.
         self._hint_order = list(dict.fromkeys(run_groups.tolist()))
+        self._hint_bytes: list[int] = []  # bytes asked for, per hinted group
         self._hinted = 0
         self._filled = 0
         self._hint_lock = threading.Lock()
@@ -92,12 +95,22 @@ class Window:
     def _hint_ahead(self) -> None:
         files = self._files
         with self._hint_lock:
-            stop = min(len(self._hint_order), self._filled + REMOTE_AHEAD_GROUPS)
-            while self._hinted < stop:
+            filled = min(self._filled, self._hinted)
+            outstanding = sum(self._hint_bytes[filled:])
+            while self._hinted < len(self._hint_order):
                 group = self._hint_order[self._hinted]
-                self._hinted += 1
                 reader = reader_of(files.datasets[int(files.group_file[group])])
-                reader.hint_remote_group(int(files.group_local[group]), self._columns)
+                if (
+                    self._hinted >= filled + REMOTE_AHEAD_GROUPS
+                    and outstanding >= reader.remote_ahead_bytes()
+                ):
+                    break
+                asked = reader.hint_remote_group(int(files.group_local[group]), self._columns)
+                if asked == 0 and self._hinted >= filled + REMOTE_AHEAD_GROUPS:
+                    break  # a local file: nothing to ask for
+                self._hint_bytes.append(asked)
+                self._hinted += 1
+                outstanding += asked
 
     def _fill(self, run_starts: np.ndarray, run_stops: np.ndarray, run_groups: np.ndarray) -> None:
         files = self._files
