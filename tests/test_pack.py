@@ -206,17 +206,32 @@ def test_workers_give_the_same_file_as_one_process(
     assert not multiprocessing.active_children()
 
 
+class _Clock:
+    """``time`` for the workers module: reads take the seconds the source says, not the
+    machine's (a loaded test machine made a fast source look slow)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
 class Picklable(Counting):
-    def __init__(self, n: int, delay: float = 0.0) -> None:
+    def __init__(self, n: int, delay: float = 0.0, clock: _Clock | None = None) -> None:
         super().__init__(n, random_access=True)
         self.delay = delay
+        self.clock = clock
 
     @property
     def picklable(self) -> bool:
         return True
 
     def take(self, rows: Sequence[int] | np.ndarray) -> SourceBatch:
-        time.sleep(self.delay)  # a slow decoder
+        if self.clock is not None:
+            self.clock.now += self.delay  # a slow decoder, on the clock the pack reads
+        else:
+            time.sleep(self.delay)
         return super().take(rows)
 
 
@@ -232,10 +247,12 @@ def test_workers_start_for_slow_sources_or_when_asked(
     started: bool,
 ) -> None:
     pools: list[int] = []
+    clock = _Clock()
+    monkeypatch.setattr(workers_module, "time", clock)
     monkeypatch.setattr(pack_module, "os", _Cpus(4))
     monkeypatch.setattr(workers_module.BatchReader, "_start_pool", lambda self: pools.append(1))
     pack(
-        Picklable(400, delay),
+        Picklable(400, delay, clock),
         tmp_path / "a.bale",
         workers=workers,
         progress=False,

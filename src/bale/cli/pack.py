@@ -6,9 +6,17 @@ import argparse
 import os
 from typing import Any
 
-from bale.cli._command import EXIT_OK, Subcommands, add_overwrite_flag, fail
+from bale.cli._command import (
+    EXIT_OK,
+    Subcommands,
+    add_overwrite_flag,
+    add_storage_option,
+    fail,
+    storage_options,
+)
 from bale.errors import BaleError
 from bale.importers.image_folder import find_splits
+from bale.io.remote_url import is_remote
 from bale.ops.pack import DEFAULT_MEMORY_BUDGET, PackReport, pack, pack_splits
 
 
@@ -89,6 +97,28 @@ def add_pack_command(commands: Subcommands) -> None:
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bar"
     )
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="read, check and resize the source on a dask.distributed cluster "
+        "(tcp://host:8786) instead of local processes; its workers must see SOURCE at the "
+        "same path (or URL). The file is written here and is the one a local pack writes",
+    )
+    cluster.add_argument(
+        "--ray",
+        action="store_true",
+        help="read the source with Ray tasks: the running Ray cluster (ray start), else a "
+        "local Ray; same file as a local pack",
+    )
+    cluster.add_argument(
+        "--ray-address",
+        metavar="ray://HOST:PORT",
+        type=_ray_address,
+        help="like --ray, on the Ray cluster whose client server is at this address "
+        "(ray://head:10001); on a node of the cluster, --ray finds it",
+    )
+    add_storage_option(parser)
     parser.set_defaults(run=run_pack)
 
 
@@ -105,6 +135,15 @@ def _size(text: str) -> tuple[int, int]:
     return values[0], values[1]
 
 
+def _ray_address(text: str) -> str:
+    if not text.startswith("ray://") or len(text) == len("ray://"):
+        raise argparse.ArgumentTypeError(
+            f"expected a Ray client address like ray://head:10001, got {text!r} (on a node of "
+            "the cluster, --ray connects to it)"
+        )
+    return text
+
+
 def _codecs(items: list[str] | None) -> dict[str, str] | None:
     """``--codec`` values -> pack's codecs: a bare value applies to every column (``"*"``)."""
     if not items:
@@ -119,6 +158,15 @@ def _codecs(items: list[str] | None) -> dict[str, str] | None:
     return out
 
 
+def _scheduler(args: argparse.Namespace) -> str | None:
+    """``--scheduler`` / ``--ray`` / ``--ray-address`` -> pack's ``scheduler``."""
+    if args.ray_address:
+        return str(args.ray_address)
+    if args.ray:
+        return "ray"
+    return str(args.scheduler) if args.scheduler else None
+
+
 def run_pack(args: argparse.Namespace) -> int:
     source_options: dict[str, Any] = {}
     if args.size is not None:
@@ -131,6 +179,12 @@ def run_pack(args: argparse.Namespace) -> int:
         source_options["root"] = args.manifest_root
     if args.skip_missing:
         source_options["missing"] = "skip"
+    if args.storage_options and not is_remote(args.out):
+        return fail(
+            "pack",
+            "--storage-option applies to an OUT that is a URL (s3://, gs://, az://); "
+            "OUT is a local path",
+        )
     options: dict[str, Any] = {
         "shuffle": args.shuffle,
         "seed": args.seed,
@@ -142,6 +196,8 @@ def run_pack(args: argparse.Namespace) -> int:
         "memory_budget": max(1, args.memory) << 20,
         "temp_dir": args.temp_dir,
         "random_access": args.random_access,
+        "storage_options": storage_options(args, args.out),
+        "scheduler": _scheduler(args),
     }
     try:
         if find_splits(args.source):

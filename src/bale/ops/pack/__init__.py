@@ -9,7 +9,7 @@ seed reproduces. Sources with random access are read in that order directly (``t
 others are shuffled in two passes through temporary bucket files (see ``_buckets``).
 
 One owner per module: ``_settings`` (the options), ``_workers`` (reading batches, in worker
-processes or not), ``_output`` (the file written), ``_buckets`` (the two-pass shuffle),
+processes or not), ``_cluster`` / ``_dask`` / ``_ray`` (reading batches on a cluster), ``_output`` (the file written), ``_buckets`` (the two-pass shuffle),
 ``_progress`` (the bar).
 """
 
@@ -43,11 +43,20 @@ from bale.ops.pack._settings import (
     CodecChoice,
     CodecGoal,
     PackSettings,
+    Scheduler,
+    engine,
     pack_settings,
 )
-from bale.ops.pack._workers import BatchReader, row_ranges, task_rows
+from bale.ops.pack._workers import BatchReader, SourceReader, row_ranges, task_rows
 
-__all__ = ["DEFAULT_MEMORY_BUDGET", "PackReport", "pack", "pack_splits", "shuffle_keys"]
+__all__ = [
+    "DEFAULT_MEMORY_BUDGET",
+    "PackReport",
+    "Scheduler",
+    "pack",
+    "pack_splits",
+    "shuffle_keys",
+]
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,7 @@ def pack(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     temp_dir: str | os.PathLike[str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    scheduler: Scheduler | None = None,
     **source_options: Any,
 ) -> PackReport:
     """Write every row of ``source`` (a RowSource, or a path given to ``open_source`` with
@@ -133,6 +143,15 @@ def pack(
     - ``storage_options``: for an ``out`` URL (``s3://``, ``gs://``, ``az://``), its client's
       options (credentials, endpoint, region; docs/REMOTE.md). The file is streamed to the
       store as a multipart upload, published only when the pack succeeds.
+    - ``scheduler``: read, check and resize the source on a cluster instead of local processes:
+      a Dask scheduler address (``"tcp://host:8786"``) or a ``dask.distributed.Client``; or
+      ``"ray"`` (the Ray this process is connected to, else a running cluster, else a local
+      one) or ``"ray://head:10001"``. The file is the one a local pack writes (same rows, same
+      order, same skips); it is written here, and workers must see the source at the same path
+      (a shared file system) or URL, which is checked on every worker first.
+
+      >>> bale.pack("/shared/photos", "photos.bale", size=(224, 224),
+      ...           scheduler="tcp://head:8786")                   # doctest: +SKIP
 
     On any error or interrupt nothing is left behind: no ``out``, no ``out.partial``, no buckets
     (an upload is aborted).
@@ -152,6 +171,7 @@ def pack(
         temp_dir=temp_dir,
         random_access=random_access,
         storage_options=storage_options,
+        scheduler=scheduler,
     )
     if isinstance(source, RowSource):
         if source_options:
@@ -238,10 +258,8 @@ def _pack(source: RowSource, out: str, settings: PackSettings) -> PackReport:
     else:
         method = "buckets"
     output = PackOutput(source, out, settings, method)
-    wanted = settings.workers or os.cpu_count() or 1
-    workers = min(wanted, max(1, math.ceil(n / task_rows(source, settings.memory_budget, 1))))
     try:
-        with BatchReader(source, workers, adaptive=settings.workers is None) as reader:
+        with _reader(source, settings) as reader:
             rows_per_task = task_rows(source, settings.memory_budget, reader.in_flight)
             if method is None:
                 with Progress(settings.progress, n, "packing") as bar:
@@ -271,6 +289,23 @@ def _pack(source: RowSource, out: str, settings: PackSettings) -> PackReport:
         shuffled=settings.shuffle,
         seed=settings.seed if settings.shuffle else None,
     )
+
+
+def _reader(source: RowSource, settings: PackSettings) -> SourceReader:
+    """What reads the source: the cluster named by ``settings.scheduler``, else this machine's
+    worker processes (as many as help: one task's rows each at least)."""
+    scheduler = settings.scheduler
+    if scheduler is None:
+        wanted = settings.workers or os.cpu_count() or 1
+        tasks = math.ceil(source.num_rows / task_rows(source, settings.memory_budget, 1))
+        return BatchReader(source, min(wanted, max(1, tasks)), adaptive=settings.workers is None)
+    if engine(scheduler) == "ray":
+        from bale.ops.pack._ray import RayReader  # imports Ray only when asked for
+
+        return RayReader(source, None if scheduler == "ray" else str(scheduler))
+    from bale.ops.pack._dask import DaskReader  # imports dask.distributed only when asked for
+
+    return DaskReader(source, scheduler)
 
 
 def _check_target(

@@ -21,7 +21,7 @@ from bale.io.remote_url import is_remote
 from bale.ops.pack._output import PackOutput, write_rows
 from bale.ops.pack._progress import Progress
 from bale.ops.pack._settings import PackSettings
-from bale.ops.pack._workers import BatchReader, row_ranges
+from bale.ops.pack._workers import SourceReader, row_ranges
 
 log = logging.getLogger("bale.pack")
 
@@ -31,7 +31,7 @@ _MAX_BUCKETS = 4096
 
 def bucket_shuffle(
     source: RowSource,
-    reader: BatchReader,
+    reader: SourceReader,
     output: PackOutput,
     settings: PackSettings,
     rows_per_task: int,

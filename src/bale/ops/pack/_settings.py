@@ -5,15 +5,23 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from bale.codecs import Codec, parse_codec
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 #: Bytes of rows held at once: read-ahead batches, and one bucket in a two-pass shuffle.
 DEFAULT_MEMORY_BUDGET = 512 << 20
 
 CodecChoice = str | Codec
 CodecGoal = Literal["balanced", "smallest", "fastest"]  # bale.measure.advisor's goals
+#: Where a pack reads its source: a Dask scheduler address (``"tcp://host:8786"``) or a
+#: ``distributed.Client``; ``"ray"`` (the Ray this process is connected to, a running cluster,
+#: or a local one) or a Ray client address (``"ray://head:10001"``).
+Scheduler: TypeAlias = "str | Client"
+Engine = Literal["dask", "ray"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,8 @@ class PackSettings:
     random_access: bool
     memory_budget: int
     temp_dir: str | None
+    #: the cluster reading the source (None: this machine)
+    scheduler: Scheduler | None = None
     #: the output's client options when it is a URL (credentials: never shown)
     storage_options: Mapping[str, Any] | None = field(default=None, repr=False)
 
@@ -53,6 +63,7 @@ def pack_settings(
     random_access: bool = False,
     temp_dir: str | os.PathLike[str] | None,
     storage_options: Mapping[str, Any] | None = None,
+    scheduler: Scheduler | None = None,
 ) -> PackSettings:
     """``pack``'s keyword arguments checked (a bad codec spec fails now, not after reading the
     source) and normalised: one codec spec becomes ``{"*": spec}``, paths become strings."""
@@ -62,6 +73,13 @@ def pack_settings(
         raise ValueError(f"codec_goal must be balanced, smallest or fastest, got {codec_goal!r}")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if scheduler is not None:
+        engine(scheduler)  # a wrong kind of value fails now
+        if workers is not None:
+            raise ValueError(
+                "workers= counts local processes; with scheduler= the cluster's workers read "
+                "the source: pass one of the two"
+            )
     if isinstance(codecs, (str, Codec)):
         codecs = {"*": codecs}
     for name, spec in (codecs or {}).items():
@@ -82,4 +100,27 @@ def pack_settings(
         memory_budget=memory_budget,
         temp_dir=os.fspath(temp_dir) if temp_dir is not None else None,
         storage_options=dict(storage_options) if storage_options else None,
+        scheduler=scheduler.strip() if isinstance(scheduler, str) else scheduler,
     )
+
+
+def engine(scheduler: Scheduler) -> Engine:
+    """Which engine ``scheduler`` names: ``"ray"`` and ``ray://`` addresses are Ray; other
+    addresses and ``distributed.Client`` objects are Dask."""
+    if isinstance(scheduler, str):
+        text = scheduler.strip()
+        if not text:
+            raise ValueError("scheduler must be a Dask scheduler address, 'ray' or 'ray://...'")
+        return "ray" if text == "ray" or text.startswith("ray://") else "dask"
+    try:
+        from distributed import Client
+    except ImportError:  # without dask.distributed no object is a Client
+        is_client = False
+    else:
+        is_client = isinstance(scheduler, Client)
+    if not is_client:
+        raise TypeError(
+            "scheduler must be an address (a Dask scheduler's 'tcp://host:8786', 'ray' or "
+            f"'ray://head:10001') or a dask.distributed.Client, got {type(scheduler).__name__}"
+        )
+    return "dask"

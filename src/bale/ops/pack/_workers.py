@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -42,6 +42,21 @@ def row_ranges(n: int, step: int) -> Iterator[tuple[int, int]]:
     """``(start, stop)`` of consecutive reads of ``step`` rows, covering ``range(n)``."""
     for start in range(0, n, step):
         yield start, min(n, start + step)
+
+
+class SourceReader(Protocol):
+    """What a pack reads its source through: ``BatchReader`` (this machine) or a cluster's
+    reader (``_cluster.ClusterReader``). Batches come back in the order asked for."""
+
+    in_flight: int  # read tasks submitted and not yet handed over, at most
+
+    def read(self, ranges: Iterable[tuple[int, int]]) -> Iterator[SourceBatch]: ...
+
+    def take(self, chunks: Iterable[np.ndarray]) -> Iterator[SourceBatch]: ...
+
+    def __enter__(self) -> SourceReader: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None: ...
 
 
 _worker_source: RowSource | None = None
