@@ -413,7 +413,7 @@ def to_bale(
 
     metadata = writer_kwargs.pop("metadata", None)
     given = writer_kwargs.pop("schema", None)
-    layout, inputs = _write_plan(collection, column, os.fspath(target))
+    layout, inputs, offsets = _write_plan(collection, column, os.fspath(target))
     schema = given if given is not None else layout.schema
     parts = PartSet(target, storage_options=storage_options, overwrite=overwrite)
     if not overwrite and not is_remote(parts.target) and os.path.exists(parts.target):
@@ -426,7 +426,14 @@ def to_bale(
     with annotate(retries=retries):
         writes = [
             delayed(_write_partition)(
-                parts, index, layout, schema, writer_kwargs, data, dask_key_name=f"{name}-{index}"
+                parts,
+                index,
+                offsets[index] if offsets is not None else None,
+                layout,
+                schema,
+                writer_kwargs,
+                data,
+                dask_key_name=f"{name}-{index}",
             )
             for index, data in enumerate(inputs)
             if index not in done
@@ -441,18 +448,21 @@ def to_bale(
 @dataclasses.dataclass(frozen=True)
 class PartLayout:
     """What turns a partition's data into a batch: the collection's ``kind``, the ``schema`` its
-    metadata implies (None for a bag: each part infers its own), the first row of each
-    partition where dask knows it, the column names, and the target (for messages)."""
+    metadata implies (None for a bag: each part infers its own), the column names, and the
+    target (for messages). Every write task carries it: it stays small."""
 
     kind: Literal["array", "arrays", "bag", "frame"]
     schema: dict[str, ColumnType] | None
-    offsets: tuple[int, ...] | None
     names: tuple[str, ...]
     target: str
 
 
-def _write_plan(collection: Any, column: str | None, target: str) -> tuple[PartLayout, list[Any]]:
-    """The collection's layout, and one dask object per partition computing to its data."""
+Plan = tuple[PartLayout, list[Any], list[int] | None]
+
+
+def _write_plan(collection: Any, column: str | None, target: str) -> Plan:
+    """The collection's layout, one dask object per partition computing to its data, and the
+    first row of each partition where dask knows it."""
     import dask.array as da
     import dask.bag as db
 
@@ -469,16 +479,15 @@ def _write_plan(collection: Any, column: str | None, target: str) -> tuple[PartL
         raise ValueError("column names the array of a dask array; bags and frames name theirs")
     if isinstance(collection, db.Bag):
         bag_parts = collection.to_delayed()  # type: ignore[no-untyped-call]
-        return PartLayout("bag", None, None, (), target), list(bag_parts)
+        return PartLayout("bag", None, (), target), list(bag_parts), None
     if _is_frame(collection):
         schema = {
             str(n): _frame_column_type(str(n), t, target) for n, t in collection.dtypes.items()
         }
         if len(schema) != len(collection.columns):
             raise SchemaError("two columns have the same name as strings", path=target)
-        return PartLayout("frame", schema, None, tuple(schema), target), list(
-            collection.to_delayed()
-        )
+        frame_parts = collection.to_delayed()
+        return PartLayout("frame", schema, tuple(schema), target), list(frame_parts), None
     raise TypeError(
         "to_bale writes a dask array, a dict of dask arrays, a dask bag of row dicts or a dask "
         f"DataFrame, not {type(collection).__name__}"
@@ -493,9 +502,7 @@ def _is_frame(collection: Any) -> bool:
     return isinstance(collection, dd.DataFrame)
 
 
-def _arrays_plan(
-    arrays: dict[str, Any], kind: Literal["array", "arrays"], target: str
-) -> tuple[PartLayout, list[Any]]:
+def _arrays_plan(arrays: dict[str, Any], kind: Literal["array", "arrays"], target: str) -> Plan:
     schema = {name: _array_column_type(name, a, target) for name, a in arrays.items()}
     first = next(iter(arrays.values()))
     lengths = {name: a.shape[0] for name, a in arrays.items()}
@@ -525,8 +532,8 @@ def _arrays_plan(
         columns.append(a.rechunk(wanted) if wanted else a)
     blocks = [c.to_delayed().reshape(-1) for c in columns]
     inputs = [_row_blocks(*row) if len(row) > 1 else row[0] for row in zip(*blocks, strict=True)]
-    offsets = tuple(np.cumsum((0, *rows))[:-1].astype(int).tolist()) if known else None
-    return PartLayout(kind, schema, offsets, tuple(arrays), target), inputs
+    offsets = np.cumsum((0, *rows))[:-1].astype(int).tolist() if known else None
+    return PartLayout(kind, schema, tuple(arrays), target), inputs, offsets
 
 
 def _row_blocks(*blocks: Any) -> Any:
@@ -588,14 +595,15 @@ def _frame_column_type(name: str, dtype: Any, target: str) -> ColumnType:
 def _write_partition(
     parts: PartSet,
     index: int,
+    offset: int | None,
     layout: PartLayout,
     schema: Any,
     writer_kwargs: dict[str, Any],
     data: Any,
 ) -> PartInfo:
     """Write partition ``index`` as part ``index`` (a no-op when that part is complete; an
-    empty partition of a bag, whose columns nothing tells, as an empty-part marker)."""
-    offset = layout.offsets[index] if layout.offsets is not None else None
+    empty partition of a bag, whose columns nothing tells, as an empty-part marker). ``offset``:
+    the partition's first row in the whole collection, where dask knows it (for messages)."""
     batch = _batch_of(layout, index, offset, data)
     try:
         return parts.write_part(index, [batch] if batch else [], schema=schema, **writer_kwargs)
