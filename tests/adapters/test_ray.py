@@ -455,3 +455,33 @@ def test_min_rows_per_part_makes_fewer_fuller_parts(tmp_path: Path) -> None:
         np.testing.assert_array_equal(bale.open(sink.target)["id"][:], np.arange(400))
     assert parts[None] == [50] * 8
     assert sum(parts[200]) == 400 and min(parts[200]) >= 200
+
+
+@pytest.mark.slow
+def test_tasks_without_rows_leave_empty_parts_and_pandas_blocks_are_written(
+    tmp_path: Path,
+) -> None:
+    from ray.data.expressions import col
+
+    sink = bale.ray.BaleDatasink(tmp_path / "filtered.bale")
+    ray.data.range(100, override_num_blocks=4).filter(expr=col("id") < 10).write_datasink(sink)
+    assert sink.report is not None
+    assert [s.rows for s in sink.report.sources] == [10, 0, 0, 0]
+    np.testing.assert_array_equal(bale.open(sink.target)["id"][:], np.arange(10))
+
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"a": np.arange(5), "s": list("abcde"), "b": [b"x", b"", b"z", b"", b"y"]})
+    target = tmp_path / "pandas.bale"
+    ray.data.from_pandas(frame).map_batches(lambda d: d, batch_format="pandas").write_datasink(
+        bale.ray.BaleDatasink(target)
+    )
+    equal_batches(
+        {"a": np.arange(5), "s": list("abcde"), "b": [b"x", b"", b"z", b"", b"y"]},
+        bale.open(target)[:],
+    )
+
+    with pytest.raises(bale.BaleError, match="no rows"):
+        ray.data.range(10).filter(expr=col("id") < 0).write_datasink(
+            bale.ray.BaleDatasink(tmp_path / "none.bale")
+        )
+    assert not (tmp_path / "none.bale").exists()

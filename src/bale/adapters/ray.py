@@ -451,22 +451,24 @@ class BaleDatasink(Datasink[PartInfo]):
             self._parts.remove_parts()  # leftovers of another run hold other rows
 
     def write(self, blocks: Iterable[Block], ctx: Any) -> PartInfo:
-        """One write task: its blocks, in order, as part ``ctx.task_idx``."""
+        """One write task: its blocks, in order, as part ``ctx.task_idx``. Blocks without rows
+        are skipped (Ray gives them no columns, e.g. after a ``filter``); a task without rows
+        leaves an empty-part marker, a part of 0 rows for the merge."""
         index = int(ctx.task_idx)
-        blocks = iter(blocks)
-        first = next(blocks, None)
-        if first is None:  # no rows and no schema: an empty-part marker
+        with_rows = (b for b in blocks if BlockAccessor.for_block(b).num_rows())
+        first = next(with_rows, None)
+        if first is None:
             return self._parts.write_part(index, [], **self._writer_kwargs)
         types, batch = bale_batch(first)
 
         def batches() -> Iterator[dict[str, Any]]:
             yield batch
-            for block in blocks:
+            for block in with_rows:
                 more_types, more = bale_batch(block)
                 if more_types != types:
-                    name = next(
+                    name = sorted(
                         n for n in {*types, *more_types} if types.get(n) != more_types.get(n)
-                    )
+                    )[0]
                     raise SchemaError(
                         f"write task {index} got blocks with different columns: "
                         f"{types.get(name)} first, then {more_types.get(name)}",
@@ -482,6 +484,11 @@ class BaleDatasink(Datasink[PartInfo]):
         count = len(write_result.write_returns)
         if count == 0:
             raise BaleError("the dataset has no blocks: nothing to write", path=self._shown())
+        if not any(info.rows for info in infos):
+            raise BaleError(
+                "the dataset has no rows: nothing written (bale needs a row to learn the columns)",
+                path=self._shown(),
+            )
         if sorted(info.index for info in infos) != list(range(count)):
             raise BaleError(
                 f"{count} write tasks returned parts {sorted(i.index for i in infos)}, not "
