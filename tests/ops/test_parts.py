@@ -5,6 +5,7 @@ merges are refused, naming the part, and leave nothing under the target."""
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
 import pickle
@@ -167,6 +168,25 @@ def test_bale_merge_copies_row_groups_without_decoding(tmp_path: Path) -> None:
     checked = tmp_path / "checked.bale"
     bale.merge([a, b], checked, verify=True)
     assert checked.read_bytes() == out.read_bytes()
+
+
+def test_without_a_kernel_copy_the_bytes_go_through_python_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = tmp_path / "a.bale", tmp_path / "b.bale"
+    bale.write(a, simple(0, 50), row_group_rows=GROUP)
+    bale.write(b, simple(50, 80), row_group_rows=GROUP)
+    fast = tmp_path / "fast.bale"
+    bale.merge([a, b], fast)
+
+    def cross_device(*args: Any) -> int:  # as between two filesystems on an old kernel
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    monkeypatch.setattr(os, "copy_file_range", cross_device)
+    for verified in (False, True):
+        slow = tmp_path / f"slow-{verified}.bale"
+        bale.merge([a, b], slow, verify=verified)
+        assert slow.read_bytes() == fast.read_bytes()
 
 
 def test_parts_with_columns_in_another_order_merge_with_rewritten_group_headers(
