@@ -485,3 +485,52 @@ def test_tasks_without_rows_leave_empty_parts_and_pandas_blocks_are_written(
             bale.ray.BaleDatasink(tmp_path / "none.bale")
         )
     assert not (tmp_path / "none.bale").exists()
+
+
+@pytest.fixture(scope="module")
+def s3(files: list[Path]) -> Iterator[dict[str, Any]]:
+    """moto's S3 server on 127.0.0.1 holding the two files; fsspec-style options for it."""
+    pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    admin = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    try:
+        admin.create_bucket(Bucket="ray")
+        for path in files:
+            admin.put_object(Bucket="ray", Key=f"in/{path.name}", Body=path.read_bytes())
+        yield {
+            "key": "testing",
+            "secret": "testing",
+            "endpoint_url": endpoint,
+            "client_kwargs": {"region_name": "us-east-1"},
+        }
+    finally:
+        admin.close()
+        from bale.io.remote_client import close_shared_connections
+
+        close_shared_connections()
+        server.stop()
+
+
+@pytest.mark.slow
+def test_urls_in_and_out(files: list[Path], s3: dict[str, Any]) -> None:
+    ds = bale.ray.read_bale("s3://ray/in/train-*.bale", storage_options=s3, override_num_blocks=3)
+    sink = bale.ray.BaleDatasink("s3://ray/out/merged.bale", storage_options=s3)
+    ds.write_datasink(sink)
+    with bale.open("s3://ray/out/merged.bale", storage_options=s3) as merged:
+        equal_batches(all_rows(files), merged[:])
+    assert verify("s3://ray/out/merged.bale", storage_options=s3).problems == []
+    fs = pytest.importorskip("s3fs").S3FileSystem(**s3, skip_instance_cache=True)
+    assert fs.find("ray/out/") == ["ray/out/merged.bale"]  # the parts are gone
