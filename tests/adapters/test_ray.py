@@ -23,7 +23,13 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
 import bale.ray  # noqa: E402
-from bale.adapters.ray import BaleDatasink, BaleDatasource, column_type_of, split_runs  # noqa: E402
+from bale.adapters.ray import (  # noqa: E402
+    BaleDatasink,
+    BaleDatasource,
+    bale_batch,
+    column_type_of,
+    split_runs,
+)
 from bale.ops.verify import verify  # noqa: E402
 
 #: Ray warns about its own settings when it makes its DataContext (use_push_based_shuffle).
@@ -181,6 +187,10 @@ def test_files_of_different_types_are_refused_naming_the_file_and_column(
 def test_ragged_and_nested_columns_are_refused_naming_the_column() -> None:
     pa = pytest.importorskip("pyarrow")
     assert column_type_of(pa.field("x", pa.list_(pa.float32(), 3))) == bale.Array("float32", (3,))
+    nested = pa.array([[[1, 2], [3, 4]], [[5, 6], [7, 8]]], pa.list_(pa.list_(pa.int8(), 2), 2))
+    types, batch = bale_batch(pa.table({"n": nested}).slice(1, 1))  # an offset into the values
+    assert types == {"n": bale.Array("int8", (2, 2))}
+    np.testing.assert_array_equal(batch["n"], np.array([[[5, 6], [7, 8]]], np.int8))
     for kind in (pa.list_(pa.int64()), pa.struct([("a", pa.int8())]), pa.timestamp("s")):
         with pytest.raises(bale.SchemaError) as caught:
             column_type_of(pa.field("bad", kind))

@@ -123,15 +123,15 @@ def bale_batch(block: Block) -> tuple[dict[str, ColumnType], dict[str, Any]]:
     table = BlockAccessor.for_block(block).to_arrow()
     types = {field.name: column_type_of(field) for field in table.schema}
     batch = BlockAccessor.for_block(table).to_batch_format("numpy")
-    out: dict[str, Any] = {}
     for name, kind in types.items():
-        values = batch[name]
-        if isinstance(kind, Array) and values.dtype == object:  # fixed-size lists
-            values = (
-                np.stack(values.tolist()) if len(values) else _empty_values(Column(name, kind, {}))
-            )
-        out[name] = values
-    return types, out
+        column = table.column(name)
+        if isinstance(kind, Array) and pa.types.is_fixed_size_list(column.type):
+            flat = column.combine_chunks()
+            while pa.types.is_fixed_size_list(flat.type):
+                flat = flat.flatten()  # honours a sliced array's offset, unlike .values
+            values = flat.to_numpy(zero_copy_only=False)
+            batch[name] = values.reshape(len(column), *kind.shape)
+    return types, batch
 
 
 # -- reading ----------------------------------------------------------------------------------
