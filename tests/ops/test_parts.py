@@ -426,6 +426,24 @@ def test_an_existing_target_is_kept_unless_overwrite(tmp_path: Path) -> None:
         bale.merge([target], target, overwrite=True)
 
 
+def test_a_merge_killed_midway_is_run_again(tmp_path: Path) -> None:
+    target = tmp_path / "t.bale"
+    parts = PartSet(target)
+    write_parts(parts, [0, 20, 40], [0, 1])
+    # A merge in another process died here: it left a partial file and every part.
+    script = (
+        "import os, sys, bale; "
+        "parts = bale.PartSet(sys.argv[1]); "
+        "w = bale.Writer(sys.argv[1]); w.write({'id': [1, 2, 3]}); w.flush(); os._exit(9)"
+    )
+    subprocess.run([sys.executable, "-c", script, str(target)], timeout=60, check=False)
+    assert Path(f"{target}.partial").exists() and not target.exists()
+    assert parts.merge(2).rows == 40
+    assert not Path(f"{target}.partial").exists()
+    with bale.open(target) as ds:
+        np.testing.assert_array_equal(ds.read()["id"], np.arange(40))
+
+
 def test_keep_parts_and_metadata(tmp_path: Path) -> None:
     parts = PartSet(tmp_path / "t.bale")
     parts.write_part(0, simple(0, 10), metadata={"classes": ["a"]})

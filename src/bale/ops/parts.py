@@ -20,7 +20,7 @@ from bale._core.writer import Writer
 from bale.errors import BaleError
 from bale.io.open import open_source
 from bale.io.remote_url import is_remote, redact_url
-from bale.io.sink import partial_path_for
+from bale.io.sink import is_locked, partial_path_for
 from bale.ops.merge import (
     MergeInput,
     MergeReport,
@@ -297,6 +297,7 @@ class PartSet:
                 "a schema, so there is no file to make: pass schema= to write_part",
                 path=self._shown(self.parts_dir),
             )
+        self._drop_stale_partial()
         with open_inputs(files, self._options()) as inputs:
             check_inputs(inputs)
             merged = merge_metadata(
@@ -322,6 +323,17 @@ class PartSet:
         if not keep_parts:
             self.remove_parts()
         return report
+
+    def _drop_stale_partial(self) -> None:
+        """A merge killed mid-way leaves ``target.partial``; the parts are still whole (they
+        go only after a merge succeeds), so a re-run starts again. A merge running now holds
+        its lock and is left alone."""
+        if self.remote:
+            return  # a killed upload publishes nothing
+        partial = partial_path_for(self.target)
+        if os.path.exists(partial) and not is_locked(partial):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(partial)
 
     def remove_parts(self) -> None:
         """Remove the parts directory (or prefix) and everything in it."""
