@@ -13,6 +13,7 @@ import random
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,15 @@ def test_the_merged_file_does_not_depend_on_the_order_parts_were_written(tmp_pat
         write_parts(parts, bounds, order)
         parts.merge(6)
         files.append(target.read_bytes())
-    assert files[0] == files[1] == files[2]
+    # Four workers at once, finishing in whatever order they do.
+    target = tmp_path / "pool" / "train.bale"
+    target.parent.mkdir()
+    parts = PartSet(target)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: write_parts(parts, bounds, [i]), range(6), timeout=60))
+    parts.merge(6)
+    files.append(target.read_bytes())
+    assert files[0] == files[1] == files[2] == files[3]
     assert b"run0" not in files[0] and str(tmp_path).encode() not in files[0]
 
 
