@@ -582,6 +582,13 @@ def test_to_bale_resumes_a_job_that_failed(tmp_path: Path) -> None:
     assert bale.open(target)["n"][:].tolist() == list(range(50))
 
 
+def test_to_bale_writes_again_a_part_of_another_job(tmp_path: Path) -> None:
+    target = tmp_path / "s.bale"
+    PartSet(target).write_part(1, {"x": np.zeros(3, np.int64)})  # left by some other job
+    to_bale(da.arange(10, chunks=5), target)
+    assert bale.open(target)["x"][:].tolist() == list(range(10))
+
+
 # -- read_bale_dataframe ------------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ from bale.ops.parts import MergeReport, PartInfo, PartSet
 
 if TYPE_CHECKING:
     import dask.array
+    from dask.delayed import Delayed
 
 __all__ = ["from_bale", "read_bale_dataframe", "to_bale"]
 
@@ -382,7 +383,7 @@ def to_bale(
     compute: bool = True,
     retries: int = 2,
     **writer_kwargs: Any,
-) -> Any:
+) -> MergeReport | Delayed:
     """Write a dask collection to one ``.bale`` file: one part per partition, written by the
     workers, then merged (row groups copied as stored) into ``target``.
 
@@ -399,7 +400,9 @@ def to_bale(
     whatever the number of workers or the order tasks finish. It runs on the active scheduler
     (threads, processes, a ``dask.distributed`` Client); on a distributed cluster a failed or
     lost task is retried up to ``retries`` times and never writes its rows twice. Parts already
-    complete from an earlier, interrupted run with the same target are not computed again.
+    complete from an earlier, interrupted run with the same target are not computed again
+    (those of another length than their partition, where dask knows it, are; remove
+    ``{target}.parts`` to start a different job afresh).
     ``writer_kwargs`` go to each part's ``bale.Writer`` (``codecs``, ``row_group_bytes``,
     ``random_access``, ``schema``, ...) except ``metadata``, which goes to the merged file.
     Returns the merge's report; ``compute=False`` returns a ``dask.delayed`` job instead.
@@ -413,13 +416,20 @@ def to_bale(
 
     metadata = writer_kwargs.pop("metadata", None)
     given = writer_kwargs.pop("schema", None)
-    layout, inputs, offsets = _write_plan(collection, column, os.fspath(target))
+    layout, inputs, lengths = _write_plan(collection, column, os.fspath(target))
+    offsets = np.cumsum([0, *lengths]).tolist() if lengths is not None else None
     schema = given if given is not None else layout.schema
     parts = PartSet(target, storage_options=storage_options, overwrite=overwrite)
     if not overwrite and not is_remote(parts.target) and os.path.exists(parts.target):
         # Before any work: the merge at the end would refuse it.
         raise TargetExistsError("the file exists; pass overwrite=True to replace it", path=target)
-    done = parts.completed()
+    # A part of an earlier run is kept only if it holds as many rows as its partition (where
+    # dask knows that): parts of some other job under the same name are written again.
+    done = {
+        index
+        for index, info in parts.completed().items()
+        if index < len(inputs) and (lengths is None or info.rows == lengths[index])
+    }
     keys = [data.key for data in inputs]
     name = f"bale-to-bale-{tokenize(os.fspath(target), layout.kind, keys, schema)}"
     finish = functools.partial(_finish, parts, len(inputs), metadata)
@@ -429,6 +439,7 @@ def to_bale(
                 parts,
                 index,
                 offsets[index] if offsets is not None else None,
+                lengths[index] if lengths is not None else None,
                 layout,
                 schema,
                 writer_kwargs,
@@ -438,7 +449,7 @@ def to_bale(
             for index, data in enumerate(inputs)
             if index not in done
         ]
-        job = delayed(finish)(writes, dask_key_name=name)
+        job: Delayed = delayed(finish)(writes, dask_key_name=name)
     if not compute:
         return job
     written = compute_all(*writes, retries=retries) if writes else ()  # type: ignore[no-untyped-call]
@@ -462,7 +473,7 @@ Plan = tuple[PartLayout, list[Any], list[int] | None]
 
 def _write_plan(collection: Any, column: str | None, target: str) -> Plan:
     """The collection's layout, one dask object per partition computing to its data, and the
-    first row of each partition where dask knows it."""
+    rows of each partition where dask knows them."""
     import dask.array as da
     import dask.bag as db
 
@@ -505,11 +516,11 @@ def _is_frame(collection: Any) -> bool:
 def _arrays_plan(arrays: dict[str, Any], kind: Literal["array", "arrays"], target: str) -> Plan:
     schema = {name: _array_column_type(name, a, target) for name, a in arrays.items()}
     first = next(iter(arrays.values()))
-    lengths = {name: a.shape[0] for name, a in arrays.items()}
+    sizes = {name: a.shape[0] for name, a in arrays.items()}
     known = not any(math.isnan(n) for a in arrays.values() for n in a.chunks[0])
-    if known and len(set(lengths.values())) > 1:
+    if known and len(set(sizes.values())) > 1:
         raise SchemaError(
-            f"the arrays have different numbers of rows: {lengths}; every column needs one "
+            f"the arrays have different numbers of rows: {sizes}; every column needs one "
             "entry per row",
             path=target,
         )
@@ -532,8 +543,8 @@ def _arrays_plan(arrays: dict[str, Any], kind: Literal["array", "arrays"], targe
         columns.append(a.rechunk(wanted) if wanted else a)
     blocks = [c.to_delayed().reshape(-1) for c in columns]
     inputs = [_row_blocks(*row) if len(row) > 1 else row[0] for row in zip(*blocks, strict=True)]
-    offsets = np.cumsum((0, *rows))[:-1].astype(int).tolist() if known else None
-    return PartLayout(kind, schema, tuple(arrays), target), inputs, offsets
+    lengths = [int(n) for n in rows] if known else None
+    return PartLayout(kind, schema, tuple(arrays), target), inputs, lengths
 
 
 def _row_blocks(*blocks: Any) -> Any:
@@ -596,6 +607,7 @@ def _write_partition(
     parts: PartSet,
     index: int,
     offset: int | None,
+    rows: int | None,
     layout: PartLayout,
     schema: Any,
     writer_kwargs: dict[str, Any],
@@ -603,13 +615,21 @@ def _write_partition(
 ) -> PartInfo:
     """Write partition ``index`` as part ``index`` (a no-op when that part is complete; an
     empty partition of a bag, whose columns nothing tells, as an empty-part marker). ``offset``:
-    the partition's first row in the whole collection, where dask knows it (for messages)."""
+    the partition's first row in the whole collection and ``rows`` its length, where dask knows
+    them: a part already there (a retried or speculative attempt's) of another length is an
+    earlier job's, and is written again."""
     batch = _batch_of(layout, index, offset, data)
     try:
-        return parts.write_part(index, [batch] if batch else [], schema=schema, **writer_kwargs)
+        batches = [batch] if batch else []
+        info = parts.write_part(index, batches, schema=schema, **writer_kwargs)
+        if rows is not None and info.rows != rows:
+            info = parts.write_part(
+                index, batches, schema=schema, skip_complete=False, **writer_kwargs
+            )
+        return info
     except SchemaError as exc:
         local = exc.rows if exc.rows is not None and offset is None else None
-        rows = (
+        shifted = (
             (exc.rows[0] + offset, exc.rows[1] + offset)
             if exc.rows and offset is not None
             else None
@@ -621,7 +641,7 @@ def _write_partition(
                 f", its row {first}" if stop - first == 1 else f", its rows {first}..{stop - 1}"
             )
         raise SchemaError(
-            f"{where}: {exc.detail}", path=layout.target, column=exc.column, rows=rows
+            f"{where}: {exc.detail}", path=layout.target, column=exc.column, rows=shifted
         ) from exc
 
 
