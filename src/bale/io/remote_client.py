@@ -133,6 +133,13 @@ class RangeClient(ABC):
         """Bytes ``[start, stop)`` (``0 <= start < stop <= size``), of the version ``etag``
         where the client can pin one."""
 
+    def head(self, n: int) -> tuple[bytes, str | None] | None:
+        """The object's first ``n`` bytes (fewer if it is shorter) and the ETag of the version
+        they came from (None without a strong one), in one request sent beside ``tail`` at
+        open; None where the client does not do that (the first read of the head fetches it
+        then). May raise anything: the caller then fetches the head later."""
+        return None
+
     def close(self) -> None:  # noqa: B027 (most clients hold nothing to close)
         """Release connections (this process's own client only)."""
 

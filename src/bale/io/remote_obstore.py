@@ -147,6 +147,11 @@ class ObstoreClient(RangeClient):
             raise self._translate(refused, "opening (a suffix-range GET)") from None
         return Tail(0, _strong(meta.get("e_tag")), b"", 2)
 
+    def head(self, n: int) -> tuple[bytes, str | None] | None:
+        _RUNTIME_PID[0] = os.getpid()
+        result = self._obstore.get(self._store, self._path, options={"range": (0, n)})
+        return bytes(result.bytes()), _strong(result.meta.get("e_tag"))
+
     def get(self, start: int, stop: int, etag: str | None) -> bytes:
         _RUNTIME_PID[0] = os.getpid()
         options: dict[str, Any] = {"range": (start, stop)}
