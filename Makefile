@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 # torch is pinned to 2.13.0: on these machines that version is a local CPU-only wheel, while
 # any other spec downloads gigabytes of CUDA packages. The framework adapters' tests need it.
-FRAMEWORKS := torch==2.13.0 torchdata==0.11.0 keras grain "dask[array]"
+FRAMEWORKS := torch==2.13.0 torchdata==0.11.0 keras grain "dask[array,dataframe]" distributed "ray[data]"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -59,7 +59,7 @@ _LAZY = {
 
 _SUBMODULES = frozenset(
     {"adapters", "codecs", "dask", "errors", "format", "images", "importers", "io", "loader"}
-    | {"measure", "ops"}
+    | {"measure", "ops", "ray"}
 )
 
 
