@@ -94,7 +94,22 @@ class _DelayedRangeHandler(http.server.BaseHTTPRequestHandler):
             return
         self._headers(206, stop - start, f"bytes {start}-{stop - 1}/{size}")
         if body:
-            self.wfile.write(memoryview(data)[start:stop])
+            self._send(memoryview(data)[start:stop])
+
+    def _send(self, body: memoryview) -> None:
+        """The body, paced to ``bandwidth`` bytes/s per response when one is set (an object
+        store serves one connection at about 100 MB/s; more come from more connections)."""
+        rate = self.server.bandwidth.value
+        if not rate:
+            self.wfile.write(body)
+            return
+        started = time.perf_counter()
+        step = 256 << 10
+        for offset in range(0, len(body), step):
+            self.wfile.write(body[offset : offset + step])
+            ahead = (offset + step) / rate - (time.perf_counter() - started)
+            if ahead > 0:
+                time.sleep(ahead)
 
     def do_GET(self) -> None:
         self._answer(body=True)
@@ -107,21 +122,24 @@ class _DelayedRangeServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, data: bytes, delay_s: Any, counter: Any) -> None:
+    def __init__(self, data: bytes, delay_s: Any, counter: Any, bandwidth: Any) -> None:
         super().__init__(("127.0.0.1", 0), _DelayedRangeHandler)
         self.data = data
         self.delay_s = delay_s
         self.counter = counter
+        self.bandwidth = bandwidth
         self.last_modified = email.utils.formatdate(usegmt=True)
 
 
-def _serve(port: Any, delay_s: Any, counter: Any, ready: Any, path: str | None = None) -> None:
+def _serve(
+    port: Any, delay_s: Any, counter: Any, bandwidth: Any, ready: Any, path: str | None = None
+) -> None:
     if path is None:
         data = os.urandom(OBJECT_BYTES)
     else:
         with open(path, "rb") as f:
             data = f.read()
-    server = _DelayedRangeServer(data, delay_s, counter)
+    server = _DelayedRangeServer(data, delay_s, counter, bandwidth)
     port.value = server.server_address[1]
     ready.set()
     server.serve_forever()
@@ -136,9 +154,12 @@ class LoopbackServer:
         self._port = ctx.Value("i", 0)
         self._delay = ctx.Value("d", 0.0)
         self._counter = ctx.Value("q", 0)
+        self._bandwidth = ctx.Value("d", 0.0)
         ready = ctx.Event()
         self._process = ctx.Process(
-            target=_serve, args=(self._port, self._delay, self._counter, ready, path), daemon=True
+            target=_serve,
+            args=(self._port, self._delay, self._counter, self._bandwidth, ready, path),
+            daemon=True,
         )
         self._process.start()
         if not ready.wait(60):
@@ -151,6 +172,10 @@ class LoopbackServer:
 
     def set_delay(self, seconds: float) -> None:
         self._delay.value = seconds
+
+    def set_bandwidth(self, bytes_per_s: float) -> None:
+        """Pace each response to this many bytes/s (0: as fast as loopback goes)."""
+        self._bandwidth.value = bytes_per_s
 
     def close(self) -> None:
         self._process.terminate()
