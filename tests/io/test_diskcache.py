@@ -304,7 +304,7 @@ def test_threads_of_one_process_queue_for_the_lock_rather_than_skip(tmp_path: Pa
     for thread in threads:
         thread.join()
     # 200 writes from 8 threads: none skipped for another thread of this process (a thread
-    # held up past 50 ms by a loaded machine may skip one: nothing wrong with that)
+    # held up past 0.5 s by a loaded machine may skip one: nothing wrong with that)
     assert len(entries(tmp_path)) >= 190
     assert all(cache.get(f"k{i}") in (None, payload(i)) for i in range(200))
 
