@@ -269,6 +269,12 @@ def test_columns_bale_cannot_store_are_refused_by_name(spark: SparkSession, tmp_
     ragged = spark.range(20, numPartitions=1).withColumn("e", F.sequence(F.lit(0), F.col("id") % 2))
     with bounded(spark), pytest.raises(Exception, match=r"column 'e'.*partition 0, its row 1"):
         to_bale(ragged, target)
+    # Arrays of one length per partition, another in the next: the merge names the part.
+    shapes = spark.range(20, numPartitions=2).withColumn(
+        "e", F.sequence(F.lit(0), (F.col("id") >= 10).cast("long"))
+    )
+    with bounded(spark), pytest.raises(bale.SchemaError, match=r"part-000001.*column 'e'"):
+        to_bale(shapes, target)
     assert not target.exists()
     assert not (tmp_path / "bad.bale.parts").exists()  # a failed job removes its parts
 

@@ -117,10 +117,18 @@ def to_bale(
             "not merging",
             path=shown,
         )
-    if not any(rows for _, rows in written) and writer_kwargs.get("schema") is None:
+    if count == 0 or (not any(rows for _, rows in written) and writer_kwargs.get("schema") is None):
         parts.remove_parts()
-        raise BaleError("the DataFrame has no rows: nothing written", path=shown)
-    return parts.merge(count, metadata=metadata)
+        raise BaleError(
+            "the DataFrame has no rows: nothing written (pass schema= for an empty file)",
+            path=shown,
+        )
+    try:
+        return parts.merge(count, metadata=metadata)
+    except BaseException:
+        if not resume:
+            parts.remove_parts()
+        raise
 
 
 def _check_spark_type(name: str, kind: DataType, target: str) -> None:
@@ -158,11 +166,12 @@ def _write_partition(
     if context is None:
         raise RuntimeError("bale's Spark write task runs inside a Spark task only")
     index = context.partitionId()
-    given = writer_kwargs.pop("schema", None)
+    kwargs = dict(writer_kwargs)  # the task's own copy: never change what Spark shipped
+    given = kwargs.pop("schema", None)
     converted = _bale_batches(batches, index, parts.target)
     first = next(converted, None)
     if first is None:
-        info = parts.write_part(index, [], schema=given, **writer_kwargs)
+        info = parts.write_part(index, [], schema=given, **kwargs)
     else:
         types, batch = first
 
@@ -179,7 +188,8 @@ def _write_partition(
                     )
                 yield more
 
-        info = parts.write_part(index, rest(), schema=given or types, **writer_kwargs)
+        schema = given if given is not None else types
+        info = parts.write_part(index, rest(), schema=schema, **kwargs)
     yield arrow.RecordBatch.from_pydict(
         {"index": [info.index], "rows": [info.rows]}, schema=_written_schema(arrow)
     )
@@ -293,9 +303,10 @@ def read_bale(
                 raise SchemaError(f"no column {missing[0]!r} in the file", path=path)
             if selected is None:
                 selected = these
-            elif these != selected:
+            elif [(c.name, c.type) for c in these] != [(c.name, c.type) for c in selected]:
                 raise SchemaError(
-                    f"the columns differ from those of {files[0]!r}: {these} != {selected}",
+                    f"the columns differ from those of {files[0]!r}: "
+                    f"{[str(c.type) for c in these]} != {[str(c.type) for c in selected]}",
                     path=path,
                 )
             groups = dataset.num_row_groups
