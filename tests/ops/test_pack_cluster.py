@@ -5,6 +5,7 @@ behind after an error or Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import io
@@ -80,7 +81,12 @@ def local_pack(
 @pytest.fixture(scope="module")
 def dask_client() -> Iterator[Any]:
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        # a port of its own: "None" means dask's default 8787, which another run may hold
+        dashboard_address="127.0.0.1:0",
     )
     client = distributed.Client(cluster, set_as_default=False)
     try:
@@ -291,6 +297,56 @@ def test_ctrl_c_cancels_the_tasks_and_leaves_nothing(
     _wait_until(lambda: _no_tasks(dask_client))
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="FIFOs and /proc as on Linux")
+def test_a_worker_lost_mid_task_is_retried_and_every_row_is_written_once(
+    dask_client: Any, photos: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    psutil = pytest.importorskip("psutil")
+    root = tmp_path / "lost"
+    root.mkdir()
+    fifo = root / "zz.jpg"  # the worker reading it blocks there until it is killed
+    os.mkfifo(fifo)
+    image = (photos[0] / "cat" / "03.jpeg").read_bytes()
+    files = sorted(p.relative_to(photos[0]).as_posix() for p in photos[0].rglob("*.*"))
+    lines = [f"{photos[0] / p},{p[:3]}" for p in files] + [f"{fifo},zz"]
+    (root / "list.csv").write_text("\n".join(["path,label", *lines]) + "\n")
+    killed: list[int] = []
+    failures: list[BaseException] = []
+
+    def kill_the_reader_then_serve() -> None:
+        writer = None
+        try:
+            writer = _open_when_read(fifo)
+            reader = _process_reading(psutil, fifo)
+            reader.kill()  # the worker dies mid-task; its nanny starts another
+            reader.wait(30)  # gone, FIFO end and all: the next reader is the task run again
+            killed.append(reader.pid)
+            os.close(writer)
+            writer = _open_when_read(fifo)  # the task, run again, opens the FIFO again
+            os.write(writer, image)
+        except BaseException as exc:  # shown by the test, not lost in the thread
+            failures.append(exc)
+        finally:
+            if writer is not None:
+                os.close(writer)  # a reader still waiting reads what it has and goes on
+
+    thread = threading.Thread(target=kill_the_reader_then_serve, daemon=True)
+    thread.start()
+    try:
+        report = pack(root / "list.csv", tmp_path / "c.bale", scheduler=dask_client, **SMALL)
+    finally:
+        thread.join(90)
+    assert not failures, failures
+    assert killed
+    # The reference: a local pack of the same manifest, the FIFO now a file of the same bytes.
+    fifo.unlink()
+    fifo.write_bytes(image)
+    expected = pack(root / "list.csv", tmp_path / "l.bale", workers=1, **SMALL)
+    assert report.rows == expected.rows == 37  # every readable row, once
+    assert (tmp_path / "c.bale").read_bytes() == (tmp_path / "l.bale").read_bytes()
+    dask_client.wait_for_workers(2, timeout=60)  # the module's cluster whole again
+
+
 # -- the command -------------------------------------------------------------------------------
 
 
@@ -343,6 +399,32 @@ def test_cli_unreachable_scheduler(
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _open_when_read(fifo: Path, seconds: float = 60) -> int:
+    """A writing end of ``fifo``, once some process opened it for reading."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _process_reading(psutil: Any, fifo: Path, seconds: float = 10) -> Any:
+    """The process (of this one's descendants) that has ``fifo`` open: its ``open`` may still
+    be returning when the FIFO's writer opens, so it is looked for a while."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for process in psutil.Process().children(recursive=True):
+            with contextlib.suppress(OSError):
+                fds = Path(f"/proc/{process.pid}/fd")
+                if any(os.readlink(fd) == str(fifo) for fd in fds.iterdir()):
+                    return process
+        time.sleep(0.01)
+    raise AssertionError(f"no process of this test has {fifo} open")
 
 
 def _no_tasks(client: Any) -> bool:
