@@ -233,3 +233,59 @@ def test_ctrl_c_stops_workers_and_leaves_nothing(
     _, alive = psutil.wait_procs(family, timeout=20)
     assert alive == []  # no worker left behind
     assert os.listdir(out_dir) == []  # no c.bale, no c.bale.partial
+
+
+def test_storage_options_for_a_url_output(
+    tmp_path: Path,
+    folder: tuple[Path, dict[str, bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("boto3")
+    moto_server = pytest.importorskip("moto.server")
+    for name in list(os.environ):  # only the credentials given on the command line
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    import boto3
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="k",
+            aws_secret_access_key="secret-never-printed",
+            region_name="us-east-1",
+        )
+        s3.create_bucket(Bucket="packs")
+        root, _ = folder
+        options = [
+            "--storage-option",
+            "key=k",
+            "--storage-option",
+            "secret=secret-never-printed",
+            "--storage-option",
+            f"endpoint_url={endpoint}",
+            "--storage-option",
+            'client_kwargs={"region_name": "us-east-1"}',
+        ]
+        assert run(root, "s3://packs/photos.bale", *options) == 0
+        assert run(root, tmp_path / "local.bale") == 0
+        stored = s3.get_object(Bucket="packs", Key="photos.bale")["Body"].read()
+        assert stored == (tmp_path / "local.bale").read_bytes()
+        printed = capsys.readouterr()
+        assert "packed 8 rows" in printed.out
+        assert "secret-never-printed" not in printed.out + printed.err
+        s3.close()
+    finally:
+        server.stop()
+    # Options for a local output are a mistake, said before anything is read.
+    assert run(root, tmp_path / "other.bale", "--storage-option", "key=k") == 2
+    assert "--storage-option applies to an OUT that is a URL" in capsys.readouterr().err
+    assert not (tmp_path / "other.bale").exists()
