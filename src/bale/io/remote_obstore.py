@@ -49,6 +49,14 @@ _S3_NAMES = {
     "requester_pays": "request_payer",
 }
 _AZURE_NAMES = {"sas_token": "sas_key", "credential": "account_key"}
+# the parts of an Azure connection string (lower case) -> obstore's
+_CONNECTION_STRING_NAMES = {
+    "accountname": "account_name",
+    "accountkey": "account_key",
+    "sharedaccesssignature": "sas_key",
+    "blobendpoint": "endpoint",
+}
+_GCS_NAMES = {"endpoint_url": "base_url"}  # gcsfs's name for another server (an emulator)
 # options that only steer fsspec's own machinery (caching, listing, botocore): obstore ignores
 _FSSPEC_ONLY = frozenset(
     {
@@ -253,7 +261,10 @@ def _store(url: RemoteURL, storage_options: dict[str, Any], options: RemoteOptio
             client.setdefault("allow_http", True)
         return stores.S3Store(url.netloc, config=config, credential_provider=provider, **common)
     if url.scheme in GCS_SCHEMES:
-        return stores.GCSStore(url.netloc, config=_gcs_config(storage_options), **common)
+        config = _gcs_config(storage_options)
+        if str(config.get("base_url", "")).startswith("http://"):  # an emulator
+            client.setdefault("allow_http", True)
+        return stores.GCSStore(url.netloc, config=config, **common)
     config = _azure_config(storage_options)
     if str(config.get("endpoint", "")).startswith("http://"):
         client.setdefault("allow_http", True)
@@ -353,7 +364,7 @@ def _gcs_config(opts: dict[str, Any]) -> dict[str, Any]:
             if value:
                 config["skip_signature"] = True
         else:
-            config[name] = value
+            config[_GCS_NAMES.get(name, name)] = value
     return config
 
 
@@ -365,6 +376,32 @@ def _azure_config(opts: dict[str, Any]) -> dict[str, Any]:
         if name == "anon":
             if value:
                 config["skip_signature"] = True
+        elif name == "connection_string":
+            config.update(_azure_connection_string(str(value)))
         else:
             config[_AZURE_NAMES.get(name, name)] = value
+    return config
+
+
+def _azure_connection_string(text: str) -> dict[str, Any]:
+    """adlfs's ``connection_string`` (``AccountName=...;AccountKey=...;BlobEndpoint=...``) as
+    obstore's keys. Parts obstore has no use for (the queue and table endpoints, the protocol
+    when an endpoint is given) are dropped; a malformed string names no value."""
+    parts: dict[str, str] = {}
+    for item in text.split(";"):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")  # a key's base64 ends in "=": split once
+        if not sep:
+            raise _OptionsError("storage option 'connection_string' is not NAME=VALUE;...")
+        parts[name.strip().lower()] = value.strip()
+    config: dict[str, Any] = {}
+    if parts.get("usedevelopmentstorage", "").lower() == "true":
+        config["use_emulator"] = True
+    for name, key in _CONNECTION_STRING_NAMES.items():
+        if parts.get(name):
+            config[key] = parts[name]
+    if "endpoint" not in config and parts.get("accountname") and parts.get("endpointsuffix"):
+        protocol = parts.get("defaultendpointsprotocol", "https")  # a sovereign cloud
+        config["endpoint"] = f"{protocol}://{parts['accountname']}.blob.{parts['endpointsuffix']}"
     return config
