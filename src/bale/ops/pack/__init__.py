@@ -49,14 +49,7 @@ from bale.ops.pack._settings import (
 )
 from bale.ops.pack._workers import BatchReader, SourceReader, row_ranges, task_rows
 
-__all__ = [
-    "DEFAULT_MEMORY_BUDGET",
-    "PackReport",
-    "Scheduler",
-    "pack",
-    "pack_splits",
-    "shuffle_keys",
-]
+__all__ = ["DEFAULT_MEMORY_BUDGET", "PackReport", "pack", "pack_splits", "shuffle_keys"]
 
 
 @dataclass(frozen=True)

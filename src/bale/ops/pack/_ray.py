@@ -48,7 +48,7 @@ class RayReader(ClusterReader["ObjectRef[SourceBatch]"]):
                 self._connect(ray, address, source)
             paths = source_paths(source)
             if paths:
-                check_probes(source, _probe_nodes(ray, paths))
+                check_probes(source, _probe_nodes(ray, paths, source))
             cpus = int(ray.cluster_resources().get("CPU", 1))
             super().__init__(source, 2 * max(1, cpus))
             self._ref = ray.put(source)
@@ -109,8 +109,11 @@ class RayReader(ClusterReader["ObjectRef[SourceBatch]"]):
             ray.shutdown()
 
 
-def _probe_nodes(ray: Any, paths: list[str]) -> dict[str, tuple[str, str, list[str]]]:
+def _probe_nodes(
+    ray: Any, paths: list[str], source: RowSource
+) -> dict[str, tuple[str, str, list[str]]]:
     """``probe_paths`` on every living node with CPUs (the nodes tasks can run on)."""
+    from ray.exceptions import GetTimeoutError
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     probe = ray.remote(probe_paths)
@@ -121,5 +124,14 @@ def _probe_nodes(ray: Any, paths: list[str]) -> dict[str, tuple[str, str, list[s
             refs[f"node {node.get('NodeManagerAddress', node['NodeID'])}"] = probe.options(
                 num_cpus=0, scheduling_strategy=strategy
             ).remote(paths)
-    values = ray.get(list(refs.values()), timeout=_PROBE_SECONDS)
+    try:
+        values = ray.get(list(refs.values()), timeout=_PROBE_SECONDS)
+    except GetTimeoutError as exc:
+        for ref in refs.values():
+            ray.cancel(ref)
+        raise BaleError(
+            f"the Ray cluster's nodes did not run a small check in {_PROBE_SECONDS} s "
+            "(whether they see the source): are they busy, or short of workers?",
+            path=source.path,
+        ) from exc
     return dict(zip(refs, values, strict=True))
