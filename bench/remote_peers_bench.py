@@ -19,9 +19,16 @@ Each tool reads through the remote path its documentation gives:
   shard through ``curl`` (webdataset's gopen for http), one whole-shard GET per shard;
 - **MosaicML Streaming**: ``StreamingDataset(remote="s3://bench/...", local=<empty dir>)`` with
   ``S3_ENDPOINT_URL`` set (its documented way to name an S3-compatible endpoint; its downloaders
-  have no http(s) scheme), boto3 downloading whole shards into the local cache;
+  have no http(s) scheme), boto3 downloading whole shards into the local cache. The boto3 client
+  that fetched index.json in the main process is dropped before the DataLoader workers fork
+  (``stream._downloader.clean_up()``): as shipped, the forked workers share its keep-alive
+  socket and read each other's answers. A last section checks epochs as shipped;
 - **LitData**: ``StreamingDataset("s3://bench/...", cache_dir=<empty dir>,
-  storage_options={"endpoint_url": ...})``, boto3 for the index and obstore or boto3 for chunks.
+  storage_options={"endpoint_url": ...})``. As installed here (with obstore, which bale needs)
+  its chunk downloads go through obstore, whose client it builds without ``allow_http``: that row
+  reports the error it gives. The row "boto3 (obstore off)" is LitData's path where obstore is
+  not installed (its ``_OBSTORE_AVAILABLE`` flag set false in this process): boto3 for the
+  index and the chunks.
 
 Every tool reads with its own recommended shuffle and workers, as in the suite (bale
 ``shuffle="chunks"`` with 2 threads; WebDataset shard shuffle + a 1,000-sample buffer, Streaming
@@ -84,7 +91,7 @@ READERS = (
     ("bale http", "bale", "http"),
     ("bale s3", "bale", "s3"),
     ("WebDataset http (curl)", "webdataset", "http"),
-    ("MosaicML Streaming s3", "streaming", "s3"),
+    ("MosaicML Streaming s3 (client per worker)", "streaming", "s3"),
     ("LitData s3", "litdata", "s3"),
     ("LitData s3, boto3 (obstore off)", "litdata", "s3"),
 )
@@ -134,23 +141,30 @@ class RemoteWebDataset(WebDatasetTar):
 class RemoteStreaming(MosaicStreaming):
     """StreamingDataset(remote=s3://..., local=an empty directory) through the suite's loader."""
 
-    def __init__(self, remote: str, cache: Path) -> None:
+    def __init__(self, remote: str, cache: Path, drop_client: bool = True) -> None:
         super().__init__()
         self.remote = remote
         self.cache = cache
+        self.drop_client = drop_client
 
     def _dataset(self, batch_size: int, shuffle: bool, seed: int) -> Any:
         streaming = _streaming()
         from streaming.base.util import clean_stale_shared_memory
 
         clean_stale_shared_memory()
-        return streaming.StreamingDataset(
+        dataset = streaming.StreamingDataset(
             remote=self.remote,
             local=str(fresh_dir(self.cache)),
             shuffle=shuffle,
             shuffle_seed=seed,
             batch_size=batch_size,
         )
+        if self.drop_client:
+            # The S3 client that fetched index.json here holds a keep-alive connection; forked
+            # DataLoader workers would inherit it and share one socket (answers crossed).
+            for stream in dataset.streams:
+                stream._downloader.clean_up()
+        return dataset
 
 
 class RemoteLitData(LitDataChunks):
@@ -375,6 +389,10 @@ def run(cfg: argparse.Namespace) -> dict[str, Any]:
             results["kinds"][kind]["stores"] = {
                 tool: {k: v for k, v in s.items() if k != "dir"} for tool, s in stores.items()
             }
+            if "as_shipped" not in results and "error" not in stores["streaming"]:
+                results["as_shipped"] = streaming_as_shipped(
+                    kind, source, server, max(cfg.delays), 1 if cfg.quick else 3
+                )
     shutil.rmtree(WORK / "cache", ignore_errors=True)
     return results
 
@@ -417,18 +435,32 @@ def measure_kind(
             if cfg.verbose:
                 traceback.print_exc()
     cases: dict[str, dict[str, dict[str, list[float]]]] = {label: {} for label in readers}
+    failures: dict[str, list[str]] = {}
+    nan = float("nan")
     for repeat in range(cfg.repeats):
         epoch = repeat + 1
         for label, (remote, local) in readers.items():
             tool = next(t for name, t, _ in READERS if name == label)
             case = cases[label]
             if label != "bale s3":  # bale's local epoch is the same for both of its rows
-                seconds, n = timed_epoch(local, kind, epoch)
+                try:
+                    seconds, n = timed_epoch(local, kind, epoch)
+                except Exception as exc:
+                    failures.setdefault(label, []).append(
+                        f"local, round {repeat}: " + short_error(exc)
+                    )
+                    seconds, n = nan, 0
                 case.setdefault("local", {}).setdefault("samples_s", []).append(n / seconds)
             for delay in cfg.delays:
                 server.set_delay(delay / 1e3)
                 requests, sent = server.requests, server.bytes_sent
-                seconds, n = timed_epoch(remote, kind, epoch)
+                try:
+                    seconds, n = timed_epoch(remote, kind, epoch)
+                except Exception as exc:
+                    failures.setdefault(label, []).append(
+                        f"{delay:g} ms, round {repeat}: " + short_error(exc)
+                    )
+                    seconds, n = nan, 0
                 at = case.setdefault(f"{delay:g} ms", {})
                 at.setdefault("samples_s", []).append(n / seconds)
                 at.setdefault("rows", []).append(n)
@@ -447,7 +479,7 @@ def measure_kind(
             ),
             flush=True,
         )
-    # ratios to bale over http, round by round
+    # ratios to bale over http, round by round (nan where either epoch failed)
     if BASELINE in cases:
         for case in cases.values():
             for name, at in case.items():
@@ -464,11 +496,53 @@ def measure_kind(
         "rows": spec.rows,
         "batch": BATCH[kind],
         "errors": errors,
+        "failures": failures,
         "cases": {
-            label: {name: {k: summary(v) for k, v in at.items()} for name, at in case.items()}
+            label: {name: summaries(at) for name, at in case.items()}
             for label, case in cases.items()
         },
     }
+
+
+def summaries(values: dict[str, list[float]]) -> dict[str, Any]:
+    """Each measure's summary over the rounds that did not fail (None when all failed)."""
+    out: dict[str, Any] = {}
+    for key, v in values.items():
+        kept = [x for x in v if x == x]  # nan != nan
+        out[key] = summary(kept) if kept else None
+    return out
+
+
+def streaming_as_shipped(
+    kind: str, source: data.Source, server: DirectoryServer, delay_ms: float, epochs: int
+) -> dict[str, Any]:
+    """Streaming's epochs without dropping the parent's S3 client, each checked against the
+    source: what a user gets from ``StreamingDataset(remote="s3://...")`` in a DataLoader with
+    forked workers, against a server that keeps connections alive (as S3 does)."""
+    store = WORK / "serve" / BUCKET / kind / "streaming"
+    reader = RemoteStreaming(f"s3://{BUCKET}/{kind}/streaming", WORK / "cache" / "streaming", False)
+    reader.open(store, source.spec)
+    want = source_digest(source)
+    outcomes = []
+    server.set_delay(delay_ms / 1e3)
+    try:
+        for _ in range(epochs):
+            t0 = time.perf_counter()
+            try:
+                got = checked_epoch(reader, kind)
+                outcome = (
+                    "right rows"
+                    if got == want
+                    else f"WRONG ROWS: {got[0]} rows, digest {got[1]:x} (expected {want[1]:x})"
+                )
+            except Exception as exc:
+                outcome = short_error(exc)
+            outcomes.append({"seconds": time.perf_counter() - t0, "outcome": outcome})
+            print(f"  Streaming as shipped: {outcomes[-1]['seconds']:.1f} s, {outcome[:200]}")
+    finally:
+        server.set_delay(0.0)
+        shutil.rmtree(WORK / "cache" / "streaming", ignore_errors=True)
+    return {"kind": kind, "delay_ms": delay_ms, "epochs": outcomes}
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -486,6 +560,7 @@ def report(results: dict[str, Any]) -> str:
         + (results.get("note") or ""),
         "",
     ]
+    lines += summary_table(results)
     for kind, k in results["kinds"].items():
         lines += [
             f"## {kind}: {data.DESCRIPTIONS[kind]}",
@@ -506,21 +581,92 @@ def report(results: dict[str, Any]) -> str:
         for label, case in k["cases"].items():
             for name, at in case.items():
                 where = "local files" if name == "local" else f"server, {name}"
-                vs_bale = fmt_range(at["vs_bale"], 2) if "vs_bale" in at else "-"
-                vs_local = fmt_range(at["vs_own_local"], 2) if "vs_own_local" in at else "-"
-                requests = f"{at['requests']['median']:.0f}" if "requests" in at else "-"
-                fetched = fmt_range(at["fetched_ratio"], 2) if "fetched_ratio" in at else "-"
-                lines.append(
-                    f"| {label} | {where} | {fmt_range(at['samples_s'], 0)} | {vs_bale} | "
-                    f"{vs_local} | {requests} | {fetched} |"
-                )
+                cells = [fmt(at.get(key), d) for key, d in SHOWN]
+                lines.append(f"| {label} | {where} | " + " | ".join(cells) + " |")
         for label in k["errors"]:
             lines.append(f"| {label} | - | failed: see below | - | - | - | - |")
         if k["errors"]:
             lines += ["", "Readers that could not read from the server (or from their store):", ""]
             lines += [f"- **{label}**: `{error}`" for label, error in k["errors"].items()]
+        if k.get("failures"):
+            lines += ["", "Epochs that failed (left out of the medians):", ""]
+            lines += [
+                f"- **{label}**, {failure}"
+                for label, failed in k["failures"].items()
+                for failure in failed
+            ]
+        lines.append("")
+    shipped = results.get("as_shipped")
+    if shipped:
+        lines += [
+            "## MosaicML Streaming as shipped: forked workers share the parent's S3 connection",
+            "",
+            '`StreamingDataset(remote="s3://...")` fetches index.json in the main process '
+            "with a boto3 client that keeps its connection open; DataLoader workers forked "
+            "afterwards inherit that client and send their ranged GETs down the same socket, so "
+            "each can read the other's answer (same length, other bytes) or wait for one that "
+            "went to the other (boto3's 60 s read timeout). The rows above drop that client "
+            "before the workers fork (`stream._downloader.clean_up()` on each stream, one line "
+            "a user can add). Without it, checked epochs of the "
+            f"{shipped['kind']} store at {shipped['delay_ms']:g} ms a request:",
+            "",
+            "| epoch | seconds | outcome |",
+            "|---:|---:|---|",
+        ]
+        lines += [
+            f"| {i} | {e['seconds']:.1f} | `{e['outcome'][:400]}` |"
+            for i, e in enumerate(shipped["epochs"])
+        ]
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def summary_table(results: dict[str, Any]) -> list[str]:
+    """Median samples/s of every reader, side by side: one row per kind and place read from."""
+    labels = [label for label, _, _ in READERS]
+    lines = [
+        "## Side by side: median samples/s (x bale over HTTP at the same place)",
+        "",
+        "| kind | read from | " + " | ".join(labels) + " |",
+        "|---|---|" + "---:|" * len(labels),
+    ]
+    for kind, k in results["kinds"].items():
+        places = ["local", *(f"{d:g} ms" for d in results["delays_ms"])]
+        for place in places:
+            cells = []
+            for label in labels:
+                at = k["cases"].get(label, {}).get(place)
+                if label in k["errors"]:
+                    cells.append("failed")
+                elif at is None or at.get("samples_s") is None:
+                    cells.append("-")
+                else:
+                    ratio = at.get("vs_bale")
+                    tail = f" ({ratio['median']:.2f}x)" if ratio and label != BASELINE else ""
+                    cells.append(f"{at['samples_s']['median']:,.0f}{tail}")
+            where = "local files" if place == "local" else f"server, {place}"
+            lines.append(f"| {kind} | {where} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+#: the table's measures and their digits
+SHOWN = (
+    ("samples_s", 0),
+    ("vs_bale", 2),
+    ("vs_own_local", 2),
+    ("requests", -1),
+    ("fetched_ratio", 2),
+)
+
+
+def fmt(s: dict[str, float] | None, digits: int) -> str:
+    """A summary as ``median (min-max)``, ``-`` when not measured, a plain median for
+    counts (``digits`` -1)."""
+    if s is None:
+        return "-"
+    if digits < 0:
+        return f"{s['median']:.0f}"
+    return fmt_range(s, digits)
 
 
 def main() -> None:
