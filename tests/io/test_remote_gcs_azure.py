@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
+import multiprocessing
+import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,7 @@ from emulators import (
     start_azurite,
     start_gcs,
 )
+from remote_children import digest
 from remote_helpers import QUICK, bounded, skip_without
 from remote_servers import FaultProxy
 
@@ -247,6 +252,20 @@ def big_columns(rows: int, seed: int) -> dict[str, Any]:
     return {"x": rng.integers(0, 256, (rows, 4096), dtype=np.uint8), "i": np.arange(rows)}
 
 
+def test_a_writer_with_a_wrong_azure_key_is_access_denied(
+    azurite: Emulator, container: Any, small_parts: None
+) -> None:
+    """The check for an existing blob (a HEAD) is refused before anything is uploaded."""
+    wrong = AZURE_KEY[:-8] + "AAAAAAA="
+    url = az_url("refused.bale")
+    with pytest.raises(AccessDeniedError) as refused:
+        bale.Writer(url, storage_options=az_options(azurite.endpoint, wrong))
+    assert refused.value.path == url
+    for text in (str(refused.value), repr(refused.value)):
+        assert wrong not in text and AZURE_KEY not in text
+    assert "refused.bale" not in {b.name for b in container.list_blobs()}
+
+
 @pytest.mark.slow
 def test_a_writer_uploads_the_local_files_bytes_as_blocks(
     azurite: Emulator, container: Any, small_parts: None, tmp_path: Path
@@ -368,17 +387,22 @@ def gcs() -> Iterator[Emulator]:
     the Storage Control gRPC API for every bucket (uncached when it fails), which an emulator
     of the JSON API does not serve: each read would wait out the RPC's 30 s timeout."""
     skip_without("gcsfs")
+    import fsspec
+
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
-        if "gcsfs" in sys.modules:
-            assert "Extended" not in sys.modules["gcsfs"].GCSFileSystem.__name__, (
-                "gcsfs was imported before this module with GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT on"
-            )
+        patch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # read when gcsfs is imported
+        chosen = fsspec.get_filesystem_class("gs")
+        if "Extended" in chosen.__name__:  # gcsfs was imported earlier, with the lookup on
+            plain = importlib.import_module("gcsfs.core").GCSFileSystem
+            for protocol in ("gs", "gcs"):
+                fsspec.register_implementation(protocol, plain, clobber=True)
         emulator = start_gcs()
         try:
             yield emulator
         finally:
             emulator.stop()
+            for protocol in ("gs", "gcs"):
+                fsspec.register_implementation(protocol, chosen, clobber=True)
 
 
 @pytest.fixture
@@ -447,6 +471,59 @@ def test_a_missing_gcs_object_is_object_not_found(gcs: Emulator, backend: str) -
             lambda: bale.open(url, storage_options=gcs_options(gcs.endpoint), remote_options=remote)
         )
     assert missing.value.path == url and url in str(missing.value)
+
+
+# -- forked children ------------------------------------------------------------------------------
+
+
+def read_in_child(url: str, options: dict[str, Any], results: Any) -> None:
+    try:
+        source = RemoteSource(url, options, options=QUICK)
+        data = source.read(0, source.size())
+        results.put(("ok", source.backend, digest(data)))
+    except BaseException as exc:
+        results.put(("error", type(exc).__name__, str(exc)))
+
+
+def read_forked(url: str, options: dict[str, Any]) -> tuple[Any, ...]:
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    child = ctx.Process(target=read_in_child, args=(url, options, results))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        child.start()
+    try:
+        report: tuple[Any, ...] = results.get(timeout=60)
+    except Exception:
+        child.kill()
+        pytest.fail("the forked child did not answer: a hang")
+    finally:
+        child.join(10)
+        results.close()
+        results.join_thread()
+    return report
+
+
+@pytest.mark.parametrize("store", ["az", "gs"])
+def test_a_child_forked_after_obstore_started_reads_through_adlfs_or_gcsfs(
+    store: str, request: pytest.FixtureRequest, local_file: Path
+) -> None:
+    """obstore's runtime does not survive fork: the parent makes a real obstore request first,
+    then a forked child (a DataLoader worker under 'fork') reads the URL through fsspec."""
+    if store == "az":
+        emulator: Emulator = request.getfixturevalue("azurite")
+        url, options = request.getfixturevalue("az_train"), az_options(emulator.endpoint)
+        assert bounded(lambda: remote_sink.object_exists(url, options))  # a HEAD, by obstore
+    else:
+        emulator = request.getfixturevalue("gcs")
+        url, options = request.getfixturevalue("gs_train"), gcs_options(emulator.endpoint)
+        missing = url.replace("train.bale", "none.bale")
+        remote = dataclasses.replace(QUICK, backend="obstore")
+        with pytest.raises(ObjectNotFoundError):  # a GET answered 404, through obstore
+            bounded(lambda: RemoteSource(missing, options, options=remote))
+    assert remote_obstore._RUNTIME_PID[0] == os.getpid()  # obstore's runtime started here
+    report = read_forked(url, options)
+    assert report == ("ok", "fsspec", digest(local_file.read_bytes())), report
 
 
 # -- option names ---------------------------------------------------------------------------------
