@@ -373,6 +373,23 @@ def test_cli_scheduler(
     assert "workers= counts local processes" in capsys.readouterr().err
 
 
+def test_cli_ray(
+    ray_started: None,
+    photos: tuple[Path, list[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    common = [str(photos[0]), "--size", "32", "--seed", "5", "--memory", "1", "--no-progress"]
+    assert main(["pack", common[0], str(tmp_path / "l.bale"), *common[1:], "--workers", "1"]) == 0
+    assert main(["pack", common[0], str(tmp_path / "r.bale"), *common[1:], "--ray"]) == 0
+    assert "packed 36 rows" in capsys.readouterr().out
+    assert (tmp_path / "r.bale").read_bytes() == (tmp_path / "l.bale").read_bytes()
+    assert ray.is_initialized()  # this process's Ray, used and left as it was
+    with pytest.raises(SystemExit):  # argparse: a Ray client address is ray://HOST:PORT
+        main(["pack", *common[:1], str(tmp_path / "x.bale"), "--ray-address", "head:6379"])
+    assert "expected a Ray client address like ray://head:10001" in capsys.readouterr().err
+
+
 def test_cli_unreachable_scheduler(
     tmp_path: Path,
     photos: tuple[Path, list[str]],
