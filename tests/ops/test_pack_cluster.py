@@ -200,7 +200,7 @@ def test_a_source_error_on_a_worker_is_raised_as_locally(
 ) -> None:
     scheduler = dask_client if engine == "dask" else "ray"
     # Decoded at their own sizes, which differ: an error of the source, raised on a worker.
-    options = {"keep_bytes": False, "progress": False, "seed": 1}
+    options: dict[str, Any] = {"keep_bytes": False, "progress": False, "seed": 1}
     with pytest.raises(BaleError) as local:
         pack(photos[0], tmp_path / "l.bale", workers=1, **options)
     with pytest.raises(BaleError) as remote:
