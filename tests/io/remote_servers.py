@@ -220,7 +220,10 @@ class _ProxyHandler(_Quiet):
         for key, value in response.getheaders():
             if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
                 self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
+        if self.command == "HEAD":  # no body: the object's length, as the upstream said
+            self.send_header("Content-Length", response.getheader("Content-Length") or "0")
+        else:
+            self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if fault.kind == "stall":
             self.wfile.flush()

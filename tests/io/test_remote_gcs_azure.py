@@ -58,23 +58,6 @@ from bale.io.remote_sink import UploadOptions
 ROWS = 1200
 PART = 5 << 20  # the smallest part: a few MiB make an upload of several blocks
 
-#: object_store refuses suffix ranges for Azure ("Azure does not support suffix range
-#: requests"), so opening an az:// URL through obstore fails until ObstoreClient.tail asks for
-#: the size first there (a HEAD, then the last bytes pinned by If-Match).
-AZURE_SUFFIX = pytest.mark.xfail(
-    strict=True,
-    raises=bale.BaleError,
-    reason="obstore: Azure refuses suffix ranges; ObstoreClient.tail needs HEAD + GET for az://",
-)
-
-#: adlfs raises azure-core's HttpResponseError, whose HTTP status is ``status_code`` (not
-#: ``status``): FsspecClient._sort reports a refused key as a RemoteReadError.
-ADLFS_403 = pytest.mark.xfail(
-    strict=True,
-    raises=bale.errors.RemoteReadError,
-    reason="FsspecClient._sort does not read azure-core's status_code (403 -> RemoteReadError)",
-)
-
 
 def columns(rows: int = ROWS, seed: int = 0) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
@@ -138,11 +121,6 @@ def az_options(endpoint: str, key: str = AZURE_KEY) -> dict[str, Any]:
     return {"connection_string": azure_connection_string(endpoint, key)}
 
 
-def az_params(obstore_xfail: bool) -> list[Any]:
-    marks = [AZURE_SUFFIX] if obstore_xfail else []
-    return [pytest.param("obstore", marks=marks), "fsspec"]
-
-
 @pytest.fixture(scope="module")
 def az_train(azurite: Emulator, local_file: Path) -> str:
     with azure_container_client(azurite.endpoint) as container:
@@ -150,7 +128,7 @@ def az_train(azurite: Emulator, local_file: Path) -> str:
     return az_url("train.bale")
 
 
-@pytest.mark.parametrize("backend", az_params(obstore_xfail=True))
+@pytest.mark.parametrize("backend", ["obstore", "fsspec"])
 def test_azure_reads_the_same_rows_and_epoch_as_the_local_file(
     azurite: Emulator, az_train: str, local_file: Path, backend: str
 ) -> None:
@@ -166,9 +144,7 @@ def test_azure_reads_the_same_rows_and_epoch_as_the_local_file(
         assert_columns_equal(mine, theirs)
 
 
-@pytest.mark.parametrize(
-    ("backend", "requests"), [pytest.param("obstore", 3, marks=AZURE_SUFFIX), ("fsspec", 3)]
-)
+@pytest.mark.parametrize(("backend", "requests"), [("obstore", 3), ("fsspec", 3)])
 def test_opening_an_azure_object_costs_three_requests(
     azurite: Emulator, az_train: str, backend: str, requests: int
 ) -> None:
@@ -184,7 +160,6 @@ def test_opening_an_azure_object_costs_three_requests(
         source.close()
 
 
-@AZURE_SUFFIX
 def test_an_azure_object_replaced_while_open_is_reported(
     azurite: Emulator, container: Any, local_file: Path
 ) -> None:
@@ -204,7 +179,7 @@ def test_an_azure_object_replaced_while_open_is_reported(
         assert_columns_equal(first, {k: v[:10] for k, v in columns().items()})
 
 
-@pytest.mark.parametrize("backend", az_params(obstore_xfail=True))
+@pytest.mark.parametrize("backend", ["obstore", "fsspec"])
 def test_a_missing_azure_object_is_object_not_found(azurite: Emulator, backend: str) -> None:
     url = az_url("missing/none.bale")
     remote = dataclasses.replace(QUICK, backend=backend)  # type: ignore[arg-type]
@@ -218,10 +193,7 @@ def test_a_missing_azure_object_is_object_not_found(azurite: Emulator, backend: 
     assert AZURE_KEY not in str(missing.value)
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [pytest.param("obstore", marks=AZURE_SUFFIX), pytest.param("fsspec", marks=ADLFS_403)],
-)
+@pytest.mark.parametrize("backend", ["obstore", "fsspec"])
 def test_a_wrong_azure_key_is_access_denied(azurite: Emulator, az_train: str, backend: str) -> None:
     """Azurite checks shared-key signatures: a key that is not the account's is refused (403)."""
     wrong = AZURE_KEY[:-8] + "AAAAAAA="

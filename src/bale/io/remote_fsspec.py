@@ -222,6 +222,8 @@ class FsspecClient(RangeClient):
         if isinstance(exc, BaleError):
             return exc
         status = getattr(exc, "status", None)
+        if not isinstance(status, int):  # azure-core's HttpResponseError (adlfs): status_code
+            status = getattr(exc, "status_code", None)
         status = status if isinstance(status, int) else _boto_status(exc)
         if isinstance(exc, FileNotFoundError) and status is None:
             status = 404

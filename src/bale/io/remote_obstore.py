@@ -118,6 +118,8 @@ class ObstoreClient(RangeClient):
         self._exceptions: Any = importlib.import_module("obstore.exceptions")
         self._display = url.display
         self._path = url.key
+        # object_store refuses suffix ranges for Azure (Blob Storage has none): the size first
+        self._size_first = url.scheme in AZURE_SCHEMES
         key = ("obstore", url.scheme, url.netloc, options_key(storage_options), options)
         try:
             self._store = shared_connection(
@@ -135,6 +137,8 @@ class ObstoreClient(RangeClient):
 
     def tail(self, n: int) -> Tail:
         _RUNTIME_PID[0] = os.getpid()
+        if self._size_first:
+            return self._tail_after_head(n)
         try:
             result = self._obstore.get(self._store, self._path, options={"range": {"suffix": n}})
             data = bytes(result.bytes())
@@ -145,6 +149,17 @@ class ObstoreClient(RangeClient):
                 return self._empty_tail(exc)
             raise self._translate(exc, "opening (a suffix-range GET)") from None
         return Tail(int(meta["size"]), _strong(meta.get("e_tag")), data, 1)
+
+    def _tail_after_head(self, n: int) -> Tail:
+        """A HEAD for the size and version, then a bounded GET of the last ``n`` bytes of that
+        version: two requests, two round trips."""
+        try:
+            meta = self._obstore.head(self._store, self._path)
+        except Exception as exc:
+            raise self._translate(exc, "opening (a HEAD)") from None
+        size, etag = int(meta["size"]), _strong(meta.get("e_tag"))
+        data = self.get(max(0, size - n), size, etag) if size else b""
+        return Tail(size, etag, data, 2 if size else 1)
 
     def _empty_tail(self, refused: Exception) -> Tail:
         try:
