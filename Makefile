@@ -8,13 +8,18 @@ STAMP := $(VENV)/.installed
 
 # torch is pinned to 2.13.0: on these machines that version is a local CPU-only wheel, while
 # any other spec downloads gigabytes of CUDA packages. The framework adapters' tests need it.
-FRAMEWORKS := torch==2.13.0 torchdata==0.11.0 keras grain "dask[array,dataframe]" distributed "ray[data]"
+FRAMEWORKS := torch==2.13.0 torchdata==0.11.0 keras grain "dask[array,dataframe]" distributed "ray[data]" pyspark
+# Loopback emulators the object-storage tests start themselves (tests/io/emulators.py): GCS from
+# PyPI, Azure's Azurite from npm (skipped, with the hint, where Node is missing).
+EMULATORS := gcp-storage-emulator
+AZURITE := .cache/azurite
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test,bench]"
-	$(BIN)/python -m pip install -q $(FRAMEWORKS)
+	$(BIN)/python -m pip install -q $(FRAMEWORKS) $(EMULATORS)
+	if command -v npm >/dev/null; then npm install -q --prefix $(AZURITE) azurite --no-audit --no-fund; fi
 	touch $(STAMP)
 
 demo: $(STAMP)
