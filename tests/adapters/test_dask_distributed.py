@@ -30,6 +30,7 @@ distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
 
 from bale.dask import from_bale, read_bale_dataframe, to_bale  # noqa: E402
+from tests.cluster_helpers import close_cluster  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -59,8 +60,7 @@ def client() -> Iterator[Any]:
         client.wait_for_workers(2, timeout=BOUND)
         yield client
     finally:
-        client.close(timeout=BOUND)
-        cluster.close(timeout=BOUND)
+        close_cluster(client, cluster, timeout=BOUND)
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 

@@ -28,6 +28,7 @@ import bale
 from bale.cli.main import main
 from bale.errors import BaleError
 from bale.ops.pack import pack
+from tests.cluster_helpers import close_cluster
 
 distributed = pytest.importorskip("distributed")
 ray = pytest.importorskip("ray")
@@ -92,8 +93,7 @@ def dask_client() -> Iterator[Any]:
     try:
         yield client
     finally:
-        client.close(timeout=30)
-        cluster.close(timeout=30)
+        close_cluster(client, cluster, timeout=30)
 
 
 @pytest.fixture(scope="module")
