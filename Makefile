@@ -52,6 +52,10 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.sampler_bench
 	$(BIN)/python -m bench.random_access_bench
 	$(BIN)/python -m bench.remote_loader_bench
+	$(BENCH_VENV)/bin/python -m bench.remote_peers_bench
+	$(BIN)/python -m bench.merge_bench
+	$(BIN)/python -m bench.pack_cluster_bench
+	$(BIN)/python -m bench.dask_bench
 	$(BIN)/python -m bench.frame_choice
 	$(BIN)/python -m bench.pack_bench
 	$(BIN)/python -m bench.advisor_bench
@@ -68,6 +72,10 @@ bench-quick: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.sampler_bench --quick
 	$(BIN)/python -m bench.random_access_bench --quick
 	$(BIN)/python -m bench.remote_loader_bench --quick
+	$(BENCH_VENV)/bin/python -m bench.remote_peers_bench --quick
+	$(BIN)/python -m bench.merge_bench --quick
+	$(BIN)/python -m bench.pack_cluster_bench --quick
+	$(BIN)/python -m bench.dask_bench --quick
 	$(BIN)/python -m bench.frame_choice --quick
 	$(BIN)/python -m bench.pack_bench --quick
 	$(BIN)/python -m bench.advisor_bench --quick

@@ -79,7 +79,38 @@ SECTIONS = (
         "Over HTTP: opening and Loader epochs against the local file",
         "`.venv/bin/python -m bench.remote_loader_bench`: a loopback range server with a "
         "per-request delay of 0-50 ms serves each file; open time and requests, Loader "
-        "samples/s against the local file, bytes fetched per epoch.",
+        "samples/s against the local file, bytes fetched per epoch; at 20 ms also responses "
+        "paced to 100 MB/s and epoch 2 from the disk cache.",
+    ),
+    (
+        "remote_peers_bench.md",
+        "Over the network against the peers: WebDataset, Streaming and LitData through their "
+        "own remote paths",
+        "`.venv-bench/bin/python -m bench.remote_peers_bench`: every tool's store served by one "
+        "loopback HTTP/S3 server with 0/20/50 ms a request; one shuffled epoch per tool and "
+        "delay from an empty cache, samples/s side by side and as a ratio to bale, against each "
+        "tool's local epoch; rows checked before timing.",
+    ),
+    (
+        "merge_bench.md",
+        "Merging part files into one: against a plain file copy",
+        "`.venv/bin/python -m bench.merge_bench`: `bale.merge` of 8 parts (row groups copied as "
+        "stored) against `shutil.copyfile` of the same bytes, with and without fsync; "
+        "`verify=True` and `bale.concat` for comparison.",
+    ),
+    (
+        "pack_cluster_bench.md",
+        "bale pack on Dask and Ray",
+        "`.venv/bin/python -m bench.pack_cluster_bench`: 500 JPEGs decoded, checked and resized "
+        "to 224x224 by the local pack (1 and 2 workers), a Dask LocalCluster (1 and 2 workers) "
+        "and Ray on 2 CPUs: images/s and the ratio to the local pack.",
+    ),
+    (
+        "dask_bench.md",
+        "Dask: to_bale, from_bale and a shuffled gather against .npy and zarr",
+        "`.venv/bin/python -m bench.dask_bench`: to_bale write rates on threads and a "
+        "LocalCluster, merge against a copy, `mean` and a shuffled batch of 64 through dask "
+        "over bale, .npy and zarr.",
     ),
     (
         "frame_choice.md",
