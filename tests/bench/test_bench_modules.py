@@ -9,10 +9,14 @@ puts the working directory on the path)."""
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 import bench
@@ -123,3 +127,155 @@ def test_the_loopback_server_answers_http_ranges_and_s3_listings(tmp_path: Path)
         before = server.requests
         s3.head_object(Bucket="bucket", Key="kind/index.json")
         assert server.requests == before + 1
+
+
+def _s3_client(endpoint: str) -> object:
+    boto3 = pytest.importorskip("boto3")
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="k",
+        aws_secret_access_key="s",
+        region_name="us-east-1",
+    )
+
+
+def test_the_loopback_server_publishes_uploads_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bench.remote_server (what bench.remote_upload_bench times) takes S3 uploads as S3 does,
+    through boto3: PutObject; multipart parts invisible until CompleteMultipartUpload, which
+    assembles them in order (S3's refusals of a bad part list included); AbortMultipartUpload
+    and ListMultipartUploads; an older object readable until the new one completes."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    pytest.importorskip("boto3")
+    from boto3.s3.transfer import TransferConfig
+    from botocore.exceptions import ClientError
+
+    from bench.remote_server import DirectoryServer
+
+    mib = 1 << 20
+    rng = np.random.default_rng(1)
+    first, second = rng.bytes(5 * mib + 7), rng.bytes(3 * mib + 1)
+    (tmp_path / "serve" / "bucket").mkdir(parents=True)
+    with DirectoryServer(tmp_path / "serve") as server:
+        s3: Any = _s3_client(server.endpoint)
+
+        def code(call: Any, **kwargs: Any) -> str:
+            with pytest.raises(ClientError) as refused:
+                call(**kwargs)
+            return str(refused.value.response["Error"]["Code"])
+
+        s3.put_object(Bucket="bucket", Key="small/one.bin", Body=b"hello")
+        assert s3.get_object(Bucket="bucket", Key="small/one.bin")["Body"].read() == b"hello"
+        assert code(s3.put_object, Bucket="nobucket", Key="k", Body=b"x") == "NoSuchBucket"
+
+        local = tmp_path / "local.bin"
+        local.write_bytes(first + second + first)
+        config = TransferConfig(multipart_threshold=5 * mib, multipart_chunksize=5 * mib)
+        s3.upload_file(str(local), "bucket", "big/file.bin", Config=config)
+        stored = tmp_path / "serve" / "bucket" / "big" / "file.bin"
+        assert stored.read_bytes() == local.read_bytes()
+        assert server.bytes_received >= local.stat().st_size
+
+        # by hand: parts 2 and 1 sent out of order, assembled in the listed order
+        s3.put_object(Bucket="bucket", Key="obj", Body=b"old")
+        upload = s3.create_multipart_upload(Bucket="bucket", Key="obj")["UploadId"]
+        ids = {"Bucket": "bucket", "Key": "obj", "UploadId": upload}
+        tag2 = s3.upload_part(**ids, PartNumber=2, Body=second)["ETag"]
+        tag1 = s3.upload_part(**ids, PartNumber=1, Body=first)["ETag"]
+        assert s3.get_object(Bucket="bucket", Key="obj")["Body"].read() == b"old"
+        listed = s3.list_multipart_uploads(Bucket="bucket")["Uploads"]
+        assert [(u["Key"], u["UploadId"]) for u in listed] == [("obj", upload)]
+        parts = [{"PartNumber": 1, "ETag": tag1}, {"PartNumber": 2, "ETag": tag2}]
+        complete = s3.complete_multipart_upload
+        assert code(complete, **ids, MultipartUpload={"Parts": parts[::-1]}) == "InvalidPartOrder"
+        wrong = [parts[0], {"PartNumber": 2, "ETag": '"nope"'}]
+        assert code(complete, **ids, MultipartUpload={"Parts": wrong}) == "InvalidPart"
+        assert s3.get_object(Bucket="bucket", Key="obj")["Body"].read() == b"old"
+        done = complete(**ids, MultipartUpload={"Parts": parts})
+        assert done["ETag"]
+        assert s3.get_object(Bucket="bucket", Key="obj")["Body"].read() == first + second
+        assert code(complete, **ids, MultipartUpload={"Parts": parts}) == "NoSuchUpload"
+
+        # every part but the last at least 5 MiB, as on S3
+        upload = s3.create_multipart_upload(Bucket="bucket", Key="tiny")["UploadId"]
+        ids = {"Bucket": "bucket", "Key": "tiny", "UploadId": upload}
+        tags = [s3.upload_part(**ids, PartNumber=n, Body=b"ab")["ETag"] for n in (1, 2)]
+        small = [{"PartNumber": n, "ETag": t} for n, t in zip((1, 2), tags, strict=True)]
+        assert code(complete, **ids, MultipartUpload={"Parts": small}) == "EntityTooSmall"
+
+        # aborted: no object, no upload, no part left on the server's disk
+        s3.abort_multipart_upload(**ids)
+        assert code(s3.head_object, Bucket="bucket", Key="tiny") == "404"
+        assert code(s3.abort_multipart_upload, **ids) == "NoSuchUpload"
+        assert code(s3.upload_part, **ids, PartNumber=3, Body=b"x") == "NoSuchUpload"
+        assert "Uploads" not in s3.list_multipart_uploads(Bucket="bucket")
+        assert list((tmp_path / "serve" / ".uploads").iterdir()) == []
+        assert code(s3.get_object, Bucket=".uploads", Key="x") == "AccessDenied"
+
+        s3.delete_object(Bucket="bucket", Key="obj")
+        assert code(s3.head_object, Bucket="bucket", Key="obj") == "404"
+        s3.close()
+
+
+def test_bale_writes_through_the_loopback_server_byte_for_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bale.Writer to s3:// on bench.remote_server, with a delay and a per-request cap: several
+    16 MiB parts in flight, the object equal to the same rows written to a local file; a writer
+    failing after parts were sent leaves the older object, whole, and no upload behind."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    pytest.importorskip("obstore")
+    import bale
+    from bale.io.remote_client import close_shared_connections
+    from bench.remote_server import DirectoryServer
+
+    rows = np.random.default_rng(2).integers(0, 256, (4000, 64, 64, 3), dtype=np.uint8)
+    label = np.arange(len(rows), dtype=np.int64)
+
+    def write(path: str, fail: bool = False, **options: Any) -> None:
+        with bale.Writer(path, overwrite=True, **options) as writer:
+            for start in range(0, len(rows), 500):
+                writer.write({"x": rows[start : start + 500], "label": label[start : start + 500]})
+            if fail:
+                raise RuntimeError("the job failed after its parts were sent")
+
+    local = tmp_path / "local.bale"
+    write(str(local))
+    assert local.stat().st_size > 32 << 20  # over two of bale's 16 MiB parts
+    (tmp_path / "serve" / "bucket").mkdir(parents=True)
+    with DirectoryServer(tmp_path / "serve", delay_s=0.002, request_bytes_per_s=400e6) as server:
+        options = {
+            "endpoint_url": server.endpoint,
+            "key": "x",
+            "secret": "y",
+            "client_kwargs": {"region_name": "us-east-1"},
+        }
+        try:
+            write("s3://bucket/train.bale", storage_options=options)
+            stored = tmp_path / "serve" / "bucket" / "train.bale"
+            assert stored.read_bytes() == local.read_bytes()
+            assert server.bytes_received >= local.stat().st_size
+            with bale.open("s3://bucket/train.bale", storage_options=options) as ds:
+                assert np.array_equal(ds[len(rows) - 1]["x"], rows[-1])
+
+            before, requests = stored.read_bytes(), server.requests
+            with pytest.raises(RuntimeError, match="job failed"):
+                write("s3://bucket/train.bale", fail=True, storage_options=options)
+            assert server.requests - requests >= 2  # at least the upload's create and abort
+            assert stored.read_bytes() == before
+            with pytest.raises(RuntimeError, match="job failed"):
+                write("s3://bucket/new.bale", fail=True, storage_options=options)
+            assert sorted(p.name for p in stored.parent.iterdir()) == ["train.bale"]
+            staging = tmp_path / "serve" / ".uploads"
+            deadline = time.monotonic() + 10  # parts cut off by the abort end on the server's time
+            while any(staging.iterdir()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert list(staging.iterdir()) == []
+        finally:
+            close_shared_connections()
