@@ -270,10 +270,11 @@ def test_ctrl_c_cancels_the_tasks_and_leaves_nothing(
     out = tmp_path / "out"
     out.mkdir()
     opened: list[int] = []
+    returned = threading.Event()
 
     def interrupt_once_blocked() -> None:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not returned.is_set():
             try:  # succeeds once a worker opened the FIFO for reading
                 opened.append(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
             except OSError as exc:
@@ -282,17 +283,27 @@ def test_ctrl_c_cancels_the_tasks_and_leaves_nothing(
                 time.sleep(0.05)
                 continue
             os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
-            return
+            break
+        # Never a hang: if the pack has not returned, release the blocked worker (it reads an
+        # empty file), so the pack ends and the test fails instead of waiting forever.
+        if not returned.wait(30):
+            while opened:
+                os.close(opened.pop())
 
+    # The default Ctrl-C handler, whatever a library loaded by an earlier test installed
+    # (PySpark's SparkContext and Ray's DeferSigint replace it).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     thread = threading.Thread(target=interrupt_once_blocked, daemon=True)
     thread.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             pack(root / "list.csv", out / "c.bale", scheduler=dask_client, **SMALL)
     finally:
+        returned.set()
+        signal.signal(signal.SIGINT, previous)
         thread.join(70)
-        for fd in opened:
-            os.close(fd)  # the blocked worker reads an empty file and moves on
+        while opened:
+            os.close(opened.pop())  # the blocked worker reads an empty file and moves on
     assert os.listdir(out) == []
     _wait_until(lambda: _no_tasks(dask_client))
 
