@@ -697,6 +697,12 @@ class DirectoryServer:
         """Request body bytes received so far (objects and parts uploaded)."""
         return int(self._shared["bytes_received"].value)
 
+    @property
+    def exitcode(self) -> int | None:
+        """The server process's exit code once it has ended (a negative signal number if it was
+        killed); None while it runs."""
+        return self._process.exitcode
+
     def set_delay(self, seconds: float) -> None:
         self._shared["delay_s"].value = seconds
 

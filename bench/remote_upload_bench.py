@@ -24,9 +24,9 @@ is timed once per repeat and added to each upload of the same repeat; the file i
 page cache, as right after a pack. MB/s are of the output file. The ratios compare (a) with (b)
 repeat by repeat (each (a) with the (b) measured just after it). Every object is checked against
 the local file (size; bytes too where the writer is deterministic) and removed after. Peak RSS
-growth: this process's peak RSS (VmHWM, reset before) over its RSS before the write, with the
-data already in memory (pack's decoding workers are other processes, not counted). The server
-completes a multipart upload by concatenating its parts on its own disk (a copy of the file,
+growth, once per case after the timed repeats: one more write, in a fresh spawned process, its
+peak RSS (VmHWM, reset first) over its RSS with the data loaded and bale imported (pack's
+decoding workers are other processes, not counted). The server completes a multipart upload by concatenating its parts on its own disk (a copy of the file,
 inside every multipart timing alike). The machine has 2 cores, shared with other jobs: the
 "other load" line says how much CPU other processes used during each workload.
 """
@@ -35,9 +35,12 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import gc
+import multiprocessing
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -93,11 +96,16 @@ class Workload:
         self._write(out, options)
 
 
-def pack_workload(images: int) -> Workload:
+def pack_workload(images: int, make: bool = True) -> Workload:
+    """The JPEG folder made (``make``), or the one made before."""
     from bench.pack_bench import make_folder
 
     root = WORK / "jpegs"
-    files, _, source_bytes = make_folder(root, images)
+    if make:
+        files, _, source_bytes = make_folder(root, images)
+    else:
+        files = sorted(root.rglob("*.jpg"))
+        source_bytes = sum(p.stat().st_size for p in files)
     for p in files:  # page cache warm for every run alike
         p.read_bytes()
 
@@ -131,17 +139,31 @@ def write_workload(rows: int) -> Workload:
     )
 
 
-def timed(call: Callable[[], Any]) -> tuple[float, float]:
-    """Seconds of ``call()`` and this process's peak RSS growth over it, in MiB."""
-    reset_peak_rss()
-    before = vm_status()["VmRSS"]
+def timed(call: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
     call()
-    seconds = time.perf_counter() - t0
-    return seconds, (vm_status()["VmHWM"] - before) / MiB
+    return time.perf_counter() - t0
 
 
-def run_workload(workload: Workload, cfg: argparse.Namespace) -> dict[str, Any]:
+def _peak_in_child(name: str, size: int, out: str, options: dict[str, Any] | None) -> float:
+    workload = pack_workload(size, make=False) if name == "pack" else write_workload(size)
+    gc.collect()
+    if not reset_peak_rss():
+        raise RuntimeError("cannot reset the peak RSS (/proc/self/clear_refs)")
+    before = vm_status()["VmRSS"]
+    workload.write(out, options)
+    return (vm_status()["VmHWM"] - before) / MiB
+
+
+def peak_rss_growth(name: str, size: int, out: str, options: dict[str, Any] | None) -> float:
+    """Peak RSS growth (MiB) of one write in a fresh process, over its RSS with the data loaded:
+    in this process, memory freed by earlier runs would be reused unseen."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_peak_in_child, name, size, out, options).result(timeout=900)
+
+
+def run_workload(workload: Workload, size_arg: int, cfg: argparse.Namespace) -> dict[str, Any]:
     import boto3
     import obstore
     from obstore.store import S3Store
@@ -181,44 +203,60 @@ def run_workload(workload: Workload, cfg: argparse.Namespace) -> dict[str, Any]:
             ),
             "boto3": lambda: s3.upload_file(str(local), BUCKET, KEY),
         }
-        for repeat in range(cfg.repeats):
-            local_s, local_rss = timed(lambda: workload.write(str(local)))
-            size = local.stat().st_size
+        try:
+            for repeat in range(cfg.repeats):
+                local_s = timed(lambda: workload.write(str(local)))
+                size = local.stat().st_size
+                for network, delay, per_request in NETWORKS:
+                    add(network, "local", "seconds", local_s)
+                    server.set_delay(delay)
+                    server.set_request_bandwidth(per_request)
+                    seconds = timed(lambda: workload.write(f"s3://{BUCKET}/{KEY}", options))
+                    same = filecmp.cmp(stored, local, shallow=False)
+                    if stored.stat().st_size != size:
+                        raise RuntimeError(
+                            f"{workload.name}: the object differs in size from {local}"
+                        )
+                    checks.append("identical" if same else "same size")
+                    stored.unlink()
+                    add(network, "direct", "seconds", seconds)
+                    direct = seconds
+                    for how, upload in uploads.items():
+                        t0 = time.perf_counter()
+                        upload()
+                        upload_s = time.perf_counter() - t0
+                        if not filecmp.cmp(stored, local, shallow=False):
+                            raise RuntimeError(f"{how} uploaded something else than {local}")
+                        stored.unlink()
+                        add(network, how, "seconds", local_s + upload_s)
+                        add(network, how, "upload_s", upload_s)
+                        add(network, how, "a_vs_b", (local_s + upload_s) / direct)
+                server.set_delay(0)
+                server.set_request_bandwidth(0)
+                print(
+                    f"[{repeat}] {workload.name}: {size / 1e6:.0f} MB, local {local_s:.2f} s; "
+                    + "; ".join(
+                        f"{key.replace('|', ' ')} {v['seconds'][-1]:.2f} s"
+                        for key, v in samples.items()
+                        if not key.endswith("|local")
+                    ),
+                    flush=True,
+                )
+            memory = {"local": peak_rss_growth(workload.name, size_arg, str(WORK / "m.bale"), None)}
+            (WORK / "m.bale").unlink()
             for network, delay, per_request in NETWORKS:
-                add(network, "local", "seconds", local_s)
-                add(network, "local", "rss_mib", local_rss)
                 server.set_delay(delay)
                 server.set_request_bandwidth(per_request)
-                seconds, rss = timed(lambda: workload.write(f"s3://{BUCKET}/{KEY}", options))
-                same = filecmp.cmp(stored, local, shallow=False)
-                if stored.stat().st_size != size:
-                    raise RuntimeError(f"{workload.name}: the object differs in size from {local}")
-                checks.append("identical" if same else "same size")
+                url = f"s3://{BUCKET}/{KEY}"
+                memory[network] = peak_rss_growth(workload.name, size_arg, url, options)
                 stored.unlink()
-                add(network, "direct", "seconds", seconds)
-                add(network, "direct", "rss_mib", rss)
-                direct = seconds
-                for how, upload in uploads.items():
-                    t0 = time.perf_counter()
-                    upload()
-                    upload_s = time.perf_counter() - t0
-                    if not filecmp.cmp(stored, local, shallow=False):
-                        raise RuntimeError(f"{how} uploaded something else than {local}")
-                    stored.unlink()
-                    add(network, how, "seconds", local_s + upload_s)
-                    add(network, how, "upload_s", upload_s)
-                    add(network, how, "a_vs_b", (local_s + upload_s) / direct)
-            server.set_delay(0)
-            server.set_request_bandwidth(0)
-            print(
-                f"[{repeat}] {workload.name}: {size / 1e6:.0f} MB, local {local_s:.2f} s; "
-                + "; ".join(
-                    f"{key.replace('|', ' ')} {v['seconds'][-1]:.2f} s"
-                    for key, v in samples.items()
-                    if not key.endswith("|local")
-                ),
-                flush=True,
-            )
+        except Exception as exc:
+            if server.exitcode is None:
+                raise
+            raise RuntimeError(
+                f"the loopback server ended (exit code {server.exitcode}) during "
+                f"{workload.name}: killed from outside?"
+            ) from exc
         s3.close()
     size = local.stat().st_size
     if not cfg.keep:
@@ -235,19 +273,18 @@ def run_workload(workload: Workload, cfg: argparse.Namespace) -> dict[str, Any]:
         "object_check": sorted(set(checks)),
         "other_load": load.result(),
         "cases": cases,
+        "peak_rss_growth_mib": memory,
     }
 
 
 def run(cfg: argparse.Namespace) -> dict[str, Any]:
     WORK.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"workloads": {}}
-    makers: list[Callable[[], Workload]] = [
-        lambda: pack_workload(cfg.images),
-        lambda: write_workload(cfg.rows),
-    ]
-    for make in makers:
-        workload = make()
-        results["workloads"][workload.name] = run_workload(workload, cfg)
+    for workload, size in (
+        (pack_workload(cfg.images), cfg.images),
+        (write_workload(cfg.rows), cfg.rows),
+    ):
+        results["workloads"][workload.name] = run_workload(workload, size, cfg)
     if not cfg.keep:
         shutil.rmtree(WORK / "jpegs", ignore_errors=True)
     return results
@@ -273,14 +310,17 @@ def report(results: dict[str, Any], cfg: argparse.Namespace) -> str:
             f"(against the local file). Other load: {load['foreign_cores']:.2f} cores used by "
             f"other processes over {load['wall_s']:.0f} s.",
             "",
-            "| network | how | seconds | MB/s | upload alone s | (a)/(b) | peak RSS growth MiB |",
+            "| network | how | seconds | MB/s | upload alone s | (a)/(b) | peak RSS growth, MiB |",
             "|---|---|---:|---:|---:|---:|---:|",
         ]
         for key, case in w["cases"].items():
             network, how = key.split("|")
             upload = fmt_range(case["upload_s"], 2) if "upload_s" in case else "-"
             ratio = fmt_range(case["a_vs_b"], 2) if "a_vs_b" in case else "-"
-            rss = fmt_range(case["rss_mib"], 0) if "rss_mib" in case else "-"
+            memory = w["peak_rss_growth_mib"]
+            rss = {"local": f"{memory['local']:.0f}", "direct": f"{memory[network]:.0f}"}.get(
+                how, "-"
+            )
             lines.append(
                 f"| {network} | {HOWS[how]} | {fmt_range(case['seconds'], 2)} | "
                 f"{fmt_range(case['mb_s'], 0)} | {upload} | {ratio} | {rss} |"
@@ -299,7 +339,8 @@ def report(results: dict[str, Any], cfg: argparse.Namespace) -> str:
                 f"- {name}, {network}: (a) {direct['mb_s']['median']:.0f} MB/s "
                 f"({direct['mb_s']['median'] / local:.2f}x the local write's "
                 f"{local:.0f} MB/s), against (b): {ratios}; peak RSS growth "
-                f"{direct['rss_mib']['median']:.0f} MiB."
+                f"{w['peak_rss_growth_mib'][network]:.0f} MiB (local write: "
+                f"{w['peak_rss_growth_mib']['local']:.0f} MiB)."
             )
     return "\n".join(lines) + "\n"
 
