@@ -48,6 +48,7 @@ def test_the_scripts_and_helpers_are_found() -> None:
         "bench.suite.adapters.bale_file",
         "bench.remote_server",
         "bench.remote_peers_bench",
+        "bench.remote_upload_bench",
     ):
         assert expected in modules
     assert "bench.datasets" not in modules  # would shadow Hugging Face's datasets
