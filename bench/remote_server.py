@@ -386,6 +386,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _receive_file(self, directory: Path) -> Path | None:
         """The body, whole, in a new file in ``directory``; None (nothing left) if it was not."""
+        directory.mkdir(exist_ok=True)
         fd, name = tempfile.mkstemp(dir=directory, prefix="body-")
         with os.fdopen(fd, "wb") as out:
             ok = self._receive(out)
@@ -486,7 +487,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         upload_id = uuid.uuid4().hex
         folder = self.server.staging / upload_id
-        folder.mkdir()
+        folder.mkdir(parents=True)
         (folder / "key").write_text(f"{bucket}\n{key}")
         body = (
             f'<?xml version="1.0" encoding="UTF-8"?>\n<InitiateMultipartUploadResult '
@@ -592,7 +593,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         prefix = query.get("prefix", [""])[0]
         entries = []
-        for folder in sorted(self.server.staging.iterdir()):
+        staged = self.server.staging.iterdir() if self.server.staging.is_dir() else iter(())
+        for folder in sorted(staged):
             if "." in folder.name:
                 continue  # being completed or aborted
             try:
@@ -623,8 +625,7 @@ class _Server(http.server.ThreadingHTTPServer):
     def __init__(self, root: Path, shared: dict[str, Any]) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.root = root.resolve()
-        self.staging = self.root / _UPLOADS
-        self.staging.mkdir(exist_ok=True)
+        self.staging = self.root / _UPLOADS  # made by the first write: a read-only root serves
         self.endpoint = f"http://127.0.0.1:{self.server_address[1]}"
         self.delay_s = shared["delay_s"]
         self.requests = shared["requests"]

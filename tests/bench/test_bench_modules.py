@@ -153,6 +153,7 @@ def test_the_loopback_server_answers_http_ranges_and_s3_listings(tmp_path: Path)
         before = server.requests
         s3.head_object(Bucket="bucket", Key="kind/index.json")
         assert server.requests == before + 1
+    assert not (tmp_path / ".uploads").exists()  # reads leave the served folder as it was
 
 
 def _s3_client(endpoint: str) -> object:
