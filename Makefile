@@ -53,6 +53,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.random_access_bench
 	$(BIN)/python -m bench.remote_loader_bench
 	$(BENCH_VENV)/bin/python -m bench.remote_peers_bench
+	$(BIN)/python -m bench.remote_upload_bench
 	$(BIN)/python -m bench.merge_bench
 	$(BIN)/python -m bench.pack_cluster_bench
 	$(BIN)/python -m bench.dask_bench
@@ -73,6 +74,7 @@ bench-quick: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.random_access_bench --quick
 	$(BIN)/python -m bench.remote_loader_bench --quick
 	$(BENCH_VENV)/bin/python -m bench.remote_peers_bench --quick
+	$(BIN)/python -m bench.remote_upload_bench --quick
 	$(BIN)/python -m bench.merge_bench --quick
 	$(BIN)/python -m bench.pack_cluster_bench --quick
 	$(BIN)/python -m bench.dask_bench --quick

@@ -92,6 +92,15 @@ SECTIONS = (
         "tool's local epoch; rows checked before timing.",
     ),
     (
+        "remote_upload_bench.md",
+        "Upload: bale.pack and bale.Writer straight to S3 against a local file + upload",
+        "`.venv/bin/python -m bench.remote_upload_bench`: a loopback S3 server (PutObject, "
+        "multipart uploads) at 0 and 20 ms a request and 100 MB/s per request; JPEGs packed with "
+        "decode + resize and in-memory uint8 images written by `bale.Writer`, straight to `s3://` "
+        "against a local write then `obstore.put` or boto3 `upload_file`: MB/s, the ratio in the "
+        "same run, and peak RSS growth.",
+    ),
+    (
         "merge_bench.md",
         "Merging part files into one: against a plain file copy",
         "`.venv/bin/python -m bench.merge_bench`: `bale.merge` of 8 parts (row groups copied as "
