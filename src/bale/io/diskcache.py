@@ -90,7 +90,7 @@ class DiskCache:
 
     # -- public ---------------------------------------------------------------------------------
 
-    def get(self, key: str, size: int | None = None) -> bytes | None:
+    def get(self, key: str, size: int | None = None) -> bytes | bytearray | None:
         """The bytes stored for ``key``, or None (missing, damaged, unreadable). Knowing their
         ``size`` saves a system call."""
         if self.max_bytes == 0:
@@ -172,15 +172,16 @@ class DiskCache:
 
     # -- entries --------------------------------------------------------------------------------
 
-    def _read_entry(self, fd: int, digest: bytes, path: str, size: int | None) -> bytes | None:
+    def _read_entry(
+        self, fd: int, digest: bytes, path: str, size: int | None
+    ) -> bytes | bytearray | None:
         # Few system calls: each releases the GIL, and taking it back from busy decoding
         # threads can cost a switch interval (5 ms).
         if size is None:
             size = max(0, os.fstat(fd).st_size - _HEADER.size)
-        raw = _pread_all(fd, _HEADER.size + size + 1, 0)  # one byte more: a longer file is damaged
-        if len(raw) == _HEADER.size + size:
-            magic, stored_digest, length, stored_checksum = _HEADER.unpack_from(raw)
-            payload = memoryview(raw)[_HEADER.size :]
+        header, payload = _read_parts(fd, size)
+        if header is not None and payload is not None:
+            magic, stored_digest, length, stored_checksum = _HEADER.unpack_from(header)
             if (
                 magic == _MAGIC
                 and stored_digest == digest
@@ -188,7 +189,7 @@ class DiskCache:
                 and checksum(payload) == stored_checksum
             ):
                 _touch(fd, path)
-                return raw[_HEADER.size :]
+                return payload
         log.debug("bale cache: %s is damaged, deleted (the range is fetched again)", path)
         self.errors += 1
         try:  # only the file read, not one another process renamed there since
@@ -350,6 +351,21 @@ def parse_bytes(text: str) -> int:
 
 def _digest(key: str) -> bytes:
     return hashlib.blake2b(key.encode(), digest_size=16).digest()
+
+
+def _read_parts(fd: int, size: int) -> tuple[bytes | None, bytearray | bytes | None]:
+    """An entry's header and its ``size`` payload bytes, read in one system call straight into
+    buffers of their own (no copy to split them), or (None, None) when the file is not exactly
+    that long (one byte more is asked for: a longer file is damaged)."""
+    if _HEADER.size + size + 1 > _READ_CHUNK:
+        raw = _pread_all(fd, _HEADER.size + size + 1, 0)
+        if len(raw) != _HEADER.size + size:
+            return None, None
+        return raw[: _HEADER.size], raw[_HEADER.size :]
+    header, payload, extra = bytearray(_HEADER.size), bytearray(size), bytearray(1)
+    if os.preadv(fd, [header, payload, extra], 0) != _HEADER.size + size:
+        return None, None
+    return bytes(header), payload
 
 
 def _pread_all(fd: int, length: int, offset: int) -> bytes:

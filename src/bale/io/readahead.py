@@ -33,7 +33,7 @@ class ReadAhead:
     """
 
     def __init__(
-        self, fetch: Callable[[int, int], bytes], max_bytes: int, max_requests: int
+        self, fetch: Callable[[int, int], bytes | bytearray], max_bytes: int, max_requests: int
     ) -> None:
         self._fetch = fetch
         self._max_bytes = max_bytes
@@ -61,7 +61,7 @@ class ReadAhead:
             self._dispatch()
         return True
 
-    def hold(self, start: int, stop: int, data: bytes) -> bool:
+    def hold(self, start: int, stop: int, data: bytes | bytearray) -> bool:
         """Keep ``data``, the bytes ``[start, stop)`` already at hand, for ``take`` (as if
         fetched); False if they do not fit."""
         size = stop - start
@@ -78,7 +78,7 @@ class ReadAhead:
             self._held += size
         return True
 
-    def take(self, start: int, stop: int, timeout: float) -> bytes | None:
+    def take(self, start: int, stop: int, timeout: float) -> bytes | bytearray | None:
         """The bytes ``[start, stop)`` if a range fetched ahead covers them, else None."""
         with self._lock:
             key = self._covering(start, stop)
@@ -166,14 +166,14 @@ class _Range:
 
     __slots__ = ("future", "start", "stop", "taken")
 
-    def __init__(self, start: int, stop: int, future: Future[bytes]) -> None:
+    def __init__(self, start: int, stop: int, future: Future[bytes | bytearray]) -> None:
         self.start = start
         self.stop = stop
         self.future = future
         self.taken = 0
 
 
-def _future() -> Future[bytes]:
+def _future() -> Future[bytes | bytearray]:
     from concurrent.futures import Future
 
     return Future()

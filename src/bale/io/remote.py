@@ -163,7 +163,7 @@ class RemoteSource:
         size = self._size
         return size if size is not None else self._open()
 
-    def read(self, offset: int, size: int) -> bytes:
+    def read(self, offset: int, size: int) -> bytes | bytearray:
         """Exactly ``size`` bytes at ``offset``, or TruncatedFileError if the object is shorter
         (other failures: ObjectNotFoundError, AccessDeniedError, RemoteReadError)."""
         if offset < 0 or size < 0:
@@ -375,11 +375,11 @@ class RemoteSource:
         with state.lock:
             head = self._head
             if head is None:
-                head = self._fetch_cached(0, min(self.options.head_bytes, tail_start))
+                head = bytes(self._fetch_cached(0, min(self.options.head_bytes, tail_start)))
                 self._head = head
         return head
 
-    def _fetch_cached(self, start: int, stop: int) -> bytes:
+    def _fetch_cached(self, start: int, stop: int) -> bytes | bytearray:
         """Bytes ``[start, stop)`` from the disk cache, else from the store (then kept there).
         An object without a known version (no strong ETag) is never cached: a replaced object
         must never be answered with the old one's bytes."""
@@ -392,7 +392,7 @@ class RemoteSource:
             self._disk.put(key, data)
         return data
 
-    def _cached(self, start: int, stop: int) -> bytes | None:
+    def _cached(self, start: int, stop: int) -> bytes | bytearray | None:
         """Bytes ``[start, stop)`` from the disk cache, or None."""
         cache, etag = self._disk, self._etag
         if cache is None or etag is None:
