@@ -108,6 +108,15 @@ def ray_started() -> Iterator[None]:
         ray.shutdown()
 
 
+@pytest.fixture(params=["dask", "ray"])
+def scheduler(request: pytest.FixtureRequest) -> Any:
+    """Each engine in turn: the Dask client, or "ray" once Ray is started."""
+    if request.param == "dask":
+        return request.getfixturevalue("dask_client")
+    request.getfixturevalue("ray_started")
+    return "ray"
+
+
 def _same_file(out: Path, report: bale.PackReport, reference: tuple[Path, bale.PackReport]) -> None:
     path, expected = reference
     assert out.read_bytes() == path.read_bytes()
@@ -176,29 +185,21 @@ def test_sources_read_in_order_use_the_bucket_shuffle(
 # -- errors: the same as a local pack, nothing left behind -------------------------------------
 
 
-@pytest.mark.parametrize("engine", ["dask", "ray"])
 def test_strict_stops_at_the_bad_image_and_leaves_nothing(
-    engine: str,
-    dask_client: Any,
-    ray_started: None,
+    scheduler: Any,
     photos: tuple[Path, list[str]],
     tmp_path: Path,
 ) -> None:
-    scheduler = dask_client if engine == "dask" else "ray"
     with pytest.raises(BaleError, match=r"cannot read (cat/corrupt\.jpg|rocket/truncated\.jpg)"):
         pack(photos[0], tmp_path / "s.bale", strict=True, scheduler=scheduler, **SMALL)
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("engine", ["dask", "ray"])
 def test_a_source_error_on_a_worker_is_raised_as_locally(
-    engine: str,
-    dask_client: Any,
-    ray_started: None,
+    scheduler: Any,
     photos: tuple[Path, list[str]],
     tmp_path: Path,
 ) -> None:
-    scheduler = dask_client if engine == "dask" else "ray"
     # Decoded at their own sizes, which differ: an error of the source, raised on a worker.
     options: dict[str, Any] = {"keep_bytes": False, "progress": False, "seed": 1}
     with pytest.raises(BaleError) as local:
@@ -228,18 +229,14 @@ def test_an_unreachable_scheduler_is_a_clear_error(tmp_path: Path, photos: Any) 
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("engine", ["dask", "ray"])
 def test_workers_that_cannot_see_the_source(
-    engine: str,
-    dask_client: Any,
-    ray_started: None,
+    scheduler: Any,
     photos: tuple[Path, list[str]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A relative path that exists here but not from the workers' working folder.
     monkeypatch.chdir(photos[0].parent)
-    scheduler = dask_client if engine == "dask" else "ray"
     with pytest.raises(BaleError) as caught:
         pack("photos", tmp_path / "b.bale", scheduler=scheduler, **SMALL)
     message = str(caught.value)
