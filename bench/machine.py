@@ -219,6 +219,16 @@ def read_through(paths: Sequence[Path]) -> None:
                 pass
 
 
+def stamp(results: dict[str, Any], work: Path, packages: Sequence[str], command: str) -> None:
+    """Adds to ``results`` what ``report_head`` shows of the run besides its total time: the
+    machine (``describe(work, packages)``), the digest of the bale source, the date, and the
+    command that ran."""
+    results["env"] = describe(work, packages=packages)
+    results["src_digest"] = src_digest()
+    results["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    results["command"] = command
+
+
 def report_head(title: str, results: dict[str, Any], doc: str | None) -> list[str]:
     """A report's first lines: the title, when and by which command it ran, the machine, and
     "## Method" from the module docstring ``doc`` (its third paragraph on: the first is the

@@ -37,7 +37,7 @@ import bale
 from bale._core import parallel
 from bale._core.dataset import reader_of
 from bale.io.pagecache import evict_files, read_through
-from bench.machine import describe, report_head, src_digest
+from bench.machine import report_head, stamp
 from bench.results import OUT, write_report
 from bench.stats import fmt_range, summary
 from bench.suite import data
@@ -396,11 +396,11 @@ def main() -> None:
         if not cfg.keep:
             for written in [*WORK.glob("*.bale"), *WORK.glob("*.npy")]:
                 written.unlink()
-    results["env"] = describe(WORK, packages=("numpy", "blosc2", "zstandard", "lz4", "xxhash"))
-    results["src_digest"] = src_digest()
-    results["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    results["command"] = ".venv/bin/python -m bench.random_access_bench" + (
-        " --quick" if cfg.quick else ""
+    stamp(
+        results,
+        WORK,
+        ("numpy", "blosc2", "zstandard", "lz4", "xxhash"),
+        ".venv/bin/python -m bench.random_access_bench" + (" --quick" if cfg.quick else ""),
     )
     results["total_seconds"] = time.perf_counter() - t0
     written = write_report("random_access_bench", results, report(results, cfg), quick=cfg.quick)

@@ -26,7 +26,7 @@ import bale
 from bale._core.dataset import reader_of
 from bale.io.pagecache import read_through
 from bale.io.remote import RemoteOptions
-from bench.machine import describe, report_head, src_digest
+from bench.machine import report_head, stamp
 from bench.remote_client_bench import LoopbackServer
 from bench.results import OUT, write_report
 from bench.stats import fmt_range, summary
@@ -203,11 +203,11 @@ def main() -> None:
     cfg.delays = [0.0, 20.0] if cfg.quick else [0.0, 5.0, 20.0, 50.0]
     t0 = time.perf_counter()
     results = run(cfg)
-    results["env"] = describe(WORK, packages=("numpy", "obstore", "fsspec", "blosc2"))
-    results["src_digest"] = src_digest()
-    results["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    results["command"] = ".venv/bin/python -m bench.remote_loader_bench" + (
-        " --quick" if cfg.quick else ""
+    stamp(
+        results,
+        WORK,
+        ("numpy", "obstore", "fsspec", "blosc2"),
+        ".venv/bin/python -m bench.remote_loader_bench" + (" --quick" if cfg.quick else ""),
     )
     results["total_seconds"] = time.perf_counter() - t0
     written = write_report("remote_loader_bench", results, report(results, cfg), quick=cfg.quick)

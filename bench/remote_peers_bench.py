@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.machine import describe, read_through, report_head, src_digest
+from bench.machine import read_through, report_head, stamp
 from bench.remote_server import DirectoryServer
 from bench.results import OUT, write_report
 from bench.stats import fmt_range, summary
@@ -688,18 +688,16 @@ def main() -> None:
     cfg.delays = [float(d) for d in (cfg.delays or default_delays).split(",")]
     t0, load_start = time.perf_counter(), os.getloadavg()
     results = run(cfg)
-    results["env"] = describe(
+    stamp(
+        results,
         WORK,
-        packages=("numpy", "obstore", "webdataset", "mosaicml-streaming", "litdata", "boto3"),
+        ("numpy", "obstore", "webdataset", "mosaicml-streaming", "litdata", "boto3"),
+        f"{Path(sys.executable).parent.parent.name}/bin/python -m bench.remote_peers_bench"
+        + (" --quick" if cfg.quick else ""),
     )
     results["env"]["loadavg_start"] = load_start
     results["loadavg_end"] = os.getloadavg()
     results["note"] = cfg.note
-    results["src_digest"] = src_digest()
-    results["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    results["command"] = f"{Path(sys.executable).parent.parent.name}/bin/python -m " + (
-        "bench.remote_peers_bench" + (" --quick" if cfg.quick else "")
-    )
     results["total_seconds"] = time.perf_counter() - t0
     written = write_report("remote_peers_bench", results, report(results), quick=cfg.quick)
     print(f"wrote {written}")

@@ -47,7 +47,7 @@ import numpy as np
 
 import bale
 from bale.importers.image_folder import ImageFolderSource
-from bench.machine import ForeignLoad, describe, report_head, reset_peak_rss, src_digest, vm_status
+from bench.machine import ForeignLoad, report_head, reset_peak_rss, stamp, vm_status
 from bench.remote_server import DirectoryServer
 from bench.results import OUT, write_report
 from bench.stats import fmt_range, summary
@@ -355,11 +355,12 @@ def main() -> None:
     cfg.rows = 3000 if cfg.quick else 40000
     t0 = time.perf_counter()
     results = run(cfg)
-    results["env"] = describe(WORK, packages=("numpy", "obstore", "boto3", "botocore"))
-    results["src_digest"] = src_digest()
-    results["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    results["command"] = "flock /tmp/bench.lock .venv/bin/python -m bench.remote_upload_bench" + (
-        " --quick" if cfg.quick else ""
+    stamp(
+        results,
+        WORK,
+        ("numpy", "obstore", "boto3", "botocore"),
+        "flock /tmp/bench.lock .venv/bin/python -m bench.remote_upload_bench"
+        + (" --quick" if cfg.quick else ""),
     )
     results["config"] = {
         "repeats": cfg.repeats,
