@@ -15,7 +15,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from remote_helpers import BUCKET, Store, http_store, s3_admin, s3_store, skip_without
+from remote_helpers import (
+    BUCKET,
+    Store,
+    http_store,
+    quick_uploads,
+    s3_admin,
+    s3_options,
+    s3_store,
+    skip_without,
+)
 from remote_servers import FaultProxy, RangeServer
 
 from bale.io.remote_client import close_shared_connections
@@ -109,6 +118,18 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def http(range_server: RangeServer, backend: str) -> Store:
     return http_store(range_server, backend)
+
+
+@pytest.fixture
+def upload(backend: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Writers of the test upload through ``backend`` with 5 MiB parts and quick limits."""
+    return quick_uploads(monkeypatch, backend)
+
+
+@pytest.fixture
+def opts(moto_endpoint: str) -> dict[str, Any]:
+    """Storage options for moto's S3, straight (no proxy)."""
+    return s3_options(moto_endpoint)
 
 
 @pytest.fixture(params=["http", "s3"])

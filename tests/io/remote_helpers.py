@@ -1,5 +1,6 @@
 """What the remote-source tests share besides fixtures: quick time limits, the credentials they
-use, a bound on every call that could hang, and a store as a test sees it (a module of its own,
+use, a bound on every call that could hang, S3 names and listings, a check that columns read back
+equal, and a store as a test sees it (a module of its own,
 with a name no other test directory uses, so test modules import it rather than conftest)."""
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 import pytest
 from remote_servers import FaultProxy, RangeServer
 
+from bale.io import remote_sink
 from bale.io.remote import RemoteOptions, RemoteSource
 
 T = TypeVar("T")
@@ -34,6 +37,9 @@ QUICK = RemoteOptions(
     backoff_max_s=0.05,
 )
 
+#: S3's smallest part: a few MiB make a multipart upload of several parts.
+PART = 5 << 20
+
 REQUIRES = {
     "obstore": ("obstore",),
     "fsspec": ("fsspec", "aiohttp"),
@@ -49,6 +55,41 @@ def skip_without(*modules: str) -> None:
     absent = missing(*modules)
     if absent:
         pytest.skip(f"needs {', '.join(absent)} (pip install 'bale[remote]')")
+
+
+def quick_uploads(monkeypatch: pytest.MonkeyPatch, backend: str) -> str:
+    """Writers upload through ``backend`` with 5 MiB parts, two in flight, and quick limits
+    (until the test ends); skips the test where that client is not installed."""
+    skip_without(*REQUIRES["fsspec-s3" if backend == "fsspec" else backend])
+    options = remote_sink.UploadOptions(
+        part_bytes=PART,
+        parts_in_flight=2,
+        backend=backend,  # type: ignore[arg-type]
+        remote=QUICK,
+    )
+    monkeypatch.setattr(remote_sink, "DEFAULT_UPLOAD_OPTIONS", options)
+    return backend
+
+
+def url(name: str) -> str:
+    """The S3 URL of ``name`` in the test bucket."""
+    return f"s3://{BUCKET}/{name}"
+
+
+def keys(admin: Any, prefix: str = "") -> list[str]:
+    """The keys in the test bucket under ``prefix``, sorted."""
+    listed = admin.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+    return sorted(o["Key"] for o in listed)
+
+
+def assert_columns_equal(got: dict[str, Any], want: dict[str, Any]) -> None:
+    """The same column names, arrays equal to the element, lists of values equal."""
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(got[key], value)
+        else:
+            assert list(got[key]) == list(value), key
 
 
 def bounded(call: Callable[[], T], seconds: float = 20.0) -> T:

@@ -40,7 +40,7 @@ from emulators import (
     start_gcs,
 )
 from remote_children import digest
-from remote_helpers import QUICK, bounded, skip_without
+from remote_helpers import QUICK, assert_columns_equal, bounded, skip_without
 from remote_servers import FaultProxy
 
 import bale
@@ -67,15 +67,6 @@ def columns(rows: int = ROWS, seed: int = 0) -> dict[str, Any]:
         "label": np.arange(rows, dtype=np.int64) % 7,
         "name": [f"row {i} é" for i in range(rows)],
     }
-
-
-def assert_columns_equal(got: dict[str, Any], want: dict[str, Any]) -> None:
-    assert got.keys() == want.keys()
-    for key, value in want.items():
-        if isinstance(value, np.ndarray):
-            np.testing.assert_array_equal(got[key], value)
-        else:
-            assert list(got[key]) == list(value), key
 
 
 def epoch(path: str | Path, **kwargs: Any) -> list[dict[str, Any]]:

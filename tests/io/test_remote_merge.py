@@ -11,37 +11,28 @@ from typing import Any
 
 import numpy as np
 import pytest
-from remote_helpers import BUCKET, QUICK, REQUIRES, S3_SECRET, bounded, s3_options, skip_without
+from remote_helpers import (
+    BUCKET,
+    REQUIRES,
+    S3_SECRET,
+    assert_columns_equal,
+    bounded,
+    keys,
+    skip_without,
+    url,
+)
 
 import bale
 from bale.errors import BaleError, SchemaError
-from bale.io import remote_sink
-from bale.io.remote_sink import UploadOptions
 from bale.ops.parts import PartSet
 from bale.ops.verify import verify
 
 
 @pytest.fixture
-def upload(backend: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Writers upload through ``backend`` with 5 MiB parts and quick limits."""
-    skip_without(*REQUIRES["fsspec-s3"], *REQUIRES[backend])
-    options = UploadOptions(part_bytes=5 << 20, parts_in_flight=2, backend=backend, remote=QUICK)  # type: ignore[arg-type]
-    monkeypatch.setattr(remote_sink, "DEFAULT_UPLOAD_OPTIONS", options)
-    return backend
-
-
-@pytest.fixture
-def opts(moto_endpoint: str) -> dict[str, Any]:
-    return s3_options(moto_endpoint)
-
-
-def url(name: str) -> str:
-    return f"s3://{BUCKET}/{name}"
-
-
-def keys(admin: Any, prefix: str) -> list[str]:
-    listed = admin.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
-    return sorted(o["Key"] for o in listed)
+def upload(upload: str) -> str:
+    """The shared ``upload`` fixture, and s3fs besides: the tests list parts through fsspec."""
+    skip_without(*REQUIRES["fsspec-s3"])
+    return upload
 
 
 def columns(start: int, stop: int) -> dict[str, Any]:
@@ -63,15 +54,6 @@ def joined(*pieces: dict[str, Any]) -> dict[str, Any]:
         else [v for p in pieces for v in p[name]]
         for name, values in pieces[0].items()
     }
-
-
-def assert_equal(got: dict[str, Any], want: dict[str, Any]) -> None:
-    assert got.keys() == want.keys()
-    for name, values in want.items():
-        if isinstance(values, np.ndarray):
-            np.testing.assert_array_equal(got[name], values)
-        else:
-            assert got[name] == values, name
 
 
 BOUNDS = [0, 1500, 1500, 4000, 6000]  # part 1 is an empty task; ~10 MiB in all
@@ -107,7 +89,9 @@ def test_a_part_set_on_object_storage_merges_to_an_object(
     assert report.rows == 6000 and report.path == target
     assert keys(s3_client, prefix) == []  # the parts are removed after the merge
     with bale.open(target, storage_options=opts) as ds:
-        assert_equal(ds.read(), joined(*(columns(a, b) for a, b in itertools.pairwise(BOUNDS))))
+        assert_columns_equal(
+            ds.read(), joined(*(columns(a, b) for a, b in itertools.pairwise(BOUNDS)))
+        )
     assert verify(target, storage_options=opts).ok
 
     # The same rows merged locally make the same bytes.

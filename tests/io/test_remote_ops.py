@@ -13,40 +13,21 @@ import numpy as np
 import pytest
 from remote_helpers import (
     BUCKET,
-    QUICK,
-    REQUIRES,
+    PART,
     S3_KEY,
     S3_SECRET,
     bounded,
-    s3_options,
-    skip_without,
+    keys,
+    url,
 )
 from remote_servers import RangeServer
 
 import bale
 from bale.cli.main import EXIT_DAMAGED, EXIT_ERROR, EXIT_OK, main
 from bale.errors import BaleWriteError, CorruptFileError, TargetExistsError
-from bale.io import remote_sink
-from bale.io.remote_sink import UploadOptions
 from bale.ops.export import export
 
-PART = 5 << 20  # S3's smallest part: a few MiB make a multipart upload
 ROWS = 400
-
-
-@pytest.fixture(params=["obstore", "fsspec"])
-def upload(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Writers of this test upload through each client, with 5 MiB parts and quick limits."""
-    backend = str(request.param)
-    skip_without(*REQUIRES["fsspec-s3" if backend == "fsspec" else backend])
-    options = UploadOptions(part_bytes=PART, parts_in_flight=2, backend=backend, remote=QUICK)  # type: ignore[arg-type]
-    monkeypatch.setattr(remote_sink, "DEFAULT_UPLOAD_OPTIONS", options)
-    return backend
-
-
-@pytest.fixture
-def opts(moto_endpoint: str) -> dict[str, Any]:
-    return s3_options(moto_endpoint)
 
 
 def write_sample(path: Path, *, raw_bytes: int = 0, shuffled: bool = True) -> Path:
@@ -85,12 +66,7 @@ def corrupt_block(path: Path, group: int, column: str) -> None:
 
 def put(admin: Any, key: str, path: Path) -> str:
     admin.put_object(Bucket=BUCKET, Key=key, Body=path.read_bytes())
-    return f"s3://{BUCKET}/{key}"
-
-
-def keys(admin: Any, prefix: str) -> list[str]:
-    listed = admin.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
-    return sorted(o["Key"] for o in listed)
+    return url(key)
 
 
 def incomplete_uploads(admin: Any) -> list[str]:

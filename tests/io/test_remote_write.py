@@ -23,13 +23,16 @@ import numpy as np
 import pytest
 from remote_helpers import (
     BUCKET,
+    PART,
     QUICK,
-    REQUIRES,
     S3_KEY,
     S3_SECRET,
+    assert_columns_equal,
     bounded,
+    keys,
     s3_options,
     skip_without,
+    url,
 )
 from remote_servers import Fault, FaultProxy
 
@@ -37,28 +40,6 @@ import bale
 from bale.errors import BaleWriteError, TargetExistsError
 from bale.importers.base import RowSource, SourceBatch
 from bale.io import remote_sink
-from bale.io.remote_sink import UploadOptions
-
-#: Small parts, so that a few MiB make a multipart upload of several parts.
-PART = 5 << 20
-
-
-@pytest.fixture
-def upload(backend: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Writers of this test upload through ``backend`` with 5 MiB parts and quick limits."""
-    skip_without(*REQUIRES["fsspec-s3" if backend == "fsspec" else backend])
-    options = UploadOptions(part_bytes=PART, parts_in_flight=2, backend=backend, remote=QUICK)  # type: ignore[arg-type]
-    monkeypatch.setattr(remote_sink, "DEFAULT_UPLOAD_OPTIONS", options)
-    return backend
-
-
-@pytest.fixture
-def opts(moto_endpoint: str) -> dict[str, Any]:
-    return s3_options(moto_endpoint)
-
-
-def url(name: str) -> str:
-    return f"s3://{BUCKET}/{name}"
 
 
 def columns(rows: int, seed: int = 0) -> dict[str, Any]:
@@ -75,19 +56,6 @@ def columns(rows: int, seed: int = 0) -> dict[str, Any]:
         "blob": [rng.bytes(int(n)) for n in rng.integers(0, 300, rows)],
         "name": [f"row {i} é" for i in range(rows)],
     }
-
-
-def assert_columns_equal(got: dict[str, Any], want: dict[str, Any]) -> None:
-    assert got.keys() == want.keys()
-    for key, value in want.items():
-        if isinstance(value, np.ndarray):
-            np.testing.assert_array_equal(got[key], value)
-        else:
-            assert got[key] == value, key
-
-
-def keys(admin: Any) -> list[str]:
-    return sorted(o["Key"] for o in admin.list_objects_v2(Bucket=BUCKET).get("Contents", []))
 
 
 def uploads_of(admin: Any, key: str) -> list[dict[str, Any]]:
