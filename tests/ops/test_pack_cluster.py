@@ -357,6 +357,13 @@ def test_a_worker_lost_mid_task_is_retried_and_every_row_is_written_once(
 
 # -- the command -------------------------------------------------------------------------------
 
+#: What the CLI tests pack with, besides the source, the target and where it runs.
+CLI_OPTIONS = ["--size", "32", "--seed", "5", "--memory", "1", "--no-progress"]
+
+
+def _cli_pack(source: Path, out: Path, *where: str) -> int:
+    return main(["pack", str(source), str(out), *CLI_OPTIONS, *where])
+
 
 def test_cli_scheduler(
     dask_client: Any,
@@ -364,19 +371,13 @@ def test_cli_scheduler(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    common = [str(photos[0]), "--size", "32", "--seed", "5", "--memory", "1", "--no-progress"]
-    assert main(["pack", common[0], str(tmp_path / "l.bale"), *common[1:], "--workers", "1"]) == 0
+    assert _cli_pack(photos[0], tmp_path / "l.bale", "--workers", "1") == 0
     address = dask_client.scheduler.address
-    assert (
-        main(["pack", common[0], str(tmp_path / "c.bale"), *common[1:], "--scheduler", address])
-        == 0
-    )
+    assert _cli_pack(photos[0], tmp_path / "c.bale", "--scheduler", address) == 0
     printed = capsys.readouterr().out
     assert "packed 36 rows" in printed and "skipped 2 unreadable row(s)" in printed
     assert (tmp_path / "c.bale").read_bytes() == (tmp_path / "l.bale").read_bytes()
-    code = main(
-        ["pack", *common, str(tmp_path / "w.bale"), "--scheduler", address, "--workers", "2"]
-    )
+    code = _cli_pack(photos[0], tmp_path / "w.bale", "--scheduler", address, "--workers", "2")
     assert code == 2
     assert "workers= counts local processes" in capsys.readouterr().err
 
@@ -387,14 +388,13 @@ def test_cli_ray(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    common = [str(photos[0]), "--size", "32", "--seed", "5", "--memory", "1", "--no-progress"]
-    assert main(["pack", common[0], str(tmp_path / "l.bale"), *common[1:], "--workers", "1"]) == 0
-    assert main(["pack", common[0], str(tmp_path / "r.bale"), *common[1:], "--ray"]) == 0
+    assert _cli_pack(photos[0], tmp_path / "l.bale", "--workers", "1") == 0
+    assert _cli_pack(photos[0], tmp_path / "r.bale", "--ray") == 0
     assert "packed 36 rows" in capsys.readouterr().out
     assert (tmp_path / "r.bale").read_bytes() == (tmp_path / "l.bale").read_bytes()
     assert ray.is_initialized()  # this process's Ray, used and left as it was
     with pytest.raises(SystemExit):  # argparse: a Ray client address is ray://HOST:PORT
-        main(["pack", *common[:1], str(tmp_path / "x.bale"), "--ray-address", "head:6379"])
+        main(["pack", str(photos[0]), str(tmp_path / "x.bale"), "--ray-address", "head:6379"])
     assert "expected a Ray client address like ray://head:10001" in capsys.readouterr().err
 
 
