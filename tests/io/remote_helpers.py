@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -90,6 +94,31 @@ def assert_columns_equal(got: dict[str, Any], want: dict[str, Any]) -> None:
             np.testing.assert_array_equal(got[key], value)
         else:
             assert list(got[key]) == list(value), key
+
+
+def kill_writer_midway(
+    args: list[str], started: Callable[[], object], what: str, settle_s: float = 0.0
+) -> None:
+    """Runs ``python -c args...``, waits (30 s at most) until ``started()`` says the writer has
+    sent ``what``, lets it run ``settle_s`` more, then SIGKILLs it; fails with its stderr if it
+    exits first. The child is reaped whatever happens."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert child.stderr is not None
+    try:
+        deadline = time.monotonic() + 30
+        while not started():
+            assert child.poll() is None, child.stderr.read().decode()
+            assert time.monotonic() < deadline, f"the writer sent no {what} in 30 s"
+            time.sleep(0.05)
+        time.sleep(settle_s)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(10) == -signal.SIGKILL
+    finally:
+        child.kill()
+        child.wait(10)
+        child.stderr.close()
 
 
 def bounded(call: Callable[[], T], seconds: float = 20.0) -> T:

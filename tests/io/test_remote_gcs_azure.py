@@ -16,10 +16,6 @@ import dataclasses
 import importlib
 import multiprocessing
 import os
-import signal
-import subprocess
-import sys
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +36,7 @@ from emulators import (
     start_gcs,
 )
 from remote_children import digest
-from remote_helpers import QUICK, assert_columns_equal, bounded, skip_without
+from remote_helpers import QUICK, assert_columns_equal, bounded, kill_writer_midway, skip_without
 from remote_servers import FaultProxy
 
 import bale
@@ -317,23 +313,9 @@ def test_a_killed_azure_writer_leaves_no_blob_or_the_previous_one(
             return len(blob.get_block_list("uncommitted")[1])
         return 0
 
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, az_url(name), azure_connection_string(azurite.endpoint)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    kill_writer_midway(
+        [CHILD, az_url(name), azure_connection_string(azurite.endpoint)], staged, "block"
     )
-    try:
-        deadline = time.monotonic() + 30
-        while not staged():
-            assert child.poll() is None, child.stderr.read().decode()  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "the writer staged no block in 30 s"
-            time.sleep(0.05)
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(10) == -signal.SIGKILL
-    finally:
-        child.kill()
-        child.wait(10)
-        child.stderr.close()  # type: ignore[union-attr]
     assert staged() >= 1  # blocks were sent, none committed
     if previous:
         assert blob.download_blob().readall() == old

@@ -11,10 +11,8 @@ import errno
 import json
 import multiprocessing
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from remote_helpers import (
     assert_columns_equal,
     bounded,
     keys,
+    kill_writer_midway,
     s3_options,
     skip_without,
     url,
@@ -206,24 +205,12 @@ def test_a_killed_writer_leaves_no_object_or_the_previous_one(
         bale.write(tmp_path / "old.bale", columns(100))
         old = (tmp_path / "old.bale").read_bytes()
         s3_client.put_object(Bucket=BUCKET, Key=name, Body=old)
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, url(name), moto_endpoint, upload],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    kill_writer_midway(
+        [CHILD, url(name), moto_endpoint, upload],
+        lambda: any(u["Parts"] for u in uploads_of(s3_client, name)),
+        "part",
+        settle_s=0.1,  # more parts on the way
     )
-    try:
-        deadline = time.monotonic() + 30
-        while not any(u["Parts"] for u in uploads_of(s3_client, name)):
-            assert child.poll() is None, child.stderr.read().decode()  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "the writer sent no part in 30 s"
-            time.sleep(0.05)
-        time.sleep(0.1)  # more parts on the way
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(10) == -signal.SIGKILL
-    finally:
-        child.kill()
-        child.wait(10)
-        child.stderr.close()  # type: ignore[union-attr]
     if previous:
         assert s3_client.get_object(Bucket=BUCKET, Key=name)["Body"].read() == old
     else:
