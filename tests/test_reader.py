@@ -6,6 +6,7 @@ import os
 import pickle
 import select
 import signal
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -499,6 +500,43 @@ def test_single_row_file(tmp_path: Path) -> None:
 def test_opening_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         bale.open(tmp_path / "missing.bale")
+
+
+def test_opening_a_folder_names_it(tmp_path: Path) -> None:
+    with pytest.raises(bale.NotABaleFileError, match="is a folder") as info:
+        bale.open(tmp_path)
+    assert info.value.path == os.fspath(tmp_path)
+    assert os.fspath(tmp_path) in str(info.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_opening_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.bale"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def open_it() -> None:
+        try:
+            bale.open(fifo).close()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=open_it, daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive():  # blocked in open(): give it a writer and an end, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(30)
+        pytest.fail("bale.open of a FIFO blocked waiting for a writer")
+    assert isinstance(outcome[0], bale.NotABaleFileError), outcome
+    assert "FIFO" in str(outcome[0]) and os.fspath(fifo) in str(outcome[0])
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_opening_a_device_is_refused() -> None:
+    with pytest.raises(bale.NotABaleFileError, match="character device"):
+        bale.open("/dev/zero")
 
 
 # -- the mapping users expect ---------------------------------------------------------------------

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from typing import Any, Protocol
 
-from bale.errors import TruncatedFileError
+from bale.errors import NotABaleFileError, TruncatedFileError
 
 # Linux caps one read(2) at 0x7ffff000 bytes; larger ranges are read in pieces of this size.
 _MAX_SINGLE_READ = 1 << 30
@@ -28,6 +29,38 @@ class ByteSource(Protocol):
     def evict_from_page_cache(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+def open_regular_file(path: str) -> int:
+    """A read-only descriptor of ``path``, or NotABaleFileError when it is a folder, a FIFO, a
+    device or a socket: opened without blocking (a FIFO with no writer would block ``open``
+    forever) and its type checked on the descriptor, so a file swapped in meanwhile is caught."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotABaleFileError(
+                f"is {file_kind(mode)}, not a bale file (a bale file is a regular file)",
+                path=path,
+            )
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def file_kind(mode: int) -> str:
+    """What a ``st_mode`` is, in words: "a folder", "a FIFO (named pipe)", ..."""
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISREG, "a regular file"),
+    )
+    return next((words for test, words in kinds if test(mode)), "not a regular file")
 
 
 class LocalSource:
@@ -52,7 +85,7 @@ class LocalSource:
             return fd
         with self._lock:
             if self._fd is None or self._pid != pid:
-                self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                self._fd = open_regular_file(self.path)
                 self._pid = pid
             return self._fd
 
