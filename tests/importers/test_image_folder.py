@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from image_samples import jpeg, read_all
 
 from bale import BaleError
 from bale.format.schema import Array, Bytes, String
+from bale.importers.base import SourceBatch
 from bale.importers.image_folder import ImageFolderSource, find_splits, split_classes
 
 
@@ -112,3 +115,57 @@ def test_split_folders_are_found(tmp_path: Path) -> None:
     (tmp_path / "other").mkdir()
     assert find_splits(tmp_path) == {}  # another folder: a class folder tree, not splits
     assert find_splits(tmp_path / "train") == {}
+
+
+def _read_within(source: ImageFolderSource, fifo: Path, seconds: float = 30) -> SourceBatch:
+    """``read_all(source)`` in a thread; if it is still blocked after ``seconds`` (opening the
+    FIFO), a writer is opened and closed to release it, and the test fails."""
+    done: list[Any] = []
+    thread = threading.Thread(target=lambda: done.append(read_all(source)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(seconds)
+        pytest.fail(f"reading the folder blocked on the FIFO {fifo}")
+    batch: SourceBatch = done[0]
+    return batch
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize("size", [None, (24, 32)])
+def test_fifo_in_a_folder_is_skipped_with_its_reason(
+    folder: tuple[Path, dict[str, bytes]], size: tuple[int, int] | None
+) -> None:
+    root, files = folder
+    fifo = root / "cat" / "0.jpg"  # sorts first: also the file a decoded size is taken from
+    os.mkfifo(fifo)
+    source = ImageFolderSource(root, size=size)  # the files' bytes, or decoded and resized
+    batch = _read_within(source, fifo)
+    skipped = {s.where: s.reason for s in batch.skipped}
+    assert set(skipped) == {"cat/0.jpg", "cat/corrupt.jpg", "rocket/truncated.jpg"}
+    assert "not a regular file: a FIFO" in skipped["cat/0.jpg"]
+    assert sorted(batch.columns["path"]) == sorted(files)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifo_first_in_a_folder_decoded_at_its_own_size(tmp_path: Path) -> None:
+    data = jpeg(skdata.rocket()[:40, :50])
+    (tmp_path / "b.jpg").write_bytes(data)
+    fifo = tmp_path / "a.jpg"  # the first file: the decoded size comes from the next one
+    os.mkfifo(fifo)
+    source = ImageFolderSource(tmp_path, keep_bytes=False)
+    batch = _read_within(source, fifo)
+    assert batch.columns["image"].shape == (1, 40, 50, 3)
+    assert [s.where for s in batch.skipped] == ["a.jpg"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_device_in_a_folder_is_skipped(tmp_path: Path) -> None:
+    (tmp_path / "b.jpg").write_bytes(jpeg(skdata.rocket()[:40, :50]))
+    (tmp_path / "a.jpg").symlink_to("/dev/zero")  # read, it would never end
+    batch = read_all(ImageFolderSource(tmp_path))
+    assert [(s.where, s.reason) for s in batch.skipped] == [
+        ("a.jpg", "SpecialFileError: not a regular file: a character device")
+    ]
+    assert batch.columns["path"] == ["b.jpg"]

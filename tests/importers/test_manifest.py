@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +145,32 @@ def test_manifest_values_become_typed_columns() -> None:
     assert ids.tolist() == [1, 0] and classes == ["cat", "dog"]
     ids, classes = label_ids("m.csv", [{"y": "7"}, {"y": 2}], where, "y", None)
     assert ids.tolist() == [7, 2] and classes is None
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_manifest_fifo_is_read_and_a_device_skipped(
+    tmp_path: Path, folder: tuple[Path, dict[str, bytes]], manifest_rows: list[dict[str, Any]]
+) -> None:
+    """A FIFO the manifest names is read like `cat` would (its writer decides when it ends);
+    a device is never read (/dev/zero would never end)."""
+    _, files = folder
+    rows = [dict(r) for r in manifest_rows[:3]]
+    (tmp_path / "pipe.jpg").unlink(missing_ok=True)
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "zero.jpg").symlink_to("/dev/zero")
+    rows += [{**rows[0], "file": "pipe.jpg"}, {**rows[0], "file": "zero.jpg"}]
+    source = ManifestSource(write_manifest(tmp_path / "m.csv", rows, "csv"))
+    image = files["cat/00.jpg"]
+
+    def feed() -> None:
+        with open(tmp_path / "pipe.jpg", "wb") as pipe:  # blocks until the source opens it
+            pipe.write(image)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    batch = read_all(source)
+    writer.join(30)
+    assert [(s.row, s.reason) for s in batch.skipped] == [
+        (4, "SpecialFileError: not a regular file: a character device")
+    ]
+    assert batch.columns["path"][3] == "pipe.jpg" and batch.columns["image"][3] == image

@@ -5,11 +5,14 @@ Both sources produce the same columns: ``image`` (the file's bytes, unchanged, o
 data), ``path`` (the file's path as given: relative to the folder, or as written in the manifest)
 and, for manifests, one column per extra manifest column. A file that cannot be read or decoded
 is skipped (a ``SkippedRow``); a decoded image whose size differs from the first is an error.
+Only regular files are read: a folder's FIFOs, devices and sockets are skipped with the reason
+(reading one would block or never end); a FIFO a manifest names is read, as the user asked.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -19,6 +22,7 @@ from bale.errors import BaleError
 from bale.format.schema import Array, Bytes, ColumnType, String
 from bale.images import DecodeImages, decode_image, image_size
 from bale.importers.base import RowSource, SkippedRow, SourceBatch
+from bale.io.source import file_kind
 
 ResizeMode = Literal["crop", "stretch"]
 SHOWN = 5  # how many offending files or lines an error message lists
@@ -46,6 +50,7 @@ class ImageFilesSource(RowSource):
         resize_mode: ResizeMode,
         keep_bytes: bool | None,
         verify: bool,
+        read_fifos: bool = False,
     ) -> None:
         if size is not None:
             if len(size) != 2 or min(int(size[0]), int(size[1])) < 1:
@@ -71,6 +76,7 @@ class ImageFilesSource(RowSource):
         self._resize_mode: ResizeMode = resize_mode
         self._keep_bytes = keep_bytes if keep_bytes is not None else size is None
         self._verify = verify
+        self._read_fifos = read_fifos
         self._native_shape: tuple[int, int, int] | None = None
 
     # -- RowSource ------------------------------------------------------------------------------
@@ -167,8 +173,7 @@ class ImageFilesSource(RowSource):
         return os.path.join(self.root, self._files[row])
 
     def _load(self, row: int, decoder: DecodeImages | None) -> Any:
-        with open(self._full_path(row), "rb") as f:
-            data = f.read()
+        data = read_image_file(self._full_path(row), read_fifos=self._read_fifos)
         if not data:
             raise ValueError("the file is empty")
         if decoder is not None:
@@ -205,8 +210,8 @@ class ImageFilesSource(RowSource):
             if self._missing is not None and self._missing[row]:
                 continue
             try:
-                with open(self._full_path(row), "rb") as f:
-                    height, width = image_size(f.read())
+                path = self._full_path(row)
+                height, width = image_size(read_image_file(path, read_fifos=self._read_fifos))
             except (OSError, ValueError, BaleError):
                 continue
             return (height, width, 3)
@@ -219,6 +224,26 @@ class ImageFilesSource(RowSource):
         if not images:
             return np.zeros((0, *shape), np.uint8)
         return np.stack(images)
+
+
+def read_image_file(path: str, *, read_fifos: bool) -> bytes:
+    """The bytes of a regular file (or, with ``read_fifos``, of a FIFO: blocking until its writer
+    finishes). Anything else raises ``SpecialFileError`` without blocking: ``open`` of a FIFO
+    with no writer never returns, and a device such as /dev/zero never ends."""
+    if read_fifos and stat.S_ISFIFO(os.stat(path).st_mode):
+        with open(path, "rb") as f:
+            return f.read()
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with open(fd, "rb", closefd=True) as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise SpecialFileError(f"not a regular file: {file_kind(mode)}", path=path)
+        os.set_blocking(fd, True)
+        return f.read()
+
+
+class SpecialFileError(BaleError):
+    """A file to read is a FIFO, device, socket or folder: skipped, never read."""
 
 
 class _WrongShapeError(BaleError):

@@ -49,7 +49,8 @@ class ImageFolderSource(ImageFilesSource):
       an error.
 
     Hidden files and folders (names starting with ".") are ignored, so are files whose names do
-    not end in one of ``extensions``.
+    not end in one of ``extensions``. FIFOs, devices and sockets are skipped (and counted) like
+    unreadable images.
     """
 
     def __init__(
@@ -131,7 +132,8 @@ def class_folders(root: str) -> list[str]:
 def _image_files(folder: str, endings: tuple[str, ...], *, recursive: bool) -> list[str]:
     """Image files under ``folder`` as sorted '/'-separated relative paths (hidden ones skipped).
 
-    Anything that is not a folder counts (a FIFO too): an unreadable entry is reported when read.
+    Anything that is not a folder counts: a FIFO, device or socket is skipped when read, with
+    its reason (never opened for reading: that could block or never end).
     """
     found: list[str] = []
     with os.scandir(folder) as entries:

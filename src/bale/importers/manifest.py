@@ -47,7 +47,8 @@ class ManifestSource(ImageFilesSource):
     int64 arrays when all are integers, float32 otherwise; anything else as text.
 
     Files that do not exist are an error listing them with their manifest line, unless
-    ``missing="skip"``: then they are skipped and counted like unreadable images.
+    ``missing="skip"``: then they are skipped and counted like unreadable images. A FIFO listed
+    is read (blocking until its writer finishes); devices, sockets and folders are skipped.
     Image options (``size``, ``resize_mode``, ``keep_bytes``, ``verify``) are those of
     ``ImageFolderSource``.
     """
@@ -123,6 +124,7 @@ class ManifestSource(ImageFilesSource):
             resize_mode=resize_mode,
             keep_bytes=keep_bytes,
             verify=verify,
+            read_fifos=True,  # named by the user: read, as `cat` would (a folder's are skipped)
         )
 
 
