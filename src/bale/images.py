@@ -71,7 +71,31 @@ def decode_image(data: bytes, min_size: tuple[int, int] | None = None) -> np.nda
     with image_module.open(io.BytesIO(data)) as image:
         if min_size is not None:
             image.draft("RGB", (min_size[1], min_size[0]))
+        if image.mode.startswith("I") or image.mode == "F":
+            return _high_depth_to_rgb(image)
         return np.asarray(image.convert("RGB"))
+
+
+def _high_depth_to_rgb(image: Any) -> np.ndarray:
+    """A 16-bit greyscale image (Pillow mode "I;16*", or "I" holding values 0..65535, as older
+    Pillows open 16-bit PNGs) scaled to 8 bits: Pillow's convert("RGB") clips every value above
+    255, so a 16-bit photo came out white. 32-bit and floating-point images have no known
+    range: a BaleError, which importers report as a skipped file with this reason."""
+    values = np.asarray(image)
+    if image.mode == "F" or values.dtype.kind == "f":
+        raise BaleError(
+            f"a floating-point greyscale image (Pillow mode {image.mode!r}) has no known 8-bit "
+            "range: convert it to 8 or 16 bits first"
+        )
+    low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+    if low < 0 or high > 0xFFFF:
+        raise BaleError(
+            f"a 32-bit greyscale image (Pillow mode {image.mode!r}, values {low}..{high}) has "
+            "no known 8-bit range: convert it to 8 or 16 bits first"
+        )
+    # Round to nearest: 0 -> 0, 65535 -> 255, 257 * k -> k exactly.
+    scaled = ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    return np.repeat(scaled[:, :, None], 3, axis=2)
 
 
 def _resize(

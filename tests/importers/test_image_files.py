@@ -99,3 +99,43 @@ def test_row_size_hint_follows_the_files(folder: tuple[Path, dict[str, bytes]]) 
     sizes = [len(d) for d in files.values()]
     assert min(sizes) / 2 < hint < max(sizes) * 2
     assert ImageFolderSource(root, size=(10, 20)).row_nbytes_hint == 600
+
+
+def test_16_bit_greyscale_png_is_scaled_not_clipped(tmp_path: Path) -> None:
+    """A 16-bit PNG (Pillow mode "I;16") is scaled to 8 bits: Pillow's convert("RGB") clipped
+    it to white (mean 254.5 for a photo of mean ~128)."""
+    photo = skdata.camera()  # uint8 greyscale
+    low_bits = np.random.default_rng(0).integers(0, 256, photo.shape)  # below one 8-bit step
+    deep = (photo.astype(np.uint16) * 257 + low_bits - 128).clip(0, 65535).astype(np.uint16)
+    (tmp_path / "deep").mkdir()
+    (tmp_path / "flat").mkdir()
+    deep_png = tmp_path / "deep" / "camera.png"
+    Image.fromarray(deep).save(deep_png)
+    with Image.open(deep_png) as written:
+        assert written.mode.startswith("I")  # really a 16-bit file
+    Image.fromarray(photo).save(tmp_path / "flat" / "camera.png")
+    size = (128, 96)
+    deep_rows = read_all(ImageFolderSource(tmp_path / "deep", size=size))
+    flat_rows = read_all(ImageFolderSource(tmp_path / "flat", size=size))
+    assert not deep_rows.skipped
+    got = deep_rows.columns["image"][0].astype(int)
+    want = flat_rows.columns["image"][0].astype(int)
+    assert abs(got.mean() - photo.mean()) < 3
+    assert np.abs(got - want).max() <= 1  # the same picture, to within rounding
+    # decoded at its own size too: every pixel within rounding of the 8-bit photo
+    native = read_all(ImageFolderSource(tmp_path / "deep", keep_bytes=False)).columns["image"]
+    assert native.shape == (1, *photo.shape, 3)
+    assert np.abs(native[0, :, :, 0].astype(int) - photo).max() <= 1
+
+
+def test_float_and_32_bit_images_are_skipped_with_a_reason(tmp_path: Path) -> None:
+    photo = skdata.camera()[:64, :64]
+    Image.fromarray(photo.astype(np.float32) / 255).save(tmp_path / "float.tif")
+    Image.fromarray(photo.astype(np.int32) * 70000).save(tmp_path / "wide.tif")
+    Image.fromarray(photo).save(tmp_path / "good.png")
+    batch = read_all(ImageFolderSource(tmp_path, size=(32, 32)))
+    assert batch.columns["path"] == ["good.png"]
+    reasons = {s.where: s.reason for s in batch.skipped}
+    assert "floating-point greyscale image" in reasons["float.tif"]
+    assert "32-bit greyscale image" in reasons["wide.tif"]
+    assert all("convert it to 8 or 16 bits" in r for r in reasons.values())
