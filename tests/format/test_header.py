@@ -133,10 +133,23 @@ def test_full_magic_but_cut_header_is_truncated() -> None:
         unpack_header_prefix(FILE_MAGIC + bytes(4), "some/path")
 
 
-@pytest.mark.parametrize("major", [0, 2, 65535])
-def test_other_major_versions_are_unsupported(major: int) -> None:
-    with pytest.raises(bale.UnsupportedVersionError, match=f"{major}.0"):
+@pytest.mark.parametrize("major", [2, 65535])
+def test_newer_major_versions_are_unsupported(major: int) -> None:
+    with pytest.raises(bale.UnsupportedVersionError, match=f"{major}.0 .*upgrade bale"):
         unpack_header_prefix(_header_with_version(major, 0))
+
+
+@pytest.mark.parametrize("minor", [0, 1, 7])
+def test_major_version_0_is_damage_not_a_newer_format(minor: int) -> None:
+    with pytest.raises(
+        bale.CorruptFileError, match=f"version 0.{minor}, which does not exist"
+    ) as info:
+        unpack_header_prefix(_header_with_version(0, minor), "x.bale")
+    assert not isinstance(info.value, bale.UnsupportedVersionError)
+    assert "upgrade" not in str(info.value) and info.value.path == "x.bale"
+    trailer = struct.pack("<QQQHHI8s", 64, 3, 0, 0, minor, 0, TRAILER_MAGIC)
+    with pytest.raises(bale.CorruptFileError, match="the trailer is damaged"):
+        unpack_trailer(trailer, "x.bale")
 
 
 def test_newer_minor_version_is_accepted() -> None:

@@ -57,8 +57,16 @@ def dump_json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-def check_version(major: int, minor: int, path: str | None) -> None:
-    if major > FORMAT_VERSION[0] or major < 1:
+def check_version(major: int, minor: int, path: str | None, where: str = "header") -> None:
+    """Refuse a major version this bale cannot read. Only a newer major gets the advice to
+    upgrade: versions start at 1.0, so a major of 0 is damage, never a format."""
+    if major < 1:
+        raise CorruptFileError(
+            f"the {where} says format version {major}.{minor}, which does not exist (versions "
+            f"start at 1.0): the {where} is damaged",
+            path=path,
+        )
+    if major > FORMAT_VERSION[0]:
         raise UnsupportedVersionError(
             f"format version {major}.{minor} is not supported; this bale reads "
             f"{FORMAT_VERSION[0]}.x (upgrade bale to read newer files)",
@@ -161,5 +169,5 @@ def unpack_trailer(data: bytes, path: str | None = None) -> Trailer | None:
     if len(data) != TRAILER_SIZE or data[-8:] != TRAILER_MAGIC:
         return None
     offset, length, digest, major, minor, _, _ = _TRAILER.unpack(data)
-    check_version(major, minor, path)
+    check_version(major, minor, path, "trailer")
     return Trailer(offset, length, digest, major, minor)
