@@ -7,6 +7,7 @@ reading it either raise a ``BaleError`` or return exactly the original data.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 import warnings
@@ -479,6 +480,30 @@ def test_cut_inside_header_prefix_is_truncated(original: Path, tmp_path: Path, c
     target.write_bytes(original.read_bytes()[:cut])
     with pytest.raises(TruncatedFileError):
         bale.open(target)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 14 item 12: the fix is in src/bale/ops/repair.py (bytes_dropped = "
+    "size - data_end goes negative when the file ends inside the header's padding); "
+    "remove this mark with that fix",
+)
+def test_repair_of_a_cut_inside_header_padding_reports_no_negative_bytes(
+    original: Path, tmp_path: Path
+) -> None:
+    data = original.read_bytes()
+    json_length = struct.unpack_from("<I", data, 12)[0]
+    json_end = HEADER_PREFIX_SIZE + json_length
+    assert json_end % 64, "the sample header needs padding for this test"
+    cut = json_end + (-json_end % 64) // 2  # the JSON whole, its zero padding cut
+    target = tmp_path / "cut.bale"
+    partial = tmp_path / "cut.bale.partial"
+    partial.write_bytes(data[:cut])
+    try:
+        summary = repair(target).summary()
+    except bale.BaleError as exc:  # "nothing to recover" is an answer too (issue 14 item 10)
+        summary = str(exc)
+    assert re.search(r"-\d+ bytes", summary) is None, summary
 
 
 PNG_HEADER = (
