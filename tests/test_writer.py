@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from pathlib import Path
 from typing import Any
@@ -930,3 +931,62 @@ def test_lock_is_released_when_a_writer_is_aborted(tmp_path: Path) -> None:
     with bale.Writer(path, overwrite=True) as again:
         again.write({"x": [2]})
     assert bale.open(path).read()["x"].tolist() == [2]
+
+
+# -- targets and metadata refused before anything is written (issue 14, item 9) ------------------
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_directory_at_the_target_is_refused_before_writing(
+    tmp_path: Path, overwrite: bool
+) -> None:
+    target = tmp_path / "d.bale"
+    target.mkdir()
+    with pytest.raises(bale.errors.TargetExistsError, match="is a directory") as info:
+        bale.write(target, {"x": np.arange(1000)}, overwrite=overwrite)
+    assert info.value.path == str(target)
+    assert not (tmp_path / "d.bale.partial").exists()
+    assert target.is_dir()
+
+
+def test_a_fifo_at_the_target_is_refused_before_writing(tmp_path: Path) -> None:
+    target = tmp_path / "f.bale"
+    os.mkfifo(target)
+    # A reader-writer end kept open here, so a bale that opened the FIFO would not block forever.
+    keep = os.open(target, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        with pytest.raises(bale.errors.TargetExistsError, match="not a regular file"):
+            bale.write(target, {"x": np.arange(10)}, overwrite=True)
+    finally:
+        os.close(keep)
+    assert stat.S_ISFIFO(os.lstat(target).st_mode)
+    assert not (tmp_path / "f.bale.partial").exists()
+
+
+def test_overwrite_through_a_symlink_to_a_file_still_works(tmp_path: Path) -> None:
+    real = tmp_path / "real.bale"
+    bale.write(real, {"x": np.arange(3)})
+    link = tmp_path / "link.bale"
+    link.symlink_to(real)
+    bale.write(link, {"x": np.arange(5)}, overwrite=True)
+    assert len(bale.open(link)) == 5
+
+
+def test_deeply_nested_metadata_is_a_schema_error(tmp_path: Path) -> None:
+    deep: Any = 0
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(bale.errors.SchemaError, match="deeper than 64"):
+        bale.write(tmp_path / "m.bale", {"x": np.arange(3)}, metadata={"deep": deep})
+    assert not (tmp_path / "m.bale.partial").exists()
+    assert not (tmp_path / "m.bale").exists()
+
+
+def test_metadata_nested_64_deep_is_kept_and_65_refused(tmp_path: Path) -> None:
+    deep: Any = 0
+    for _ in range(63):  # the metadata object holding 63 nested lists: 64 levels
+        deep = [deep]
+    bale.write(tmp_path / "m.bale", {"x": np.arange(3)}, metadata={"k": deep})
+    assert bale.open(tmp_path / "m.bale").metadata == {"k": deep}
+    with pytest.raises(bale.errors.SchemaError, match="deeper than 64"):
+        bale.write(tmp_path / "n.bale", {"x": np.arange(3)}, metadata={"k": [deep]})

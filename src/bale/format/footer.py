@@ -11,7 +11,7 @@ import numpy as np
 
 from bale.errors import CorruptFileError
 from bale.format.constants import FORMAT_VERSION, MAX_JSON_BYTES
-from bale.format.header import checksum, dump_json, parse_json_checked
+from bale.format.header import MAX_METADATA_DEPTH, checksum, dump_json, parse_json_checked
 from bale.format.schema import Schema
 
 #: One row per row group. Offsets are absolute file offsets.
@@ -123,7 +123,7 @@ def pack_footer(index: FileIndex, created_by: str) -> bytes:
         "num_row_groups": len(index.groups),
         "segment_bytes": index.segment_bytes,
     }
-    body = dump_json(info)
+    body = dump_json(info, max_depth=MAX_METADATA_DEPTH + 1)  # metadata is one level down
     head = _LENGTH.pack(len(body), checksum(body)) + body
     head += bytes(-len(head) % 8)
     groups = np.ascontiguousarray(index.groups, GROUP_DTYPE).tobytes()

@@ -53,8 +53,36 @@ def padding(offset: int) -> int:
     return -offset % ALIGNMENT
 
 
-def dump_json(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+#: How deeply a file's metadata may nest (objects and arrays). Deeper JSON crashes encoders and
+#: decoders that recurse (RecursionError), so bale refuses it when writing.
+MAX_METADATA_DEPTH = 64
+
+
+def dump_json(obj: Any, *, max_depth: int = MAX_METADATA_DEPTH) -> bytes:
+    """Compact JSON, refusing (ValueError) values nested more than ``max_depth`` levels deep or
+    longer than MAX_JSON_BYTES encoded: no reader could decode them."""
+    check_json_nesting(obj, max_depth)
+    body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    if len(body) > MAX_JSON_BYTES:
+        raise ValueError(f"JSON of {len(body)} bytes is longer than the {MAX_JSON_BYTES} allowed")
+    return body
+
+
+def check_json_nesting(obj: Any, max_depth: int) -> None:
+    """Raise ValueError if ``obj`` nests lists, tuples and dicts more than ``max_depth`` deep.
+    Iterative, so any depth is measured without recursing."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, (list, tuple)):
+            children = value
+        else:
+            continue
+        if depth > max_depth:
+            raise ValueError(f"JSON nested deeper than {max_depth} levels (objects and arrays)")
+        stack.extend((child, depth + 1) for child in children)
 
 
 def check_version(major: int, minor: int, path: str | None, where: str = "header") -> None:
@@ -79,7 +107,7 @@ def check_version(major: int, minor: int, path: str | None, where: str = "header
 
 def pack_header(info: dict[str, Any]) -> bytes:
     """Header bytes, zero-padded to ALIGNMENT: prefix then the header JSON."""
-    body = dump_json(info)
+    body = dump_json(info, max_depth=MAX_METADATA_DEPTH + 1)  # metadata is one level down
     prefix = _HEADER_PREFIX.pack(FILE_MAGIC, *FORMAT_VERSION, len(body), checksum(body))
     raw = prefix + body
     return raw + bytes(padding(len(raw)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
@@ -40,6 +41,24 @@ def is_locked(path: str) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def _refuse_special_target(target: str) -> None:
+    """A directory, FIFO, device or socket at the target can never be replaced by the finished
+    file (the rename fails after all the writing): refuse before writing anything. A symlink is
+    fine, it is replaced like a file."""
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return
+    kind = "is a directory" if stat.S_ISDIR(mode) else "is not a regular file"
+    raise TargetExistsError(
+        f"the target {kind}; a bale file can only replace a regular file: choose another path "
+        "(e.g. a file name inside the directory)",
+        path=target,
+    )
 
 
 class ByteSink(Protocol):
@@ -109,6 +128,7 @@ class FileSink:
         self.closed = False
 
     def _create(self) -> int:
+        _refuse_special_target(self.target)
         if os.path.exists(self.target):
             if not self.overwrite:
                 raise TargetExistsError(
