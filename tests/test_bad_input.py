@@ -129,13 +129,13 @@ BAD_BATCHES: dict[str, tuple[dict[str, Any], str | None, list[str], tuple[int, i
         with_column(3, n=[1, 1000, 2]),
         "n",
         ["int8", "1000"],
-        (5, 8),
+        (6, 7),
     ),
     "negative_overflow": (
         with_column(2, n=[-129, 0]),
         "n",
         ["int8", "-129"],
-        (5, 7),
+        (5, 6),
     ),
     "fraction_into_int": (
         with_column(2, n=[1, 2.5]),
@@ -146,8 +146,45 @@ BAD_BATCHES: dict[str, tuple[dict[str, Any], str | None, list[str], tuple[int, i
     "text_into_array": (
         with_column(2, n=["a", "b"]),
         "n",
-        ["int8"],
-        (5, 7),
+        ["int8", "got str 'a'", "never parsed"],
+        (5, 6),
+    ),
+    # Values numpy would convert silently (issue 14, item 7): each is refused, naming the row.
+    "digit_text_into_int": (
+        with_column(2, n=[1, "7"]),
+        "n",
+        ["int8", "got str '7'"],
+        (6, 7),
+    ),
+    "none_in_float_rows": (
+        with_column(2, x=[[1.0, 2.0, 3.0], [1.0, None, 3.0]]),
+        "x",
+        ["float32[3]", "got None", "float('nan')"],
+        (6, 7),
+    ),
+    "float_overflow": (
+        with_column(3, x=[[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1e39, 0.0]]),
+        "x",
+        ["overflows float32", "inf"],
+        (7, 8),
+    ),
+    "int_beyond_64_bits_into_float": (
+        with_column(1, x=[[1.0, 2.0, 10**40]]),
+        "x",
+        ["float32[3]", "got int 1000"],
+        (5, 6),
+    ),
+    "int_beyond_64_bits": (
+        with_column(2, n=[1, 2**70]),
+        "n",
+        ["int8", str(2**70)],
+        (6, 7),
+    ),
+    "complex_into_float": (
+        with_column(1, x=[[1.0, 2j, 3.0]]),
+        "x",
+        ["float32[3]", "got complex"],
+        (5, 6),
     ),
     "not_a_sequence": (
         with_column(1, n=7),
@@ -351,3 +388,53 @@ def test_metadata_made_non_json_after_opening(tmp_path: Path) -> None:
     writer.metadata["bad"] = object()
     with pytest.raises(bale.SchemaError, match="JSON"):
         writer.close()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "rows", "stored"),
+    [
+        ("float32", [1.0, float("nan"), float("inf"), -float("inf"), 0.1], None),
+        ("float16", [65504.0, -65504], None),
+        ("int64", [1, True, -(2**63)], [1, 1, -(2**63)]),
+        ("uint64", [2**64 - 1], None),
+        ("bool", [0, 1, True], [False, True, True]),
+    ],
+)
+def test_python_values_that_fit_are_kept(
+    tmp_path: Path, dtype: str, rows: list[Any], stored: list[Any] | None
+) -> None:
+    """The checks refuse silent changes only: NaN and inf given as such, the largest finite
+    values of a dtype, bools as integers, are all stored as given."""
+    path = tmp_path / "ok.bale"
+    with bale.Writer(path, {"v": bale.Array(dtype)}) as writer:
+        writer.write({"v": rows})
+    got = bale.open(path).read()["v"]
+    expected = np.asarray(rows if stored is None else stored).astype(dtype)
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_none_in_the_first_batch_names_the_row(tmp_path: Path) -> None:
+    path = tmp_path / "bad.bale"
+    writer = bale.Writer(path)
+    with pytest.raises(bale.SchemaError) as info:
+        writer.write({"x": [1.0, 2.0, None]})
+    assert info.value.column == "x"
+    assert info.value.rows == (2, 3)
+    assert "got None" in str(info.value)
+    writer.abort()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "value"), [("float16", 70000), ("float16", 1e6), ("bfloat16", 1e39)]
+)
+def test_finite_value_that_would_become_inf_is_refused(
+    tmp_path: Path, dtype: str, value: float
+) -> None:
+    path = tmp_path / "bad.bale"
+    writer = bale.Writer(path, {"v": bale.Array(dtype)})
+    with pytest.raises(bale.SchemaError) as info:
+        writer.write({"v": [1.0, value]})
+    assert info.value.rows == (1, 2)
+    assert f"overflows {dtype}" in str(info.value)
+    writer.abort()

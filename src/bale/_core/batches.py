@@ -32,7 +32,19 @@ def infer_type(name: str, value: Any) -> ColumnType:
             return Bytes()
         if _all(value, str):
             return String()
-        return _array_type(name, np.asarray(value))
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SchemaError(f"cannot infer a column type: {exc}", column=name) from exc
+        if array.dtype.kind not in "biufc":
+            row, item = _first_non_number(value, "biufc")
+            raise SchemaError(
+                f"cannot infer a column type: expected numbers (or all str, or all bytes), "
+                f"got {_not_a_number(item)}",
+                column=name,
+                rows=(row, row + 1) if row is not None else None,
+            )
+        return _array_type(name, array)
     raise SchemaError(
         f"expected a NumPy array or a list of rows, got {type(value).__name__}", column=name
     )
@@ -146,24 +158,7 @@ def _to_array(
                 rows=rows,
             )
     else:
-        try:
-            array = np.asarray(value, dtype=target)
-            loose = np.asarray(value)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise SchemaError(
-                f"cannot convert to {expected}: {exc}", path=path, column=name, rows=rows
-            ) from exc
-        # Python numbers must fit integer columns exactly; floats may round to the column's
-        # precision (writing [0.1] into a float32 column is the common, intended case).
-        if (
-            loose.dtype.kind in "biu" and target.kind in "biu" and not np.array_equal(array, loose)
-        ) or (loose.dtype.kind == "f" and target.kind in "biu"):
-            raise SchemaError(
-                f"values do not fit {column_type.dtype} exactly (got {loose.dtype})",
-                path=path,
-                column=name,
-                rows=rows,
-            )
+        array = _from_python(name, column_type, value, path, rows)
     if array.shape[1:] != column_type.shape:
         raise SchemaError(
             f"wrong shape: expected {expected}, got {list(array.shape[1:])} per row",
@@ -172,6 +167,105 @@ def _to_array(
             rows=rows,
         )
     return np.ascontiguousarray(array, dtype=target)
+
+
+def _from_python(
+    name: str, column_type: Array, value: Any, path: str, rows: tuple[int, int]
+) -> np.ndarray:
+    """Python rows (lists, numbers) -> an array of the column's dtype, refusing every silent
+    change: None, strings and other objects are not numbers, integer columns take integers
+    that fit exactly, and a finite value must not become inf/nan in a narrower float."""
+    target = column_type.numpy_dtype
+    expected = f"{column_type.dtype}{list(column_type.shape)} per row"
+    try:
+        loose = np.asarray(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SchemaError(
+            f"cannot convert to {expected}: {exc}", path=path, column=name, rows=rows
+        ) from exc
+    if loose.dtype.kind not in "biufc" or (loose.dtype.kind == "c" and target.kind != "c"):
+        row, item = _first_non_number(value, "c" if target.kind == "c" else "biuf")
+        raise SchemaError(
+            f"expected {expected}, got {_not_a_number(item)}",
+            path=path,
+            column=name,
+            rows=(rows[0] + row, rows[0] + row + 1) if row is not None else rows,
+        )
+    # Python numbers must fit integer columns exactly; floats may round to the column's
+    # precision (writing [0.1] into a float32 column is the common, intended case).
+    if loose.dtype.kind == "f" and target.kind in "biu":
+        raise SchemaError(
+            f"values do not fit {column_type.dtype} exactly (got {loose.dtype})",
+            path=path,
+            column=name,
+            rows=rows,
+        )
+    with np.errstate(all="ignore"):  # overflow is detected below, not warned about
+        array = loose.astype(target)
+    if target.kind in "biu":
+        changed = array != loose
+        if changed.any():
+            found = loose.reshape(-1)[np.flatnonzero(changed)[0]].item()
+            raise SchemaError(
+                f"value {found!r} does not fit {column_type.dtype} exactly (got {loose.dtype})",
+                path=path,
+                column=name,
+                rows=_first_row(changed, rows),
+            )
+    elif loose.dtype.kind != "b":
+        overflowed = np.isfinite(loose) & ~np.isfinite(array)
+        if overflowed.any():
+            where = _first_row(overflowed, rows)
+            raise SchemaError(
+                f"a finite value overflows {column_type.dtype} (it would be stored as "
+                f"{array.reshape(-1)[np.flatnonzero(overflowed)[0]]}): clip it or use a "
+                "wider dtype",
+                path=path,
+                column=name,
+                rows=where,
+            )
+    return array
+
+
+def _first_non_number(value: Any, kinds: str) -> tuple[int | None, Any]:
+    """(row, item): the first row holding something that is not a number of ``kinds``."""
+    for row, item in enumerate(value):
+        for leaf in _leaves(item):
+            if isinstance(leaf, np.ndarray) and leaf.dtype.kind in kinds:
+                continue
+            if not isinstance(leaf, (int, float, complex, np.number, np.bool_)) or (
+                isinstance(leaf, (complex, np.complexfloating)) and "c" not in kinds
+            ):
+                return row, leaf
+            # An int beyond 64 bits becomes an object, not a number numpy can store.
+            if isinstance(leaf, int) and np.asarray(leaf).dtype.kind not in "biu":
+                return row, leaf
+    return None, None
+
+
+def _not_a_number(item: Any) -> str:
+    """What was found instead of a number, and what to do about it."""
+    if item is None:
+        return "None (a missing value: write float('nan') explicitly in a float column)"
+    found = f"{type(item).__name__} {item!r}"[:80]
+    if isinstance(item, (str, bytes, np.str_, np.bytes_)):
+        return f"{found} (text is never parsed into numbers: convert it explicitly)"
+    return f"{found} (not a number that fits this column: convert it explicitly)"
+
+
+def _leaves(item: Any) -> Any:
+    if isinstance(item, (list, tuple)):
+        for sub in item:
+            yield from _leaves(sub)
+    else:
+        yield item
+
+
+def _first_row(mask: np.ndarray, rows: tuple[int, int]) -> tuple[int, int]:
+    """The batch row (as file rows) of the first True in ``mask`` (one entry or more per row)."""
+    flat = mask.reshape(len(mask), -1).any(axis=1)
+    first = int(np.flatnonzero(flat)[0]) if flat.any() else 0
+    return (rows[0] + first, rows[0] + first + 1)
 
 
 def _safe_cast(source: np.dtype[Any], target: np.dtype[Any]) -> bool:
