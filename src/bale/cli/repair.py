@@ -14,7 +14,9 @@ def add_repair_command(commands: Subcommands) -> None:
         help="recover the complete row groups of an interrupted write",
         description="After a writer was killed or the disk filled up, rebuild the footer of "
         "FILE (an interrupted append) or of FILE.partial (an interrupted new file, which is "
-        "then renamed to FILE). Every completely written row group is kept.",
+        "then renamed to FILE). Every completely written row group is kept. A FILE.partial "
+        "that ends before its header (a writer killed before its first batch) holds nothing: "
+        "it is removed, and FILE can be written afresh.",
     )
     parser.add_argument("file")
     parser.set_defaults(run=run_repair)

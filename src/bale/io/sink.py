@@ -147,11 +147,14 @@ class FileSink:
                 raise FileLockedError(
                     "another writer is creating this file right now", path=self.target
                 ) from None
-            if not self.overwrite:
+            # An empty partial nobody holds is what a writer killed before its first batch
+            # leaves: nothing to recover, so it is taken over instead of asking for a repair.
+            if not self.overwrite and os.fstat(fd).st_size > 0:
                 os.close(fd)
                 raise TargetExistsError(
                     f"an interrupted write left {self.path!r}; run `bale repair "
-                    f"{self.target}` to recover its rows, or pass overwrite=True to discard it",
+                    f"{self.target}` to recover its rows (it removes a partial that holds none), "
+                    "or pass overwrite=True to discard it",
                     path=self.target,
                 ) from None
             os.ftruncate(fd, 0)

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from bale._core.layout import block_reads_back, read_header, read_index, scan_groups
 from bale._version import __version__
 from bale.errors import BaleError, TargetExistsError
-from bale.format.constants import ALIGNMENT
+from bale.format.constants import ALIGNMENT, FILE_MAGIC, HEADER_PREFIX_SIZE
 from bale.format.footer import FileIndex, pack_footer
-from bale.format.header import pack_trailer
+from bale.format.header import pack_trailer, unpack_header_prefix
 from bale.io.sink import FileSink, partial_path_for
 from bale.io.source import LocalSource
 
@@ -27,8 +27,17 @@ class RepairReport:
     already_complete: bool
     damaged_row_groups: list[int] = field(default_factory=list)
     skipped_bytes: int = 0
+    #: the partial held no complete header (the writer died before its first row group), so
+    #: there was nothing to recover and it was deleted; ``path`` was not created
+    removed: bool = False
 
     def summary(self) -> str:
+        if self.removed:
+            return (
+                f"{self.repaired_from}: nothing to recover ({self.bytes_dropped} bytes, no "
+                "complete header: the writer stopped before its first row group); removed it, "
+                f"so {self.path} can be written afresh"
+            )
         if self.already_complete:
             return f"{self.path}: already complete ({self.rows} rows); nothing to repair"
         text = (
@@ -65,6 +74,9 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
             return RepairReport(target, target, complete.num_rows, len(complete.groups), 0, True)
         repaired = _rebuild(target)
     elif os.path.exists(partial):
+        dropped = _remove_if_headerless(partial)
+        if dropped is not None:
+            return RepairReport(target, partial, 0, 0, dropped, False, removed=True)
         repaired = _rebuild(partial)
         if os.path.exists(target):  # appeared meanwhile: never replace it silently
             raise TargetExistsError(f"repaired data kept in {partial!r}", path=target)
@@ -72,6 +84,28 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
     else:
         raise FileNotFoundError(f"neither {target!r} nor {partial!r} exists")
     return RepairReport(target, *repaired)  # type: ignore[arg-type]
+
+
+def _remove_if_headerless(partial: str) -> int | None:
+    """Delete ``partial`` and return its size if it ends before its header JSON does (a writer
+    killed before its first batch leaves 0 bytes): it holds no rows and not even a schema.
+    Anything that does not start like a bale file is left alone (NotABaleFileError)."""
+    sink = FileSink(partial, "update", alignment=ALIGNMENT)  # a live writer holds the lock
+    source = LocalSource(partial)
+    try:
+        size = source.size()
+        first = bytes(source.read(0, min(size, HEADER_PREFIX_SIZE)))
+        if size < HEADER_PREFIX_SIZE and FILE_MAGIC.startswith(first[: len(FILE_MAGIC)]):
+            headerless = True
+        else:
+            prefix = unpack_header_prefix(first, partial)
+            headerless = size < HEADER_PREFIX_SIZE + prefix.json_length
+        if headerless:
+            os.unlink(partial)  # still under the lock: no writer can be using it
+    finally:
+        source.close()
+        sink.close()
+    return size if headerless else None
 
 
 def _complete_index(path: str) -> FileIndex | None:
