@@ -388,6 +388,10 @@ def test_metadata_made_non_json_after_opening(tmp_path: Path) -> None:
     writer.metadata["bad"] = object()
     with pytest.raises(bale.SchemaError, match="JSON"):
         writer.close()
+    # The message promises nothing is lost: fixing the metadata and closing again keeps it.
+    del writer.metadata["bad"]
+    writer.close()
+    _assert_file_holds_the_good_rows(tmp_path / "meta.bale", 5)
 
 
 @pytest.mark.parametrize(
@@ -438,3 +442,64 @@ def test_finite_value_that_would_become_inf_is_refused(
     assert info.value.rows == (1, 2)
     assert f"overflows {dtype}" in str(info.value)
     writer.abort()
+
+
+# -- column names (issue 14, item 8) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("batch", "fragment", "column"),
+    [
+        ({"ok": [1], "\ud800": [1]}, "not valid Unicode text", "\ud800"),
+        ({1: [1]}, "column names must be str, got int 1", None),
+        ({"": [1]}, "non-empty", None),
+    ],
+)
+def test_bad_column_name_in_the_first_batch(
+    tmp_path: Path, batch: dict[Any, Any], fragment: str, column: str | None
+) -> None:
+    path = tmp_path / "names.bale"
+    writer = bale.Writer(path)
+    with pytest.raises(bale.SchemaError) as info:
+        writer.write(batch)
+    assert fragment in str(info.value)
+    assert info.value.path == os.fspath(path)
+    assert info.value.column == column
+    assert writer.schema is None  # nothing was fixed: the next good batch starts the file
+    writer.write({"a": [1, 2]})
+    writer.close()
+    assert bale.open(path).read()["a"].tolist() == [1, 2]
+
+
+def test_bad_column_name_in_a_given_schema(tmp_path: Path) -> None:
+    path = tmp_path / "names.bale"
+    writer = bale.Writer(path, {"\udc80x": bale.Array("int8")})
+    with pytest.raises(bale.SchemaError, match="not valid Unicode text"):
+        writer.write({"\udc80x": [1]})
+    writer.abort()
+
+
+def test_an_int_key_is_never_stored_as_text(tmp_path: Path) -> None:
+    """Before: {1: ...} was stored as column "1", and appending {1: ...} was then refused."""
+    path = tmp_path / "names.bale"
+    with pytest.raises(bale.SchemaError, match="got int 1"):
+        bale.write(path, {1: np.arange(3)})
+    bale.write(path, {"1": np.arange(3)})
+    with bale.Writer(path, mode="a") as writer:
+        writer.write({"1": np.arange(3, 5)})
+    assert bale.open(path).read()["1"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_an_empty_first_batch_is_refused_and_fixes_nothing(tmp_path: Path) -> None:
+    """Before: {} made a file with no columns that refused every later batch."""
+    path = tmp_path / "names.bale"
+    writer = bale.Writer(path)
+    with pytest.raises(bale.SchemaError, match="the first batch has no columns") as info:
+        writer.write({})
+    assert info.value.path == os.fspath(path)
+    assert writer.schema is None
+    writer.write({"x": [1.5, 2.5]})
+    writer.close()
+    ds = bale.open(path)
+    assert ds.schema.names == ["x"]
+    assert ds.read()["x"].tolist() == [1.5, 2.5]

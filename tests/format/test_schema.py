@@ -213,6 +213,40 @@ def test_empty_column_name_is_rejected() -> None:
         Schema((Column("", Bytes(), ZSTD),))
 
 
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        (1, "column names must be str, got int 1"),
+        (b"x", "column names must be str, got bytes"),
+        (None, "column names must be str, got NoneType"),
+        ("\ud800", "not valid Unicode text: surrogates not allowed at position 0"),
+        ("ok\udfff", "at position 2"),
+        ("", "non-empty"),
+    ],
+)
+def test_invalid_column_names_are_schema_errors(name: Any, fragment: str) -> None:
+    with pytest.raises(bale.SchemaError) as info:
+        Column(name, Bytes(), ZSTD)
+    assert fragment in str(info.value)
+    if isinstance(name, str) and name:
+        assert info.value.column == name
+
+
+@pytest.mark.parametrize(
+    "name", ["image", "label/fine", "a b", " lead", "é", "e\u0301", "日本語", "🙂", "x\x00y", "1"]
+)
+def test_any_non_empty_unicode_name_is_allowed_and_round_trips(name: str) -> None:
+    schema = Schema((Column(name, Bytes(), ZSTD),))
+    assert Schema.from_json(_json_round_trip(schema.to_json())).names == [name]
+
+
+def test_names_are_compared_code_point_by_code_point() -> None:
+    # Precomposed and decomposed "é" are different names: bale never normalises.
+    schema = Schema((Column("\u00e9", Bytes(), ZSTD), Column("e\u0301", Bytes(), ZSTD)))
+    assert len(schema) == 2
+    assert "E\u0301" not in schema  # and case matters
+
+
 @pytest.mark.parametrize("bad", [{"x": {}}, "x", None, 3])
 def test_schema_json_must_be_a_list(bad: Any) -> None:
     with pytest.raises(bale.SchemaError):

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from bale.errors import SchemaError
-from bale.format.schema import Array, Bytes, ColumnType, Schema, String
+from bale.format.schema import Array, Bytes, ColumnType, Schema, String, check_column_name
 
 ColumnData = np.ndarray | list[bytes]  # arrays for Array columns, lists of bytes otherwise
 
@@ -64,6 +64,14 @@ def _array_type(name: str, value: np.ndarray) -> Array:
 
 
 def infer_schema_types(batch: Mapping[str, Any]) -> dict[str, ColumnType]:
+    """The columns a first batch fixes for a file: its names, checked, and inferred types."""
+    if not batch:
+        raise SchemaError(
+            "the first batch has no columns, so it cannot fix the file's columns; nothing "
+            "was written: write a batch with at least one column (or pass schema=)"
+        )
+    for name in batch:
+        check_column_name(name)
     return {name: infer_type(name, value) for name, value in batch.items()}
 
 

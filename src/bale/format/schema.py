@@ -62,6 +62,31 @@ class String:
 ColumnType = Array | Bytes | String
 
 
+def check_column_name(name: object) -> str:
+    """``name`` if it may name a column: a non-empty ``str`` that encodes as UTF-8 (no lone
+    surrogates). Any other text is allowed; names are compared code point by code point.
+
+    >>> check_column_name("image")
+    'image'
+    """
+    if not isinstance(name, str):
+        raise SchemaError(
+            f"column names must be str, got {type(name).__name__} {name!r} "
+            f"(write {str(name)!r} if that is the name meant)"
+        )
+    if not name:
+        raise SchemaError("column names must be non-empty strings")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SchemaError(
+            f"column name {name!r} is not valid Unicode text: {exc.reason} at position "
+            f"{exc.start} (names are stored as UTF-8)",
+            column=name,
+        ) from None
+    return name
+
+
 @dataclass(frozen=True)
 class Column:
     """One named column of a schema, with the codec its blocks are written with by default."""
@@ -69,6 +94,9 @@ class Column:
     name: str
     type: ColumnType
     codec: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        check_column_name(self.name)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "kind": self.type.kind, "codec": dict(self.codec)}
@@ -109,8 +137,6 @@ class Schema:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise SchemaError(f"duplicate column names {duplicates}")
-        if any(not n for n in names):
-            raise SchemaError("column names must be non-empty strings")
 
     @property
     def names(self) -> list[str]:
