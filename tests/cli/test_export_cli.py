@@ -130,3 +130,23 @@ def test_existing_files_are_refused_before_anything_is_written(
         export(sample, out, ["score", "caption"])
     assert refused.value.path == str(out / "caption.offsets.npy")
     assert sorted(p.name for p in out.iterdir()) == ["caption.offsets.npy"]
+
+
+def test_a_column_name_with_a_slash_never_writes_outside_the_folder(tmp_path: Path) -> None:
+    """Column names may hold any text (docs/FORMAT.md); as file names, `%`, `/`, `\\` and NUL
+    are escaped, so `../x` stays inside the output folder and unquoting gives the name back."""
+    import urllib.parse
+
+    source = tmp_path / "names.bale"
+    values = {"../x": np.arange(5, dtype=np.int32), "a/b": np.ones((5, 2), np.float32)}
+    bale.write(source, values)
+    out = tmp_path / "deep" / "out"
+    out.mkdir(parents=True)
+    export(source, out)
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["..%2Fx.npy", "a%2Fb.npy", "metadata.json"]
+    assert not (tmp_path / "deep" / "x.npy").exists() and not (out / "a").exists()
+    for name in ("../x", "a/b"):
+        stem = name.replace("/", "%2F")
+        assert urllib.parse.unquote(stem) == name
+        np.testing.assert_array_equal(np.load(out / f"{stem}.npy"), values[name])

@@ -152,10 +152,20 @@ def _as_bytes(array: np.ndarray) -> memoryview:
     return np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
 
 
+def file_stem(name: str) -> str:
+    """The file name a column's name gives: itself, with ``%``, ``/``, ``\\`` and NUL written
+    as ``%25``, ``%2F``, ``%5C`` and ``%00`` (a column named ``../x`` must never write outside
+    the output folder; ``urllib.parse.unquote`` gives the name back)."""
+    for char, code in (("%", "%25"), ("/", "%2F"), ("\\", "%5C"), ("\0", "%00")):
+        name = name.replace(char, code)
+    return name
+
+
 def _file_names(ds: Dataset, name: str) -> list[str]:
+    stem = file_stem(name)
     if isinstance(ds.schema[name].type, Array):
-        return [f"{name}.npy"]
-    return [f"{name}.data.npy", f"{name}.offsets.npy"]
+        return [f"{stem}.npy"]
+    return [f"{stem}.data.npy", f"{stem}.offsets.npy"]
 
 
 def _export_column(ds: Dataset, name: str, out: _Outputs) -> list[str]:
