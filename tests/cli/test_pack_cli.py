@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -289,3 +290,44 @@ def test_storage_options_for_a_url_output(
     assert run(root, tmp_path / "other.bale", "--storage-option", "key=k") == 2
     assert "--storage-option applies to an OUT that is a URL" in capsys.readouterr().err
     assert not (tmp_path / "other.bale").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="process trees as on Linux")
+def test_sigkill_of_the_pack_leaves_no_process_behind(tmp_path: Path) -> None:
+    """A pack killed with SIGKILL cannot stop its workers itself: they, the forkserver and the
+    resource tracker must notice their parent's death and exit (issue 14, item 1)."""
+    psutil = pytest.importorskip("psutil")
+    # One large photo decoded and resized per row: the pack is surely still working (in its
+    # workers) when the test sees them and kills it.
+    big = np.tile(skdata.astronaut(), (6, 6, 1))  # 3072 x 3072
+    (tmp_path / "big.jpg").write_bytes(bytes(simplejpeg.encode_jpeg(big, 90)))
+    rows = ["big.jpg,a"] * 2000
+    (tmp_path / "list.csv").write_text("\n".join(["path,label", *rows]) + "\n")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    command = [sys.executable, "-m", "bale.cli.main", "pack", str(tmp_path / "list.csv")]
+    command += [str(out_dir / "k.bale"), "--workers", "2", "--size", "64x64", "--memory", "1"]
+    command += ["--no-progress"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    family: list[Any] = []
+    try:
+        deadline = time.monotonic() + 60
+        parent = psutil.Process(process.pid)
+        while len(family) < 4:  # the pack, the forkserver and at least two workers
+            assert time.monotonic() < deadline and process.poll() is None, "no workers started"
+            time.sleep(0.05)
+            with contextlib.suppress(psutil.Error):
+                family = [parent, *parent.children(recursive=True)]
+        family = [parent, *parent.children(recursive=True)]
+        process.kill()
+        process.wait(timeout=30)
+        _, alive = psutil.wait_procs(family[1:], timeout=10)
+        left = [(p.pid, p.name()) for p in alive if p.is_running()]
+        assert left == [], f"still running 10 s after the pack was killed: {left}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # never leave them to the next test
+        if process.poll() is None:
+            process.wait(timeout=30)

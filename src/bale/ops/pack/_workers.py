@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import multiprocessing
+import os
 import pickle
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 import numpy as np
@@ -60,13 +65,37 @@ class SourceReader(Protocol):
 
 
 _worker_source: RowSource | None = None
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-def _start_worker(source: RowSource) -> None:
+def _start_worker(source: RowSource, parent_alive: Connection, parent_pid: int) -> None:
     global _worker_source
     # Ctrl-C reaches the whole process group: the main process handles it and stops workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_alive, parent_pid)
     _worker_source = source
+
+
+def _die_with_parent(parent_alive: Connection, parent_pid: int) -> None:
+    """Exit as soon as the pack process is gone, even when it was SIGKILLed and could not stop
+    us: a worker left running would also keep the forkserver and the resource tracker alive.
+
+    The pack holds the only write end of ``parent_alive``; when it dies the kernel closes it and
+    the read here ends (EOF), on every start method and OS. A thread blocked in that read costs
+    nothing until then. On Linux, a parent-death signal also covers a forkserver that dies.
+    """
+    if os.getppid() != parent_pid:  # started by a forkserver: never fork()-ed by a thread
+        with contextlib.suppress(OSError, AttributeError):  # not Linux, or no libc found
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while True:
+                parent_alive.recv_bytes()
+        os._exit(1)  # the pack is gone: nobody will read what this worker produces
+
+    threading.Thread(target=watch, name="bale-parent-watch", daemon=True).start()
 
 
 def _worker_read(start: int, stop: int) -> SourceBatch:
@@ -105,6 +134,7 @@ class BatchReader:
         self._workers = workers if workers > 1 and source.picklable else 1
         self._adaptive = adaptive
         self._pool: ProcessPoolExecutor | None = None
+        self._alive: tuple[Connection, Connection] | None = None  # (read, write) ends
         self._decided = False
         self.in_flight = 2 * self._workers if self._workers > 1 else 1
 
@@ -146,8 +176,15 @@ class BatchReader:
         # Not fork: forking a process with threads (a progress bar's, the caller's) can
         # deadlock the child.
         context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        # Workers watch the read end; the write end lives only here, closed after they stop.
+        # Both stay open until then: the pool starts workers (and sends them the read end) as
+        # tasks arrive.
+        self._alive = context.Pipe(duplex=False)
         return ProcessPoolExecutor(
-            self._workers, mp_context=context, initializer=_start_worker, initargs=(self.source,)
+            self._workers,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(self.source, self._alive[0], os.getpid()),
         )
 
     def _ordered(self, futures: Iterator[Future[SourceBatch]]) -> Iterator[SourceBatch]:
@@ -172,6 +209,14 @@ class BatchReader:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        try:
+            self._stop(exc_type)
+        finally:
+            ends, self._alive = self._alive, None
+            for end in ends or ():
+                end.close()
+
+    def _stop(self, exc_type: type[BaseException] | None) -> None:
         pool, self._pool = self._pool, None
         if pool is None:
             return
