@@ -42,6 +42,10 @@ class Dataset:
     dataset pickled into a spawn/forkserver worker reopens by path, a forked one reopens its own
     descriptor. Every block's checksum is verified when it is read (``verify=False`` skips it).
     Rows and single-group slices are read-only views of cached blocks; copy them to modify.
+
+    ``close()`` or ``with bale.open(...) as ds:`` releases the file at once; a Dataset dropped
+    without ``close()`` releases it when collected, quietly (reading loses nothing, so there is
+    no ResourceWarning). A forked child closes only the descriptor it opened itself.
     """
 
     def __init__(

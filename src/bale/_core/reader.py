@@ -3,8 +3,10 @@ block cache, mapped uncompressed columns and stored-group copies. Internal API f
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +30,7 @@ from bale.errors import BaleError, CorruptFileError
 from bale.format.footer import FileIndex
 from bale.format.schema import Array, Column, Schema
 from bale.io.open import open_source
-from bale.io.source import LocalSource
+from bale.io.source import ByteSource, LocalSource
 
 if TYPE_CHECKING:
     from bale.io.remote_client import RemoteOptions
@@ -60,6 +62,11 @@ class FileReader:
     ) -> None:
         self.verify = verify
         self.source = open_source(path, storage_options, remote_options)
+        # A reader dropped without close() (``bale.open(p)[3]``) releases its descriptor or its
+        # client when it is collected, in whichever thread that happens. Not at interpreter
+        # exit: the OS closes descriptors then, and a remote client's threads may be gone.
+        self._finalizer = weakref.finalize(self, _release_source, self.source, os.getpid())
+        self._finalizer.atexit = False
         self.path = self.source.path  # a URL without its credentials: what messages show
         try:
             self.index: FileIndex = read_index(self.source)[0]
@@ -422,6 +429,18 @@ class FileReader:
                 unmap(self._mapping)
                 self._mapping = None
         self.source.close()
+
+
+def _release_source(source: ByteSource, opened_by: int) -> None:
+    """A collected reader's finalizer: close its source. In a forked child (a DataLoader worker)
+    only a local file's own descriptor is closed (``LocalSource.close`` never closes the
+    parent's); a remote source inherited from the parent is left alone, as closing it would take
+    the process-wide lock, which the collecting thread may hold. Nothing is raised from a
+    finalizer: a failed close has nothing left to tell."""
+    if os.getpid() != opened_by and not isinstance(source, LocalSource):
+        return
+    with contextlib.suppress(Exception):
+        source.close()
 
 
 def _span(records: np.ndarray) -> tuple[int, int]:

@@ -68,6 +68,9 @@ class Loader:
     parallel speed. ``state_dict()`` / ``load_state_dict()`` resume exactly at the next unseen
     row. With ``rank``/``world_size`` (detected from torch.distributed or RANK/WORLD_SIZE when not
     given) each rank gets a disjoint, equal share of every epoch.
+
+    ``close()`` (or ``with bale.Loader(...) as loader:``) stops the threads and closes the files
+    at once; a Loader dropped without it, after a ``break`` too, releases both when collected.
     """
 
     def __init__(
