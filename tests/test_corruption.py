@@ -482,12 +482,6 @@ def test_cut_inside_header_prefix_is_truncated(original: Path, tmp_path: Path, c
         bale.open(target)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 item 12: the fix is in src/bale/ops/repair.py (bytes_dropped = "
-    "size - data_end goes negative when the file ends inside the header's padding); "
-    "remove this mark with that fix",
-)
 def test_repair_of_a_cut_inside_header_padding_reports_no_negative_bytes(
     original: Path, tmp_path: Path
 ) -> None:

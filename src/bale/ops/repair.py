@@ -149,4 +149,4 @@ def _rebuild(path: str) -> tuple[str, int, int, int, bool, list[int], int]:
         sink.close()
         source.close()
     skipped = sum(g.skipped_before for g in groups)
-    return path, index.num_rows, len(groups), size - data_end, False, damaged, skipped
+    return path, index.num_rows, len(groups), max(0, size - data_end), False, damaged, skipped
