@@ -3,8 +3,11 @@ the file on disk through ``groupsink``; which codec each column gets; what a fai
 
 from __future__ import annotations
 
+import atexit
 import errno
 import os
+import warnings
+import weakref
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -61,7 +64,9 @@ class Writer:
 
     Memory stays bounded by about one row group (``row_group_bytes`` of raw data) plus the batch
     being written. Exceptions inside a ``with`` block leave the rows so far in ``NAME.partial``
-    (complete and readable) rather than publishing them under ``NAME``.
+    (complete and readable) rather than publishing them under ``NAME``. A writer dropped without
+    ``close()`` (collected, or still open at interpreter exit) is aborted the same way, buffered
+    rows included, with a ``ResourceWarning``: nothing it accepted is lost, nothing is published.
 
     A URL (``s3://``, ``gs://``, ``az://``) is written as a multipart upload with
     ``storage_options`` for its client (docs/REMOTE.md, "Writing"): memory stays bounded (a few
@@ -151,6 +156,10 @@ class Writer:
             self._given_types = dict(schema.items()) if isinstance(schema, Mapping) else None
             self._given_schema = schema if isinstance(schema, Schema) else None
         self._check_codec_names()
+        # Set last: only a writer that was handed to its caller is aborted when dropped, and only
+        # in the process that made it (a forked child's copy never touches the parent's file).
+        self._pid = os.getpid()
+        _track_open(self)
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -325,21 +334,25 @@ class Writer:
         under ``NAME``; an appended file keeps the rows added so far. If even that fails (a full
         disk), the complete row groups stay on disk for ``bale repair``. An upload to a URL is
         aborted: nothing is published."""
+        self._abort(wait=True)
+
+    def _abort(self, *, wait: bool) -> None:
+        """``abort()``; ``wait=False`` does not wait for the encoder pool's idle threads."""
         if self._closed:
             return
         if not self._sink.keeps_partial:
             self._sink.discard()
-            self._release()
+            self._release(wait=wait)
             return
         if self._failed is not None:  # the file is left exactly as the failed write left it
-            self._release()
+            self._release(wait=wait)
             return
         try:
             self._finish(commit=False)
         except Exception:
             pass
         finally:
-            self._release()
+            self._release(wait=wait)
 
     def __enter__(self) -> Writer:
         return self
@@ -450,18 +463,77 @@ class Writer:
             raise self._stopped(exc, self._what_is_left()) from None
 
     def __del__(self) -> None:
-        # A writer dropped without close() releases its lock; its complete row groups stay on
-        # disk for `bale repair` (nothing is finished or published implicitly).
-        file = getattr(self, "_file", None)
-        if file is not None and not getattr(self, "_closed", True):
-            file.sink.close()
+        self._abandon()
 
-    def _release(self) -> None:
+    def _abandon(self) -> None:
+        """What a writer dropped without ``close()`` does (collected, or open at interpreter
+        exit): ``abort()``, so the rows it accepted, buffered ones included, are kept as
+        ``abort()`` keeps them, then a ResourceWarning saying where they are. A forked child's
+        copy does nothing: the file and its lock are the parent's."""
+        if getattr(self, "_closed", True):
+            return
+        if getattr(self, "_pid", None) != os.getpid():
+            if getattr(self, "_pid", None) is None and hasattr(self, "_file"):
+                self._file.sink.close()  # __init__ failed: release the lock, as before
+            self._closed = True
+            return
+        if self._sink.closed:  # discarded by a failed write or check; nothing more to keep
+            self._release(wait=False)
+            return
+        rows = self.rows_written
+        failed = self._failed is not None
+        self._abort(wait=False)
+        warnings.warn(
+            f"bale.Writer for {self.path!r} was not closed (call close() or use `with`): "
+            f"{self._left_after_abort(rows, failed)}",
+            ResourceWarning,
+            stacklevel=2,
+        )
+
+    def _left_after_abort(self, rows: int, failed: bool) -> str:
+        """Where an aborted writer's rows are, in words, for the ResourceWarning."""
+        sink = self._sink
+        if failed:
+            return f"an earlier write failed; {self._what_is_left()}"
+        if not sink.keeps_partial:
+            return f"the upload was aborted and its {rows} rows were not published"
+        if sink.path == self.path:
+            return f"{rows} rows in all are kept in place"
+        if not os.path.exists(sink.path):
+            return "no rows were written and no file was kept"
+        return (
+            f"its {rows} rows are kept, readable, in {sink.path!r} and not published under "
+            f"{self.path!r}: `bale repair {self.path}` publishes them"
+        )
+
+    def _release(self, *, wait: bool = True) -> None:
         self._closed = True
+        _OPEN_WRITERS.discard(self)
         self._pending.clear()
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            # A dropped writer may be collected in any thread (one of its own pool's included):
+            # it does not wait for the pool's idle threads, which end on their own.
+            self._pool.shutdown(wait=wait)
         self._sink.close()
+
+
+#: Writers open in this process, aborted at interpreter exit if still open (a collected one is
+#: aborted by ``__del__``); ``__del__`` alone may run after the modules it needs are torn down.
+_OPEN_WRITERS: weakref.WeakSet[Writer] = weakref.WeakSet()
+_exit_hook_registered = False
+
+
+def _track_open(writer: Writer) -> None:
+    global _exit_hook_registered
+    _OPEN_WRITERS.add(writer)
+    if not _exit_hook_registered:  # registered with the first writer, not at import
+        _exit_hook_registered = True
+        atexit.register(_abandon_open_writers)
+
+
+def _abandon_open_writers() -> None:
+    for writer in list(_OPEN_WRITERS):
+        writer._abandon()
 
 
 def _as_single_row(value: Any) -> Any:
