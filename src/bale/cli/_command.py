@@ -43,15 +43,16 @@ def add_overwrite_flag(parser: argparse.ArgumentParser, help: str) -> None:
 
 
 def add_storage_option(parser: argparse.ArgumentParser) -> None:
-    """``--storage-option KEY=VALUE``, repeatable: options of the store's client for URL inputs
-    (collected in ``args.storage_options`` as (key, value) pairs; see ``storage_options``)."""
+    """``--storage-option KEY=VALUE``, repeatable: options of the store's client for the
+    command's URLs, inputs and outputs (collected in ``args.storage_options`` as (key, value)
+    pairs; see ``storage_options``)."""
     parser.add_argument(
         "--storage-option",
         dest="storage_options",
         action="append",
         type=_key_value,
         metavar="KEY=VALUE",
-        help="an option of the store's client for a URL input (s3://, gs://, az://, https://, "
+        help="an option of the store's client for the URLs given (s3://, gs://, az://, https://, "
         "...), by fsspec's names: key, secret, token, endpoint_url, region, anon, profile, "
         "headers, ... VALUE is read as JSON when it parses (true, 5, {...}), else as a string. "
         "Repeat for more (a key given twice: the last wins). Values are never printed. "
