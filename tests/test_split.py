@@ -420,7 +420,7 @@ def test_a_file_shuffled_by_bale_pack_is_cut_by_copying(tmp_path: Path) -> None:
 
 def test_output_names_for_urls() -> None:
     """Where outputs go when the input or out_dir is a URL (no request is made here)."""
-    from bale.ops.split import _remote
+    from bale.io import locations as _remote
 
     assert _remote.parent_of("s3://b/a/all.bale") == "s3://b/a"
     assert _remote.parent_of("s3://b/all.bale") == "s3://b"

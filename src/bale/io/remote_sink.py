@@ -233,6 +233,14 @@ def object_exists(
     return upload.exists()
 
 
+def delete_object(url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Delete the object at ``url`` (nothing there: nothing to do), through the client an upload
+    to it would use, under the same time limits and retries: an output published by a step
+    that then failed as a whole (``bale.split``) is taken back."""
+    parsed = parse_url(url)
+    _make_upload(parsed, dict(storage_options or {}), DEFAULT_UPLOAD_OPTIONS).delete()
+
+
 # -- the clients --------------------------------------------------------------------------------
 
 
@@ -244,6 +252,10 @@ class _Upload(ABC):
     @abstractmethod
     def exists(self) -> bool:
         """Whether the object exists now (AccessDeniedError and the like when it cannot tell)."""
+
+    @abstractmethod
+    def delete(self) -> None:
+        """Delete the object (a missing one is not an error)."""
 
     @abstractmethod
     def put_part(self, part: bytearray) -> None:
@@ -331,6 +343,15 @@ class _ObstoreUpload(_Upload):
             ) from None
         return True
 
+    def delete(self) -> None:
+        remote_obstore._RUNTIME_PID[0] = os.getpid()
+        try:
+            self._obstore.delete(self._store, self._key)
+        except FileNotFoundError:
+            return
+        except Exception as exc:
+            raise _obstore_error(exc, "deleting the object", self._display) from None
+
     def put_part(self, part: bytearray) -> None:
         try:
             self._open().write(part)
@@ -400,6 +421,9 @@ class _S3Upload(_Upload):
         except _Missing:
             return False
         return True
+
+    def delete(self) -> None:
+        self._call("deleting the object", "delete_object")
 
     def put_part(self, part: bytearray) -> None:
         if self._upload_id is None:

@@ -14,9 +14,9 @@ import numpy as np
 from bale._core.dataset import Dataset, reader_of
 from bale.errors import BaleError, TargetExistsError
 from bale.format.schema import Array
+from bale.io import locations
 from bale.io.remote_url import is_remote, redact_url
 from bale.io.sink import ByteSink, FileSink
-from bale.ops.split import _remote
 
 
 def export(
@@ -87,7 +87,7 @@ class _Outputs:
         self.overwrite = overwrite
 
     def target(self, name: str) -> str:
-        return _remote.join(self.directory, name)
+        return locations.join(self.directory, name)
 
     def shown(self, name: str) -> str:
         target = self.target(name)
@@ -97,10 +97,10 @@ class _Outputs:
         """Every name writable, and none there already unless ``overwrite``: before any write."""
         for name in names:
             if self.remote:
-                _remote.check_writable(self.target(name))
+                locations.check_writable(self.target(name))
         if not self.overwrite:
             for name in names:
-                if _remote.exists(self.target(name), self.storage_options):
+                if locations.exists(self.target(name), self.storage_options):
                     raise TargetExistsError(
                         "it exists; pass overwrite=True (--overwrite) to replace it",
                         path=self.shown(name),

@@ -15,7 +15,7 @@ row group plus one row group buffered per output.
 
 The input and the outputs may be URLs (``storage_options`` apply to both): outputs are written as
 objects by multipart upload (``bale.Writer``), see docs/REMOTE.md. Which rows go to which output is
-``_assignment``'s; writing the outputs is ``_outputs``'s; URLs as output names ``_remote``'s.
+``_assignment``'s; writing the outputs is ``_outputs``'s; URLs as output names: ``bale.io.locations``.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import numpy as np
 
 from bale._core.dataset import Dataset
 from bale.errors import TargetExistsError
+from bale.io import locations
 from bale.io.remote_url import is_remote, redact_url
-from bale.ops.split import _remote
 from bale.ops.split._assignment import (
     class_counts,
     contiguous_assignment,
@@ -156,7 +156,7 @@ def split(
         n = len(ds)
         if not overwrite:
             for target in targets:
-                if _remote.exists(target, storage_options):
+                if locations.exists(target, storage_options):
                     what = (
                         "an object exists at this URL" if is_remote(target) else "the file exists"
                     )
@@ -246,7 +246,7 @@ def _targets(
 ) -> list[str]:
     """The output names (paths, or URLs as given: they may carry credentials, never shown),
     all different, none the input; URLs only where bale writes objects."""
-    directory = os.fspath(out_dir) if out_dir is not None else _remote.parent_of(source)
+    directory = os.fspath(out_dir) if out_dir is not None else locations.parent_of(source)
     stem = os.path.basename(source.split("?", 1)[0] if is_remote(source) else source)
     stem = stem[: -len(".bale")] if stem.endswith(".bale") else stem
     try:
@@ -255,17 +255,17 @@ def _targets(
         raise ValueError(
             f"pattern {pattern!r} may use only {{name}} and {{stem}}: {exc!r}"
         ) from None
-    targets = [_remote.join(directory, name) for name in names_]
+    targets = [locations.join(directory, name) for name in names_]
     for target in targets:
         if is_remote(target):
-            _remote.check_writable(target)
-    identities = [_remote.identity(t) for t in targets]
+            locations.check_writable(target)
+    identities = [locations.identity(t) for t in targets]
     if len(set(identities)) != len(identities):
         raise ValueError(
             f"the outputs {[_display(t) for t in targets]} are not all different: put {{name}} "
             "in pattern"
         )
-    if _remote.identity(source) in identities:
+    if locations.identity(source) in identities:
         raise ValueError(
             f"an output would replace the input {_display(source)!r}: choose out_dir or names"
         )

@@ -13,9 +13,9 @@ import numpy as np
 from bale._core.columns import take_batch_rows
 from bale._core.dataset import Dataset, reader_of
 from bale._core.writer import Writer
+from bale.io.locations import remove
 from bale.io.remote_url import is_remote
 from bale.io.sink import partial_path_for
-from bale.ops.split._remote import remove
 
 
 @dataclass

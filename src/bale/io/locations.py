@@ -1,5 +1,6 @@
-"""Output names that may be URLs: joining a directory and a name, telling writable URLs, comparing
-names, checking for an existing object, and deleting an object a failed split had published."""
+"""Output locations that may be local paths or URLs: joining a directory and a name, telling
+writable URLs, comparing locations, checking for an existing file or object, and removing one
+(the outputs of ``bale.split`` and ``bale export``)."""
 
 from __future__ import annotations
 
@@ -75,33 +76,13 @@ def exists(location: str, storage_options: Mapping[str, Any] | None) -> bool:
     return remote_sink.object_exists(location, storage_options)
 
 
-def delete_object(url: str, storage_options: Mapping[str, Any] | None) -> None:
-    """Delete the object at ``url`` through the client its upload used (obstore, or s3fs in a
-    process forked after obstore started), under the same time limits and retries.
-
-    Reaches into ``remote_sink``'s clients: a ``delete_object`` of ``bale.io`` would be its home.
-    """
-    from bale.io import remote_sink
-
-    upload = remote_sink._make_upload(
-        parse_url(url), dict(storage_options or {}), remote_sink.DEFAULT_UPLOAD_OPTIONS
-    )
-    if isinstance(upload, remote_sink._ObstoreUpload):
-        try:
-            upload._obstore.delete(upload._store, upload._key)
-        except FileNotFoundError:
-            return
-        except Exception as exc:
-            raise remote_sink._obstore_error(exc, "deleting the object", upload._display) from None
-    elif isinstance(upload, remote_sink._S3Upload):
-        upload._call("deleting the object", "delete_object")
-
-
 def remove(location: str, storage_options: Mapping[str, Any] | None) -> None:
     """Remove a file or object, best effort: called while another error is on its way up, and
     that error is the one to report."""
     with contextlib.suppress(Exception):
         if is_remote(location):
-            delete_object(location, storage_options)
+            from bale.io import remote_sink
+
+            remote_sink.delete_object(location, storage_options)
         else:
             os.remove(location)
