@@ -14,7 +14,7 @@ from bale.errors import SchemaError, TargetExistsError
 from bale.io.open import open_source
 from bale.io.remote_url import is_remote, redact_url
 from bale.io.sink import partial_path_for
-from bale.ops.merge import check_not_an_input
+from bale.ops.merge import check_not_an_input, differing_columns, differing_keys
 
 #: Metadata keys that describe how one input was made; they move into "bale.concat".
 _PER_FILE_KEYS = ("bale.split", "bale.concat")
@@ -131,17 +131,15 @@ def concat(
 
 
 def _check_same_columns(first: Dataset, other: Dataset) -> None:
-    a = {c.name: c.type for c in first.schema}
-    b = {c.name: c.type for c in other.schema}
-    if a == b:
+    differing = differing_columns(first.schema, other.schema)
+    if not differing:
         return
     shown_a, shown_b = first.schema.describe(), other.schema.describe()
-    differing = sorted(n for n in set(a) | set(b) if a.get(n) != b.get(n))
     problems = []
     for name in differing:
-        if name not in b:
+        if name not in shown_b:
             problems.append(f"{name!r} ({shown_a[name]}) only in the first")
-        elif name not in a:
+        elif name not in shown_a:
             problems.append(f"{name!r} ({shown_b[name]}) only in the second")
         else:
             problems.append(
@@ -157,11 +155,7 @@ def _check_same_columns(first: Dataset, other: Dataset) -> None:
 
 def _merged_metadata(datasets: Sequence[Dataset]) -> dict[str, Any]:
     metas = [ds.metadata for ds in datasets]
-    keys = sorted({k for m in metas for k in m if k not in _PER_FILE_KEYS})
-    missing = object()
-    differing = [
-        k for k in keys if any(m.get(k, missing) != metas[0].get(k, missing) for m in metas)
-    ]
+    differing = differing_keys(metas, _PER_FILE_KEYS)
     merged = {k: v for k, v in metas[0].items() if k not in _PER_FILE_KEYS}
     merged["bale.concat"] = {
         "sources": [ds.path for ds in datasets],

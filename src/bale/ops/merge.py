@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,18 +164,35 @@ def open_inputs(
             item.source.close()
 
 
+def differing_columns(a: Schema, b: Schema) -> list[str]:
+    """The names, sorted, of the columns one schema lacks or types differently from the other
+    (column order and codecs do not count)."""
+    types_a = {c.name: c.type for c in a}
+    types_b = {c.name: c.type for c in b}
+    return sorted(n for n in set(types_a) | set(types_b) if types_a.get(n) != types_b.get(n))
+
+
+def differing_keys(metas: Sequence[Mapping[str, Any]], excluded: Iterable[str]) -> list[str]:
+    """The metadata keys, sorted, whose values are not the same in every mapping (a key missing
+    from some counts as differing), leaving out ``excluded``."""
+    skip = set(excluded)
+    keys = sorted({k for m in metas for k in m if k not in skip})
+    missing = object()
+    return [k for k in keys if any(m.get(k, missing) != metas[0].get(k, missing) for m in metas)]
+
+
 def check_inputs(inputs: Sequence[MergeInput]) -> None:
     """Every input has the first one's columns (names and types) and frame size."""
     first = inputs[0]
-    types = {c.name: c.type for c in first.index.schema}
     shown = first.index.schema.describe()
     for item in inputs[1:]:
-        other = {c.name: c.type for c in item.index.schema}
-        if other != types:
-            name = sorted(n for n in set(types) | set(other) if types.get(n) != other.get(n))[0]
+        differing = differing_columns(first.index.schema, item.index.schema)
+        if differing:
+            name = differing[0]
+            other = {c.name for c in item.index.schema}
             if name not in other:
                 what = f"lacks column {name!r} ({shown[name]}) that {first.path!r} has"
-            elif name not in types:
+            elif name not in shown:
                 what = f"has a column {name!r} ({item.index.schema.describe()[name]}) that {first.path!r} lacks"
             else:
                 what = (
@@ -202,11 +219,7 @@ def merge_metadata(
     """The merged file's metadata: ``given``, else the first input's without its per-file
     keys; plus ``bale.merge`` (the number of parts, their rows, the keys whose values differ).
     Nothing that varies between runs (paths, times) goes in."""
-    keys = sorted({k for m in metas for k in m if k not in PER_FILE_KEYS})
-    missing = object()
-    differing = [
-        k for k in keys if any(m.get(k, missing) != metas[0].get(k, missing) for m in metas)
-    ]
+    differing = differing_keys(metas, PER_FILE_KEYS)
     base = dict(given) if given is not None else dict(metas[0]) if metas else {}
     merged = {k: v for k, v in base.items() if k not in PER_FILE_KEYS}
     merged["bale.merge"] = {"parts": len(rows), "rows": list(rows), "differing_keys": differing}
