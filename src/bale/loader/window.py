@@ -81,7 +81,7 @@ class Window:
         # push out ranges not read yet, fetched twice), so that at 20 ms a request, tens of
         # requests are in flight; a local file's kernel reads ahead.
         self._hint_order = list(dict.fromkeys(run_groups.tolist()))
-        self._hint_bytes: list[int] = []  # bytes asked for, per hinted group
+        self._hinted_bytes = [0]  # bytes asked for by the first k hinted groups, at k
         self._hinted = 0
         self._filled = 0
         self._hint_lock = threading.Lock()
@@ -96,7 +96,7 @@ class Window:
         files = self._files
         with self._hint_lock:
             filled = min(self._filled, self._hinted)
-            outstanding = sum(self._hint_bytes[filled:])
+            outstanding = self._hinted_bytes[-1] - self._hinted_bytes[filled]
             while self._hinted < len(self._hint_order):
                 group = self._hint_order[self._hinted]
                 reader = reader_of(files.datasets[int(files.group_file[group])])
@@ -105,10 +105,9 @@ class Window:
                     and outstanding >= reader.remote_ahead_bytes()
                 ):
                     break
+                # (a local file asks for nothing and allows 0 bytes ahead: it stops above)
                 asked = reader.hint_remote_group(int(files.group_local[group]), self._columns)
-                if asked == 0 and self._hinted >= filled + REMOTE_AHEAD_GROUPS:
-                    break  # a local file: nothing to ask for
-                self._hint_bytes.append(asked)
+                self._hinted_bytes.append(self._hinted_bytes[-1] + asked)
                 self._hinted += 1
                 outstanding += asked
 
