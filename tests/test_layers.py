@@ -24,7 +24,7 @@ PACKAGE = ROOT / "src" / "bale"
 LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(parts.split())
     for parts in (
-        "errors _types _version",
+        "errors _types _version _progress",
         "format",
         "codecs",
         "io",
