@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any, TypeAlias
 
+from bale._progress import progress_wanted
 from bale.errors import BaleError
 from bale.io.remote_url import is_remote, redact_url
 
@@ -29,6 +30,24 @@ def fail(command: str, exc: BaseException | str, code: int = EXIT_ERROR) -> int:
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def add_quiet_flag(parser: argparse.ArgumentParser) -> None:
+    """``-q/--quiet`` (and its older spelling ``--no-progress``): no progress bar. A bar is only
+    ever drawn when stderr is a terminal; see ``show_progress``."""
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        "--no-progress",
+        dest="quiet",
+        action="store_true",
+        help="no progress bar (none is drawn when stderr is not a terminal anyway)",
+    )
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Whether the command should draw a progress bar: not ``--quiet`` and stderr a terminal."""
+    return progress_wanted(bool(getattr(args, "quiet", False)))
 
 
 def add_columns_option(parser: argparse.ArgumentParser, help: str = "only these columns") -> None:
