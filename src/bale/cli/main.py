@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -27,7 +28,18 @@ from bale.cli.split import add_split_command
 from bale.cli.verify import add_verify_command
 from bale.errors import BaleError
 
-__all__ = ["EXIT_DAMAGED", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "main"]
+__all__ = [
+    "EXIT_BROKEN_PIPE",
+    "EXIT_DAMAGED",
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "main",
+]
+
+# stdout's reader went away (`bale info f | head`): the status a shell reports for a command
+# killed by SIGPIPE (128 + 13), as `cat` or `yes` get, so `set -o pipefail` scripts see the same
+EXIT_BROKEN_PIPE = 141
 
 # In the order `bale --help` lists them. Each adds its parser, whose `run` default runs it.
 COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
@@ -52,12 +64,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_ERROR
     try:
-        return int(args.run(args))
+        code = int(args.run(args))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's final flush
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except (BaleError, OSError) as exc:
         return fail(args.command, exc)
     except KeyboardInterrupt:
         print(f"bale {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _reader_gone() -> int:
+    """stdout's reader closed the pipe: stop without a word, as `cat` does. Python ignores
+    SIGPIPE, so the write raised instead; stdout now points at /dev/null so that the
+    interpreter's last flush of what is still buffered cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (captured in-process)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def _parser() -> argparse.ArgumentParser:
