@@ -331,3 +331,22 @@ def test_sigkill_of_the_pack_leaves_no_process_behind(tmp_path: Path) -> None:
             os.killpg(process.pid, signal.SIGKILL)  # never leave them to the next test
         if process.poll() is None:
             process.wait(timeout=30)
+
+
+# -- issue 15 -------------------------------------------------------------------------------------
+
+FIXTURES = Path(__file__).parents[1] / "importers" / "fixtures"
+OBJECTS = FIXTURES / "bcolz" / "bcolz-1.2.1" / "objects_lz4.bcolz"
+
+
+@pytest.mark.parametrize("order", [(), ("--no-shuffle",)])
+def test_a_bcolz_array_of_python_objects_packs_as_legacy_md_says(
+    tmp_path: Path, order: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "obj.bale"
+    assert run("--trust-pickle", OBJECTS, out, *order) == 0, capsys.readouterr().err
+    with bale.open(out) as ds:
+        assert ds.schema.describe() == {"objects_lz4": "string"}
+        assert sorted(ds["objects_lz4"][:]) == ["alpha", "beta", "gamma", "δέλτα"]
+        if order:
+            assert ds["objects_lz4"][:] == ["alpha", "beta", "gamma", "δέλτα"]

@@ -53,7 +53,8 @@ class RowSource(abc.ABC):
 
     @property
     def column_types(self) -> Mapping[str, ColumnType] | None:
-        """The columns' types when the source knows them (None: inferred from the first batch)."""
+        """Every column's type when the source knows them all (None: inferred from the first
+        batch). A column missing from the mapping is typed from the first batch by ``pack``."""
         return None
 
     @property

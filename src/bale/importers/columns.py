@@ -245,7 +245,12 @@ class ArraySource(RowSource):
 
     @property
     def column_types(self) -> Mapping[str, ColumnType] | None:
-        return {c.name: c.type for cs in self._columns.values() for c in cs if c.type is not None}
+        """Every column's type, or None when only the values can tell one of them (object
+        arrays): a partial mapping would leave that column out of the file."""
+        columns = [c for cs in self._columns.values() for c in cs]
+        if any(c.type is None for c in columns):
+            return None
+        return {c.name: c.type for c in columns if c.type is not None}
 
     @property
     def row_nbytes_hint(self) -> int:

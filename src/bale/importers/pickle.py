@@ -229,6 +229,8 @@ class PickleSource(RowSource):
 
     @property
     def column_types(self) -> Mapping[str, ColumnType] | None:
+        if any(c.type is None for _, c in self._columns):
+            return None  # only the values can tell (see ArraySource.column_types)
         return {c.name: c.type for _, c in self._columns if c.type is not None}
 
     @property

@@ -72,8 +72,7 @@ class PackOutput:
     def start(self, batch: SourceBatch) -> dict[str, ColumnType]:
         """Create the file from the first non-empty batch; return the columns' types."""
         if self.types is None:
-            known = self.source.column_types
-            self.types = dict(known) if known is not None else infer_schema_types(batch.columns)
+            self.types = _types_of(self.source, batch.columns)
             metadata = {
                 **self.source.metadata,
                 **self.settings.metadata,
@@ -171,6 +170,18 @@ def _codecs(
         chosen = dict.fromkeys(names, default)
     chosen.update(given)
     return {k: v for k, v in chosen.items() if k in names}
+
+
+def _types_of(source: RowSource, columns: Mapping[str, Any]) -> dict[str, ColumnType]:
+    """The file's columns: the source's types, and for any column the source does not type
+    (a bcolz array of Python objects) the type its first values show, in the batch's order."""
+    known = dict(source.column_types or {})
+    missing = {name: value for name, value in columns.items() if name not in known}
+    if not known:
+        return infer_schema_types(columns)
+    inferred = infer_schema_types(missing) if missing else {}
+    order = list(columns) + [name for name in known if name not in columns]
+    return {name: known[name] if name in known else inferred[name] for name in order}
 
 
 def _kind(source: RowSource) -> str:
