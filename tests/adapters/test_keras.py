@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 import bale
-from bale.adapters.keras import EpochBatches, KerasSequence, keras_generator, keras_sequence_class
+import bale.adapters.keras as keras_adapter
+from bale.adapters.keras import EpochBatches, keras_generator, keras_sequence_class
+from bale.errors import SchemaError
 
 ROWS = 300
 BATCH = 32
@@ -68,9 +70,64 @@ def test_missing_keras_gives_install_hint(path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "keras", None)
     try:
         with pytest.raises(ImportError, match=r"pip install 'bale\[keras\]'"):
-            KerasSequence(path, BATCH, x="x", y="label")
+            keras_adapter.KerasSequence(path, BATCH, x="x", y="label")
     finally:
         keras_sequence_class.cache_clear()
+
+
+def test_keras_sequence_is_a_class(keras: Any, path: Path) -> None:
+    # issue 15 item 11: KerasSequence was a factory function, so isinstance raised TypeError.
+    from bale.adapters.keras import KerasSequence
+
+    assert isinstance(KerasSequence, type)
+    sequence = KerasSequence(path, BATCH, x="x", y="label")
+    assert isinstance(sequence, KerasSequence)
+    assert isinstance(sequence, keras.utils.PyDataset) and isinstance(sequence, EpochBatches)
+    assert not isinstance(EpochBatches(path, BATCH, x="x"), KerasSequence)
+    assert issubclass(KerasSequence, keras.utils.PyDataset)
+    assert KerasSequence is keras_sequence_class() and KerasSequence.__name__ == "KerasSequence"
+
+
+@pytest.fixture(scope="module")
+def jpeg_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import io
+
+    from PIL import Image
+
+    def jpeg(i: int) -> bytes:
+        out = io.BytesIO()
+        Image.new("RGB", (12, 10), (i * 20, 0, 0)).save(out, format="JPEG")
+        return out.getvalue()
+
+    target = tmp_path_factory.mktemp("keras_jpeg") / "photos.bale"
+    bale.write(target, {"image": [jpeg(i) for i in range(8)], "label": np.arange(8) % 2})
+    return target
+
+
+def test_image_bytes_without_decoding_are_refused(keras: Any, jpeg_path: Path) -> None:
+    # issue 15 item 11: a JPEG column reached Keras as a list of bytes.
+    from bale.adapters.keras import KerasSequence
+
+    with pytest.raises(SchemaError) as caught:
+        KerasSequence(jpeg_path, 4, x="image", y="label")
+    message = str(caught.value)
+    assert "photos.bale" in message and "column 'image'" in message
+    assert "Keras needs arrays" in message
+    assert "batch_transform=bale.images.DecodeImages('image'" in message
+    # With the decoding transform the same column gives uint8 image arrays.
+    decode = bale.images.DecodeImages("image", size=(10, 12))
+    x, y = KerasSequence(jpeg_path, 4, x="image", y="label", batch_transform=decode)[0]
+    assert x.shape == (4, 10, 12, 3) and x.dtype == np.uint8 and y.shape == (4,)
+    # A transform that leaves the bytes is caught at the batch, and so is keras_generator.
+    untouched = KerasSequence(jpeg_path, 4, x="image", y="label", batch_transform=dict)
+    with pytest.raises(
+        SchemaError, match=r"column 'image': is a list of bytes values in the batch"
+    ):
+        untouched[0]
+    with pytest.raises(
+        SchemaError, match=r"column 'image': is a list of bytes values in the batch"
+    ):
+        next(keras_generator(jpeg_path, 4, "image", "label"))
 
 
 @pytest.mark.parametrize("window_groups", [None, 2])
@@ -137,7 +194,7 @@ def test_fit_sees_every_row_once_per_epoch(keras: Any, path: Path) -> None:
 
 
 def test_fit_with_keras_shuffle_and_threads(keras: Any, path: Path) -> None:
-    sequence = KerasSequence(path, BATCH, x="x", y="label", seed=1, workers=2)
+    sequence = keras_adapter.KerasSequence(path, BATCH, x="x", y="label", seed=1, workers=2)
     history = tiny_model(keras).fit(sequence, epochs=1, verbose=0)
     assert np.isfinite(float(history.history["loss"][0]))
     assert sequence.epoch == 2  # fit's start, then the end of its one epoch

@@ -5,8 +5,10 @@
 >>> train = KerasSequence("train.bale", 128, x="image", y="label", shuffle="chunks", seed=0)
 >>> model.fit(train, epochs=10, shuffle=False)   # the sequence shuffles (chunk-aware) itself
 
-Keras is imported only when ``KerasSequence`` or ``keras_sequence_class`` is called; importing
-this module works without it. ``EpochBatches`` holds all the logic and needs no Keras.
+``KerasSequence`` is a class, a ``keras.utils.PyDataset`` subclass made on first use: Keras is
+imported when the name ``KerasSequence`` is first looked up (``from bale.adapters.keras import
+KerasSequence``) or ``keras_sequence_class`` is called; importing this module works without it.
+``EpochBatches`` holds all the logic and needs no Keras.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bale._core.dataset import Batch, Dataset, reader_of
+from bale.errors import SchemaError
+from bale.format.schema import Array
 from bale.loader.order import ConsumerOrders, EpochOrder, Partition, ShuffleMode
 from bale.loader.pipeline import DEFAULT_MEMORY_BUDGET, Loader, default_window_groups
 
@@ -81,6 +85,8 @@ class EpochBatches:
         self.x, self.y = x, y
         self.columns = list(dict.fromkeys([*_names(x), *(_names(y) if y is not None else [])]))
         reader_of(self.dataset).check_columns(self.columns)
+        if batch_transform is None:
+            _check_array_columns(self.dataset, self.columns)
         self.shuffle = mode
         self.seed = seed
         self.drop_last = drop_last
@@ -147,6 +153,7 @@ class EpochBatches:
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         batch = self.batch(index)
+        _check_arrays(batch, self.columns, self.dataset.path)
         x = _pick(batch, self.x)
         return (x,) if self.y is None else (x, _pick(batch, self.y))
 
@@ -180,6 +187,41 @@ def _names(names: Names) -> list[str]:
     return [names] if isinstance(names, str) else list(names)
 
 
+def _decode_hint(column: str) -> str:
+    return (
+        f"pass batch_transform=bale.images.DecodeImages({column!r}, size=(224, 224)) to decode "
+        "JPEG/PNG bytes into uint8 arrays (size: the model's input), or a batch_transform of "
+        "your own that turns the values into arrays"
+    )
+
+
+def _check_array_columns(dataset: Dataset, columns: Sequence[str]) -> None:
+    """Refuse, before any batch, bytes and text columns that no transform turns into arrays."""
+    for name in columns:
+        column = dataset.schema[name]
+        if not isinstance(column.type, Array):
+            raise SchemaError(
+                f"holds {column.type.kind} values (a list per batch), and Keras needs arrays: "
+                + _decode_hint(name),
+                path=dataset.path,
+                column=name,
+            )
+
+
+def _check_arrays(batch: Batch, columns: Sequence[str], path: str | None) -> None:
+    """Refuse a batch whose selected columns are still lists after the batch transform."""
+    for name in columns:
+        value = batch.get(name)
+        if value is not None and not hasattr(value, "shape"):
+            kind = type(value[0]).__name__ if len(value) else type(value).__name__
+            raise SchemaError(
+                f"is a {type(value).__name__} of {kind} values in the batch, and Keras needs "
+                "arrays: " + _decode_hint(name),
+                path=path,
+                column=name,
+            )
+
+
 def _pick(batch: Batch, names: Names) -> Any:
     if isinstance(names, str):
         return batch[names]
@@ -188,14 +230,34 @@ def _pick(batch: Batch, names: Names) -> Any:
 
 @functools.cache
 def keras_sequence_class() -> type[EpochBatches]:
-    """The ``keras.utils.PyDataset`` subclass behind ``KerasSequence`` (imports Keras)."""
+    """The ``keras.utils.PyDataset`` subclass ``KerasSequence`` (imports Keras)."""
     try:
         import keras
     except ImportError as exc:
         raise ImportError(_INSTALL_HINT) from exc
 
     class KerasSequence(EpochBatches, keras.utils.PyDataset):  # type: ignore[misc]
-        __doc__ = EpochBatches.__doc__
+        """A ``keras.utils.PyDataset`` over a bale file, for ``model.fit(seq, epochs=...)``.
+
+        >>> train = KerasSequence("train.bale", 128, x="image", y="label", seed=0)  # doctest: +SKIP
+        >>> model.fit(train, epochs=10, shuffle=False)
+        >>> isinstance(train, keras.utils.PyDataset), isinstance(train, KerasSequence)
+        (True, True)
+
+        Batch ``i`` is batch ``i`` of the current epoch's order (see ``EpochBatches``), and
+        Keras's ``on_epoch_end`` moves to the next epoch, so every row is seen once per epoch
+        (per rank). Do not combine it with ``steps_per_epoch``: Keras would then run one pass
+        over the batches across several of its epochs, and the order would change in the middle
+        of it. Pass ``shuffle=False`` to ``fit``: Keras would otherwise visit the batches in a
+        random order, which costs cache hits and adds nothing to the sequence's own shuffle.
+        ``path`` may be a URL (``s3://``, ``https://``, ...), read with ``storage_options``
+        (see ``bale.open``). Image bytes need a decoding ``batch_transform``
+        (``bale.images.DecodeImages``); a bytes or text column without one is a ``SchemaError``.
+        ``options``: ``x``, ``y``, ``shuffle``, ``seed``, ``drop_last``, ``batch_transform``,
+        ``rank``, ``world_size``, ``partition``, ``window_groups``, ``memory_budget``,
+        ``storage_options`` (see ``EpochBatches``); ``workers``, ``use_multiprocessing`` and
+        ``max_queue_size`` go to ``keras.utils.PyDataset``.
+        """
 
         def __init__(
             self,
@@ -220,45 +282,28 @@ def keras_sequence_class() -> type[EpochBatches]:
     return KerasSequence
 
 
-def KerasSequence(  # named as the class it returns: a factory, so that Keras loads lazily
-    path: str | os.PathLike[str],
-    batch_size: int,
-    *,
-    x: Names,
-    y: Names | None = None,
-    shuffle: ShuffleMode | bool = "chunks",
-    seed: int = 0,
-    storage_options: Mapping[str, Any] | None = None,
-    **kwargs: Any,
-) -> EpochBatches:
-    """A ``keras.utils.PyDataset`` over a bale file, for ``model.fit(seq, epochs=...)``.
+if TYPE_CHECKING:
+    # What type checkers see; at run time the name is the class keras_sequence_class() makes.
+    class KerasSequence(EpochBatches):
+        def __init__(
+            self,
+            path: str | os.PathLike[str],
+            batch_size: int,
+            *,
+            workers: int = 1,
+            use_multiprocessing: bool = False,
+            max_queue_size: int = 10,
+            **options: Any,
+        ) -> None: ...
 
-    >>> train = KerasSequence("train.bale", 128, x="image", y="label", seed=0)  # doctest: +SKIP
-    >>> model.fit(train, epochs=10, shuffle=False)
 
-    Batch ``i`` is batch ``i`` of the current epoch's order (see ``EpochBatches``), and Keras's
-    ``on_epoch_end`` moves to the next epoch, so every row is seen once per epoch (per rank).
-    Do not combine it with ``steps_per_epoch``: Keras would then run one pass over the batches
-    across several of its epochs, and the order would change in the middle of it.
-    Pass ``shuffle=False`` to ``fit``: Keras would otherwise visit the batches in a random
-    order, which costs cache hits and adds nothing to the sequence's own shuffle.
-    ``path`` may be a URL (``s3://``, ``https://``, ...), read with ``storage_options`` (see
-    ``bale.open``).
-    ``kwargs``: ``drop_last``, ``batch_transform``, ``rank``, ``world_size``, ``partition``,
-    ``window_groups``, ``memory_budget`` (see ``EpochBatches``) and PyDataset's ``workers``,
-    ``use_multiprocessing``, ``max_queue_size``.
-    """
-    cls = keras_sequence_class()
-    return cls(
-        path,
-        batch_size,
-        x=x,
-        y=y,
-        shuffle=shuffle,
-        seed=seed,
-        storage_options=storage_options,
-        **kwargs,
-    )
+def __getattr__(name: str) -> Any:
+    # PEP 562: the class is made (and Keras imported) when the name is first looked up, so that
+    # ``import bale.adapters.keras`` stays free of Keras and KerasSequence is still a real class
+    # (isinstance, subclassing and pickling by reference all work).
+    if name == "KerasSequence":
+        return keras_sequence_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def keras_generator(
@@ -284,10 +329,13 @@ def keras_generator(
     loader_kwargs.setdefault(
         "columns", list(dict.fromkeys([*_names(x), *(_names(y) if y is not None else [])]))
     )
+    names = list(dict.fromkeys([*_names(x), *(_names(y) if y is not None else [])]))
+    shown = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
     with Loader(path, batch_size, **loader_kwargs) as loader:
         epoch = 0
         while epochs is None or epoch < epochs:
             for batch in loader:
+                _check_arrays(batch, names, shown)
                 inputs = _pick(batch, x)
                 yield (inputs,) if y is None else (inputs, _pick(batch, y))
             epoch += 1
