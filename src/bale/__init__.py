@@ -26,6 +26,7 @@ from bale.errors import (
     SchemaError,
     TargetExistsError,
     TruncatedFileError,
+    UnsupportedFeatureError,
     UnsupportedVersionError,
 )
 from bale.format.schema import Array, Bytes, Schema, String
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from bale.ops.concat import ConcatReport, concat
     from bale.ops.merge import MergeReport, merge
     from bale.ops.pack import PackReport, pack, pack_splits
+    from bale.ops.recompress import recompress
     from bale.ops.parts import PartInfo, PartSet
     from bale.ops.split import SplitReport, split
 
@@ -53,6 +55,7 @@ _LAZY = {
     "merge": "bale.ops.merge",
     "pack": "bale.ops.pack",
     "pack_splits": "bale.ops.pack",
+    "recompress": "bale.ops.recompress",
     "split": "bale.ops.split",
 }
 
@@ -101,6 +104,7 @@ __all__ = [
     "String",
     "TargetExistsError",
     "TruncatedFileError",
+    "UnsupportedFeatureError",
     "UnsupportedVersionError",
     "Writer",
     "__version__",
@@ -109,6 +113,7 @@ __all__ = [
     "open",
     "pack",
     "pack_splits",
+    "recompress",
     "split",
     "write",
 ]

@@ -23,6 +23,7 @@ from bale.cli.export import add_export_command
 from bale.cli.info import add_info_command
 from bale.cli.merge import add_merge_command
 from bale.cli.pack import add_pack_command
+from bale.cli.recompress import add_recompress_command
 from bale.cli.repair import add_repair_command
 from bale.cli.split import add_split_command
 from bale.cli.verify import add_verify_command
@@ -51,6 +52,7 @@ COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
     add_concat_command,
     add_merge_command,
     add_pack_command,
+    add_recompress_command,
     add_codecs_command,
     add_bench_command,
 )
