@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shlex
 import stat
 import threading
 from typing import Any, Protocol
 
-from bale.errors import NotABaleFileError, TruncatedFileError
+from bale.errors import BaleError, NotABaleFileError, TruncatedFileError
+from bale.io.sink import partial_path_for
 
 # Linux caps one read(2) at 0x7ffff000 bytes; larger ranges are read in pieces of this size.
 _MAX_SINGLE_READ = 1 << 30
@@ -31,11 +34,49 @@ class ByteSource(Protocol):
     def close(self) -> None: ...
 
 
+class MissingFileError(BaleError, FileNotFoundError):
+    """No file at a local path. When ``NAME.partial`` is there instead, the message says so,
+    with its size, and names the ``bale repair`` that finishes it. ``errno``, ``strerror`` and
+    ``filename`` are set as on any FileNotFoundError."""
+
+    def __init__(self, path: str, detail: str | None = None) -> None:
+        super().__init__(detail or _missing_file_detail(path), path=path)
+        self.errno = errno.ENOENT
+        self.strerror = os.strerror(errno.ENOENT)
+        self.filename = path
+
+    def __str__(self) -> str:
+        # OSError's own form ("[Errno 2] No such file or directory: ...") would hide the advice
+        return str(self.args[0]) if self.args else self.detail
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (MissingFileError, (self.path, self.detail))
+
+
+def _missing_file_detail(path: str) -> str:
+    message = "no such file"
+    partial = partial_path_for(path)
+    try:
+        size = os.stat(partial).st_size
+    except OSError:
+        return message
+    return message + (
+        f"; {partial!r} ({size:,} bytes) is there: a write of this file is still running or "
+        f"was interrupted. If no writer is running, run `bale repair {shlex.quote(path)}` to "
+        "recover its complete row groups"
+    )
+
+
 def open_regular_file(path: str) -> int:
     """A read-only descriptor of ``path``, or NotABaleFileError when it is a folder, a FIFO, a
     device or a socket: opened without blocking (a FIFO with no writer would block ``open``
-    forever) and its type checked on the descriptor, so a file swapped in meanwhile is caught."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    forever) and its type checked on the descriptor, so a file swapped in meanwhile is caught.
+    A missing file is a MissingFileError (which points to ``bale repair`` after a killed
+    writer)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise MissingFileError(path) from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):

@@ -12,7 +12,7 @@ from bale.format.constants import ALIGNMENT, FILE_MAGIC, HEADER_PREFIX_SIZE
 from bale.format.footer import FileIndex, pack_footer
 from bale.format.header import pack_trailer, unpack_header_prefix
 from bale.io.sink import FileSink, partial_path_for
-from bale.io.source import LocalSource
+from bale.io.source import LocalSource, MissingFileError
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
             raise TargetExistsError(f"repaired data kept in {partial!r}", path=target)
         os.replace(partial, target)
     else:
-        raise FileNotFoundError(f"neither {target!r} nor {partial!r} exists")
+        raise MissingFileError(target, f"nothing to repair: neither it nor {partial!r} exists")
     return RepairReport(target, *repaired)  # type: ignore[arg-type]
 
 
