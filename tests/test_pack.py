@@ -7,6 +7,7 @@ import io
 import logging
 import multiprocessing
 import os
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -608,3 +609,49 @@ def test_source_is_closed_after_packing_a_path(
     )
     pack(photos[0], tmp_path / "a.bale", **QUIET)
     assert closed == [str(photos[0])]
+
+
+# -- issue 15 -------------------------------------------------------------------------------------
+
+#: A core-only install: Pillow and simplejpeg cannot be imported (set before bale is imported).
+WITHOUT_IMAGE_LIBRARIES = "import sys\nsys.modules['PIL'] = None\nsys.modules['simplejpeg'] = None\n"
+
+
+def run_python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_missing_image_libraries_stop_the_pack_once_with_the_install_hint(
+    tmp_path: Path, photos: tuple[Path, dict[str, bytes]]
+) -> None:
+    root, _ = photos
+    out = tmp_path / "out.bale"
+    code = WITHOUT_IMAGE_LIBRARIES + (
+        "from bale.cli.main import main\n"
+        f"sys.exit(main(['pack', {str(root)!r}, {str(out)!r}, '--workers', '1', '--no-progress']))"
+    )
+    result = run_python(code, tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "skipping" not in result.stderr and "no rows could be read" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("bale pack: error: ")
+    assert "decoding images needs" in lines[0] and "Pillow" in lines[0] and "install" in lines[0]
+    assert leftovers(tmp_path) == ["photos"]
+
+
+def test_decode_images_without_the_image_libraries_is_one_import_error(tmp_path: Path) -> None:
+    data = jpeg(skdata.chelsea()[:32, :32])
+    code = WITHOUT_IMAGE_LIBRARIES + (
+        "from bale.images import DecodeImages\n"
+        "try:\n"
+        f"    DecodeImages('image', size=(8, 8))({{'image': [{data!r}] * 3}})\n"
+        "except ImportError as exc:\n"
+        "    print('ImportError:', exc)\n"
+    )
+    result = run_python(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ImportError: decoding images needs simplejpeg and Pillow")
+    assert "cannot decode image" not in result.stdout

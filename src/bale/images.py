@@ -209,7 +209,7 @@ class DecodeImages:
     def _one(self, data: bytes, rng: np.random.Generator, index: int) -> np.ndarray:
         try:
             image = self._decode_one(bytes(data), rng)
-        except BaleError:
+        except (BaleError, ImportError):  # a missing library fails every row alike: say it once
             raise
         except Exception as exc:
             error = BaleError(

@@ -214,6 +214,8 @@ def run_pack(args: argparse.Namespace) -> int:
         if isinstance(exc, BaleError):
             raise
         return fail("pack", exc)
+    except ImportError as exc:  # an optional library missing (Pillow, simplejpeg): its hint
+        return fail("pack", exc)
     return EXIT_OK
 
 

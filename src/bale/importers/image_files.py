@@ -146,7 +146,9 @@ class ImageFilesSource(RowSource):
                 continue
             try:
                 images.append(self._load(row, decoder))
-            except _WrongShapeError:
+            except (_WrongShapeError, ImportError):
+                # a setting to fix, or a library missing (Pillow, simplejpeg): the same for
+                # every file, so stop at the first with its install hint rather than skip all
                 raise
             except Exception as exc:  # any decoder failure means: this file cannot be stored
                 reason = exc.detail if isinstance(exc, BaleError) else str(exc)
