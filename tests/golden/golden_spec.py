@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import xxhash
 
 from bale.format.dtypes import DTYPES_BY_NAME
 from bale.format.schema import Array, Bytes, ColumnType, String
@@ -122,6 +123,33 @@ class GoldenFile:
 
     def values(self) -> dict[str, Any]:
         return self.columns(range(self.num_rows))
+
+
+# -- value hashes (docs/FORMAT.md, *Value hashes*) ------------------------------------------------
+
+
+def canonical_bytes(column_type: ColumnType, values: Any) -> bytes:
+    """A column's decoded values in the spec's canonical byte form: the raw bytes of one block
+    holding every row. Arrays: the C-order little-endian bytes of the ``(N, *shape)`` array (bool
+    as 0/1). Bytes and strings: N ``u64`` row lengths, then the rows (strings as UTF-8 with
+    ``surrogatepass``)."""
+    if isinstance(column_type, Array):
+        array = np.asarray(values)
+        if array.dtype == np.bool_:
+            return (array != 0).astype(np.uint8).tobytes()
+        dtype = column_type.numpy_dtype
+        return np.ascontiguousarray(array, dtype.newbyteorder("<")).tobytes()
+    rows = [
+        v.encode("utf-8", "surrogatepass") if isinstance(column_type, String) else bytes(v)
+        for v in values
+    ]
+    lengths = np.array([len(r) for r in rows], dtype="<u8")
+    return lengths.tobytes() + b"".join(rows)
+
+
+def value_hash(column_type: ColumnType, values: Any) -> str:
+    """XXH3-64 (seed 0) of the canonical bytes, as 16 lower-case hex digits."""
+    return f"{xxhash.xxh3_64_intdigest(canonical_bytes(column_type, values)):016x}"
 
 
 # -- one file per codec family -------------------------------------------------------------------

@@ -34,18 +34,20 @@ from bale.ops.verify import verify
 HERE = Path(__file__).resolve().parent
 
 
-def _load_spec() -> Any:
-    if "golden_spec" in sys.modules:
-        return sys.modules["golden_spec"]
-    spec = importlib.util.spec_from_file_location("golden_spec", HERE / "golden_spec.py")
+def _load(name: str) -> Any:
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["golden_spec"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
-SPEC = _load_spec()
+SPEC = _load("golden_spec")
+#: The independent reader written from docs/FORMAT.md alone (it never imports bale).
+REFERENCE = _load("reference_reader")
 FORMATS = sorted(SPEC.FORMATS)
 CASES = [
     pytest.param(fmt, name, id=f"{fmt}/{name}")
@@ -173,6 +175,75 @@ def test_golden_footer_matches(fmt: str, name: str) -> None:
             for c, column in enumerate(ds.schema):
                 want = parse_codec(group_codecs[g][column.name]).id
                 assert index.codec_at(g, c)["id"] == want, (g, column.name)
+
+
+# -- value hashes: what every reader must decode (docs/FORMAT.md, *Value hashes*) ----------------
+
+
+@pytest.mark.parametrize(("fmt", "name"), CASES)
+def test_golden_value_hashes(fmt: str, name: str) -> None:
+    """Each column's decoded values hash to what expected.json records, whether bale decodes
+    them or the reference reader does (written from FORMAT.md, never importing bale), and the
+    spec's formulas give the same values."""
+    golden = golden_file(fmt, name)
+    recorded = expected_footers(fmt)[name]["values"]
+    path = golden_path(fmt, name)
+    reference = REFERENCE.read(path)
+    formula = golden.values()
+    with bale.open(path) as ds:
+        decoded = ds.read()
+        assert sorted(recorded) == sorted(ds.schema.names)
+        for column in ds.schema:
+            want = recorded[column.name]
+            assert want["rows"] == len(ds) == reference.num_rows == golden.num_rows
+            where = (fmt, name, column.name)
+            assert SPEC.value_hash(column.type, decoded[column.name]) == want["value_xxh3"], where
+            assert reference.value_hash(column.name) == want["value_xxh3"], where
+            assert SPEC.value_hash(column.type, formula[column.name]) == want["value_xxh3"], where
+            # Not only the hashes: the bytes the two readers give are the same.
+            assert reference.canonical_bytes(column.name) == SPEC.canonical_bytes(
+                column.type, decoded[column.name]
+            ), where
+
+
+def wrongly_decoded(values: Any, row: int) -> Any:
+    """``values`` with one row changed the way a buggy decoder might: one bit flipped in an
+    array row, one byte more in a bytes or string row."""
+    if isinstance(values, np.ndarray):
+        changed = values.copy()
+        flat = changed[row : row + 1].view(np.uint8).reshape(-1)
+        flat[0] ^= 1  # bool: True <-> False
+        return changed
+    changed = list(values)
+    changed[row] = changed[row] + (b"\x00" if isinstance(changed[row], bytes) else "\x00")
+    return changed
+
+
+@pytest.mark.parametrize(("fmt", "name"), [c for c in CASES if c.values[1] != "empty.bale"])
+def test_value_hash_catches_a_wrong_decode(fmt: str, name: str) -> None:
+    """The check can fail: one bit wrong in any row of any column, or two rows swapped, and the
+    hash no longer matches expected.json."""
+    recorded = expected_footers(fmt)[name]["values"]
+    with bale.open(golden_path(fmt, name)) as ds:
+        decoded = ds.read()
+        n = len(ds)
+        for column in ds.schema:
+            values = decoded[column.name]
+            want = recorded[column.name]["value_xxh3"]
+            for row in sorted({0, n // 2, n - 1}):
+                got = SPEC.value_hash(column.type, wrongly_decoded(values, row))
+                assert got != want, (name, column.name, row)
+            swapped = np.arange(n)
+            swapped[[0, n - 1]] = swapped[[n - 1, 0]]
+            if isinstance(values, np.ndarray):
+                if values[0].tobytes() == values[n - 1].tobytes():
+                    continue
+                reordered: Any = values[swapped]
+            else:
+                if values[0] == values[n - 1]:
+                    continue
+                reordered = [values[i] for i in swapped]
+            assert SPEC.value_hash(column.type, reordered) != want, (name, column.name)
 
 
 @pytest.mark.parametrize(("fmt", "name"), CASES)
