@@ -25,6 +25,7 @@ from bale.cli.merge import add_merge_command
 from bale.cli.pack import add_pack_command
 from bale.cli.recompress import add_recompress_command
 from bale.cli.repair import add_repair_command
+from bale.cli.show import add_show_command
 from bale.cli.split import add_split_command
 from bale.cli.verify import add_verify_command
 from bale.errors import BaleError
@@ -45,6 +46,7 @@ EXIT_BROKEN_PIPE = 141
 # In the order `bale --help` lists them. Each adds its parser, whose `run` default runs it.
 COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
     add_info_command,
+    add_show_command,
     add_verify_command,
     add_repair_command,
     add_export_command,
