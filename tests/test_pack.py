@@ -614,7 +614,9 @@ def test_source_is_closed_after_packing_a_path(
 # -- issue 15 -------------------------------------------------------------------------------------
 
 #: A core-only install: Pillow and simplejpeg cannot be imported (set before bale is imported).
-WITHOUT_IMAGE_LIBRARIES = "import sys\nsys.modules['PIL'] = None\nsys.modules['simplejpeg'] = None\n"
+WITHOUT_IMAGE_LIBRARIES = (
+    "import sys\nsys.modules['PIL'] = None\nsys.modules['simplejpeg'] = None\n"
+)
 
 
 def run_python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -655,3 +657,21 @@ def test_decode_images_without_the_image_libraries_is_one_import_error(tmp_path:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ImportError: decoding images needs simplejpeg and Pillow")
     assert "cannot decode image" not in result.stdout
+
+
+def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path: Path) -> None:
+    make_folder(tmp_path / "photos", n=20)
+    script = tmp_path / "script.py"
+    script.write_text(  # docs/PACK.md's example, pasted without `if __name__ == "__main__":`
+        "import bale\n\n"
+        "report = bale.pack('photos/', 'photos.bale', workers=2, memory_budget=64 << 10)\n"
+        "print(report.summary())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert "TargetExistsError" not in result.stderr and "BrokenPipeError" not in result.stderr
+    assert "bale.pack was called while a worker process imported the main module" in result.stderr
+    assert 'if __name__ == "__main__":' in result.stderr
+    assert leftovers(tmp_path) == ["photos", "script.py"]

@@ -47,7 +47,13 @@ from bale.ops.pack._settings import (
     engine,
     pack_settings,
 )
-from bale.ops.pack._workers import BatchReader, SourceReader, row_ranges, task_rows
+from bale.ops.pack._workers import (
+    BatchReader,
+    SourceReader,
+    refuse_main_module_import,
+    row_ranges,
+    task_rows,
+)
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "PackReport", "pack", "pack_splits", "shuffle_keys"]
 
@@ -149,6 +155,7 @@ def pack(
     On any error or interrupt nothing is left behind: no ``out``, no ``out.partial``, no buckets
     (an upload is aborted).
     """
+    refuse_main_module_import()
     settings = pack_settings(
         shuffle=shuffle,
         seed=seed,
@@ -194,6 +201,7 @@ def pack_splits(
     >>> sorted(reports)                                                     # doctest: +SKIP
     ['test', 'train', 'valid']
     """
+    refuse_main_module_import()
     root = os.fspath(root)
     splits = find_splits(root)
     if not splits:

@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -62,6 +63,26 @@ class SourceReader(Protocol):
     def __enter__(self) -> SourceReader: ...
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None: ...
+
+
+def refuse_main_module_import() -> None:
+    """Stop a pack started by a worker process importing the main module of an unguarded
+    script: spawn and forkserver workers import it (as ``__mp_main__``), so a script that calls
+    ``bale.pack`` at its top level would start a second pack in each worker, which collides
+    with the first one's output (the user saw TargetExistsError, then BrokenPipeError).
+
+    Only a child preparing to run a task has a module named ``__mp_main__`` executing its
+    top level (``multiprocessing.parent_process()`` is not yet set at that point)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__mp_main__":
+            script = frame.f_globals.get("__file__") or "the main module"
+            raise BaleError(
+                f"bale.pack was called while a worker process imported the main module "
+                f"({script}): worker processes import it, so a script that packs with workers "
+                'must call bale.pack under `if __name__ == "__main__":` (or pass workers=1)'
+            )
+        frame = frame.f_back  # type: ignore[assignment]
 
 
 _worker_source: RowSource | None = None
