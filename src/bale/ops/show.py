@@ -36,13 +36,14 @@ _LINE = 12  # the height of a line of Pillow's default bitmap font, with a littl
 
 @dataclass(frozen=True)
 class ContactSheet:
-    """What ``contact_sheet`` drew: the PNG written, the rows in it, the columns used, and the
-    rows that could not be drawn (row -> why; each such tile says so)."""
+    """What ``contact_sheet`` drew: the PNG written, the rows in it, the columns used, each
+    tile's caption, and the rows that could not be drawn (row -> why; each such tile says so)."""
 
     path: str
     rows: tuple[int, ...]
     column: str
     label_column: str | None
+    captions: tuple[str, ...]
     failed: Mapping[int, str]
     width: int
     height: int
@@ -130,11 +131,13 @@ def contact_sheet(
     sheet = image.new("RGB", (per_row * tile_w, grid_rows * tile_h), _BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     failed: dict[int, str] = {}
+    captions: list[str] = []
     for i, row in enumerate(picked):
         x, y = (i % per_row) * tile_w, (i // per_row) * tile_h
         caption = f"{row}"
         if label_column is not None:
             caption += f": {label_column.class_name(batch[label_column.name][i])}"
+        captions.append(caption)
         try:
             tile = _thumbnail(image_column.to_pil(batch[image_column.name][i]), size)
         except Exception as exc:  # any undecodable row: drawn as a tile that says why
@@ -155,6 +158,7 @@ def contact_sheet(
         tuple(picked),
         image_column.name,
         label_column.name if label_column else None,
+        tuple(captions),
         failed,
         sheet.width,
         sheet.height,
