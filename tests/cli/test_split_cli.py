@@ -14,6 +14,10 @@ import bale
 from bale.cli.main import EXIT_DAMAGED, EXIT_ERROR, EXIT_OK, main
 
 N = 400
+REWRITTEN_NOTE = (
+    "rewritten: rows decoded and compressed again into new row groups with the same codecs, "
+    "losslessly (values and JPEG/PNG bytes unchanged); copied: blocks kept byte for byte"
+)
 
 
 @pytest.fixture
@@ -48,11 +52,48 @@ def test_split_writes_one_file_per_name_and_prints_a_summary(
     text = capsys.readouterr().out
     assert "split contiguous" in text and "shuffled when packed" in text
     assert (
-        f"train  {out / 'train.bale'}: 320 rows (300 in 6 copied row group(s), 20 re-encoded)"
-        in text
+        f"train  {out / 'train.bale'}: 320 rows (300 copied as stored in 6 row groups, "
+        "20 rewritten)" in text
     )
+    assert "re-encoded" not in text  # read as lossy image re-compression (issue 15, item 9)
+    assert text.rstrip().endswith(REWRITTEN_NOTE)
     assert f"test   {out / 'test.bale'}: 40 rows" in text
     np.testing.assert_array_equal(ids(out / "valid.bale"), np.arange(320, 360))
+
+
+def test_split_of_images_says_rows_were_rewritten_losslessly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The report: an unshuffled image file split at random printed "2560 re-encoded"
+    path = tmp_path / "photos.bale"
+    jpegs = [b"\xff\xd8\xff\xe0" + bytes([i % 256]) * 50 + b"\xff\xd9" for i in range(200)]
+    bale.write(path, {"jpeg": jpegs, "label": np.arange(200) % 2}, row_group_rows=20)
+    assert main(["split", str(path), "--ratios", "0.5,0.5", "--names", "a,b"]) == EXIT_OK
+    text = capsys.readouterr().out
+    assert "re-encoded" not in text
+    assert "split random: not known to be shuffled: rows assigned by a seeded permutation, " in text
+    assert (
+        f"a  {tmp_path / 'a.bale'}: 100 rows (0 copied as stored in 0 row groups, 100 rewritten)"
+        in text
+    )
+    assert text.rstrip().endswith(REWRITTEN_NOTE)
+    with bale.open(tmp_path / "a.bale") as a, bale.open(tmp_path / "b.bale") as b:
+        assert sorted(a["jpeg"][:] + b["jpeg"][:]) == sorted(jpegs)  # byte for byte
+
+
+def test_concat_of_differently_framed_inputs_says_rewritten(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bale.write(tmp_path / "a.bale", {"x": np.arange(50)}, row_group_rows=25)
+    bale.write(tmp_path / "b.bale", {"x": np.arange(50)}, row_group_rows=25, segment_bytes=1024)
+    out = tmp_path / "j.bale"
+    assert main(["concat", str(tmp_path / "a.bale"), str(tmp_path / "b.bale"), str(out)]) == 0
+    text = capsys.readouterr().out
+    assert (
+        f"from {tmp_path / 'b.bale'}: 50 rows (0 row groups copied as stored, 50 rows rewritten)"
+        in text
+    )
+    assert "re-encoded" not in text and text.rstrip().endswith(REWRITTEN_NOTE)
 
 
 def test_split_stratified_with_names_and_seed(
@@ -120,7 +161,7 @@ def test_concat_joins_inputs_into_the_last_argument(
     assert main(["concat", str(tmp_path / "a.bale"), str(tmp_path / "b.bale"), str(out)]) == EXIT_OK
     text = capsys.readouterr().out
     assert f"{out}: {N} rows" in text
-    assert "0 rows re-encoded" in text
+    assert "0 rows rewritten" in text and "re-encoded" not in text
     np.testing.assert_array_equal(ids(out), np.arange(N))
     assert main(["concat", str(tmp_path / "a.bale"), str(out)]) == EXIT_ERROR  # exists
     assert "exists" in capsys.readouterr().err

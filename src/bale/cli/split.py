@@ -27,7 +27,8 @@ def add_split_command(commands: Subcommands) -> None:
         "the rows, rounded so they add up. A file shuffled when packed (or with "
         "--assume-shuffled, or --no-shuffle) is cut into contiguous ranges and its row groups "
         "are copied without recompression; otherwise rows are assigned by a seeded random "
-        "permutation and re-encoded. FILE and --out-dir may be URLs (s3://, gs://, az://; FILE also "
+        "permutation and their row groups rewritten (blocks compressed again, losslessly: values "
+        "and JPEG/PNG bytes are unchanged). FILE and --out-dir may be URLs (s3://, gs://, az://; FILE also "
         "https://, ...): outputs are uploaded as objects, each whole or not at all; see "
         "--storage-option. See docs/SPLIT.md.",
     )

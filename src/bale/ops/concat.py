@@ -15,6 +15,7 @@ from bale.io.open import open_source
 from bale.io.remote_url import is_remote, redact_url
 from bale.io.sink import partial_path_for
 from bale.ops.merge import check_not_an_input, differing_columns, differing_keys
+from bale.ops.split import REWRITTEN
 
 #: Metadata keys that describe how one input was made; they move into "bale.concat".
 _PER_FILE_KEYS = ("bale.split", "bale.concat")
@@ -22,7 +23,9 @@ _PER_FILE_KEYS = ("bale.split", "bale.concat")
 
 @dataclass(frozen=True)
 class ConcatSource:
-    """One input of ``concat``: its rows, and how many were copied as stored vs re-encoded."""
+    """One input of ``concat``: its rows, how many row groups were copied as stored, and how
+    many rows were rewritten (``rows_reencoded``: decoded and compressed again, losslessly, into
+    new row groups)."""
 
     path: str
     rows: int
@@ -43,9 +46,11 @@ class ConcatReport:
         lines = [f"{self.path}: {self.rows} rows, {self.file_bytes / 2**20:.1f} MiB"]
         for s in self.sources:
             lines.append(
-                f"  from {s.path}: {s.rows} rows ({s.groups_copied} row group(s) copied, "
-                f"{s.rows_reencoded} rows re-encoded)"
+                f"  from {s.path}: {s.rows} rows ({s.groups_copied} row "
+                f"group{'' if s.groups_copied == 1 else 's'} copied as stored, "
+                f"{s.rows_reencoded} rows rewritten)"
             )
+        lines.append(REWRITTEN)
         return "\n".join(lines)
 
 
@@ -62,8 +67,8 @@ def concat(
 
     The inputs must have the same columns (names and types; column order and codecs may differ).
     Row groups are copied as stored, keeping each block's codec; an input framed with a
-    different segment size than the first is decoded and re-encoded with the first input's
-    codecs. Different columns raise ``SchemaError`` naming both files and the columns.
+    different segment size than the first is decoded and rewritten with the first input's
+    codecs (losslessly). Different columns raise ``SchemaError`` naming both files and the columns.
 
     ``out`` gets the first input's schema and metadata, except the per-file keys
     ``"bale.split"`` and ``"bale.concat"``, plus ``"bale.concat": {"sources": [...], "rows":

@@ -4,11 +4,14 @@ Three ways to choose rows (``SplitReport.method``):
 
 - ``"contiguous"``: split i gets the i-th contiguous range of rows. Row groups that lie wholly
   inside a range are copied as stored (no decompression); only the one or two groups a cut
-  falls in are decoded and re-encoded. Taken when the file was shuffled when it was packed (its
+  falls in are decoded and rewritten. Taken when the file was shuffled when it was packed (its
   metadata says so), when ``assume_shuffled=True``, or when asked with ``shuffle=False``.
 - ``"random"``: rows are assigned by a seeded permutation, each split keeping its rows in the
-  input's order; every row is re-encoded. The default for files not known to be shuffled.
+  input's order; every row is rewritten. The default for files not known to be shuffled.
 - ``"stratified"``: ``stratify=COLUMN``; each class's rows are shuffled and divided by the ratios.
+
+"Rewritten" rows are decoded and compressed again, with the same codecs, into new row groups:
+lossless, values and JPEG/PNG bytes unchanged (``REWRITTEN``, printed under the summary).
 
 Whichever way, each row group of the input is read once, and memory stays bounded by about one
 row group plus one row group buffered per output.
@@ -43,6 +46,7 @@ from bale.ops.split._assignment import (
 from bale.ops.split._outputs import write_outputs
 
 __all__ = [
+    "REWRITTEN",
     "SplitMethod",
     "SplitOutput",
     "SplitReport",
@@ -57,7 +61,9 @@ SplitMethod = Literal["contiguous", "random", "stratified"]
 
 @dataclass(frozen=True)
 class SplitOutput:
-    """One file written by ``split``: its rows, and how many were copied vs re-encoded."""
+    """One file written by ``split``: its rows, how many were copied as stored (in
+    ``groups_copied`` row groups) and how many were rewritten (``rows_reencoded``: decoded and
+    compressed again, losslessly, into new row groups)."""
 
     name: str
     path: str
@@ -83,11 +89,24 @@ class SplitReport:
         width = max((len(o.name) for o in self.outputs), default=0)
         for o in self.outputs:
             lines.append(
-                f"  {o.name:<{width}}  {o.path}: {o.rows} rows ({o.rows_copied} in "
-                f"{o.groups_copied} copied row group(s), {o.rows_reencoded} re-encoded), "
-                f"{o.file_bytes / 2**20:.1f} MiB"
+                f"  {o.name:<{width}}  {o.path}: {o.rows} rows ({o.rows_copied} copied as stored "
+                f"in {o.groups_copied} row group{_s(o.groups_copied)}, {o.rows_reencoded} "
+                f"rewritten), {o.file_bytes / 2**20:.1f} MiB"
             )
+        lines.append(REWRITTEN)
         return "\n".join(lines)
+
+
+#: What "rewritten" and "copied" mean in the reports of split and concat: "re-encoded" read
+#: like a lossy recompression of the images
+REWRITTEN = (
+    "rewritten: rows decoded and compressed again into new row groups with the same codecs, "
+    "losslessly (values and JPEG/PNG bytes unchanged); copied: blocks kept byte for byte"
+)
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
 
 
 def split(
@@ -290,9 +309,12 @@ def _choose_method(
     ds: Dataset, stratify: str | None, shuffle: bool | None, assume_shuffled: bool
 ) -> tuple[SplitMethod, str]:
     if stratify is not None:
-        return "stratified", f"each class of {stratify!r} divided by the ratios; rows re-encoded"
+        return (
+            "stratified",
+            f"each class of {stratify!r} divided by the ratios; every row rewritten",
+        )
     if shuffle is True:
-        return "random", "shuffle=True: rows assigned by a seeded permutation and re-encoded"
+        return "random", "shuffle=True: rows assigned by a seeded permutation, every row rewritten"
     if shuffle is False:
         return "contiguous", "shuffle=False: contiguous ranges, whole row groups copied"
     if assume_shuffled:
@@ -300,6 +322,6 @@ def _choose_method(
     if shuffled_when_packed(ds.metadata):
         return "contiguous", "shuffled when packed: contiguous ranges, whole row groups copied"
     return "random", (
-        "not known to be shuffled: rows assigned by a seeded permutation and re-encoded "
+        "not known to be shuffled: rows assigned by a seeded permutation, every row rewritten "
         "(shuffle=False or assume_shuffled=True copies row groups instead)"
     )

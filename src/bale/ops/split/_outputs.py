@@ -20,7 +20,8 @@ from bale.io.sink import partial_path_for
 
 @dataclass
 class Tally:
-    """What went into one output: row groups copied as stored, their rows, and rows re-encoded."""
+    """What went into one output: row groups copied as stored, their rows, and rows rewritten
+    (decoded and compressed again, losslessly, into new row groups)."""
 
     groups_copied: int = 0
     rows_copied: int = 0
