@@ -1,0 +1,203 @@
+"""docs/FORMAT.md's worked example, test vectors and tables are checked against bale and the
+libraries they describe, so the normative text cannot go stale."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import xxhash
+
+import bale
+from bale.ops.verify import verify
+
+HERE = Path(__file__).resolve().parent
+FORMAT_MD = HERE.parents[1] / "docs" / "FORMAT.md"
+
+
+def _load(name: str) -> Any:
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+REFERENCE = _load("reference_reader")
+
+
+def doc_section(marker: str) -> str:
+    """The text between ``<!-- MARKER:begin -->`` and ``<!-- MARKER:end -->`` in FORMAT.md."""
+    text = FORMAT_MD.read_text(encoding="utf-8")
+    found = re.search(rf"<!-- {marker}:begin -->\n(.*?)<!-- {marker}:end -->", text, re.S)
+    assert found, f"docs/FORMAT.md lost its {marker} section"
+    return found.group(1)
+
+
+# -- the worked example --------------------------------------------------------------------------
+
+
+def write_example(path: Path) -> None:
+    """The file FORMAT.md shows byte by byte."""
+    with bale.Writer(path, {"x": bale.Array("int32")}, codecs={"x": "none"}) as w:
+        w.write({"x": np.array([1, -2], np.int32)})
+
+
+def example_dump() -> str:
+    block = doc_section("worked-example")
+    found = re.fullmatch(r"```\n(.*)```\n", block, re.S)
+    assert found, "the worked example is one fenced code block"
+    return found.group(1)
+
+
+def test_worked_example_is_what_bale_writes(tmp_path: Path) -> None:
+    """bale writes the bytes FORMAT.md shows, and the reference reader's annotations of them
+    are the text there. If bale's output changes on purpose (a new created_by version, a new
+    minor), regenerate the block: ``python tests/golden/reference_reader.py --dump FILE``."""
+    path = tmp_path / "example.bale"
+    write_example(path)
+    shown = example_dump()
+    assert REFERENCE.undump(shown) == path.read_bytes(), (
+        "docs/FORMAT.md's worked example no longer shows the bytes bale writes; regenerate it "
+        "with tests/golden/reference_reader.py --dump"
+    )
+    assert REFERENCE.dump(path) == shown
+
+
+def test_worked_example_bytes_read_back(tmp_path: Path) -> None:
+    """The bytes shown are a valid file: bale and the reference reader read 1 and -2 from it."""
+    path = tmp_path / "from_doc.bale"
+    path.write_bytes(REFERENCE.undump(example_dump()))
+    with bale.open(path) as ds:
+        assert ds.read()["x"].tolist() == [1, -2]
+    assert verify(path).ok
+    ref = REFERENCE.read(path)
+    assert np.frombuffer(ref.canonical_bytes("x"), "<i4").tolist() == [1, -2]
+
+
+def test_example_checksums_exceed_a_double() -> None:
+    """FORMAT.md's warning holds: the example's block checksum is not representable as an IEEE
+    double, so a reader parsing JSON numbers as doubles fails to match it."""
+    group_json = next(line for line in example_dump().splitlines() if '"rows":2' in line)
+    value = json.loads(group_json)["blocks"][0]["checksum"]
+    assert value == 2655157189893860081
+    assert int(float(value)) == 2655157189893859840 != value
+    assert "`2655157189893860081`" in FORMAT_MD.read_text(encoding="utf-8")
+    assert "`2655157189893859840`" in FORMAT_MD.read_text(encoding="utf-8")
+
+
+def test_undump_sees_a_changed_byte(tmp_path: Path) -> None:
+    """The comparison above can fail: one hex digit changed in the text is another file."""
+    shown = example_dump().replace(
+        "01 00 00 00               block 0", "02 00 00 00               block 0"
+    )
+    path = tmp_path / "example.bale"
+    write_example(path)
+    assert REFERENCE.undump(shown) != path.read_bytes()
+
+
+# -- XXH3-64 vectors -----------------------------------------------------------------------------
+
+
+def test_xxh3_vectors_match_xxhash() -> None:
+    rows = re.findall(r"^\| (\d+) \| `([0-9a-f]{16})` \|$", doc_section("xxh3-vectors"), re.M)
+    assert len(rows) >= 10
+    sequence = bytes(i % 256 for i in range(4096))
+    for n, digest in rows:
+        assert f"{xxhash.xxh3_64_intdigest(sequence[: int(n)]):016x}" == digest, n
+    assert dict(rows)["0"] == "2d06800538d394c2"
+    assert xxhash.xxh3_64_intdigest(b"") == 0x2D06800538D394C2 == 3244421341483603138
+    text = FORMAT_MD.read_text(encoding="utf-8")
+    assert f"`bale` hash to `{xxhash.xxh3_64_intdigest(b'bale'):016x}`" in text
+
+
+# -- Blosc2 filter codes -------------------------------------------------------------------------
+
+
+def test_blosc2_filter_codes_match_the_library() -> None:
+    blosc2 = pytest.importorskip("blosc2")
+    text = FORMAT_MD.read_text(encoding="utf-8")
+    for name, code in REFERENCE.BLOSC2_FILTER_CODES.items():
+        assert blosc2.Filter[name.upper()].value == code
+        assert f"`{name}` = {code}" in text.replace("\n", " "), name
+
+
+# -- bfloat16 and float8 by bit layout -----------------------------------------------------------
+
+
+def float_table() -> dict[str, dict[str, str]]:
+    lines = [line for line in doc_section("float-layouts").splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0].strip("`")] = dict(zip(header, cells, strict=True))
+    return rows
+
+
+def codes(cell: str) -> set[int]:
+    return {int(x, 16) for x in re.findall(r"`0x([0-9A-F]+)`", cell)}
+
+
+def decode_by_layout(row: dict[str, str], bits: int) -> float:
+    """One encoding's value by FORMAT.md's rules alone."""
+    e_bits, m_bits, bias = int(row["E"]), int(row["M"]), int(row["bias"])
+    total = 1 + e_bits + m_bits
+    if bits in codes(row["NaNs"]):
+        return float("nan")
+    sign = -1.0 if bits >> (total - 1) else 1.0
+    e = (bits >> m_bits) & ((1 << e_bits) - 1)
+    m = bits & ((1 << m_bits) - 1)
+    nan_rule = re.search(r"`e` = (\d+), m ≠ 0", row["NaNs"])
+    if nan_rule and e == int(nan_rule.group(1)) and m:
+        return float("nan")
+    if bits in codes(row["infinities"]):
+        return sign * float("inf")
+    if e == 0:
+        return sign * 2.0 ** (1 - bias) * (m / 2**m_bits)
+    return sign * 2.0 ** (e - bias) * (1 + m / 2**m_bits)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "bfloat16",
+        "float8_e4m3fn",
+        "float8_e4m3fnuz",
+        "float8_e4m3b11fnuz",
+        "float8_e5m2",
+        "float8_e5m2fnuz",
+    ],
+)
+def test_float_layouts_match_ml_dtypes(name: str) -> None:
+    """Every encoding of each type decodes, by FORMAT.md's table and rules, to ml_dtypes' value
+    (NaN where ml_dtypes has NaN), and the table's zeros and largest finite value are right."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    row = float_table()[name]
+    dtype = np.dtype(getattr(ml_dtypes, name))
+    unsigned = np.dtype(f"<u{dtype.itemsize}")
+    encodings = np.arange(1 << (8 * dtype.itemsize)).astype(unsigned)
+    with np.errstate(invalid="ignore"):  # bfloat16 NaNs cast to float64 NaNs
+        want = encodings.view(dtype).astype(np.float64)
+    got = np.array([decode_by_layout(row, int(b)) for b in encodings.tolist()])
+    assert 1 + int(row["E"]) + int(row["M"]) == 8 * dtype.itemsize
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    finite = ~np.isnan(want)
+    np.testing.assert_array_equal(got[finite], want[finite])
+    zeros = encodings[want == 0].tolist()
+    assert set(zeros) == codes(row["zeros"]), name
+    largest = float(ml_dtypes.finfo(dtype).max)
+    bits = int(encodings[want == largest][0])
+    assert (
+        row["largest finite"] == f"`0x{bits:0{2 * dtype.itemsize}X}` = {largest:g}"
+        or row["largest finite"] == f"`0x{bits:0{2 * dtype.itemsize}X}` = {largest!r}"
+    ), row["largest finite"]
