@@ -201,3 +201,20 @@ def test_float_layouts_match_ml_dtypes(name: str) -> None:
         row["largest finite"] == f"`0x{bits:0{2 * dtype.itemsize}X}` = {largest:g}"
         or row["largest finite"] == f"`0x{bits:0{2 * dtype.itemsize}X}` = {largest!r}"
     ), row["largest finite"]
+
+
+# -- the table of contents -----------------------------------------------------------------------
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_every_link_within_format_md_has_its_heading() -> None:
+    text = FORMAT_MD.read_text(encoding="utf-8")
+    anchors = {github_anchor(h) for h in re.findall(r"^#{2,4} (.+)$", text, re.M)}
+    links = set(re.findall(r"\]\(#([^)]+)\)", text))
+    assert len(links) >= 20
+    assert sorted(links - anchors) == []
