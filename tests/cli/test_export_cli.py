@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from pathlib import Path
@@ -150,3 +151,121 @@ def test_a_column_name_with_a_slash_never_writes_outside_the_folder(tmp_path: Pa
         stem = name.replace("/", "%2F")
         assert urllib.parse.unquote(stem) == name
         np.testing.assert_array_equal(np.load(out / f"{stem}.npy"), values[name])
+
+
+# -- --images: viewable files, one folder per class, labels.csv ---------------------------------
+
+
+def _photo_bytes(fmt: str) -> list[bytes]:
+    from PIL import Image
+    from skimage import data
+
+    rows = []
+    for picture in (data.astronaut(), data.coffee(), data.chelsea(), data.camera()):
+        buffer = io.BytesIO()
+        Image.fromarray(picture).save(buffer, format=fmt)
+        rows.append(buffer.getvalue())
+    return rows
+
+
+def test_images_as_files_in_class_folders_with_labels_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jpegs, pngs = _photo_bytes("JPEG"), _photo_bytes("PNG")
+    source = tmp_path / "photos.bale"
+    images = [jpegs[0], pngs[1], jpegs[2], pngs[3], jpegs[1], jpegs[3], pngs[0], pngs[2]] * 2
+    labels = np.array([0, 1, 2, 3, 1, 3, 0, 2] * 2)
+    bale.write(
+        source,
+        {"image": images, "label": labels, "score": np.arange(16, dtype=np.float32)},
+        metadata={"classes": ["astronaut", "coffee", "cat", "camera"]},
+        row_group_rows=5,
+    )
+    out = tmp_path / "pics"
+    assert main(["export", str(source), str(out), "--images"]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert "image: 16 files (astronaut/00.jpg, ..., cat/15.png)" in printed
+    classes = ["astronaut", "coffee", "cat", "camera"]
+    rows = list(csv.reader((out / "labels.csv").read_text().splitlines()))
+    assert rows[0] == ["row", "file", "label", "class"]
+    for row, (index, file, label, name) in enumerate(rows[1:]):
+        ext = "jpg" if images[row].startswith(b"\xff\xd8") else "png"
+        assert (int(index), file) == (row, f"{classes[labels[row]]}/{row:02d}.{ext}")
+        assert (label, name) == (str(labels[row]), classes[labels[row]])
+        assert (out / file).read_bytes() == images[row]  # as stored: no re-encoding
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*classes, "labels.csv", "label.npy", "score.npy", "metadata.json"]
+    )
+    assert not list(out.glob("image.*"))  # no .data.npy / .offsets.npy for the images
+
+    # existing image files are refused before anything is written
+    (out / "labels.csv").unlink()
+    (out / "metadata.json").unlink()
+    assert main(["export", str(source), str(out), "--images", "--columns", "image"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}/" in err and "it exists" in err and "--overwrite" in err
+    assert not (out / "labels.csv").exists()
+    assert main(["export", str(source), str(out), "--images", "--overwrite", "-q"]) == EXIT_OK
+
+
+@pytest.mark.parametrize("shape", [(12, 10), (12, 10, 1), (12, 10, 3), (12, 10, 4), (3, 12, 10)])
+def test_uint8_arrays_become_png_files_without_a_label_folder(
+    tmp_path: Path, shape: tuple[int, ...]
+) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (3, *shape), dtype=np.uint8)
+    source = tmp_path / "arrays.bale"
+    bale.write(source, {"pixels": pixels})
+    out = tmp_path / "out"
+    written = export(source, out, images=True)
+    assert written == [
+        str(out / n) for n in ("0.png", "1.png", "2.png", "labels.csv", "metadata.json")
+    ]
+    for row in range(3):
+        with Image.open(out / f"{row}.png") as image:
+            got = np.asarray(image)
+        want = pixels[row]
+        if shape[0] == 3 and len(shape) == 3 and shape[-1] not in (1, 3, 4):
+            want = np.moveaxis(want, 0, -1)
+        if want.ndim == 3 and want.shape[-1] == 1:
+            want = want[..., 0]
+        np.testing.assert_array_equal(got, want)
+    assert (
+        out / "labels.csv"
+    ).read_text() == "row,file,label,class\n0,0.png,,\n1,1.png,,\n2,2.png,,\n"
+
+
+def test_images_class_folder_names_stay_inside_and_string_labels(tmp_path: Path) -> None:
+    jpegs = _photo_bytes("JPEG")
+    source = tmp_path / "odd.bale"
+    bale.write(source, {"image": jpegs[:3], "target": ["..", "a/b", ""]})
+    out = tmp_path / "deep" / "out"
+    export(source, out, images=True)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.jpg")) == [
+        "%2E%2E/0.jpg",
+        "_/2.jpg",
+        "a%2Fb/1.jpg",
+    ]
+    assert not list((tmp_path / "deep").glob("*.jpg"))
+
+
+def test_images_errors(sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    features = tmp_path / "feats.bale"
+    bale.write(features, {"x": np.zeros((4, 3), np.float32)})
+    with pytest.raises(bale.BaleError, match=r"none of the columns \['x'\] holds images"):
+        export(features, tmp_path / "o", images=True)
+    assert main(["export", str(sample), str(tmp_path / "o"), "--label", "x"]) == 2
+    assert "--label goes with --images" in capsys.readouterr().err
+    # the sample's 4x4x3 uint8 'image' column is exported as pictures, its 'caption' as .npy
+    assert main(["export", str(sample), str(tmp_path / "o"), "--images"]) == EXIT_OK
+    assert (tmp_path / "o" / "caption.data.npy").exists()
+    assert len(list((tmp_path / "o").glob("*.png"))) == 130
+
+
+def test_export_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = capsys.readouterr().out
+    assert "examples:" in text and "--images" in text and "labels.csv" in text

@@ -1,8 +1,10 @@
 """Writing a file's columns to .npy files and its metadata to JSON, no pickles, in a local
-directory or under a URL prefix on S3, GCS or Azure (`bale export`)."""
+directory or under a URL prefix on S3, GCS or Azure (`bale export`); with ``images=True``,
+image columns as viewable image files in one folder per class, listed in ``labels.csv``."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -11,12 +13,15 @@ from typing import Any
 
 import numpy as np
 
+from bale._core.blocks import VarRows
 from bale._core.dataset import Dataset, reader_of
+from bale._progress import Progress
 from bale.errors import BaleError, TargetExistsError
 from bale.format.schema import Array
 from bale.io import locations
 from bale.io.remote_url import is_remote, redact_url
 from bale.io.sink import ByteSink, FileSink
+from bale.ops.image_columns import ImageColumn, LabelColumn, find_label_column, image_columns
 
 
 def export(
@@ -27,6 +32,9 @@ def export(
     overwrite: bool = False,
     on_column: Callable[[str, list[str]], None] | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    images: bool = False,
+    label: str | None = None,
+    progress: bool = False,
 ) -> list[str]:
     """Write every column (or ``columns``) of the file at ``path`` to ``directory``: an array
     column as ``NAME.npy``; a bytes or string column as ``NAME.data.npy`` (uint8, the rows
@@ -45,6 +53,17 @@ def export(
     ``path`` may be a URL (``bale.open``'s); ``directory`` a local directory or a prefix on
     ``s3://``, ``gs://`` or ``az://``; ``storage_options`` apply to both.
 
+    ``images=True``: image columns (``bale.ops.image_columns``: JPEG/PNG/... bytes, uint8
+    arrays shaped like pictures) are written as viewable files instead of .npy: encoded rows as
+    stored with their format's extension, arrays as PNG, to ``CLASS/ROW.EXT`` when the file has
+    a label column (``label``, or one named label, y, target, ...; CLASS is the class name from
+    ``metadata["classes"]``, else the label) and to ``ROW.EXT`` otherwise (``COLUMN/`` first
+    when several columns hold images; ROW zero-padded to sort in row order), plus
+    ``labels.csv`` (row, file, label, class). Other columns are exported as .npy as without it.
+    Image files are written whole (a local one as ``NAME.partial`` renamed, without fsync);
+    an existing one is refused before anything is written (on object storage, each object as it
+    is written) unless ``overwrite``.
+
     >>> export("train.bale", "out/", ["label", "caption"])  # doctest: +SKIP
     ['out/label.npy', 'out/caption.data.npy', 'out/caption.offsets.npy', 'out/metadata.json']
     >>> export("s3://b/train.bale", "s3://b/train-npy", storage_options={"anon": False})  # doctest: +SKIP
@@ -61,13 +80,36 @@ def export(
         for name in names:
             if name not in ds.schema:
                 raise BaleError(f"no column {name!r}; columns are {ds.schema.names}", path=ds.path)
+        pictures = [c for c in image_columns(ds) if c.name in names] if images else []
+        if images and not pictures:
+            raise BaleError(
+                f"--images: none of the columns {names} holds images (JPEG/PNG/... bytes, or "
+                "uint8 arrays shaped (H, W), (H, W, 1|3|4) or (1|3|4, H, W))",
+                path=ds.path,
+            )
+        labels = (
+            find_label_column(ds, label, exclude=[c.name for c in pictures]) if images else None
+        )
+        plain = [n for n in names if n not in {c.name for c in pictures}]
         out = _Outputs(directory, storage_options, overwrite)
-        out.check([f for name in names for f in _file_names(ds, name)] + ["metadata.json"])
-        for name in names:
-            files = _export_column(ds, name, out)
-            written += [out.shown(f) for f in files]
-            if on_column is not None:
-                on_column(name, files)
+        extra = ["labels.csv"] if pictures else []
+        out.check([f for name in plain for f in _file_names(ds, name)] + extra + ["metadata.json"])
+        plan = _ImagePlan(ds, pictures, labels) if pictures else None
+        if plan is not None and not out.remote and not overwrite:
+            plan.check_local(out)
+        total = len(ds) * len(names)
+        with Progress(progress, total, "exporting", unit="rows") as bar:
+            for name in plain:
+                files = _export_column(ds, name, out, bar)
+                written += [out.shown(f) for f in files]
+                if on_column is not None:
+                    on_column(name, files)
+            if plan is not None:
+                for name, files in plan.write(out, bar).items():
+                    written += [out.shown(f) for f in files]
+                    if on_column is not None:
+                        on_column(name, files)
+                written.append(out.shown("labels.csv"))
         meta = json.dumps(ds.metadata, indent=2, ensure_ascii=False).encode()
         with out.open("metadata.json") as sink:
             sink.write([meta], align=False)
@@ -107,6 +149,20 @@ class _Outputs:
                     )
         if not self.remote:
             os.makedirs(self.directory, exist_ok=True)
+
+    def put(self, name: str, data: bytes) -> None:
+        """A small file written whole: locally as ``NAME.partial`` renamed (no fsync: an image
+        export writes thousands), remotely as one object."""
+        if self.remote:
+            with self.open(name) as sink:
+                sink.write([data], align=False)
+            return
+        target = self.target(name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        partial = f"{target}.partial"
+        with open(partial, "wb") as f:
+            f.write(data)
+        os.replace(partial, target)
 
     def open(self, name: str) -> _Published:
         target = self.target(name)
@@ -168,7 +224,7 @@ def _file_names(ds: Dataset, name: str) -> list[str]:
     return [f"{stem}.data.npy", f"{stem}.offsets.npy"]
 
 
-def _export_column(ds: Dataset, name: str, out: _Outputs) -> list[str]:
+def _export_column(ds: Dataset, name: str, out: _Outputs, bar: Progress) -> list[str]:
     """One column to .npy file(s), a row group at a time; returns the file names."""
     column = ds.schema[name]
     reader = reader_of(ds)
@@ -184,6 +240,7 @@ def _export_column(ds: Dataset, name: str, out: _Outputs) -> list[str]:
                         "internal error: array column decoded as bytes", path=ds.path, column=name
                     )
                 sink.write([_as_bytes(block)], align=False)
+                bar.update(len(block), block.nbytes)
         return files
     # The header comes first, so the data's size must be known before the rows: a block of
     # variable-length rows holds 8 bytes of length per row, then the rows (checked on decode).
@@ -204,6 +261,7 @@ def _export_column(ds: Dataset, name: str, out: _Outputs) -> list[str]:
             data.write([block.data], align=False)
             offsets.write([_as_bytes(block.offsets[1:].astype("<i8") + byte)], align=False)
             byte += len(block.data)
+            bar.update(len(block), len(block.data))
         if byte != data_bytes:
             raise BaleError(
                 f"the rows hold {byte} bytes, the footer's block sizes {data_bytes}",
@@ -211,3 +269,87 @@ def _export_column(ds: Dataset, name: str, out: _Outputs) -> list[str]:
                 column=name,
             )
     return files
+
+
+def folder_name(text: str) -> str:
+    """A class name as a folder name: ``file_stem``'s escapes, and ``.``/``..`` written as
+    ``%2E``/``%2E%2E`` (never the folder itself or its parent); an empty name is ``_``."""
+    stem = file_stem(text)
+    if stem in (".", ".."):
+        return stem.replace(".", "%2E")
+    return stem or "_"
+
+
+class _ImagePlan:
+    """Where each row of the image columns goes (``[COLUMN/][CLASS/]ROW.EXT``), the local
+    check that none is there yet, and the writing of the files and ``labels.csv``."""
+
+    def __init__(self, ds: Dataset, pictures: list[ImageColumn], labels: LabelColumn | None):
+        self.ds = ds
+        self.pictures = pictures
+        self.labels = labels
+        self.width = len(str(max(len(ds) - 1, 0)))
+        # One value per row: small (a scalar or a short string), read once for folders and csv.
+        self.values: Any = ds.read(columns=[labels.name])[labels.name] if labels else None
+
+    def stem(self, picture: ImageColumn, row: int) -> str:
+        """The file name of ``row`` without its extension, relative to the export folder."""
+        parts = [file_stem(picture.name)] if len(self.pictures) > 1 else []
+        if self.labels is not None:
+            parts.append(folder_name(self.labels.class_name(self.values[row])))
+        parts.append(f"{row:0{self.width}d}")
+        return "/".join(parts)
+
+    def check_local(self, out: _Outputs) -> None:
+        """Refuse, before anything is written, a file already named like one to be written
+        (whatever its extension)."""
+        planned: dict[str, set[str]] = {}
+        for picture in self.pictures:
+            for row in range(len(self.ds)):
+                folder, _, name = self.stem(picture, row).rpartition("/")
+                planned.setdefault(folder, set()).add(name)
+        for folder, names in planned.items():
+            where = out.target(folder) if folder else out.directory
+            if not os.path.isdir(where):
+                continue
+            for entry in os.listdir(where):
+                if entry.split(".", 1)[0] in names:
+                    raise TargetExistsError(
+                        "it exists; pass overwrite=True (--overwrite) to replace it",
+                        path=os.path.join(where, entry),
+                    )
+
+    def write(self, out: _Outputs, bar: Progress) -> dict[str, list[str]]:
+        """Every image file and ``labels.csv`` (written last, whole); column -> files written."""
+        files: dict[str, list[str]] = {p.name: [] for p in self.pictures}
+        reader = reader_of(self.ds)
+        with out.open("labels.csv") as sink:
+            sink.write([b"row,file,label,class\n"], align=False)
+            start = 0
+            for group in range(self.ds.num_row_groups):
+                count = self.ds.row_group_sizes[group]
+                for picture in self.pictures:
+                    block = reader.load_block(group, picture.name)
+                    lines = io.StringIO()
+                    table = csv.writer(lines, lineterminator="\n")
+                    nbytes = 0
+                    for local in range(count):
+                        row = start + local
+                        value = block.row(local) if isinstance(block, VarRows) else block[local]
+                        name = f"{self.stem(picture, row)}.{picture.extension(value)}"
+                        data = picture.file_bytes(value)
+                        out.put(name, data)
+                        nbytes += len(data)
+                        files[picture.name].append(name)
+                        table.writerow([row, name, *self._label_cells(row)])
+                    sink.write([lines.getvalue().encode()], align=False)
+                    bar.update(count, nbytes)
+                start += count
+        return files
+
+    def _label_cells(self, row: int) -> list[str]:
+        if self.labels is None:
+            return ["", ""]
+        value = self.values[row]
+        text = value if isinstance(value, str) else str(int(value))
+        return [text, self.labels.class_name(value)]
