@@ -269,3 +269,21 @@ def test_export_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
         main(["export", "--help"])
     text = capsys.readouterr().out
     assert "examples:" in text and "--images" in text and "labels.csv" in text
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_progress_bar_on_a_terminal_and_none_with_quiet(
+    sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(["export", str(sample), str(tmp_path / "a")]) == EXIT_OK
+    assert "exporting" in terminal.getvalue()
+    quiet = _Terminal()
+    monkeypatch.setattr("sys.stderr", quiet)
+    assert main(["export", str(sample), str(tmp_path / "b"), "--quiet"]) == EXIT_OK
+    assert quiet.getvalue() == ""

@@ -3,6 +3,7 @@ with exit codes, and the command in `bale --help` with examples."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -113,3 +114,21 @@ def test_listed_in_bale_help_with_examples(capsys: pytest.CaptureFixture[str]) -
         main(["recompress", "--help"])
     text = capsys.readouterr().out
     assert "examples:" in text and "--codec auto" in text and "byte for byte" in text
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_progress_bar_on_a_terminal_and_none_with_quiet(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(["recompress", str(source), str(tmp_path / "a.bale"), "--codec", "lz4"]) == 0
+    assert "recompressing" in terminal.getvalue() and "rows" in terminal.getvalue()
+    quiet = _Terminal()
+    monkeypatch.setattr("sys.stderr", quiet)
+    assert main(["recompress", str(source), str(tmp_path / "b.bale"), "--codec", "lz4", "-q"]) == 0
+    assert quiet.getvalue() == ""
