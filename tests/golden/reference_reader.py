@@ -93,6 +93,8 @@ class Column:
     kind: str
     dtype: str | None
     shape: tuple[int, ...]
+    #: Why this reader cannot decode the column (a kind, dtype or codec of a later minor).
+    unsupported: str | None = None
 
     @property
     def row_nbytes(self) -> int:
@@ -122,6 +124,8 @@ class BaleFile:
     def canonical_bytes(self, name: str) -> bytes:
         """The column's canonical value bytes: the raw form of one block holding every row."""
         column = next(c for c in self.columns if c.name == name)
+        if column.unsupported:
+            raise SpecError(f"column {name!r} uses {column.unsupported}, unknown to format 1.1")
         blocks = self.raw_blocks[name]
         if column.kind == "array":
             data = b"".join(blocks)
@@ -214,31 +218,30 @@ def check_blosc2_header(codec: dict[str, Any], frame: bytes, raw_size: int) -> d
     return fields
 
 
-def decode_block(
-    codec: dict[str, Any], stored: bytes, raw_size: int, segment: int, out: BaleFile
-) -> tuple[bytes, list[tuple[int, int]]]:
-    """A block's stored bytes -> raw bytes, and (offset, checksum) of each frame if segmented."""
+KNOWN_CODECS = ("none", "lz4", "zstd", "blosc2")
+KNOWN_KINDS = ("array", "bytes", "string")
+
+
+def split_frames(stored: bytes, raw_size: int, segment: int) -> list[tuple[int, bytes, int]]:
+    """A block's stored bytes -> (offset, frame, raw size of its piece) per frame."""
     if raw_size == 0:
         require(len(stored) == 0, "a block of raw size 0 stores bytes")
-        return b"", []
+        return []
     if raw_size <= segment:
-        return decode_frame(codec, stored, raw_size, out), []
-    pieces: list[bytes] = []
-    records: list[tuple[int, int]] = []
+        return [(0, stored, raw_size)]
+    frames: list[tuple[int, bytes, int]] = []
     at = 0
     left = raw_size
     while left:
         require(at + 8 <= len(stored), "segmented block ends inside a frame length")
         (length,) = struct.unpack_from("<Q", stored, at)
         require(at + 8 + length <= len(stored), "segmented block ends inside a frame")
-        frame = stored[at + 8 : at + 8 + length]
-        records.append((at + 8, xxh3(frame)))
         piece = min(segment, left)
-        pieces.append(decode_frame(codec, frame, piece, out))
+        frames.append((at + 8, stored[at + 8 : at + 8 + length], piece))
         left -= piece
         at += 8 + length
     require(at == len(stored), "bytes after a segmented block's last frame")
-    return b"".join(pieces), records
+    return frames
 
 
 def check_raw(column: Column, raw: bytes, rows: int) -> None:
@@ -283,6 +286,11 @@ def read(path: str | Path) -> BaleFile:
         Column(c["name"], c["kind"], c.get("dtype"), tuple(c.get("shape", ())))
         for c in footer["schema"]
     ]
+    for column in columns:
+        if column.kind not in KNOWN_KINDS:
+            column.unsupported = f"column kind {column.kind!r}"
+        elif column.kind == "array" and column.dtype not in ITEMSIZE:
+            column.unsupported = f"dtype {column.dtype!r}"
     ncols = len(columns)
     ngroups = footer["num_row_groups"]
     segment = footer["segment_bytes"]
@@ -341,8 +349,15 @@ def read(path: str | Path) -> BaleFile:
             require(goff <= off and off + stored_size <= goff + glen, "block outside its group")
             stored = data[off : off + stored_size]
             require(xxh3(stored) == int(b["sum"]), f"group {g} column {column.name}: checksum")
-            raw, records = decode_block(codec, stored, raw_size, segment, out)
-            frame_records += records
+            frames = split_frames(stored, raw_size, segment)
+            if raw_size > segment:
+                frame_records += [(at, xxh3(frame)) for at, frame, _ in frames]
+            if frames and codec["id"] not in KNOWN_CODECS:
+                column.unsupported = column.unsupported or f"codec {codec['id']!r}"
+            if column.unsupported:
+                out.raw_blocks[column.name].append(b"")
+                continue
+            raw = b"".join(decode_frame(codec, frame, size, out) for _, frame, size in frames)
             check_raw(column, raw, nrows)
             out.raw_blocks[column.name].append(raw)
         row_start += nrows
@@ -489,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     f = read(args.path)
     for column in f.columns:
-        print(f"{column.name}\t{f.num_rows}\t{f.value_hash(column.name)}")
+        shown = f"unsupported: {column.unsupported}" if column.unsupported else None
+        print(f"{column.name}\t{f.num_rows}\t{shown or f.value_hash(column.name)}")
     return 0
 
 
