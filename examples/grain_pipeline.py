@@ -38,7 +38,9 @@ def main() -> int:
             images, labels = 0, []
             for batch in loader:
                 images += len(batch["image"])
-                labels.append(batch["label"])
+                # With workers, grain hands batches over in shared memory: copy out what is kept
+                # past the batch, so each batch's segment is freed as soon as it is dropped.
+                labels.append(np.array(batch["label"]))
             took = time.perf_counter() - start
             counts = np.bincount(np.concatenate(labels))
             print(

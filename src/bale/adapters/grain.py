@@ -16,8 +16,11 @@ picklable), so this module never imports grain.
 
 from __future__ import annotations
 
+import atexit
 import operator
 import os
+import sys
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, SupportsIndex
 
@@ -57,6 +60,7 @@ class GrainSource:
         self.dataset = Dataset(path, storage_options=storage_options)
         self.columns = list(columns) if columns is not None else None
         reader_of(self.dataset).check_columns(self.columns)
+        _release_shared_memory_at_exit()
 
     @property
     def path(self) -> str:
@@ -76,6 +80,46 @@ class GrainSource:
     def __repr__(self) -> str:
         # Grain stores this in checkpoints to check that a resumed pipeline reads the same data.
         return f"GrainSource(path={self.path!r}, columns={self.columns!r}, rows={len(self)})"
+
+
+_GRAIN_SHARED_MEMORY = "grain._src.python.ipc.shared_memory_array"
+_at_exit_lock = threading.Lock()
+_at_exit_registered = False
+
+
+def _release_shared_memory_at_exit() -> None:
+    """Once per process: free grain's dropped shared-memory batches before Python exits."""
+    global _at_exit_registered
+    with _at_exit_lock:
+        if not _at_exit_registered:
+            atexit.register(_release_grain_shared_memory)
+            _at_exit_registered = True
+
+
+def _release_grain_shared_memory(timeout: float = 30.0) -> None:
+    """Wait (at most ``timeout`` seconds) until grain has freed the batches already dropped.
+
+    With worker processes, grain's DataLoader hands batches over in shared memory, and the main
+    process frees a dropped batch in a background thread (``SharedMemoryArray`` with async
+    deletion, up to 50 requests queued). That thread is a daemon: at exit it dies with its queue,
+    and Python's resource tracker then reports ``There appear to be 50 leaked shared_memory
+    objects to clean up at shutdown`` (google/grain#1031), for batches the program held until
+    its end. ``GrainSource`` registers this at exit; afterwards grain frees batches at once.
+    Does nothing when grain has not handed over batches in shared memory.
+    """
+    module = sys.modules.get(_GRAIN_SHARED_MEMORY)
+    shared = getattr(module, "SharedMemoryArray", None)
+    pool = getattr(shared, "_del_thread_pool", None)
+    if pool is None:
+        return
+    try:
+        # The pool runs its queue in order (one thread): once this no-op ran, so did the frees.
+        pool.apply_async(int).wait(timeout)
+    except ValueError:  # the pool was closed: nothing queued can run any more
+        return
+    disable = getattr(shared, "_disable_async_del", None)
+    if disable is not None:
+        disable()  # arrays dropped from here on (module globals at teardown) are freed at once
 
 
 class ChunkIndexSampler:
