@@ -218,3 +218,53 @@ def test_every_link_within_format_md_has_its_heading() -> None:
     links = set(re.findall(r"\]\(#([^)]+)\)", text))
     assert len(links) >= 20
     assert sorted(links - anchors) == []
+
+
+# -- rules stated in FORMAT.md, checked against what bale writes ---------------------------------
+
+
+def test_zero_size_blocks_are_written_as_the_spec_says(tmp_path: Path) -> None:
+    """Raw size 0 => stored size 0, the checksum of empty input, and the offset where the block
+    would start (the next block's, or the group's end); both readers return the rows."""
+    path = tmp_path / "zero.bale"
+    schema = {
+        "a": bale.Array("float32", (0,)),
+        "b": bale.Array("int32"),
+        "c": bale.Array("uint8", (2, 0)),
+    }
+    with bale.Writer(path, schema, codecs={"a": "zstd", "b": "none", "c": "blosc2"}) as w:
+        w.write(
+            {
+                "a": np.zeros((3, 0), np.float32),
+                "b": np.arange(3, dtype=np.int32),
+                "c": np.zeros((3, 2, 0), np.uint8),
+            }
+        )
+    with bale.open(path) as ds:
+        blocks = ds.index.blocks[0]
+        group = ds.index.groups[0]
+        got = ds.read()
+    empty = 0x2D06800538D394C2
+    for p in (0, 2):
+        assert int(blocks[p]["stored_size"]) == int(blocks[p]["raw_size"]) == 0
+        assert int(blocks[p]["checksum"]) == empty == 3244421341483603138
+    assert int(blocks[0]["offset"]) == int(blocks[1]["offset"])
+    assert int(blocks[2]["offset"]) == int(group["offset"] + group["length"])
+    assert got["a"].shape == (3, 0) and got["c"].shape == (3, 2, 0)
+    ref = REFERENCE.read(path)
+    assert ref.value_hash("a") == ref.value_hash("c") == f"{empty:016x}"
+    assert ref.canonical_bytes("b") == got["b"].tobytes()
+
+
+def test_constants_and_names_in_format_md_are_bale_s() -> None:
+    from bale.format.constants import ALIGNMENT, MAX_SEGMENT_BYTES, TRAILER_SIZE
+    from bale.format.dtypes import DTYPES_BY_NAME
+
+    text = FORMAT_MD.read_text(encoding="utf-8")
+    assert MAX_SEGMENT_BYTES == 2146435072 == 2**31 - 2**20
+    assert f"≤ {MAX_SEGMENT_BYTES} (= 2^31 \u2212 2^20" in text
+    assert ALIGNMENT == REFERENCE.ALIGNMENT == 64 and TRAILER_SIZE == REFERENCE.TRAILER_SIZE
+    assert set(DTYPES_BY_NAME) == set(REFERENCE.ITEMSIZE)
+    for name, dtype in DTYPES_BY_NAME.items():
+        assert dtype.itemsize == REFERENCE.ITEMSIZE[name], name
+        assert f"`{name}`" in text, name
