@@ -3,6 +3,8 @@
     BaleError
     ├── NotABaleFileError        (ValueError)   the bytes are not a bale file
     ├── UnsupportedVersionError  (ValueError)   written by a newer, incompatible format version
+    ├── UnsupportedFeatureError  (NotImplementedError)  a codec, dtype or column kind added by a
+    │                                           later minor version: that column cannot be read
     ├── CorruptFileError         (ValueError)   a checksum, size or structure check failed
     │   └── TruncatedFileError                  the file ends early (e.g. a killed writer)
     ├── SchemaError              (ValueError)   a batch or schema does not fit the file's columns
@@ -39,6 +41,7 @@ __all__ = [
     "SchemaError",
     "TargetExistsError",
     "TruncatedFileError",
+    "UnsupportedFeatureError",
     "UnsupportedVersionError",
 ]
 
@@ -106,6 +109,12 @@ class NotABaleFileError(BaleError, ValueError):
 
 class UnsupportedVersionError(BaleError, ValueError):
     """The file's major format version is newer than this bale can read."""
+
+
+class UnsupportedFeatureError(BaleError, NotImplementedError):
+    """A column uses a codec id, dtype or column kind this bale does not know: a later minor
+    version of the format added it. The rest of the file reads normally; reading this column
+    (or a block with that codec) raises this, naming the file, column, rows and the unknown id."""
 
 
 class CorruptFileError(BaleError, ValueError):
