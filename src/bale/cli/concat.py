@@ -10,9 +10,11 @@ from bale.cli._command import (
     EXIT_OK,
     Subcommands,
     add_overwrite_flag,
+    add_quiet_flag,
     add_storage_option,
     fail,
     reading,
+    show_progress,
     storage_options,
 )
 from bale.errors import CorruptFileError
@@ -33,6 +35,7 @@ def add_concat_command(commands: Subcommands) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="INPUT... OUT")
     add_overwrite_flag(parser, "replace OUT if it exists")
     add_storage_option(parser)
+    add_quiet_flag(parser)
     parser.set_defaults(run=run_concat)
 
 
@@ -43,7 +46,13 @@ def run_concat(args: argparse.Namespace) -> int:
     options = storage_options(args, *args.files)
     try:
         with reading(*args.files):
-            report = concat(inputs, out, overwrite=args.overwrite, storage_options=options)
+            report = concat(
+                inputs,
+                out,
+                overwrite=args.overwrite,
+                storage_options=options,
+                progress=show_progress(args),
+            )
     except CorruptFileError as exc:
         return fail("concat", exc, EXIT_DAMAGED)
     except ValueError as exc:  # SchemaError, an output that is also an input

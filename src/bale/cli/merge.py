@@ -11,9 +11,11 @@ from bale.cli._command import (
     EXIT_OK,
     Subcommands,
     add_overwrite_flag,
+    add_quiet_flag,
     add_storage_option,
     fail,
     reading,
+    show_progress,
     storage_options,
 )
 from bale.errors import CorruptFileError
@@ -45,6 +47,7 @@ def add_merge_command(commands: Subcommands) -> None:
     )
     add_overwrite_flag(parser, "replace OUT if it exists")
     add_storage_option(parser)
+    add_quiet_flag(parser)
     parser.set_defaults(run=run_merge)
 
 
@@ -67,6 +70,7 @@ def run_merge(args: argparse.Namespace) -> int:
                     overwrite=args.overwrite,
                     storage_options=options,
                     verify=args.verify,
+                    progress=show_progress(args),
                 )
     except CorruptFileError as exc:
         return fail("merge", exc, EXIT_DAMAGED)

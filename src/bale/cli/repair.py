@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bale.cli._command import EXIT_DAMAGED, EXIT_OK, Subcommands
+from bale.cli._command import EXIT_DAMAGED, EXIT_OK, Subcommands, add_quiet_flag, show_progress
 from bale.ops.repair import repair
 
 
@@ -19,10 +19,11 @@ def add_repair_command(commands: Subcommands) -> None:
         "it is removed, and FILE can be written afresh.",
     )
     parser.add_argument("file")
+    add_quiet_flag(parser)
     parser.set_defaults(run=run_repair)
 
 
 def run_repair(args: argparse.Namespace) -> int:
-    report = repair(args.file)
+    report = repair(args.file, progress=show_progress(args))
     print(report.summary())
     return EXIT_DAMAGED if report.damaged_row_groups else EXIT_OK

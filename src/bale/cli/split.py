@@ -10,8 +10,10 @@ from bale.cli._command import (
     EXIT_OK,
     Subcommands,
     add_overwrite_flag,
+    add_quiet_flag,
     add_storage_option,
     fail,
+    show_progress,
     storage_options,
 )
 from bale.errors import CorruptFileError
@@ -79,6 +81,7 @@ def add_split_command(commands: Subcommands) -> None:
     )
     add_overwrite_flag(parser, "replace existing outputs")
     add_storage_option(parser)
+    add_quiet_flag(parser)
     parser.set_defaults(run=run_split)
 
 
@@ -111,6 +114,7 @@ def run_split(args: argparse.Namespace) -> int:
             allow_empty=args.allow_empty,
             overwrite=args.overwrite,
             storage_options=options,
+            progress=show_progress(args),
         )
     except CorruptFileError as exc:
         return fail("split", exc, EXIT_DAMAGED)

@@ -10,6 +10,7 @@ from typing import Any
 
 from bale._core.dataset import Dataset, reader_of
 from bale._core.writer import Writer
+from bale._progress import Progress
 from bale.errors import SchemaError, TargetExistsError
 from bale.io.open import open_source
 from bale.io.remote_url import is_remote, redact_url
@@ -60,6 +61,7 @@ def concat(
     *,
     overwrite: bool = False,
     storage_options: Mapping[str, Any] | None = None,
+    progress: bool = False,
 ) -> ConcatReport:
     """Write the rows of ``inputs``, in that order, to one new file ``out``.
 
@@ -83,6 +85,7 @@ def concat(
     left under ``out`` (nor ``out.partial``, nor an object).
 
     ``bale.merge`` joins files faster (their bytes copied as stored) but never re-encodes.
+    ``progress=True`` draws a bar of the rows on stderr when it is a terminal.
     """
     paths = [os.fspath(p) for p in inputs]
     target = os.fspath(out)
@@ -118,8 +121,9 @@ def concat(
         )
         sources = []
         try:
-            for ds in datasets:
-                sources.append(_append(writer, ds, first.index.segment_bytes))
+            with Progress(progress, sum(len(ds) for ds in datasets), "concatenating") as bar:
+                for ds in datasets:
+                    sources.append(_append(writer, ds, first.index.segment_bytes, bar))
             writer.close()
         except BaseException:
             writer.abort()
@@ -171,7 +175,7 @@ def _merged_metadata(datasets: Sequence[Dataset]) -> dict[str, Any]:
     return merged
 
 
-def _append(writer: Writer, ds: Dataset, segment_bytes: int) -> ConcatSource:
+def _append(writer: Writer, ds: Dataset, segment_bytes: int, bar: Progress) -> ConcatSource:
     copy = ds.index.segment_bytes == segment_bytes
     copied = reencoded = 0
     for group in range(ds.num_row_groups):
@@ -182,4 +186,5 @@ def _append(writer: Writer, ds: Dataset, segment_bytes: int) -> ConcatSource:
             batch = ds.read_row_group(group)
             writer.write(batch)
             reencoded += ds.row_group_sizes[group]
+        bar.update(ds.row_group_sizes[group])
     return ConcatSource(ds.path, len(ds), copied, reencoded)

@@ -16,6 +16,7 @@ import numpy as np
 from bale._core.blocks import StoredBlock, check_block
 from bale._core.groupsink import GroupSink, existing_frames
 from bale._core.layout import read_index
+from bale._progress import Progress
 from bale.errors import BaleWriteError, SchemaError, TargetExistsError
 from bale.format.constants import ALIGNMENT
 from bale.format.footer import BLOCK_DTYPE, GROUP_DTYPE, FileIndex
@@ -31,6 +32,8 @@ __all__ = ["PER_FILE_KEYS", "MergeReport", "MergeSource", "merge"]
 PER_FILE_KEYS = ("bale.split", "bale.concat", "bale.merge", "bale.part")
 #: Bytes moved per read/write when the kernel cannot copy (a URL, or ``verify=True``).
 _CHUNK = 16 << 20
+#: Bytes per copy_file_range call: a whole part in one call would leave the bar standing still.
+_KERNEL_CHUNK = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ def merge(
     storage_options: Mapping[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
     verify: bool = False,
+    progress: bool = False,
 ) -> MergeReport:
     """Write the rows of ``parts``, in that order, to one new file ``target``, copying their row
     groups byte for byte: nothing is decoded or recompressed.
@@ -98,7 +102,8 @@ def merge(
     Block checksums travel with the blocks and every read checks them; ``verify=True`` also
     checks each block while copying (a damaged part raises ``CorruptFileError`` naming it, the
     column and the rows) at the cost of reading the data through Python. A failed merge leaves
-    nothing under ``target`` (nor ``target.partial``).
+    nothing under ``target`` (nor ``target.partial``). ``progress=True`` draws a bar of the
+    bytes copied on stderr when it is a terminal.
     """
     paths = [os.fspath(p) for p in parts]
     if isinstance(parts, (str, bytes)) or not paths:
@@ -118,6 +123,7 @@ def merge(
             overwrite=overwrite,
             storage_options=storage_options,
             verify=verify,
+            progress=progress,
         )
         sources = tuple(MergeSource(i.path, i.index.num_rows, len(i.index.groups)) for i in inputs)
     shown = redact_url(out) if is_remote(out) else out
@@ -235,9 +241,11 @@ def write_merged(
     overwrite: bool,
     storage_options: Mapping[str, Any] | None,
     verify: bool,
+    progress: bool = False,
 ) -> int:
     """Copy every input's row groups into ``target`` and finish it; the file's size. On any
-    failure nothing is published and ``target.partial`` is removed."""
+    failure nothing is published and ``target.partial`` is removed. ``progress`` draws a bar
+    of the row-group bytes copied."""
     remote = is_remote(target)
     if not remote and not overwrite and os.path.exists(target):
         raise TargetExistsError("the file exists; pass overwrite=True to replace it", path=target)
@@ -247,7 +255,9 @@ def write_merged(
         segment_bytes=inputs[0].index.segment_bytes,
         storage_options=storage_options if remote else None,
     )
-    copier = _Copier(file.sink, verify)
+    total = sum(int(item.index.groups["length"].sum()) for item in inputs)
+    bar = Progress(progress, total, "merging", unit="B")
+    copier = _Copier(file.sink, verify, bar)
     try:
         file.start(schema, metadata)
         tables = _Tables(file)
@@ -263,10 +273,11 @@ def write_merged(
                 file.frames.extend(item.frames)
             else:  # column order differs: each group's header is rewritten (blocks as stored)
                 tables.flush()
-                _restage_groups(file, item, order, verify)
+                _restage_groups(file, item, order, verify, bar)
         tables.flush()
         file.finish(metadata, commit=True)
     except BaseException:
+        bar.close()
         copier.close()
         with contextlib.suppress(Exception):
             file.sink.discard()
@@ -274,6 +285,7 @@ def write_merged(
             with contextlib.suppress(OSError):
                 os.remove(partial_path_for(target))
         raise
+    bar.close()
     copier.close()
     return file.sink.offset
 
@@ -326,7 +338,9 @@ def _codec_number(codecs: list[dict[str, Any]], codec: dict[str, Any]) -> int:
     return codecs.index(codec)
 
 
-def _restage_groups(file: GroupSink, item: MergeInput, order: list[int], verify: bool) -> None:
+def _restage_groups(
+    file: GroupSink, item: MergeInput, order: list[int], verify: bool, bar: Progress
+) -> None:
     """Copy an input whose columns are in another order: each group's blocks, as stored, under
     a new group header in the target's column order."""
     index = item.index
@@ -350,6 +364,7 @@ def _restage_groups(file: GroupSink, item: MergeInput, order: list[int], verify:
                 )
             )
         file.write_group(int(group["num_rows"]), blocks)
+        bar.update(int(group["length"]))
 
 
 class _Copier:
@@ -357,9 +372,10 @@ class _Copier:
     files (no bytes through Python; with ``verify``, after reading them to check), else reads
     and writes of ``_CHUNK`` bytes."""
 
-    def __init__(self, sink: ByteSink, verify: bool) -> None:
+    def __init__(self, sink: ByteSink, verify: bool, bar: Progress) -> None:
         self.sink = sink
         self.verify = verify
+        self.bar = bar
         self._fd: int | None = None
         # A local file (a FileSink): a second descriptor on it is ours to write through.
         self._kernel = sink.keeps_partial and hasattr(os, "copy_file_range")
@@ -400,6 +416,7 @@ class _Copier:
             chunk = source.read(offset + done, min(_CHUNK, length - done))
             self.sink.write([chunk], align=False)
             done += len(chunk)
+            self.bar.update(len(chunk))
 
     def _kernel_copy(self, source: LocalSource, offset: int, length: int) -> None:
         if self._fd is None:
@@ -409,7 +426,11 @@ class _Copier:
         try:
             while done < length:
                 n = os.copy_file_range(
-                    source.fileno(), self._fd, length - done, offset + done, start + done
+                    source.fileno(),
+                    self._fd,
+                    min(_KERNEL_CHUNK, length - done),
+                    offset + done,
+                    start + done,
                 )
                 if n == 0:
                     raise BaleWriteError(
@@ -417,6 +438,7 @@ class _Copier:
                         path=self.sink.path,
                     )
                 done += n
+                self.bar.update(n)
         except OSError as exc:
             if done == 0 and exc.errno in _NO_KERNEL_COPY:
                 self._kernel = False
@@ -465,6 +487,7 @@ class _Copier:
                 self._copy(item.source, start, stop - start)
             else:
                 self.sink.write([span], align=False)
+                self.bar.update(stop - start)
             g = end + 1
 
 

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from bale._core.layout import block_reads_back, read_header, read_index, scan_groups
+from bale._progress import Progress
 from bale._version import __version__
 from bale.errors import BaleError, TargetExistsError
 from bale.format.constants import ALIGNMENT, FILE_MAGIC, HEADER_PREFIX_SIZE
@@ -57,7 +58,7 @@ class RepairReport:
         return text
 
 
-def repair(path: str | os.PathLike[str]) -> RepairReport:
+def repair(path: str | os.PathLike[str], *, progress: bool = False) -> RepairReport:
     """Make ``path`` a complete bale file again after an interrupted write.
 
     Repairs ``path`` itself if it exists (an interrupted append), else ``path.partial`` (an
@@ -65,6 +66,10 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
     group is kept; a damaged group at the end (the one being written when the writer died) is
     dropped; a damaged group in the middle is kept and reported, so reading it raises
     ``CorruptFileError`` instead of its rows vanishing. Bytes of kept groups are never changed.
+    ``progress=True`` draws a bar of the row groups checked on stderr when it is a terminal.
+
+    >>> bale.ops.repair.repair("train.bale").summary()  # doctest: +SKIP
+    'train.bale: recovered 5000 rows in 40 row groups from train.bale.partial; ...'
     """
     target = os.fspath(path)
     partial = partial_path_for(target)
@@ -72,12 +77,12 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         complete = _complete_index(target)
         if complete is not None:
             return RepairReport(target, target, complete.num_rows, len(complete.groups), 0, True)
-        repaired = _rebuild(target)
+        repaired = _rebuild(target, progress)
     elif os.path.exists(partial):
         dropped = _remove_if_headerless(partial)
         if dropped is not None:
             return RepairReport(target, partial, 0, 0, dropped, False, removed=True)
-        repaired = _rebuild(partial)
+        repaired = _rebuild(partial, progress)
         if os.path.exists(target):  # appeared meanwhile: never replace it silently
             raise TargetExistsError(f"repaired data kept in {partial!r}", path=target)
         os.replace(partial, target)
@@ -118,7 +123,7 @@ def _complete_index(path: str) -> FileIndex | None:
         source.close()
 
 
-def _rebuild(path: str) -> tuple[str, int, int, int, bool, list[int], int]:
+def _rebuild(path: str, progress: bool) -> tuple[str, int, int, int, bool, list[int], int]:
     source = LocalSource(path)
     sink = FileSink(
         path, "update", alignment=ALIGNMENT
@@ -127,11 +132,12 @@ def _rebuild(path: str) -> tuple[str, int, int, int, bool, list[int], int]:
         header = read_header(source)
         size = source.size()
         groups = list(scan_groups(source, header))
-        damaged = [
-            i
-            for i, g in enumerate(groups)
-            if not all(block_reads_back(source, b, header.segment_bytes) for b in g.blocks)
-        ]
+        damaged = []
+        with Progress(progress, len(groups), "repairing", unit="row groups") as bar:
+            for i, g in enumerate(groups):  # every block read back: the long part
+                if not all(block_reads_back(source, b, header.segment_bytes) for b in g.blocks):
+                    damaged.append(i)
+                bar.update(1, nbytes=g.length)
         while damaged and damaged[-1] == len(groups) - 1:  # the unfinished tail
             damaged.pop()
             groups.pop()

@@ -123,6 +123,7 @@ def split(
     allow_empty: bool = False,
     overwrite: bool = False,
     storage_options: Mapping[str, Any] | None = None,
+    progress: bool = False,
 ) -> SplitReport:
     """Split the rows of ``path`` into one new file per name, in proportion to ``ratios``.
 
@@ -154,6 +155,8 @@ def split(
 
     >>> bale.split("s3://bucket/all.bale", out_dir="s3://bucket/splits",
     ...            storage_options={"profile": "ml"})  # doctest: +SKIP
+
+    ``progress=True`` draws a bar of the input's rows on stderr when it is a terminal.
     """
     source = os.fspath(path)
     shown = redact_url(source) if is_remote(source) else source
@@ -220,7 +223,14 @@ def split(
             for i, entry in enumerate(metadata):
                 entry["bale.split"]["source_range"] = [starts[i], starts[i + 1]]
         tallies = write_outputs(
-            ds, targets, metadata, assignment, method == "contiguous", overwrite, storage_options
+            ds,
+            targets,
+            metadata,
+            assignment,
+            method == "contiguous",
+            overwrite,
+            storage_options,
+            progress=progress,
         )
     outputs = tuple(
         SplitOutput(

@@ -13,6 +13,7 @@ import numpy as np
 from bale._core.columns import take_batch_rows
 from bale._core.dataset import Dataset, reader_of
 from bale._core.writer import Writer
+from bale._progress import Progress
 from bale.io.locations import remove
 from bale.io.remote_url import is_remote
 from bale.io.sink import partial_path_for
@@ -37,11 +38,13 @@ def write_outputs(
     copy_whole_groups: bool,
     overwrite: bool,
     storage_options: Mapping[str, Any] | None = None,
+    *,
+    progress: bool = False,
 ) -> list[Tally]:
     """One pass over the input's row groups, each read once. A group whose rows all go to one
     output is copied as stored when ``copy_whole_groups``; otherwise its rows are decoded and
     written to the outputs they belong to, in input order. ``storage_options`` are those of
-    the targets that are URLs."""
+    the targets that are URLs; ``progress`` draws a bar of the input's rows."""
     sizes = ds.row_group_sizes
     rows_per_group = max(sizes, default=1)
     writers: list[Writer] = []
@@ -62,23 +65,25 @@ def write_outputs(
                     storage_options=storage_options if is_remote(target) else None,
                 )
             )
-        start = 0
-        for group, size in enumerate(sizes):
-            owners = assignment[start : start + size]
-            start += size
-            if size == 0:
-                continue
-            first = int(owners[0])
-            if copy_whole_groups and bool((owners == first).all()):
-                writers[first].write_stored_group(reader_of(ds).stored_group(group))
-                tallies[first].groups_copied += 1
-                tallies[first].rows_copied += size
-                continue
-            batch = ds.read_row_group(group)
-            for i in np.unique(owners).tolist():
-                rows = np.flatnonzero(owners == i)
-                writers[i].write(take_batch_rows(batch, rows))
-                tallies[i].rows_reencoded += len(rows)
+        with Progress(progress, len(ds), "splitting") as bar:
+            start = 0
+            for group, size in enumerate(sizes):
+                owners = assignment[start : start + size]
+                start += size
+                if size == 0:
+                    continue
+                first = int(owners[0])
+                if copy_whole_groups and bool((owners == first).all()):
+                    writers[first].write_stored_group(reader_of(ds).stored_group(group))
+                    tallies[first].groups_copied += 1
+                    tallies[first].rows_copied += size
+                else:
+                    batch = ds.read_row_group(group)
+                    for i in np.unique(owners).tolist():
+                        rows = np.flatnonzero(owners == i)
+                        writers[i].write(take_batch_rows(batch, rows))
+                        tallies[i].rows_reencoded += len(rows)
+                bar.update(size)
     except BaseException:
         _discard(writers, targets)
         raise
