@@ -4,7 +4,7 @@
 An image column is a bytes column whose rows are encoded images (JPEG, PNG, GIF, BMP, WebP,
 TIFF: recognised by their first bytes), or a uint8 array column shaped like one picture per row:
 ``(H, W)``, ``(H, W, 1|3|4)`` (channels last) or ``(1|3|4, H, W)`` (channels first, when the
-last dimension is not itself 1 to 4). A label column is a scalar integer or a string column,
+last dimension is not itself 1 to 4), each side at least 4 pixels. A label column is a scalar integer or a string column,
 preferably named ``label``, ``labels``, ``y``, ``target``, ``class`` or ``category``; its class
 names come from ``metadata["classes"]`` (a list indexed by the label).
 """
@@ -48,6 +48,7 @@ IMAGE_FORMATS: tuple[tuple[bytes, str], ...] = (
 LABEL_NAMES = ("label", "labels", "y", "target", "class", "category")
 
 Layout = Literal["encoded", "hw", "hwc", "chw"]
+_MIN_SIDE = 4
 
 
 def image_extension(data: bytes) -> str | None:
@@ -125,15 +126,17 @@ class LabelColumn:
 
 
 def _array_layout(column_type: Array) -> Layout | None:
+    """How a uint8 array column's rows lie as pictures; None when they are not (sides of at
+    least 4 pixels: a (512, 2) table of bytes is not an image)."""
     if column_type.numpy_dtype != np.uint8:
         return None
     shape = column_type.shape
-    if len(shape) == 2 and min(shape) >= 2:
+    if len(shape) == 2 and min(shape) >= _MIN_SIDE:
         return "hw"
     if len(shape) == 3:
-        if 1 <= shape[2] <= 4 and min(shape[:2]) >= 2:
+        if 1 <= shape[2] <= 4 and min(shape[:2]) >= _MIN_SIDE:
             return "hwc"
-        if shape[0] in (1, 3, 4) and min(shape[1:]) >= 2:
+        if shape[0] in (1, 3, 4) and min(shape[1:]) >= _MIN_SIDE:
             return "chw"
     return None
 

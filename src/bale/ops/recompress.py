@@ -135,8 +135,8 @@ def recompress(
 ) -> RecompressReport:
     """Write ``src``'s rows to a new file ``dst`` with other codecs; return what changed.
 
-    >>> bale.recompress("feats.bale", "new.bale")  # every column: what `bale codecs` recommends  # doctest: +SKIP
-    >>> bale.recompress("feats.bale", "new.bale", "zstd:3")  # every column  # doctest: +SKIP
+    >>> bale.recompress("feats.bale", "new.bale")  # doctest: +SKIP
+    >>> bale.recompress("feats.bale", "new.bale", "zstd:3")  # doctest: +SKIP
     >>> bale.recompress("feats.bale", "new.bale", {"x": "blosc2:lz4:5:shuffle"}, default="auto")  # doctest: +SKIP
 
     ``codecs``: one spec for every column (``"zstd:3"``, ``"none"``, ``"auto"``), or a mapping

@@ -107,6 +107,8 @@ def contact_sheet(
     source = os.fspath(path)
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}")
+    if per_row is not None and per_row < 1:
+        raise ValueError(f"per_row must be at least 1, got {per_row}")
     if random is not None and rows is not None:
         raise ValueError("give rows or random, not both")
     target = os.fspath(out) if out is not None else sheet_path(source)
