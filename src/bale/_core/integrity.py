@@ -1,4 +1,4 @@
-"""The file's redundant records checked against its footer: header JSON, row group records, padding, block sizes and decoded contents (`bale verify`)."""
+"""A file's second copies checked against its footer, its padding and decoded strings (`bale verify`)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,21 @@ from bale._core.blocks import Decoded, VarRows
 from bale._core.layout import read_header
 from bale._types import Buffer
 from bale.errors import BaleError
-from bale.format.constants import ALIGNMENT, GROUP_MAGIC, GROUP_PREFIX_SIZE, HEADER_PREFIX_SIZE
-from bale.format.footer import BlockRecord, FileIndex
-from bale.format.header import checksum, padding, unpack_group_prefix, unpack_header_prefix
+from bale.format.constants import (
+    ALIGNMENT,
+    GROUP_MAGIC,
+    GROUP_PREFIX_SIZE,
+    HEADER_PREFIX_SIZE,
+    TRAILER_SIZE,
+)
+from bale.format.footer import BlockRecord, FileIndex, unpack_footer
+from bale.format.header import (
+    checksum,
+    padding,
+    unpack_group_prefix,
+    unpack_header_prefix,
+    unpack_trailer,
+)
 from bale.format.schema import Array, Column, Schema, String
 from bale.io.source import ByteSource
 
@@ -73,6 +85,31 @@ def check_header(source: ByteSource, index: FileIndex) -> HeaderCheck:
     start = HEADER_PREFIX_SIZE + prefix.json_length
     result.problems += zero_problems(bytes(source.read(start, prefix.end - start)), start, "header")
     return result
+
+
+def header_length_problem(source: ByteSource) -> str | None:
+    """For a file that does not open: a sentence when the header's JSON length is what is
+    damaged (the trailer and footer are intact, and the footer's first row group is not where
+    that length puts it), else None (the footer or trailer is what is damaged or missing)."""
+    size = source.size()
+    try:
+        prefix = unpack_header_prefix(bytes(source.read(0, HEADER_PREFIX_SIZE)), source.path)
+        trailer = unpack_trailer(bytes(source.read(size - TRAILER_SIZE, TRAILER_SIZE)))
+        if trailer is None or trailer.footer_offset + trailer.footer_length != size - TRAILER_SIZE:
+            return None
+        footer = source.read(trailer.footer_offset, trailer.footer_length)
+        if checksum(footer) != trailer.footer_checksum:
+            return None
+        index = unpack_footer(footer, source.path)
+    except BaleError:
+        return None
+    if not len(index.groups) or int(index.groups[0]["offset"]) == prefix.end:
+        return None
+    return (
+        f"the header prefix says the header JSON is {prefix.json_length} bytes long, which puts "
+        f"the first row group at byte {prefix.end}; the footer (intact) puts it at byte "
+        f"{int(index.groups[0]['offset'])}: the header's length field is damaged"
+    )
 
 
 def schema_difference(header: Schema, footer: Schema) -> str | None:
@@ -280,15 +317,10 @@ def block_size_problem(column: Column, num_rows: int, raw_size: int) -> str | No
 
 
 def decoded_problem(column: Column, decoded: Decoded, first_row: int) -> str | None:
-    """What a decoded block holds that its column cannot (``--deep``): a bool other than 0 or 1,
-    a string row that is not UTF-8. Sizes and row lengths were checked while decoding."""
-    if isinstance(decoded, VarRows):
-        return _utf8_problem(decoded, first_row) if isinstance(column.type, String) else None
-    if isinstance(column.type, Array) and column.type.dtype == "bool" and decoded.size:
-        bad = np.flatnonzero(np.ascontiguousarray(decoded).view(np.uint8).reshape(-1) > 1)
-        if bad.size:
-            row = first_row + int(bad[0]) // column.type.row_nbytes
-            return f"row {row} holds a bool byte other than 0 or 1"
+    """What a decoded block holds that its column cannot (``--deep``): a string row that is not
+    UTF-8. Sizes and row lengths were checked while decoding."""
+    if isinstance(decoded, VarRows) and isinstance(column.type, String):
+        return _utf8_problem(decoded, first_row)
     return None
 
 
@@ -299,15 +331,20 @@ def _utf8_problem(rows: VarRows, first_row: int) -> str | None:
     except UnicodeDecodeError as exc:
         row = int(np.searchsorted(rows.offsets, exc.start, "right")) - 1
         return f"row {first_row + row} is not UTF-8 ({exc.reason})"
-    # The whole is UTF-8; so is each row, unless one starts inside a character.
+    # The whole is UTF-8; so is each row, unless a character is split between two rows.
     starts = rows.offsets[:-1]
     inside = starts < len(data)
     continuation = np.zeros(len(starts), bool)
     continuation[inside] = (np.frombuffer(data, np.uint8)[starts[inside]] & 0xC0) == 0x80
     bad = np.flatnonzero(continuation)
-    if bad.size:
-        return f"row {first_row + int(bad[0])} is not UTF-8 (it starts inside a character)"
-    return None
+    if not bad.size:
+        return None
+    second = int(bad[0])
+    first = int(np.searchsorted(rows.offsets, rows.offsets[second], "left")) - 1
+    return (
+        f"rows {first_row + first} and {first_row + second} are not UTF-8 (a character is split "
+        "between them)"
+    )
 
 
 def _is_int(value: Any) -> bool:

@@ -19,25 +19,30 @@ from bale.cli._command import (
 from bale.ops.verify import verify
 
 DESCRIPTION = """\
-Check a whole .bale file and list everything wrong, each with the file, row group, column, rows
-and what disagreed.
+Check a whole .bale file and list everything wrong, each naming the file, the row group, the
+column, the rows and what disagreed.
 
-Default (reads every byte once, decodes nothing): every checksum in the file (trailer, footer,
-header JSON, each row group's JSON, every block, the frame index) and every second copy against
-the footer: the header's schema and segment_bytes; each row group's record (BGRP magic, JSON
-length and checksum, rows, each block's offset, sizes, checksum and codec, the group's length);
-groups in order, blocks inside their group and aligned, padding bytes zero, array blocks of
-rows x row size, each segmented block's frames against the frame index. Passing proves the file
-holds the bytes written: reads return the rows written, and `bale repair` (which rebuilds a
-footer from the header and the row group records) would rebuild the same footer.
+Default mode (reads every byte of the row groups once, decodes nothing):
+  - every checksum: trailer and footer, header JSON, each row group's JSON, every block, the
+    frame index;
+  - every second copy against the footer: the header's schema and segment_bytes; each row
+    group's record (BGRP magic, JSON length and checksum; rows; each block's offset, stored and
+    raw size, checksum and codec; the group's length);
+  - the layout: groups in order, the first where the header ends; blocks inside their group and
+    aligned; padding bytes zero; array blocks of rows x row size; segmented blocks' frames as
+    the frame index records them.
+  Passing proves the file holds exactly the bytes its writer wrote: every read returns them,
+  and `bale repair` (which rebuilds a footer from the header and the row group records) would
+  rebuild the same footer. Not compared, having no second copy: the header's created_by, and
+  its metadata (which may change after creation: a note).
 
---deep also decodes every block: the stored bytes decode with their codec to the recorded size,
-bytes/string row lengths add up, strings are UTF-8, bools are 0 or 1. Passing proves every row
-can be read with the codec libraries installed here. It catches what checksums cannot: a block
-that a faulty encoder wrote (or a file crafted with matching checksums).
+--deep also decodes every block with its codec: the stored bytes decode to the recorded size,
+bytes/string row lengths add up, strings are UTF-8. Passing proves every row decodes, with the
+codec libraries installed here; it also catches what checksums cannot, a block written wrong by
+a faulty encoder (or a file crafted with matching checksums). It takes as long as decoding.
 
-Exit 0: intact. Exit 1: damaged (or an unfinished file: `bale repair` recovers it). Exit 2: the
-file cannot be read (not a bale file, a newer format, missing). FILE may be a URL (s3://,
+Exit 0: intact. Exit 1: damaged (an unfinished write too: `bale repair` recovers it). Exit 2:
+the file cannot be read (not a bale file, a newer format, missing). FILE may be a URL (s3://,
 gs://, az://, https://, ...): see --storage-option."""
 
 

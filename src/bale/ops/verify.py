@@ -16,6 +16,7 @@ from bale._core.integrity import (
     check_group_record,
     check_header,
     decoded_problem,
+    header_length_problem,
     padding_problems,
 )
 from bale._core.reader import FileReader
@@ -25,6 +26,7 @@ from bale.codecs import Codec, codec_from_config
 from bale.errors import BaleError, CorruptFileError
 from bale.format.footer import BlockRecord
 from bale.format.header import checksum
+from bale.io.open import open_source
 from bale.io.remote_url import redact_url
 
 #: A row group up to this size is read with one read (its record, blocks and padding); a larger
@@ -128,26 +130,28 @@ def verify(
 ) -> VerifyReport:
     """Check a whole file and report everything found wrong; ``report.ok`` when nothing was.
 
-    Always (what a passing check proves: every byte the format protects by a checksum or a
-    second copy is as written, so every read returns the rows written and `bale repair` would
-    rebuild the same footer):
+    Always (passing proves the file holds exactly the bytes its writer wrote: every read returns
+    them, and `bale repair`, which rebuilds a footer from the header and the row group records,
+    would rebuild the same footer):
 
     - the trailer and footer checksums, and the footer's tables (checked when opening);
     - the header JSON: its checksum, its required keys, its schema and ``segment_bytes`` equal
-      to the footer's (its metadata may differ: that is a note);
+      to the footer's (its metadata may differ, having changed after creation: a note; its
+      ``created_by`` is free text with no second copy);
     - every row group's record at the footer's offset: the ``BGRP`` magic, the JSON length and
       checksum, and its JSON against the footer: rows, each block's offset (from the group's
       data start), stored size, raw size, checksum and codec, and the group's length;
     - the row groups in order, the first where the header ends; every block inside its group
-      and aligned; every padding byte zero;
+      and aligned; every padding byte of the header and the groups zero;
     - every block's bytes against its checksum, and its raw size against the group's rows
       (array columns: rows x row size);
     - the frame index (format 1.1): its checksum, and each segmented block's frames against it.
 
-    With ``deep``, also every block decoded with its codec (what that adds: the stored bytes
-    decode, to the recorded size, into the group's rows: row lengths that add up, strings that
-    are UTF-8, bools that are 0 or 1). Without it a block is checked as stored: a block a
-    faulty encoder wrote (or a file crafted with matching checksums) passes until it is read.
+    With ``deep``, also every block decoded with its codec: the stored bytes decode to the
+    recorded size, bytes/string row lengths add up, strings are UTF-8 (passing proves every row
+    decodes with the codec libraries installed here). Without it a block is checked as stored:
+    one that a faulty encoder wrote (or a file crafted with matching checksums) passes, and
+    fails when read. ``deep`` costs a decode of the whole file.
 
     Errors opening the file (not a bale file, a newer major version, no such file, the store
     unreachable) are raised. A damaged or missing footer is a problem in the report (a
@@ -162,10 +166,30 @@ def verify(
     try:
         ds = Dataset(path, verify=False, cache_bytes=0, storage_options=storage_options)
     except CorruptFileError as exc:
-        shown = exc.path or redact_url(os.fspath(path))
-        return VerifyReport(shown, 0, 0, [Problem("footer", None, exc)], deep=deep)
+        return _unopenable(path, exc, deep, storage_options)
     with ds:
         return _Verifier(reader_of(ds), deep, progress).run()
+
+
+def _unopenable(
+    path: str | os.PathLike[str],
+    exc: CorruptFileError,
+    deep: bool,
+    storage_options: Mapping[str, Any] | None,
+) -> VerifyReport:
+    """The report on a file that does not open: its footer or trailer is damaged or missing
+    (an unfinished write), or its header's JSON length is."""
+    shown = exc.path or redact_url(os.fspath(path))
+    source = open_source(path, storage_options)
+    try:
+        header = header_length_problem(source)
+    finally:
+        source.close()
+    if header is not None:
+        problem = Problem("header", None, CorruptFileError(header, path=shown))
+    else:
+        problem = Problem("footer", None, exc)
+    return VerifyReport(shown, 0, 0, [problem], deep=deep)
 
 
 class _Verifier:
@@ -187,7 +211,7 @@ class _Verifier:
         index, schema = self.index, self.index.schema
         header = check_header(self.source, index)
         for problem in header.problems:
-            self._add("header", None, f"{problem} (`bale repair` rebuilds a footer from it)")
+            self._add("header", None, f"{problem} (`bale repair` needs it to rebuild a footer)")
         self.notes += header.notes
         frames_problem = self.reader.frames.problem()
         if frames_problem is not None:
@@ -202,10 +226,10 @@ class _Verifier:
                 offset, length = int(record["offset"]), int(record["length"])
                 if group == 0 and offset != header.end:
                     self._add(
-                        "row group",
-                        0,
-                        f"the footer puts row group 0 at byte {offset}, not where the header "
-                        f"ends ({header.end})",
+                        "header",
+                        None,
+                        f"the header prefix's JSON length puts the first row group at byte "
+                        f"{header.end}; the footer puts it at byte {offset}",
                     )
                 elif offset < previous_end:
                     self._add(
