@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import bale
-from bale.format.schema import Array, Bytes, Column, Schema, String
+from bale.format.schema import Array, Bytes, Column, Schema, String, Unsupported
 
 ZSTD = {"id": "zstd", "level": 3}
 
@@ -128,14 +128,18 @@ def test_column_json_ignores_unknown_fields() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        {"name": "x", "kind": "tensor", "codec": ZSTD},
+        {"name": "x", "kind": 5, "codec": ZSTD},
         {"name": "x", "codec": ZSTD},
         {"kind": "bytes", "codec": ZSTD},
         {"name": "x", "kind": "bytes"},
         {"name": "x", "kind": "array", "codec": ZSTD, "shape": [3]},
         {"name": "x", "kind": "array", "codec": ZSTD, "dtype": "float32"},
-        {"name": "x", "kind": "array", "codec": ZSTD, "dtype": "object", "shape": []},
-        {"name": "x", "kind": "array", "codec": ZSTD, "dtype": "nonsense", "shape": []},
+        {"name": "x", "kind": "array", "codec": ZSTD, "dtype": 7, "shape": []},
+        {"name": "x", "kind": "array", "codec": ZSTD, "dtype": "float32", "shape": [2.0]},
+        {"name": "x", "kind": "array", "codec": ZSTD, "dtype": "float32", "shape": [True]},
+        {"name": "x", "kind": "array", "codec": ZSTD, "dtype": "float32", "shape": [1 << 63]},
+        {"name": "x", "kind": "array", "codec": ZSTD, "dtype": "float64", "shape": [1 << 61]},
+        {"name": 3, "kind": "bytes", "codec": ZSTD},
         {"name": "x", "kind": "array", "codec": ZSTD, "dtype": "float32", "shape": [-2]},
         {"name": "x", "kind": "array", "codec": ZSTD, "dtype": "float32", "shape": 3},
         {"name": "x", "kind": "bytes", "codec": "zstd"},
@@ -145,6 +149,35 @@ def test_column_json_ignores_unknown_fields() -> None:
 def test_invalid_column_json_raises_schema_error(bad: Any) -> None:
     with pytest.raises(bale.SchemaError):
         Column.from_json(bad)
+
+
+@pytest.mark.parametrize(
+    ("stored", "what"),
+    [
+        ({"name": "x", "kind": "tensor", "codec": ZSTD, "rank": 3}, "column kind 'tensor'"),
+        (
+            {"name": "x", "kind": "array", "codec": ZSTD, "dtype": "float4_e2m1", "shape": [2]},
+            "dtype 'float4_e2m1'",
+        ),
+        (
+            {"name": "x", "kind": "array", "codec": ZSTD, "dtype": "object", "shape": []},
+            "dtype 'object'",
+        ),
+    ],
+)
+def test_unknown_kind_or_dtype_is_listed_as_unsupported(stored: dict[str, Any], what: str) -> None:
+    """Format rule 2: a later minor version may add kinds and dtypes; the column is listed, and
+    its description is written back unchanged."""
+    column = Column.from_json(stored)
+    assert isinstance(column.type, Unsupported)
+    assert column.type.what == what
+    assert column.to_json() == stored
+    assert Schema((column,)).describe() == {"x": f"unsupported {what}"}
+
+
+def test_unknown_column_keys_are_kept() -> None:
+    stored = {**Column("x", Array("int32", (2,)), ZSTD).to_json(), "added_in_1_9": {"a": [1]}}
+    assert Column.from_json(stored).to_json() == stored
 
 
 # -- schemas ------------------------------------------------------------------------------------
@@ -255,4 +288,4 @@ def test_schema_json_must_be_a_list(bad: Any) -> None:
 
 def test_schema_error_is_a_value_error() -> None:
     with pytest.raises(ValueError):
-        Schema.from_json([{"name": "x", "kind": "tensor", "codec": ZSTD}])
+        Schema.from_json([{"name": "x", "kind": 5, "codec": ZSTD}])

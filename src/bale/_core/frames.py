@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bale._core.blocks import BlockCache
+from bale._core.blocks import BlockCache, normalized_bool
 from bale._core.forksafe import ForkSafeLock
 from bale._core.rowmap import RowGroupMap
 from bale._types import Buffer
@@ -177,7 +177,7 @@ class FrameReader:
         flat = out.reshape(n, -1).view(np.uint8)
         for i, piece in enumerate(pieces):
             flat[i] = piece
-        return out
+        return normalized_bool(out)
 
     def one_row(self, group: int, position: int, column: Column, local: int) -> Any:
         """Row ``local`` of a block: for an array column a read-only array (a view of the cached
@@ -194,7 +194,9 @@ class FrameReader:
         pieces = self._ranges(group, position, [start], [start + row_bytes])
         if pieces is None:
             return None
-        value = np.frombuffer(pieces[0], column_type.numpy_dtype).reshape(column_type.shape)
+        value = normalized_bool(
+            np.frombuffer(pieces[0], column_type.numpy_dtype).reshape(column_type.shape)
+        )
         if not column_type.shape:
             return value[()]
         value.flags.writeable = False  # a view of the cache, or a row joined from two frames

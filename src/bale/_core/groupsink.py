@@ -12,8 +12,8 @@ import numpy as np
 from bale._core.blocks import StoredBlock, StoredGroup
 from bale._core.layout import read_index
 from bale._version import __version__
-from bale.errors import SchemaError
-from bale.format.constants import ALIGNMENT
+from bale.errors import SchemaError, UnsupportedFeatureError, UnsupportedVersionError
+from bale.format.constants import ALIGNMENT, FORMAT_VERSION
 from bale.format.footer import BlockRecord, FileIndex, pack_footer
 from bale.format.frames import (
     FRAME_DTYPE,
@@ -33,7 +33,7 @@ from bale.format.header import (
     pack_trailer,
     padding,
 )
-from bale.format.schema import Array, Column, ColumnType, Schema
+from bale.format.schema import Array, Column, ColumnType, Schema, Unsupported
 from bale.io.remote_url import is_remote
 from bale.io.sink import ByteSink, FileSink
 from bale.io.source import LocalSource
@@ -101,6 +101,7 @@ class GroupSink:
         source = LocalSource(path)
         try:
             index, footer_offset = read_index(source)
+            check_appendable(index, path)
             if schema is not None:
                 check_same_schema(index.schema, schema, path)
             frames, data_end = existing_frames(source, index, footer_offset)
@@ -243,6 +244,30 @@ class GroupSink:
                     column=column.name,
                 )
         return encoded
+
+
+def check_appendable(index: FileIndex, path: str) -> None:
+    """Refuse to append to a file of a newer minor format version (this writer would drop what
+    that version added, or write it wrongly) or with a column this bale cannot read. Appending
+    to the same or an older minor keeps every key this bale does not know: footer, columns and
+    codec configs are written back as they were read, with this bale's version."""
+    major, minor = index.version
+    if minor > FORMAT_VERSION[1]:
+        mine = f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}"
+        raise UnsupportedVersionError(
+            f"cannot append: the file was written by format {major}.{minor}; this bale writes "
+            f"{mine}; appending could drop what {major}.{minor} added: use a newer bale, or "
+            "concat into a new file",
+            path=path,
+        )
+    for column in index.schema:
+        if isinstance(column.type, Unsupported):
+            raise UnsupportedFeatureError(
+                f"cannot append: {column.type.what} is not known to this bale (written by a "
+                "newer bale? upgrade bale to append to this file)",
+                path=path,
+                column=column.name,
+            )
 
 
 def check_same_schema(existing: Schema, given: SchemaLike, path: str) -> None:

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bale.codecs import codec_from_config
+import numpy as np
+
+from bale.codecs import max_decoded_size, stored_codec
 from bale.codecs.framing import decode_block
-from bale.errors import BaleError, CorruptFileError, TruncatedFileError
+from bale.errors import CodecError, CorruptFileError, SchemaError, TruncatedFileError
 from bale.format.constants import (
     ALIGNMENT,
     GROUP_MAGIC,
     GROUP_PREFIX_SIZE,
     HEADER_PREFIX_SIZE,
+    MAX_SEGMENT_BYTES,
     TRAILER_SIZE,
 )
-from bale.format.footer import BlockRecord, FileIndex, unpack_footer
+from bale.format.footer import MAX_ROWS, BlockRecord, FileIndex, unpack_footer
 from bale.format.header import (
+    HeaderPrefix,
+    Trailer,
+    check_version,
     checksum,
+    json_int,
     padding,
+    parse_json,
     parse_json_checked,
     unpack_group_prefix,
     unpack_header_prefix,
@@ -42,19 +49,23 @@ def read_header(source: ByteSource) -> Header:
     path = source.path
     head = source.read(0, HEADER_PREFIX_SIZE) if source.size() >= HEADER_PREFIX_SIZE else b""
     prefix = unpack_header_prefix(bytes(head), path)
+    if HEADER_PREFIX_SIZE + prefix.json_length > source.size():
+        raise TruncatedFileError(
+            f"the header claims {prefix.json_length} bytes of JSON; the file ends before them",
+            path=path,
+        )
     body = source.read(HEADER_PREFIX_SIZE, prefix.json_length)
     info = parse_json_checked(body, prefix.json_checksum, "header JSON", path)
+    if not isinstance(info, dict) or not isinstance(info.get("metadata"), dict):
+        raise CorruptFileError("header JSON lacks its metadata object", path=path)
+    segment_bytes = json_int(info, "segment_bytes", 1, MAX_SEGMENT_BYTES, "header JSON", path)
     try:
-        return Header(
-            Schema.from_json(info["schema"]),
-            dict(info["metadata"]),
-            int(info["segment_bytes"]),
-            prefix.end,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, BaleError):
-            raise
-        raise CorruptFileError(f"header JSON lacks a required field: {exc}", path=path) from exc
+        schema = Schema.from_json(info.get("schema"))
+    except SchemaError as exc:
+        raise CorruptFileError(
+            f"header JSON has an invalid schema: {exc.detail}", path=path, column=exc.column
+        ) from exc
+    return Header(schema, dict(info["metadata"]), segment_bytes, prefix.end)
 
 
 def read_index(source: ByteSource) -> tuple[FileIndex, int]:
@@ -88,21 +99,76 @@ def read_index(source: ByteSource) -> tuple[FileIndex, int]:
     if checksum(footer) != trailer.footer_checksum:
         raise CorruptFileError("footer checksum mismatch", path=path)
     index = unpack_footer(footer, path)
+    check_versions(header, trailer, index.version, path)
     _check_bounds(index, header.end, trailer.footer_offset, path)
     return index, trailer.footer_offset
 
 
+def check_versions(
+    header: HeaderPrefix, trailer: Trailer, footer: tuple[int, int], path: str
+) -> None:
+    """The three version fields agree (docs/FORMAT.md): the trailer's governs and equals the
+    footer JSON's ``format_version``; the header has the same major and a minor no higher (the
+    header is never rewritten, so an append by a newer-minor writer leaves it lower). The
+    majors of header and trailer were checked as they were read: an unknown one is refused
+    before anything else."""
+    if footer[0] != trailer.major:  # an unknown major first: "upgrade", not "damaged"
+        check_version(*footer, path, "footer")
+    if footer != (trailer.major, trailer.minor):
+        raise CorruptFileError(
+            f"the trailer says format version {trailer.major}.{trailer.minor} but the footer "
+            f"says {footer[0]}.{footer[1]}: the two must agree",
+            path=path,
+        )
+    if header.major != trailer.major or header.minor > trailer.minor:
+        raise CorruptFileError(
+            f"the header says format version {header.major}.{header.minor}, the trailer "
+            f"{trailer.major}.{trailer.minor}: the header's major must be the trailer's and its "
+            "minor no higher",
+            path=path,
+        )
+
+
 def _check_bounds(index: FileIndex, data_start: int, data_end: int, path: str) -> None:
+    """Every row group and block lies between the header's end and the footer's start, each
+    block inside its row group; sizes fit the file. Each field is checked to lie below the
+    file's end before any two are added, so no sum wraps."""
     groups, blocks = index.groups, index.blocks
     if len(groups) == 0:
         return
-    if (
-        int(groups["offset"].min()) < data_start
-        or int((groups["offset"] + groups["length"]).max()) > data_end
+    for name, values in (
+        ("group offset", groups["offset"]),
+        ("group length", groups["length"]),
+        ("block offset", blocks["offset"]),
+        ("block stored size", blocks["stored_size"]),
     ):
-        raise CorruptFileError("footer index points outside the data region", path=path)
-    if blocks.size and int((blocks["offset"] + blocks["stored_size"]).max()) > data_end:
-        raise CorruptFileError("footer index has a block past the data region", path=path)
+        if values.size and int(values.max()) > data_end:
+            raise CorruptFileError(
+                f"footer index has a {name} of {int(values.max())}, beyond the data region "
+                f"(which ends at byte {data_end})",
+                path=path,
+            )
+    group_start, group_end = groups["offset"], groups["offset"] + groups["length"]
+    if int(group_start.min()) < data_start or int(group_end.max()) > data_end:
+        raise CorruptFileError(
+            f"footer index points outside the data region ({data_start}..{data_end})", path=path
+        )
+    if blocks.size:
+        block_start = blocks["offset"]
+        block_end = blocks["offset"] + blocks["stored_size"]
+        inside = (block_start >= group_start[:, None]) & (block_end <= group_end[:, None])
+        if not inside.all():
+            group = int(np.flatnonzero(~inside.all(axis=1))[0])
+            raise CorruptFileError(
+                f"footer index has a block outside its row group ({group})", path=path
+            )
+    raw = blocks["raw_size"]
+    if raw.size and int(raw.max()) > MAX_ROWS:
+        raise CorruptFileError(
+            f"footer index has a block of {int(raw.max())} decoded bytes, more than any block "
+            "can hold",
+            path=path,
+        )
 
 
 @dataclass(frozen=True)
@@ -149,28 +215,43 @@ def _group_at(source: ByteSource, offset: int, num_columns: int, size: int) -> S
     if checksum(body) != json_checksum:
         return None
     try:
-        info = json.loads(bytes(body))
+        info = parse_json(body)
         data_start = head_end + padding(head_end)
-        num_rows = int(info["rows"])
+        num_rows = _group_int(info, "rows", MAX_ROWS)
         blocks = [
             BlockRecord(
-                data_start + int(b["offset"]),
-                int(b["stored_size"]),
-                int(b["raw_size"]),
-                int(b["checksum"]),
-                dict(b["codec"]),
+                data_start + _group_int(b, "offset", size),
+                _group_int(b, "stored_size", size),
+                _group_int(b, "raw_size", MAX_ROWS),
+                _group_int(b, "checksum", (1 << 64) - 1),
+                _group_codec(b),
             )
             for b in info["blocks"]
         ]
     except (KeyError, TypeError, ValueError):
         return None
-    if len(blocks) != num_columns or num_rows < 0:
+    if len(blocks) != num_columns:
         return None
     end = max([data_start] + [b.offset + b.stored_size for b in blocks])
     if end > size:
         return None
     end += padding(end)
     return ScannedGroup(offset, end - offset, num_rows, blocks)
+
+
+def _group_int(info: object, key: str, high: int) -> int:
+    """A group JSON integer in 0..high; ValueError otherwise (the group is then not used)."""
+    value = info.get(key) if isinstance(info, dict) else None
+    if type(value) is not int or not 0 <= value <= high:
+        raise ValueError(f"{key} is {value!r}")
+    return value
+
+
+def _group_codec(block: object) -> dict[str, Any]:
+    codec = block.get("codec") if isinstance(block, dict) else None
+    if not isinstance(codec, dict) or not isinstance(codec.get("id"), str):
+        raise ValueError(f"codec is {codec!r}")
+    return codec
 
 
 def _next_group(source: ByteSource, start: int, num_columns: int, size: int) -> ScannedGroup | None:
@@ -195,9 +276,11 @@ def block_reads_back(source: ByteSource, block: BlockRecord, segment_bytes: int)
     if checksum(payload) != block.checksum:
         return False
     try:
-        decoded = decode_block(
-            codec_from_config(block.codec), memoryview(payload), block.raw_size, segment_bytes
-        )
-    except CorruptFileError:  # the block is not recoverable
+        codec = stored_codec(block.codec)
+        limit = max_decoded_size(codec, block.stored_size, -(-block.raw_size // segment_bytes))
+        if limit is not None and block.raw_size > limit:
+            return False
+        decoded = decode_block(codec, memoryview(payload), block.raw_size, segment_bytes)
+    except (CorruptFileError, CodecError):  # the block is not recoverable
         return False
     return len(decoded) == block.raw_size

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from bale._core.blocks import check_block
+from bale._core.blocks import check_block, normalized_bool
 from bale._core.forksafe import ForkSafeLock
 from bale._core.rowmap import RowGroupMap
-from bale.codecs import codec_from_config
+from bale.codecs import stored_codec
 from bale.codecs.simple import NoCompression
 from bale.errors import CorruptFileError
 from bale.format.constants import ALIGNMENT
@@ -26,7 +26,9 @@ _PAGE = mmap.PAGESIZE
 
 def can_map(index: FileIndex, position: int) -> bool:
     """Whether every block of column ``position`` stores its rows as they are in memory: an
-    array column of non-empty rows whose blocks all use codec ``none`` in a single segment."""
+    array column of non-empty rows whose blocks all use codec ``none`` in a single segment and
+    hold exactly their group's rows. A column with any other block is read by decoding, which
+    reports the block that does not fit (the rows of a mapping would be cut from wrong bytes)."""
     column = index.schema.columns[position]
     if not isinstance(column.type, Array) or column.type.row_nbytes == 0 or index.num_rows == 0:
         return False
@@ -34,14 +36,25 @@ def can_map(index: FileIndex, position: int) -> bool:
     if not len(blocks):
         return False
     codec_ids = np.unique(blocks["codec"]).tolist()
-    if not all(
-        isinstance(codec_from_config(index.codecs[int(i)]), NoCompression) for i in codec_ids
-    ):
+    if not all(isinstance(stored_codec(index.codecs[int(i)]), NoCompression) for i in codec_ids):
         return False
     sizes = blocks["stored_size"]
     return bool(
-        (sizes == blocks["raw_size"]).all() and int(sizes.max()) <= int(index.segment_bytes)
+        (sizes == blocks["raw_size"]).all()
+        and int(sizes.max()) <= int(index.segment_bytes)
+        and not _misfit_groups(index, position).size
     )
+
+
+def _misfit_groups(index: FileIndex, position: int) -> np.ndarray:
+    """Row groups whose block of array column ``position`` (rows of at least one byte) does
+    not hold exactly rows x row size bytes. Divides rather than multiplies: no product wraps."""
+    column_type = index.schema.columns[position].type
+    assert isinstance(column_type, Array) and column_type.row_nbytes > 0
+    row_nbytes = np.uint64(column_type.row_nbytes)
+    raw = index.blocks[:, position]["raw_size"]
+    fits = (raw % row_nbytes == 0) & (raw // row_nbytes == index.groups["num_rows"])
+    return np.flatnonzero(~fits)
 
 
 class MappedColumn:
@@ -67,6 +80,17 @@ class MappedColumn:
         column_type = column.type
         if not isinstance(column_type, Array):
             raise TypeError("only array columns can be mapped")
+        misfit = _misfit_groups(index, position)
+        if misfit.size:
+            group = int(misfit[0])
+            start = int(index.groups[group]["row_start"])
+            raise CorruptFileError(
+                f"the block holds {int(index.blocks[group, position]['raw_size'])} bytes, expected "
+                f"{int(index.groups[group]['num_rows']) * column_type.row_nbytes} for its rows",
+                path=path,
+                column=column.name,
+                rows=(start, start + int(index.groups[group]["num_rows"])),
+            )
         self.column: Column = column
         self.path = path
         self._mapping = mapping
@@ -107,7 +131,7 @@ class MappedColumn:
             self._first_unit[groups] + (rows - self._groups.starts[groups]) * self._units_per_row
         )
         out: np.ndarray = self._rows_view[units]
-        return out.view(self._dtype).reshape((len(rows), *self._shape))
+        return normalized_bool(out.view(self._dtype).reshape((len(rows), *self._shape)))
 
     def row(self, row: int) -> np.ndarray:
         """One row (a valid, non-negative row number) as a new array: ``gather`` without its
@@ -120,7 +144,7 @@ class MappedColumn:
             + (row - self._groups.start_of(group)) * self._units_per_row
         )
         value: np.ndarray = self._rows_view[unit].view(self._dtype).reshape(self._shape)
-        return value.copy()
+        return normalized_bool(value.copy())
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Contiguous rows start..stop-1 as a new array."""

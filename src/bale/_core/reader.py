@@ -18,14 +18,16 @@ from bale._core.blocks import (
     StoredBlock,
     StoredGroup,
     check_block,
+    check_readable,
     decode_column_block,
+    unsupported_codec,
 )
 from bale._core.forksafe import ForkSafeLock
 from bale._core.frames import MAX_FRAME_SHARE, FrameReader
 from bale._core.layout import read_index
 from bale._core.mapped import MappedColumn, can_map, map_file, unmap
 from bale._core.rowmap import RowGroupMap
-from bale.codecs import codec_from_config
+from bale.codecs import UnsupportedCodec, stored_codec
 from bale.errors import BaleError, CorruptFileError
 from bale.format.footer import FileIndex
 from bale.format.schema import Array, Column, Schema
@@ -75,7 +77,12 @@ class FileReader:
             raise
         self.cache = BlockCache(cache_bytes)
         # Codec objects are built once per file, not per block: the hot path stays allocation-free.
-        self._codecs = [codec_from_config(c) for c in self.index.codecs]
+        # An id this bale does not know opens as a stand-in: its blocks raise when read.
+        try:
+            self._codecs = [stored_codec(c) for c in self.index.codecs]
+        except BaleError as exc:
+            self.source.close()
+            raise CorruptFileError(f"footer codec table: {exc.detail}", path=self.path) from exc
         self.groups = RowGroupMap(self.index.groups["row_start"], self.index.groups["num_rows"])
         # Uncompressed array columns of a local file are read from a mapping of the file (made on
         # first use); a remote object is read by ranges only.
@@ -179,6 +186,7 @@ class FileReader:
         list of bytes for a bytes/string column. A small column is served from its pinned copy;
         a segmented block not in the cache reads only the frames holding the rows; otherwise the
         whole block is read (then cached)."""
+        check_readable(column, path=self.path, rows=self.groups.rows_of(group))
         block = self._kept_block(group, position, column)
         if block is None:
             if self.frames.records(group, position) is not None:  # a segmented block, indexed
@@ -198,6 +206,7 @@ class FileReader:
         """Row ``local`` (within the group) of one column, as ``rows`` gives it but for one row:
         a read-only array (a view of a cached block or frame where it can be; a NumPy scalar for
         a scalar column) or bytes."""
+        check_readable(column, path=self.path, rows=self.groups.rows_of(group))
         block = self._kept_block(group, position, column)
         if block is None and self.frames.records(group, position) is not None:
             value = self.frames.one_row(group, position, column, local)
@@ -315,6 +324,12 @@ class FileReader:
         blocks = {}
         for position, column in enumerate(self.schema.columns):
             record = self.index.blocks[group, position]
+            rows = self.groups.rows_of(group)
+            # A copy is written as this bale's format: it cannot carry what it does not know.
+            check_readable(column, path=self.path, rows=rows)
+            codec = self._codecs[int(record["codec"])]
+            if int(record["raw_size"]) and isinstance(codec, UnsupportedCodec):
+                raise unsupported_codec(codec, path=self.path, column=column.name, rows=rows)
             payload = spans.get(position)
             if payload is None:
                 payload = memoryview(self._read_payload(record, column, group))

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bale._types import Buffer
-from bale.codecs.base import Codec
+from bale.codecs.base import Codec, UnsupportedCodec
 from bale.codecs.blosc import Blosc2
 from bale.codecs.simple import LZ4, NoCompression, Zstd
 from bale.errors import CodecError
@@ -26,10 +26,13 @@ __all__ = [
     "Buffer",
     "Codec",
     "NoCompression",
+    "UnsupportedCodec",
     "Zstd",
     "codec_from_config",
     "codec_spec",
+    "max_decoded_size",
     "parse_codec",
+    "stored_codec",
 ]
 
 _BY_ID: Mapping[str, type[Codec]] = {
@@ -58,6 +61,44 @@ def codec_from_config(config: Mapping[str, Any]) -> Codec:
         return cls(**kwargs)
     except TypeError as exc:
         raise CodecError(f"invalid {codec_id} codec config {dict(config)!r}: {exc}") from exc
+
+
+def stored_codec(config: object) -> Codec:
+    """The codec of a file's codec table, for reading: as ``codec_from_config``, except that an
+    id this bale does not know (a later minor version may add codecs) gives an
+    ``UnsupportedCodec``, whose blocks raise UnsupportedFeatureError when decoded. CodecError for
+    an entry that is not a JSON object with a non-empty string id, or a known id with an invalid
+    config."""
+    if not isinstance(config, Mapping):
+        raise CodecError(f"a codec config must be a JSON object, got {config!r}")
+    codec_id = config.get("id")
+    if not isinstance(codec_id, str) or not codec_id:
+        raise CodecError(f"a codec config needs a non-empty string id, got {dict(config)!r}")
+    if codec_id not in _BY_ID:
+        return UnsupportedCodec(dict(config))
+    return codec_from_config(config)
+
+
+#: The most bytes one stored byte can decode to, per codec id, with the fixed overhead of a frame:
+#: LZ4 block format (a match of up to 255 bytes per added length byte) and Zstandard (a 3-byte
+#: RLE block header and 1 byte decode to at most 128 KiB). Claimed sizes beyond these are refused
+#: before any buffer is allocated for them. Other codecs (blosc2 chunks record their own decoded
+#: size, which is what its library allocates) have no bound here.
+_EXPANSION: Mapping[str, tuple[int, int]] = {
+    "none": (1, 0),
+    "lz4": (255, 1 << 8),
+    "zstd": (1 << 15, 1 << 17),
+}
+
+
+def max_decoded_size(codec: Codec, stored_size: int, frames: int = 1) -> int | None:
+    """The largest decoded size ``stored_size`` stored bytes in ``frames`` frames can have with
+    this codec, or None when the codec gives no bound."""
+    bound = _EXPANSION.get(codec.id)
+    if bound is None or isinstance(codec, UnsupportedCodec):
+        return None
+    ratio, overhead = bound
+    return ratio * stored_size + overhead * frames
 
 
 def parse_codec(spec: str | Codec) -> Codec:

@@ -8,7 +8,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from bale._types import Buffer
-from bale.errors import CodecError, CorruptFileError
+from bale.errors import CodecError, CorruptFileError, UnsupportedFeatureError
 
 
 class Codec(ABC):
@@ -67,6 +67,36 @@ class Codec(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "id")
         return f"{type(self).__name__}({args})"
+
+
+class UnsupportedCodec(Codec):
+    """The stand-in for a codec id this bale does not know (a later minor version added it). A
+    file using it opens; an empty block needs no decoding, and decoding any other block raises
+    UnsupportedFeatureError (the caller adds the file, column and rows). Its ``config()`` is the
+    stored config, unchanged."""
+
+    id: ClassVar[str] = ""  # the stored id is ``codec_id``: ids of this class vary
+
+    def __init__(self, stored: dict[str, Any]) -> None:
+        self.stored = dict(stored)
+        self.codec_id = str(stored.get("id"))
+
+    def config(self) -> dict[str, Any]:
+        return dict(self.stored)
+
+    def _unsupported(self) -> UnsupportedFeatureError:
+        return UnsupportedFeatureError(
+            f"unknown codec {self.codec_id!r} (written by a newer bale? upgrade bale to read it)"
+        )
+
+    def encode(self, data: memoryview) -> Buffer:
+        raise self._unsupported()
+
+    def decode(self, data: memoryview, raw_size: int) -> Buffer:
+        raise self._unsupported()
+
+    def __repr__(self) -> str:
+        return f"UnsupportedCodec({self.codec_id!r})"
 
 
 def import_library(module: str, distribution: str) -> ModuleType:

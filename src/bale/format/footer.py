@@ -9,9 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from bale.errors import CorruptFileError
-from bale.format.constants import FORMAT_VERSION, MAX_JSON_BYTES
-from bale.format.header import MAX_METADATA_DEPTH, checksum, dump_json, parse_json_checked
+from bale.errors import CorruptFileError, SchemaError
+from bale.format.constants import FORMAT_VERSION, MAX_JSON_BYTES, MAX_SEGMENT_BYTES
+from bale.format.header import (
+    MAX_METADATA_DEPTH,
+    checksum,
+    dump_json,
+    json_int,
+    parse_json_checked,
+)
 from bale.format.schema import Schema
 
 #: One row per row group. Offsets are absolute file offsets.
@@ -63,6 +69,8 @@ class FileIndex:
     blocks: np.ndarray  # BLOCK_DTYPE, shape (G, C)
     segment_bytes: int
     extra: dict[str, Any] = field(default_factory=dict)  # unknown optional fields, kept as-is
+    #: The footer JSON's ``format_version`` (a file being written: this bale's).
+    version: tuple[int, int] = FORMAT_VERSION
 
     @property
     def num_rows(self) -> int:
@@ -143,32 +151,56 @@ _KNOWN_KEYS = {
 }
 
 
+#: Row numbers are signed 64-bit integers wherever they are used (NumPy indices, ``len()``).
+MAX_ROWS = (1 << 63) - 1
+
+
 def unpack_footer(data: bytes | bytearray | memoryview, path: str | None = None) -> FileIndex:
-    """Parse footer bytes (already checked against the trailer's checksum)."""
+    """Parse footer bytes (already checked against the trailer's checksum). Every value is
+    checked before use: CorruptFileError naming the value when one is missing, of the wrong
+    JSON type or out of range. Bytes after the block table are ignored (a later minor version
+    may add tables there, named by a footer key). Offsets are checked against the file by the
+    caller, who knows where the data region lies."""
     view = memoryview(data)
     if len(view) < _LENGTH.size:
         raise CorruptFileError("footer is shorter than its length field", path=path)
     json_length, json_checksum = _LENGTH.unpack_from(view)
-    if json_length > min(MAX_JSON_BYTES, len(view)):
+    if json_length > min(MAX_JSON_BYTES, len(view) - _LENGTH.size):
         raise CorruptFileError(f"footer claims {json_length} bytes of JSON", path=path)
     start = _LENGTH.size
     info = parse_json_checked(view[start : start + json_length], json_checksum, "footer JSON", path)
+    if not isinstance(info, dict):
+        raise CorruptFileError("footer JSON is not an object", path=path)
+    missing = sorted(_KNOWN_KEYS - {"created_by"} - set(info))
+    if missing:
+        raise CorruptFileError(f"footer JSON lacks the required fields {missing}", path=path)
+    version = parse_format_version(info["format_version"], path)
     try:
         schema = Schema.from_json(info["schema"])
-        num_groups = int(info["num_row_groups"])
-        num_rows = int(info["num_rows"])
-        codecs = [dict(c) for c in info["codecs"]]
-        metadata = dict(info["metadata"])
-        segment_bytes = int(info["segment_bytes"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CorruptFileError(f"footer JSON lacks a required field: {exc}", path=path) from exc
+    except SchemaError as exc:
+        raise CorruptFileError(
+            f"footer JSON has an invalid schema: {exc.detail}", path=path, column=exc.column
+        ) from exc
+    num_groups = json_int(info, "num_row_groups", 0, len(view), "footer JSON", path)
+    num_rows = json_int(info, "num_rows", 0, MAX_ROWS, "footer JSON", path)
+    segment_bytes = json_int(info, "segment_bytes", 1, MAX_SEGMENT_BYTES, "footer JSON", path)
+    codecs = info["codecs"]
+    if not isinstance(codecs, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("id"), str) and c["id"] for c in codecs
+    ):
+        raise CorruptFileError(
+            "footer JSON codecs must be a list of objects with a string id", path=path
+        )
+    metadata = info["metadata"]
+    if not isinstance(metadata, dict):
+        raise CorruptFileError("footer JSON metadata must be an object", path=path)
     table_start = start + json_length
     table_start += -table_start % 8
     groups_end = table_start + num_groups * GROUP_DTYPE.itemsize
     blocks_end = groups_end + num_groups * len(schema) * BLOCK_DTYPE.itemsize
-    if blocks_end != len(view):
+    if blocks_end > len(view):
         raise CorruptFileError(
-            f"footer index has {len(view) - table_start} bytes, expected "
+            f"footer index has {len(view) - table_start} bytes, expected at least "
             f"{blocks_end - table_start} for {num_groups} row groups x {len(schema)} columns",
             path=path,
         )
@@ -179,21 +211,44 @@ def unpack_footer(data: bytes | bytearray | memoryview, path: str | None = None)
     index = FileIndex(
         schema,
         metadata,
-        codecs,
+        [dict(c) for c in codecs],
         groups,
         blocks,
         segment_bytes,
         extra={k: v for k, v in info.items() if k not in _KNOWN_KEYS},
+        version=version,
     )
     _check_index(index, num_rows, path)
     return index
 
 
+def parse_format_version(value: object, path: str | None) -> tuple[int, int]:
+    """The footer's ``format_version``: a list of two integers in 0..65535 (the trailer's u16
+    fields, which it must equal; the caller compares them)."""
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(type(v) is int and 0 <= v <= 0xFFFF for v in value)
+    ):
+        raise CorruptFileError(
+            f"footer JSON format_version must be [major, minor], got {value!r}", path=path
+        )
+    return int(value[0]), int(value[1])
+
+
 def _check_index(index: FileIndex, num_rows: int, path: str | None) -> None:
+    """The tables agree with themselves and the JSON: row counts below 2^63, each group's first
+    row the sum of the rows before it, codec numbers inside the codec table. Sums are done
+    where they cannot wrap: every term is below 2^63, so no uint64 sum of two overflows."""
     groups = index.groups
     if len(groups):
-        starts = np.concatenate([[0], np.cumsum(groups["num_rows"][:-1], dtype=np.uint64)])
-        if not np.array_equal(starts, groups["row_start"]):
+        rows, starts = groups["num_rows"], groups["row_start"]
+        if int(rows.max()) > MAX_ROWS or int(starts.max()) > MAX_ROWS:
+            raise CorruptFileError(
+                f"footer index: a row group has more than {MAX_ROWS} rows or starts beyond",
+                path=path,
+            )
+        if int(starts[0]) != 0 or not np.array_equal(starts[1:], starts[:-1] + rows[:-1]):
             raise CorruptFileError("footer index: row group starts are inconsistent", path=path)
     if index.num_rows != num_rows:
         raise CorruptFileError(

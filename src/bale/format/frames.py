@@ -109,16 +109,12 @@ class FrameIndexInfo:
         entry = extra.get(FRAME_INDEX_KEY)
         if not isinstance(entry, Mapping):
             return None
-        try:
-            info = cls(
-                int(entry["offset"]),
-                int(entry["length"]),
-                int(entry["groups"]),
-                int(entry["checksum"]),
-            )
-        except (KeyError, TypeError, ValueError):
+        values = [entry.get(k) for k in ("offset", "length", "groups", "checksum")]
+        # JSON integers only (not 5.0, 1e400 or true), each a u64 as the format stores them.
+        if not all(type(v) is int and 0 <= v < 1 << 64 for v in values):
             return None
-        if min(info.offset, info.length, info.groups) < 0 or info.length % FRAME_DTYPE.itemsize:
+        info = cls(*(int(v) for v in values if v is not None))
+        if info.length % FRAME_DTYPE.itemsize:
             return None
         return info
 

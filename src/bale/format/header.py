@@ -146,15 +146,40 @@ def unpack_header_prefix(data: bytes, path: str | None = None) -> HeaderPrefix:
     return HeaderPrefix(major, minor, length, digest)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(body: bytes | bytearray | memoryview) -> Any:
+    """Strict JSON (RFC 8259): ValueError for anything else, including NaN and Infinity, an
+    integer of more than 4300 digits, or nesting too deep to parse."""
+    try:
+        return json.loads(bytes(body), parse_constant=_no_constant)
+    except RecursionError as exc:
+        raise ValueError("nested too deeply") from exc
+
+
 def parse_json_checked(
     body: bytes | bytearray | memoryview, expected_checksum: int, what: str, path: str | None
 ) -> Any:
     if checksum(body) != expected_checksum:
         raise CorruptFileError(f"{what} checksum mismatch", path=path)
     try:
-        return json.loads(bytes(body))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return parse_json(body)
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise CorruptFileError(f"{what} is not valid JSON: {exc}", path=path) from exc
+
+
+def json_int(info: Any, key: str, low: int, high: int, what: str, path: str | None) -> int:
+    """``info[key]`` if it is a JSON integer (not a float such as ``5.0`` or ``1e400``, not a
+    boolean) in ``low..high``; CorruptFileError naming the key and value otherwise."""
+    value = info.get(key) if isinstance(info, dict) else None
+    if type(value) is not int or not low <= value <= high:
+        shown = repr(value) if len(repr(value)) <= 60 else f"{repr(value)[:57]}..."
+        raise CorruptFileError(
+            f"{what} {key} must be an integer in {low}..{high}, got {shown}", path=path
+        )
+    return value
 
 
 # -- row groups ---------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -59,7 +59,26 @@ class String:
     kind: Literal["string"] = field(default="string", init=False)
 
 
+@dataclass(frozen=True)
+class Unsupported(Bytes):
+    """A stored column this bale cannot read: its kind, or its array dtype, was added by a later
+    minor version of the format. The file opens and lists the column; reading it raises
+    UnsupportedFeatureError. Never written by this bale. A ``Bytes`` to code that only tells
+    arrays from variable-length rows; ``stored_kind`` is the kind the file names.
+
+    >>> Unsupported("array", "dtype 'float4_e2m1'").stored_kind
+    'array'
+    """
+
+    stored_kind: str = ""
+    what: str = ""  # what is unknown, for messages: "dtype 'float4_e2m1'", "column kind 'x'"
+
+
 ColumnType = Array | Bytes | String
+
+#: The largest dimension, and row size in bytes, an array column may have: rows are addressed
+#: with signed 64-bit integers.
+MAX_ROW_BYTES = (1 << 63) - 1
 
 
 def check_column_name(name: object) -> str:
@@ -94,36 +113,78 @@ class Column:
     name: str
     type: ColumnType
     codec: Mapping[str, Any]
+    #: Keys of the stored column description this bale does not know (a later minor version
+    #: added them), kept as they were so that an append writes them back.
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         check_column_name(self.name)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "kind": self.type.kind, "codec": dict(self.codec)}
+        kind = self.type.stored_kind if isinstance(self.type, Unsupported) else self.type.kind
+        out: dict[str, Any] = {**self.extra, "name": self.name, "kind": kind}
+        out["codec"] = dict(self.codec)
         if isinstance(self.type, Array):
             out["dtype"] = self.type.dtype
             out["shape"] = list(self.type.shape)
         return out
 
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Column:
-        try:
-            kind = obj["kind"]
-            name = str(obj["name"])
-            codec = dict(obj["codec"])
-            if kind == "array":
-                col_type: ColumnType = Array(str(obj["dtype"]), tuple(obj["shape"]))
-            elif kind == "bytes":
-                col_type = Bytes()
-            elif kind == "string":
-                col_type = String()
-            else:
-                raise SchemaError(f"unknown column kind {kind!r}; expected array, bytes or string")
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, SchemaError):
-                raise
-            raise SchemaError(f"invalid column description {obj!r}: {exc}") from exc
-        return cls(name, col_type, codec)
+    def from_json(cls, obj: object) -> Column:
+        """A stored column description. SchemaError unless it is a JSON object with a name, a
+        kind and a codec object, and an array's dtype and shape are well formed; a kind or dtype
+        this bale does not know gives an ``Unsupported`` type (a later minor version's column)."""
+        if not isinstance(obj, Mapping):
+            raise SchemaError(f"a column description must be a JSON object, got {obj!r}")
+        name, kind, codec = obj.get("name"), obj.get("kind"), obj.get("codec")
+        if not isinstance(name, str):
+            raise SchemaError(f"a column description needs a string name, got {obj!r}")
+        if not isinstance(kind, str) or not isinstance(codec, Mapping):
+            raise SchemaError(
+                f"column {name!r} needs a string kind and a codec object", column=name
+            )
+        known = {"name", "kind", "codec"}
+        col_type: ColumnType
+        if kind == "array":
+            known |= {"dtype", "shape"}
+            col_type = _array_from_json(name, obj.get("dtype"), obj.get("shape"))
+        elif kind == "bytes":
+            col_type = Bytes()
+        elif kind == "string":
+            col_type = String()
+        else:
+            col_type = Unsupported(kind, f"column kind {kind!r}")
+        if isinstance(col_type, Unsupported):
+            known = {"name", "kind", "codec"}  # its other keys are written back as they were
+        extra = {k: v for k, v in obj.items() if k not in known}
+        return cls(name, col_type, dict(codec), extra)
+
+
+def _array_from_json(name: str, dtype: object, shape: object) -> Array | Unsupported:
+    """An array column's type from its stored dtype and shape; ``Unsupported`` for a dtype name
+    this bale does not know. SchemaError for a shape that is not a list of non-negative integers
+    or a row size that could not be addressed."""
+    if not isinstance(dtype, str):
+        raise SchemaError(f"array column {name!r} needs a dtype name, got {dtype!r}", column=name)
+    if not isinstance(shape, list) or not all(
+        type(d) is int and 0 <= d <= MAX_ROW_BYTES for d in shape
+    ):
+        raise SchemaError(
+            f"array column {name!r} needs a shape of non-negative integers, got {shape!r}",
+            column=name,
+        )
+    try:
+        dtype_from_name(dtype)
+    except KeyError:
+        return Unsupported("array", f"dtype {dtype!r}")
+    array = Array(dtype, tuple(shape))
+    if array.row_nbytes > MAX_ROW_BYTES:
+        raise SchemaError(
+            f"array column {name!r} has rows of {array.row_nbytes} bytes, more than any file "
+            "can hold",
+            column=name,
+        )
+    return array
 
 
 @dataclass(frozen=True)
@@ -164,7 +225,7 @@ class Schema:
         return [c.to_json() for c in self.columns]
 
     @classmethod
-    def from_json(cls, obj: Sequence[Mapping[str, Any]]) -> Schema:
+    def from_json(cls, obj: object) -> Schema:
         if not isinstance(obj, list):
             raise SchemaError(f"schema must be a JSON list of columns, got {type(obj).__name__}")
         return cls(tuple(Column.from_json(c) for c in obj))
@@ -176,6 +237,8 @@ class Schema:
             if isinstance(c.type, Array):
                 dims = ",".join(str(d) for d in c.type.shape)
                 out[c.name] = f"{c.type.dtype}[{dims}]" if dims else c.type.dtype
+            elif isinstance(c.type, Unsupported):
+                out[c.name] = f"unsupported {c.type.what}"
             else:
                 out[c.name] = c.type.kind
         return out
