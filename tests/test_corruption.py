@@ -360,12 +360,27 @@ def test_flipped_trailer_fields_fail_open(copy: Path, position: int) -> None:
         bale.open(copy)
 
 
-def test_minor_version_and_reserved_fields_are_ignorable(copy: Path) -> None:
+def test_lower_header_minor_and_reserved_fields_are_ignorable(copy: Path) -> None:
+    """FORMAT.md's version rules: the header's minor may be lower than the trailer's (an append
+    by a newer-minor writer never rewrites the header); the trailer's reserved u32 is ignored.
+    A newer minor in the trailer must also be in the footer JSON: tests/golden/test_golden_rules.py
+    reads such a file (minor 9)."""
     size = copy.stat().st_size
-    patch(copy, 10, struct.pack("<H", 7))  # header minor
-    patch(copy, size - TRAILER_SIZE + 26, struct.pack("<HI", 9, 12345))  # trailer minor, reserved
+    patch(copy, 10, struct.pack("<H", 0))  # header minor
+    patch(copy, size - TRAILER_SIZE + 28, struct.pack("<I", 12345))  # trailer reserved
     batch, _ = read_everything(copy)
     assert_batch_equal(batch, make_columns())
+
+
+@pytest.mark.parametrize("where", ["header", "trailer"])
+def test_version_fields_that_disagree_are_damage(copy: Path, where: str) -> None:
+    """The trailer's version must equal the footer JSON's, and the header's minor must not be
+    higher than the trailer's."""
+    size = copy.stat().st_size
+    patch(copy, 10 if where == "header" else size - TRAILER_SIZE + 26, struct.pack("<H", 7))
+    with pytest.raises(CorruptFileError, match="must") as info:
+        bale.open(copy)
+    assert info.value.path == os.fspath(copy)
 
 
 @pytest.mark.parametrize("where", ["header", "trailer", "both"])
