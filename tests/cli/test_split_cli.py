@@ -198,7 +198,7 @@ def test_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main([command, "--help"])
     assert exited.value.code == 0
-    assert "docs/SPLIT.md" in capsys.readouterr().out
+    assert "the bale repository's docs/SPLIT.md" in " ".join(capsys.readouterr().out.split())
 
 
 def test_split_and_concat_in_a_real_process(sample: Path, tmp_path: Path) -> None:

@@ -29,8 +29,8 @@ def add_concat_command(commands: Subcommands) -> None:
         "inputs need the same column names and types. Row groups are copied without "
         "recompression. OUT gets the first input's metadata plus a 'bale.concat' entry "
         "listing the inputs. INPUTs and OUT may be URLs (s3://, gs://, az://; https:// for "
-        "inputs): see --storage-option; OUT is then published whole when done. See "
-        "docs/SPLIT.md.",
+        "inputs): see --storage-option; OUT is then published whole when done. More in the "
+        "bale repository's docs/SPLIT.md.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="INPUT... OUT")
     add_overwrite_flag(parser, "replace OUT if it exists")

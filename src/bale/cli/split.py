@@ -32,7 +32,7 @@ def add_split_command(commands: Subcommands) -> None:
         "permutation and their row groups rewritten (blocks compressed again, losslessly: values "
         "and JPEG/PNG bytes are unchanged). FILE and --out-dir may be URLs (s3://, gs://, az://; FILE also "
         "https://, ...): outputs are uploaded as objects, each whole or not at all; see "
-        "--storage-option. See docs/SPLIT.md.",
+        "--storage-option. More in the bale repository's docs/SPLIT.md.",
     )
     parser.add_argument("file")
     parser.add_argument(

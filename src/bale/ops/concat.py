@@ -79,7 +79,7 @@ def concat(
 
     Inputs and ``out`` may be URLs (``s3://``, ``gs://``, ``az://``; ``https://`` for inputs),
     with ``storage_options`` for their client; ``out`` is then written as a multipart upload,
-    published whole when done (docs/REMOTE.md, "Writing").
+    published whole when done (the bale repository's docs/REMOTE.md, "Writing").
 
     A damaged block raises ``CorruptFileError`` naming the input, column and rows; nothing is
     left under ``out`` (nor ``out.partial``, nor an object).

@@ -17,7 +17,7 @@ Whichever way, each row group of the input is read once, and memory stays bounde
 row group plus one row group buffered per output.
 
 The input and the outputs may be URLs (``storage_options`` apply to both): outputs are written as
-objects by multipart upload (``bale.Writer``), see docs/REMOTE.md. Which rows go to which output is
+objects by multipart upload (``bale.Writer``), see the bale repository's docs/REMOTE.md. Which rows go to which output is
 ``_assignment``'s; writing the outputs is ``_outputs``'s; URLs as output names: ``bale.io.locations``.
 """
 
