@@ -2,19 +2,83 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from bale.errors import SchemaError
+from bale.format.dtypes import dtype_from_name
 from bale.format.schema import Array, Bytes, ColumnType, Schema, String, check_column_name
 
 ColumnData = np.ndarray | list[bytes]  # arrays for Array columns, lists of bytes otherwise
 
+_KDL_CPU = 1  # DLPack's device type of host memory
+_NOT_TENSORS = (np.ndarray, list, tuple, str, bytes, bytearray, memoryview)
+
+
+def as_numpy(name: str, value: Any, path: str | None = None) -> Any:
+    """A framework's array (a torch tensor, a JAX or CuPy array, anything with ``__dlpack__`` or
+    ``__array__``) as a NumPy array, sharing its memory where the framework allows (DLPack);
+    NumPy arrays, lists and everything else are returned as they are.
+
+    >>> as_numpy("x", torch.ones(2, 3)).shape                          # doctest: +SKIP
+    (2, 3)
+
+    Refused with a ``SchemaError`` naming the column: a tensor that requires grad (write
+    ``tensor.detach()``: bale stores values, not the autograd graph) and memory outside the host
+    (a GPU tensor: copy it to the CPU first); bale never moves or detaches data on its own.
+    """
+    if isinstance(value, _NOT_TENSORS) or not (
+        hasattr(value, "__dlpack__") or hasattr(value, "__array__")
+    ):
+        return value
+    kind = f"{type(value).__module__.split('.')[0]}.{type(value).__name__}"
+    if getattr(value, "requires_grad", False):
+        raise SchemaError(
+            f"got a {kind} that requires grad: write tensor.detach() (bale stores the values, "
+            "never the autograd graph)",
+            path=path,
+            column=name,
+        )
+    if hasattr(value, "__dlpack_device__"):
+        device = value.__dlpack_device__()
+        if int(device[0]) != _KDL_CPU:
+            where = getattr(value, "device", device)
+            raise SchemaError(
+                f"got a {kind} on device {where}: copy it to the host first "
+                "(tensor.cpu(), jax.device_get(x), cupy.asnumpy(x))",
+                path=path,
+                column=name,
+            )
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16:
+        # NumPy has no bfloat16 of its own, so neither DLPack nor __array__ can hand it over:
+        # the same bytes, seen as ml_dtypes' bfloat16 (the dtype bale stores).
+        bits: np.ndarray = np.from_dlpack(value.view(torch.int16))
+        return bits.view(dtype_from_name("bfloat16"))  # ml_dtypes' type, with an install hint
+    try:
+        if hasattr(value, "__dlpack__"):
+            return np.from_dlpack(value)
+    except (BufferError, RuntimeError, TypeError, ValueError):
+        pass  # a dtype or layout DLPack cannot carry: __array__ may still convert it
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        dtype = getattr(value, "dtype", None)
+        raise SchemaError(
+            f"cannot convert a {kind}"
+            + (f" of {dtype}" if dtype is not None else "")
+            + f" to a NumPy array: {exc}",
+            path=path,
+            column=name,
+        ) from exc
+
 
 def infer_type(name: str, value: Any) -> ColumnType:
     """The column type a batch value implies: arrays -> Array, bytes -> Bytes, str -> String."""
+    value = as_numpy(name, value)
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "S" or (value.dtype == object and _all(value, bytes)):
             return Bytes()
@@ -46,7 +110,9 @@ def infer_type(name: str, value: Any) -> ColumnType:
             )
         return _array_type(name, array)
     raise SchemaError(
-        f"expected a NumPy array or a list of rows, got {type(value).__name__}", column=name
+        f"expected an array (NumPy, or anything with __array__ or __dlpack__) or a list of "
+        f"rows, got {type(value).__name__}",
+        column=name,
     )
 
 
@@ -99,6 +165,7 @@ def batch_length(batch: Mapping[str, Any], schema: Schema, path: str, first_row:
 
 
 def _length(name: str, value: Any, path: str) -> int:
+    value = as_numpy(name, value, path)
     if isinstance(value, (str, bytes, bytearray, memoryview)):
         raise SchemaError(
             f"expected a list of rows, got a single {type(value).__name__} (wrap it in a list, "
@@ -121,6 +188,7 @@ def to_column_data(
 ) -> ColumnData:
     """Validate one column of a batch and convert it to its stored form (arrays: C-contiguous,
     little-endian, the column's dtype; bytes/strings: a list of bytes)."""
+    value = as_numpy(name, value, path)
     if isinstance(column_type, Array):
         return _to_array(name, column_type, value, path, rows)
     if isinstance(column_type, Bytes):
