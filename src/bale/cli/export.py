@@ -31,7 +31,7 @@ EPILOG = """examples:
 def add_export_command(commands: Subcommands) -> None:
     parser = commands.add_parser(
         "export",
-        help="write each column to .npy files in a directory",
+        help="write each column to .npy files in a directory (--images: image files + labels.csv)",
         description="Export every column (or --columns) to DIR: array columns as COLUMN.npy; "
         "bytes and string columns as COLUMN.data.npy (uint8, all rows concatenated; UTF-8 "
         "for strings) plus COLUMN.offsets.npy (int64, row i is data[offsets[i]:offsets[i+1]]); "
