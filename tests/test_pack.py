@@ -7,6 +7,7 @@ import io
 import logging
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ import skimage.data as skdata
 from PIL import Image
 
 import bale
+import bale.importers.bcolz
 from bale import BaleError, CodecError, SchemaError, TargetExistsError
 from bale.importers.base import RowSource, SourceBatch
 from bale.importers.image_folder import ImageFolderSource
@@ -675,3 +677,75 @@ def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path: Path) -> No
     assert "bale.pack was called while a worker process imported the main module" in result.stderr
     assert 'if __name__ == "__main__":' in result.stderr
     assert leftovers(tmp_path) == ["photos", "script.py"]
+
+
+BCOLZ = Path(__file__).parent / "importers" / "fixtures" / "bcolz" / "bcolz-1.2.1"
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_joined_sources_are_columns_of_one_file_shuffled_together(
+    tmp_path: Path, shuffle: bool
+) -> None:
+    images = BCOLZ / "images_lz4_bitshuffle.bcolz"  # 19 rows, read in order: bucket shuffle
+    np.save(tmp_path / "y.npy", np.arange(19, dtype=np.int64))
+    with bale.importers.bcolz.BcolzSource(images) as src:
+        originals = src.read(0, 19).columns["images_lz4_bitshuffle"]
+    report = pack(
+        {"x": images, "y": tmp_path / "y.npy"}, tmp_path / "xy.bale", shuffle=shuffle, **QUIET
+    )
+    assert report.rows == 19
+    with bale.open(tmp_path / "xy.bale") as ds:
+        assert list(ds.schema.names) == ["x", "y"]
+        data = ds.read()
+    want = expected_order(19, 0) if shuffle else np.arange(19)
+    np.testing.assert_array_equal(data["y"], want)
+    np.testing.assert_array_equal(data["x"], originals[data["y"]])  # never shuffled apart
+
+
+def test_joined_npy_files_keep_their_names(tmp_path: Path) -> None:
+    x = np.arange(50 * 3, dtype=np.float32).reshape(50, 3)
+    np.save(tmp_path / "X.npy", x)
+    np.save(tmp_path / "y.npy", np.arange(50) % 7)
+    pack([tmp_path / "X.npy", tmp_path / "y.npy"], tmp_path / "xy.bale", **QUIET)
+    with bale.open(tmp_path / "xy.bale") as ds:
+        data = ds.read()
+        assert ds.metadata["bale.pack"]["shuffle_method"] == "permuted reads"
+    np.testing.assert_array_equal(data["X"], x[data["X"][:, 0].astype(int) // 3])
+    np.testing.assert_array_equal(data["y"], (data["X"][:, 0].astype(int) // 3) % 7)
+
+
+def test_joined_sources_of_different_lengths_name_both(tmp_path: Path) -> None:
+    np.save(tmp_path / "X.npy", np.zeros((19, 2)))
+    np.save(tmp_path / "y.npy", np.zeros(18))
+    with pytest.raises(SchemaError) as info:
+        pack([tmp_path / "X.npy", tmp_path / "y.npy"], tmp_path / "xy.bale", **QUIET)
+    message = str(info.value)
+    assert "must have the same number of rows" in message
+    assert f"'{tmp_path / 'X.npy'}' has 19 rows, '{tmp_path / 'y.npy'}' has 18 rows" in message
+    assert leftovers(tmp_path) == ["X.npy", "y.npy"]
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_an_empty_source_makes_an_empty_file(tmp_path: Path, shuffle: bool) -> None:
+    np.save(tmp_path / "empty.npy", np.zeros((0, 4), np.float32))
+    pack(tmp_path / "empty.npy", tmp_path / "a.bale", shuffle=shuffle, **QUIET)
+    pack(BCOLZ / "ints_lz4_empty.bcolz", tmp_path / "b.bale", shuffle=shuffle, **QUIET)
+    with bale.open(tmp_path / "a.bale") as a, bale.open(tmp_path / "b.bale") as b:
+        assert len(a) == 0 and a.schema.describe() == {"empty": "float32[4]"}
+        assert len(b) == 0 and b.schema.describe() == {"ints_lz4_empty": "int64"}
+        assert a.metadata["bale.pack"]["rows"] == 0
+
+
+def test_the_legacy_md_loop_works_verbatim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (Path(__file__).parents[1] / "docs" / "LEGACY.md").read_text(encoding="utf-8")
+    blocks = text.split("```python\n")[1:]
+    loop = next(b.split("```")[0] for b in blocks if "for start in range" in b)
+    monkeypatch.chdir(tmp_path)
+    for fixture in ("ints_lz4_empty", "images_lz4_bitshuffle"):
+        shutil.copytree(BCOLZ / f"{fixture}.bcolz", tmp_path / "old_images.bcolz")
+        exec(compile(loop, "LEGACY.md", "exec"), {})
+        with bale.open(tmp_path / "train.bale") as ds:
+            assert len(ds) == {"ints_lz4_empty": 0, "images_lz4_bitshuffle": 19}[fixture]
+            assert list(ds.schema.names) == ["old_images"]
+        shutil.rmtree(tmp_path / "old_images.bcolz")
+        os.unlink(tmp_path / "train.bale")

@@ -350,3 +350,82 @@ def test_a_bcolz_array_of_python_objects_packs_as_legacy_md_says(
         assert sorted(ds["objects_lz4"][:]) == ["alpha", "beta", "gamma", "δέλτα"]
         if order:
             assert ds["objects_lz4"][:] == ["alpha", "beta", "gamma", "δέλτα"]
+
+
+def test_a_folder_holding_only_train_is_not_one_class_named_train(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "kaggle"
+    make_folder(data / "train")
+    assert run(data, tmp_path / "out.bale") == 2
+    err = capsys.readouterr().err
+    assert "holds only the split folder train/, whose sub-folders are the classes" in err
+    assert "one class named 'train'" in err
+    assert f"`bale pack {data / 'train'} train.bale`" in err
+    assert not (tmp_path / "out.bale").exists()
+    assert run(data / "train", tmp_path / "out.bale") == 0  # the suggested command works
+    with bale.open(tmp_path / "out.bale") as ds:
+        assert ds.metadata["classes"] == ["cat", "dog"]
+
+
+def test_kaggle_test_stg1_is_a_split_not_a_class(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "fish"
+    make_folder(data / "train")
+    make_folder(data / "test_stg1", ("unlabeled",), n=3)
+    for image in (data / "test_stg1" / "unlabeled").iterdir():  # Kaggle's test: bare images
+        image.rename(data / "test_stg1" / image.name)
+    (data / "test_stg1" / "unlabeled").rmdir()
+    assert run(data, tmp_path / "all.bale") == 2
+    assert "holds split folders; give an output folder" in capsys.readouterr().err
+    assert run(data, tmp_path / "packed") == 0
+    assert sorted(os.listdir(tmp_path / "packed")) == ["test_stg1.bale", "train.bale"]
+    with bale.open(tmp_path / "packed" / "train.bale") as train:
+        assert train.metadata["classes"] == ["cat", "dog"]
+    with bale.open(tmp_path / "packed" / "test_stg1.bale") as test:
+        assert "label" not in test.schema.names and len(test) == 3
+
+
+def test_split_folders_beside_class_folders_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "mixed"
+    make_folder(data, ("cat", "train"))
+    assert run(data, tmp_path / "out.bale") == 2
+    err = capsys.readouterr().err
+    assert "folders ['train'] are named like dataset splits but sit beside ['cat']" in err
+    assert not (tmp_path / "out.bale").exists()
+
+
+def test_several_sources_become_the_columns_of_one_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = np.arange(30 * 2, dtype=np.int64).reshape(30, 2)
+    np.save(tmp_path / "X.npy", x)
+    np.save(tmp_path / "y.npy", x[:, 0] // 2)
+    assert run(tmp_path / "X.npy", tmp_path / "y.npy", tmp_path / "xy.bale") == 0
+    with bale.open(tmp_path / "xy.bale") as ds:
+        data = ds.read()
+    assert list(data) == ["X", "y"] and data["X"][:, 0].tolist() != list(range(0, 60, 2))
+    np.testing.assert_array_equal(data["y"], data["X"][:, 0] // 2)  # shuffled together
+    labels = FIXTURES / "bcolz" / "bcolz-1.2.1" / "ints_lz4_short.bcolz"  # 5 rows
+    assert (
+        run("--column", f"x={tmp_path / 'X.npy'}", "--column", f"y={labels}", tmp_path / "b.bale")
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "sources joined as columns must have the same number of rows" in err
+    assert f"'{tmp_path / 'X.npy'}' has 30 rows, '{labels}' has 5 rows" in err
+    np.save(tmp_path / "short.npy", np.arange(5) * 10)
+    args = ("--column", f"ids={labels}", "--column", f"v={tmp_path / 'short.npy'}")
+    assert run(*args, tmp_path / "c.bale", "--no-shuffle") == 0
+    with bale.open(tmp_path / "c.bale") as ds:
+        assert list(ds.schema.names) == ["ids", "v"] and ds["v"][:].tolist() == [0, 10, 20, 30, 40]
+
+
+def test_an_empty_npy_packs_into_an_empty_file(tmp_path: Path) -> None:
+    np.save(tmp_path / "none.npy", np.zeros((0, 3), np.uint8))
+    assert run(tmp_path / "none.npy", tmp_path / "none.bale") == 0
+    with bale.open(tmp_path / "none.bale") as ds:
+        assert len(ds) == 0 and ds.schema.describe() == {"none": "uint8[3]"}

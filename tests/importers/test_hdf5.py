@@ -70,7 +70,8 @@ def test_all_datasets_with_the_main_length_become_columns(h5: Path) -> None:
         meta = src.metadata
         assert meta["source"] == "hdf5"
         assert meta["attrs"] == {"author": "test", "version": 2}
-        assert meta["skipped"] == {"/classes": [2], "/mean": [3]}
+        assert meta["skipped"] == {"/mean": [3]}
+        assert meta["classes"] == ["cat", "dog"]  # the classes dataset names the labels
         assert meta["datasets"]["/train/images"]["chunks"] == [7, 16, 20]
         assert meta["datasets"]["/train/images"]["attrs"] == {"range": [0, 255]}
         assert meta["datasets"]["/train/captions"]["dtype"] == "vlen utf-8 string"
@@ -125,7 +126,7 @@ def test_round_trip_through_bale(h5: Path, tmp_path: Path) -> None:
         np.testing.assert_array_equal(ds["train.labels"][:], f["train/labels"][:])
         assert ds["train.captions"][:] == list(f["train/captions"].asstr()[:])
         assert ds["train.jpeg"][:] == [bytes(b) for b in f["train/jpeg"][:]]
-        assert ds.metadata["skipped"] == {"/classes": [2], "/mean": [3]}
+        assert ds.metadata["skipped"] == {"/mean": [3]}
     src.close()
 
 
@@ -195,3 +196,60 @@ def test_missing_compression_filter_says_how_to_get_it(tmp_path: Path) -> None:
         src.read(0, 3)
     assert not isinstance(info.value, CorruptFileError)
     src.close()
+
+
+# -- issue 15: split groups, choosing a group, class names -----------------------------------------
+
+
+@pytest.fixture
+def splits_h5(tmp_path: Path) -> Path:
+    """A Keras-style file: train/ and test/ groups of x and y, and the class names beside them."""
+    path = tmp_path / "splits.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("train/x", data=np.arange(60 * 4, dtype=np.float32).reshape(60, 4))
+        f.create_dataset("train/y", data=np.arange(60) % 3)
+        f.create_dataset("test/x", data=np.arange(20 * 4, dtype=np.float32).reshape(20, 4))
+        f.create_dataset("test/y", data=np.arange(20) % 3)
+        f.create_dataset(
+            "classes", data=["airplane", "automobile", "bird"], dtype=h5py.string_dtype()
+        )
+    return path
+
+
+def test_split_groups_are_not_packed_one_silently(splits_h5: Path) -> None:
+    with pytest.raises(SchemaError) as info:
+        Hdf5Source(splits_h5)
+    message = str(info.value)
+    assert "the file holds the splits ['test', 'train'] as groups" in message
+    assert "`bale pack splits.h5:train train.bale`" in message
+    assert "`bale pack splits.h5:test test.bale`" in message
+    assert "group='test'" in message
+
+
+def test_a_chosen_group_gives_plain_column_names_and_its_classes(splits_h5: Path) -> None:
+    with Hdf5Source(splits_h5, group="test") as src:
+        assert src.num_rows == 20
+        assert list(src.column_types or {}) == ["x", "y"]
+        np.testing.assert_array_equal(src.read(2, 4).columns["y"], [2, 0])
+        assert src.metadata["classes"] == ["airplane", "automobile", "bird"]
+        assert src.metadata["group"] == "/test"
+        assert "skipped" not in src.metadata
+    with Hdf5Source(splits_h5, group="/train", datasets=["y"]) as src:
+        assert list(src.column_types or {}) == ["y"] and src.num_rows == 60
+    with pytest.raises(SchemaError, match=r"group 'valid' is missing; the file's groups are"):
+        Hdf5Source(splits_h5, group="valid")
+
+
+def test_bale_pack_file_colon_group(splits_h5: Path, tmp_path: Path) -> None:
+    from bale.cli.main import main
+
+    out = tmp_path / "test.bale"
+    assert main(["pack", f"{splits_h5}:test", str(out), "-q", "--workers", "1"]) == 0
+    with bale.open(out) as ds:
+        assert list(ds.schema.names) == ["x", "y"] and len(ds) == 20
+        assert ds.metadata["classes"] == ["airplane", "automobile", "bird"]
+    both = tmp_path / "both.bale"
+    args = ["--dataset", "/train/x", "--dataset", "/train/y", "-q"]
+    assert main(["pack", str(splits_h5), str(both), *args]) == 0
+    with bale.open(both) as ds:
+        assert list(ds.schema.names) == ["train.x", "train.y"] and len(ds) == 60

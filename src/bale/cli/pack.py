@@ -10,14 +10,34 @@ from bale.cli._command import (
     EXIT_OK,
     Subcommands,
     add_overwrite_flag,
+    add_quiet_flag,
     add_storage_option,
     fail,
+    show_progress,
     storage_options,
 )
 from bale.errors import BaleError
 from bale.importers.image_folder import find_splits
 from bale.io.remote_url import is_remote
 from bale.ops.pack import DEFAULT_MEMORY_BUDGET, PackReport, pack, pack_splits
+
+USAGE = """bale pack [options] SOURCE OUT
+       bale pack [options] SOURCE SOURCE... OUT
+       bale pack [options] --column NAME=SOURCE [--column NAME=SOURCE ...] OUT"""
+
+EPILOG = """examples:
+  bale pack photos/ photos.bale --size 224x224
+  bale pack kaggle/ packed/
+      kaggle/ holds only train/ test/ (valid/, test_stg1/, ...): packed/train.bale, ...
+  bale pack kaggle/train train.bale
+      one split: its sub-folders are the classes
+  bale pack data.h5:train train.bale
+      one HDF5 group: columns x, y (not train.x); its classes dataset names the labels
+  bale pack data.h5 xy.bale --dataset /train/x --dataset /train/y
+  bale pack X.npy y.npy xy.bale
+      two aligned arrays, one file: columns X and y, shuffled together
+  bale pack --trust-pickle --column x=X.bcolz --column y=y.bcolz xy.bale
+"""
 
 
 def add_pack_command(commands: Subcommands) -> None:
@@ -26,14 +46,37 @@ def add_pack_command(commands: Subcommands) -> None:
         help="pack an image folder, a manifest, .npy/.npz, HDF5, zarr, pickle or bcolz into .bale",
         description="Write every row of SOURCE to OUT, shuffled (seeded) unless --no-shuffle. "
         "SOURCE: an image folder (one sub-folder per class), a manifest (.csv/.tsv/.json/"
-        ".jsonl listing image paths, labels and extra columns), .npy, .npz, .h5/.hdf5, "
-        ".pkl/.pickle (with --trust-pickle), a zarr array or group, or a bcolz folder. A "
-        "folder holding train/ and valid/|val/|validation/|test/ is packed into one file per "
+        ".jsonl listing image paths, labels and extra columns), .npy, .npz, .h5/.hdf5 "
+        "(FILE.h5:GROUP for one group), .pkl/.pickle (with --trust-pickle), a zarr array or "
+        "group, or a bcolz folder. Several SOURCEs (or --column NAME=SOURCE) of the same "
+        "length become the columns of one file, shuffled together. A folder holding only "
+        "split folders (train/, valid/, val/, test/, test_*/...) is packed into one file per "
         "split inside OUT (a folder). Unreadable images are skipped and counted unless "
         "--strict. Exit 0: written; 2: stopped (nothing is left under OUT). See docs/PACK.md.",
+        epilog=EPILOG,
+        usage=USAGE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("source", metavar="SOURCE")
-    parser.add_argument("out", metavar="OUT", help="the .bale file to write (a folder for splits)")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="SOURCE... OUT",
+        help="the input(s), then the .bale file to write (a folder for split folders)",
+    )
+    parser.add_argument(
+        "--column",
+        action="append",
+        metavar="NAME=SOURCE",
+        help="an input whose rows become column NAME (NAME.COLUMN for an input with several "
+        "columns); repeat to join aligned inputs into one file",
+    )
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        metavar="PATH",
+        help="an HDF5 dataset to pack (a path inside the file, relative to FILE.h5:GROUP if "
+        "given); repeatable. Default: every dataset as long as the largest",
+    )
     parser.add_argument(
         "--no-shuffle", dest="shuffle", action="store_false", help="keep the source's order"
     )
@@ -94,9 +137,7 @@ def add_pack_command(commands: Subcommands) -> None:
         help="store frames of about 16 KiB (whole rows) with a frame index: random rows (ds[i], map-style samplers) "
         "decode only their frame, sequential reads are somewhat slower",
     )
-    parser.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress bar"
-    )
+    add_quiet_flag(parser)
     cluster = parser.add_mutually_exclusive_group()
     cluster.add_argument(
         "--scheduler",
@@ -167,7 +208,35 @@ def _scheduler(args: argparse.Namespace) -> str | None:
     return str(args.scheduler) if args.scheduler else None
 
 
+def _inputs(args: argparse.Namespace) -> tuple[str | list[str] | dict[str, str], str]:
+    """(what to pack: one path, a list of paths or {column: path}; OUT) from the arguments."""
+    *sources, out = args.paths
+    if args.column:
+        if sources:
+            raise ValueError(
+                f"give the inputs either as SOURCE arguments or as --column NAME=SOURCE, not "
+                f"both (got {sources} and --column)"
+            )
+        named: dict[str, str] = {}
+        for item in args.column:
+            name, sep, path = item.partition("=")
+            if not sep or not name.strip() or not path.strip():
+                raise ValueError(f"--column expects NAME=SOURCE, got {item!r}")
+            if name.strip() in named:
+                raise ValueError(f"--column {name.strip()!r} is given twice")
+            named[name.strip()] = path.strip()
+        return named, out
+    if not sources:
+        raise ValueError("expected SOURCE and OUT (or --column NAME=SOURCE and OUT)")
+    return (sources[0] if len(sources) == 1 else sources), out
+
+
 def run_pack(args: argparse.Namespace) -> int:
+    try:
+        source, out = _inputs(args)
+    except ValueError as exc:
+        return fail("pack", exc)
+    args.out = out
     source_options: dict[str, Any] = {}
     if args.size is not None:
         source_options["size"] = args.size
@@ -179,6 +248,8 @@ def run_pack(args: argparse.Namespace) -> int:
         source_options["root"] = args.manifest_root
     if args.skip_missing:
         source_options["missing"] = "skip"
+    if args.dataset:
+        source_options["datasets"] = list(args.dataset)
     if args.storage_options and not is_remote(args.out):
         return fail(
             "pack",
@@ -190,7 +261,7 @@ def run_pack(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "codecs": _codecs(args.codec),
         "workers": args.workers,
-        "progress": args.progress,
+        "progress": show_progress(args),
         "strict": args.strict,
         "overwrite": args.overwrite,
         "memory_budget": max(1, args.memory) << 20,
@@ -200,16 +271,16 @@ def run_pack(args: argparse.Namespace) -> int:
         "scheduler": _scheduler(args),
     }
     try:
-        if find_splits(args.source):
+        if isinstance(source, str) and find_splits(source):
             if args.out.endswith(".bale") or os.path.isfile(args.out):
                 raise ValueError(
-                    f"{args.source} holds split folders; give an output folder "
-                    f"(e.g. `bale pack {args.source} packed/`): one .bale per split goes there"
+                    f"{source} holds split folders; give an output folder "
+                    f"(e.g. `bale pack {source} packed/`): one .bale per split goes there"
                 )
-            for report in pack_splits(args.source, args.out, **options, **source_options).values():
+            for report in pack_splits(source, args.out, **options, **source_options).values():
                 _print(report)
             return EXIT_OK
-        _print(pack(args.source, args.out, **options, **source_options))
+        _print(pack(source, args.out, **options, **source_options))
     except ValueError as exc:  # invalid option values (bale errors are reported by main)
         if isinstance(exc, BaleError):
             raise

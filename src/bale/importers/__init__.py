@@ -9,14 +9,18 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bale.errors import BaleError
 from bale.importers.base import RowSource, SkippedRow, SourceBatch
-from bale.importers.image_folder import find_splits
+from bale.importers.image_folder import find_splits, split_folder_problem
+from bale.importers.joined import JoinedSource
 
-__all__ = ["RowSource", "SkippedRow", "SourceBatch", "open_source"]
+__all__ = ["JoinedSource", "RowSource", "SkippedRow", "SourceBatch", "open_source", "open_sources"]
+
+SourcePath = str | os.PathLike[str]
 
 
 @dataclass(frozen=True)
@@ -58,19 +62,88 @@ ACCEPTED = (
 )
 
 
-def open_source(path: str | os.PathLike[str], **options: Any) -> RowSource:
+def open_source(path: SourcePath, **options: Any) -> RowSource:
     """The RowSource for ``path``, chosen by its extension or, for a folder, by what it holds.
 
     ``options`` go to that source's constructor (``size=(224, 224)`` for images, ``root=`` for a
-    manifest, ``trust=True`` for pickle, ``datasets=[...]`` for HDF5); an option the source does
-    not take is an error naming the options it does take.
+    manifest, ``trust=True`` for pickle, ``datasets=[...]`` or ``group=`` for HDF5); an option
+    the source does not take is an error naming the options it does take. ``FILE.h5:GROUP``
+    reads one group of an HDF5 file (``group="GROUP"``).
     """
-    path = os.fspath(path)
+    path, options = _split_group(os.fspath(path), options)
+    importer, source_class = _class_for(path)
+    _check_options(source_class, importer, options, path)
+    return _construct(source_class, importer, path, options)
+
+
+def open_sources(
+    sources: Mapping[str, SourcePath | RowSource] | Sequence[SourcePath | RowSource],
+    **options: Any,
+) -> JoinedSource:
+    """Several aligned inputs as the columns of one source (``JoinedSource``): a list (each
+    keeps its column names: ``X.npy``, ``y.npy`` -> ``X``, ``y``) or ``{name: input}`` (a
+    one-column input becomes column ``name``). Inputs are paths or open RowSources; each path
+    gets the ``options`` its importer takes, and an option no input takes is an error.
+
+    >>> src = open_sources({"x": "X.bcolz", "y": "y.bcolz"})   # doctest: +SKIP
+    """
+    named = isinstance(sources, Mapping)
+    items = list(sources.items()) if isinstance(sources, Mapping) else [(None, s) for s in sources]
+    if not items:
+        raise ValueError("no sources to join")
+    opened: list[RowSource] = []
+    parts: list[tuple[str | None, RowSource]] = []
+    used: set[str] = set()
+    try:
+        for name, item in items:
+            if isinstance(item, RowSource):
+                parts.append((name, item))
+                continue
+            path, wanted = _split_group(os.fspath(item), options)
+            importer, source_class = _class_for(path)
+            taken = _accepted(source_class)
+            given = wanted if taken is None else {k: v for k, v in wanted.items() if k in taken}
+            used.update(given)
+            source = _construct(source_class, importer, path, given)
+            opened.append(source)
+            parts.append((name, source))
+        unused = sorted(set(options) - used)
+        if unused:
+            raise BaleError(
+                f"option(s) {unused} apply to none of the inputs "
+                f"({', '.join(source.path for _, source in parts)})"
+            )
+        if named:
+            return JoinedSource({str(n): s for n, s in parts}, owned=opened)
+        return JoinedSource([s for _, s in parts], owned=opened)
+    except BaseException:
+        for source in opened:
+            source.close()
+        raise
+
+
+def _split_group(path: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``FILE.h5:GROUP`` -> (``FILE.h5``, options with ``group="GROUP"``)."""
+    if os.path.exists(path) or ":" not in path:
+        return path, options
+    base, _, group = path.rpartition(":")
+    if os.path.splitext(base)[1].lower() in (".h5", ".hdf5") and os.path.isfile(base) and group:
+        if "group" in options:
+            raise BaleError(f"the group is given twice: {path!r} and group={options['group']!r}")
+        return base, {**options, "group": group}
+    return path, options
+
+
+def _class_for(path: str) -> tuple[_Importer, type[RowSource]]:
     if not os.path.exists(path):
         raise BaleError(f"no such file or folder; bale pack reads {ACCEPTED}", path=path)
     importer = _importer_for(path)
-    source_class = _load(importer, path)
-    _check_options(source_class, importer, options, path)
+    return importer, _load(importer, path)
+
+
+def _construct(
+    source_class: type[RowSource], importer: _Importer, path: str, options: dict[str, Any]
+) -> RowSource:
     try:
         return source_class(path, **options)  # type: ignore[call-arg]
     except ImportError as exc:  # an optional library the importer loads when it opens a file
@@ -92,6 +165,9 @@ def _importer_for(path: str) -> _Importer:
                 "bale.pack_splits(root, out_dir) or `bale pack ROOT OUT_DIR/` (one file per split)",
                 path=path,
             )
+        problem = split_folder_problem(path)
+        if problem:
+            raise BaleError(problem, path=path)
         return _IMAGE_FOLDER
     importer = _BY_EXTENSION.get(extension)
     if importer is None:
@@ -132,13 +208,20 @@ def _load(importer: _Importer, path: str) -> type[RowSource]:
     return source_class
 
 
+def _accepted(source_class: type[RowSource]) -> list[str] | None:
+    """The options a source class takes (None: any, it has ``**options``)."""
+    parameters = list(inspect.signature(source_class).parameters.values())[1:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return [p.name for p in parameters]
+
+
 def _check_options(
     source_class: type[RowSource], importer: _Importer, options: dict[str, Any], path: str
 ) -> None:
-    parameters = list(inspect.signature(source_class).parameters.values())[1:]
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+    accepted = _accepted(source_class)
+    if accepted is None:
         return
-    accepted = [p.name for p in parameters]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise BaleError(

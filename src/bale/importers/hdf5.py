@@ -30,6 +30,7 @@ from bale.importers.columns import (
     field_columns,
     select_common_length,
 )
+from bale.importers.splits import is_split_name
 
 __all__ = ["Hdf5Source"]
 
@@ -108,26 +109,42 @@ class Hdf5Source(ArraySource):
     largest dataset and every other dataset with the same first dimension (the rest are listed
     under ``metadata["skipped"]``). Compound datasets give one column per field.
 
+    ``group="train"`` reads only that group: dataset paths are relative to it and so are the
+    column names (``x``, not ``train.x``). A file whose top-level groups are named like splits
+    (``train``, ``test``, ...) needs ``group=`` or ``datasets=``: packing one split silently
+    would drop the others. A 1-D string dataset named ``classes`` (or ``class_names``,
+    ``label_names``) that is not a column becomes ``metadata["classes"]``.
+
     Variable-length and fixed-length string datasets become string columns (decoded as UTF-8),
     variable-length uint8/int8 datasets and opaque datasets become bytes columns.
     """
 
-    def __init__(self, path: str | os.PathLike[str], datasets: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        datasets: Sequence[str] | None = None,
+        group: str | None = None,
+    ) -> None:
         self.path = os.fspath(path)
         if isinstance(datasets, str):
             datasets = [datasets]
         h5py = _h5py()
         self._file: Any = None
+        self._group = group.strip("/") if group else ""
         try:
             f = self._open()
+            top = _chosen_group(h5py, f, self._group, self.path)
+            prefix = f"{self._group}/" if self._group else ""
             found: dict[str, Any] = {}
 
             def visit(name: str, obj: Any) -> None:
                 if isinstance(obj, h5py.Dataset):
-                    found[name] = obj
+                    found[prefix + name] = obj
 
             if datasets is None:
-                f.visititems(visit)
+                if not self._group:
+                    _refuse_split_groups(h5py, f, self.path)
+                top.visititems(visit)
                 shapes = {n: tuple(d.shape) for n, d in found.items()}
                 nbytes = {
                     n: int(np.prod(d.shape, dtype=np.int64)) * d.dtype.itemsize
@@ -143,7 +160,7 @@ class Hdf5Source(ArraySource):
             else:
                 names, self._skipped = [], {}
                 for requested in datasets:
-                    key = requested.strip("/")
+                    key = prefix + requested.strip("/")
                     obj = f.get(key)
                     if not isinstance(obj, h5py.Dataset):
                         what = "a group" if obj is not None else "missing"
@@ -167,9 +184,11 @@ class Hdf5Source(ArraySource):
             self._num_rows = lengths[names[0]] if names else 0
             self._columns: dict[str, list[FieldColumn]] = {}
             self._info: dict[str, dict[str, Any]] = {}
+            self._classes = _class_names(h5py, f, top, names, self._skipped, prefix)
             for name in names:
                 dset = found[name]
-                cols = _dataset_columns(h5py, name.replace("/", "."), dset, self.path)
+                column = name.removeprefix(prefix).replace("/", ".")
+                cols = _dataset_columns(h5py, column, dset, self.path)
                 self._columns[name] = cols
                 self._info[name] = {
                     "dtype": _describe_dtype(h5py, dset.dtype),
@@ -207,6 +226,10 @@ class Hdf5Source(ArraySource):
             "file": os.path.basename(self.path),
             "datasets": {"/" + n: info for n, info in self._info.items()},
         }
+        if self._group:
+            out["group"] = "/" + self._group
+        if self._classes is not None:
+            out["classes"] = self._classes
         if self._file_attrs:
             out["attrs"] = self._file_attrs
         if self._skipped:
@@ -257,6 +280,85 @@ class Hdf5Source(ArraySource):
         state = self.__dict__.copy()
         state.update(_file=None, _readers={})
         return state
+
+
+def _chosen_group(h5py: Any, f: Any, group: str, path: str) -> Any:
+    """The group datasets are read from: the file, or ``group`` (a SchemaError listing the
+    file's groups when it is not one)."""
+    if not group:
+        return f
+    obj = f.get(group)
+    if isinstance(obj, h5py.Group):
+        return obj
+    groups: list[str] = []
+    f.visititems(lambda n, o: groups.append("/" + n) if isinstance(o, h5py.Group) else None)
+    what = "a dataset" if obj is not None else "missing"
+    raise SchemaError(
+        f"group {group!r} is {what}; the file's groups are {groups[:20] or 'none'}", path=path
+    )
+
+
+def _refuse_split_groups(h5py: Any, f: Any, path: str) -> None:
+    """Two or more top-level groups named like splits (``train``, ``test``...) holding datasets:
+    packing the largest alone would silently drop the others, so ask which one."""
+    splits = [
+        name
+        for name, obj in f.items()
+        if isinstance(obj, h5py.Group) and is_split_name(name) and _holds_rows(h5py, obj)
+    ]
+    if len(splits) < 2:
+        return
+    name = os.path.basename(path)
+    commands = "; ".join(f"`bale pack {name}:{s} {s}.bale`" for s in splits)
+    raise SchemaError(
+        f"the file holds the splits {splits} as groups: pack one at a time, each into its own "
+        f"file: {commands} (in Python group={splits[0]!r}, or datasets=[...] to choose "
+        "datasets yourself)",
+        path=path,
+    )
+
+
+def _holds_rows(h5py: Any, group: Any) -> bool:
+    found: list[str] = []
+
+    def visit(name: str, obj: Any) -> bool | None:
+        if isinstance(obj, h5py.Dataset) and obj.ndim >= 1:
+            found.append(name)
+            return True  # stops the walk
+        return None
+
+    group.visititems(visit)
+    return bool(found)
+
+
+_CLASS_NAMES = ("classes", "class_names", "label_names")
+_MAX_CLASSES = 1 << 20
+
+
+def _class_names(
+    h5py: Any, f: Any, top: Any, columns: list[str], skipped: dict[str, list[int]], prefix: str
+) -> list[str] | None:
+    """The class names from a 1-D string/bytes dataset named ``classes`` (``class_names``,
+    ``label_names``) in the chosen group or at the file's root that is not a column; it is
+    taken out of ``skipped``."""
+    for where, base in ((top, prefix), (f, "")):
+        for name in _CLASS_NAMES:
+            obj = where.get(name)
+            key = base + name
+            if not isinstance(obj, h5py.Dataset) or key in columns or obj.ndim != 1:
+                continue
+            if obj.shape[0] > _MAX_CLASSES:
+                continue
+            is_text = h5py.check_string_dtype(obj.dtype) is not None
+            if not (is_text or obj.dtype.kind in "SU"):
+                continue
+            values = obj.asstr()[:] if is_text else obj[:]
+            names = [
+                v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values
+            ]
+            skipped.pop(key, None)
+            return names
+    return None
 
 
 def _describe_dtype(h5py: Any, dtype: np.dtype[Any]) -> str:

@@ -16,6 +16,17 @@ import numpy as np
 
 from bale.errors import BaleError
 from bale.importers.image_files import SHOWN, ImageFilesSource, ResizeMode
+from bale.importers.splits import SPLIT_NAMES, is_split_name
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "SPLIT_NAMES",
+    "ImageFolderSource",
+    "class_folders",
+    "find_splits",
+    "split_classes",
+    "split_folder_problem",
+]
 
 #: File name endings read as images (case-insensitive): whatever Pillow or simplejpeg decodes.
 IMAGE_EXTENSIONS: tuple[str, ...] = (
@@ -30,8 +41,6 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".ppm",
     ".pgm",
 )
-#: Folder names that make a root a split root (train/ plus at least one other).
-SPLIT_NAMES: tuple[str, ...] = ("train", "valid", "val", "validation", "test")
 
 
 class ImageFolderSource(ImageFilesSource):
@@ -170,15 +179,43 @@ def _check_names(root: str, files: list[str]) -> None:
 
 
 def find_splits(root: str | os.PathLike[str]) -> dict[str, str]:
-    """``{split: folder}`` when ``root`` holds split folders (``train/`` and at least one of
-    ``valid/``, ``val/``, ``validation/``, ``test/``, and no other folders); else ``{}``."""
+    """``{split: folder}`` when ``root`` holds split folders (two or more, all named like
+    splits: ``train/`` and ``valid/``, ``val/``, ``test/``, ``test_stg1/``, ...; no other
+    folders); else ``{}``."""
     root = os.fspath(root)
     if not os.path.isdir(root):
         return {}
     folders = class_folders(root)
-    if "train" not in folders or len(folders) < 2 or not set(folders) <= set(SPLIT_NAMES):
+    if len(folders) < 2 or not all(is_split_name(f) for f in folders):
         return {}
     return {name: os.path.join(root, name) for name in folders}
+
+
+def split_folder_problem(root: str | os.PathLike[str]) -> str | None:
+    """Why ``root`` cannot be packed as one image folder although some of its folders are
+    named like splits (None when none is, or when it is a split root): a lone ``train/`` would
+    become one class named "train", and ``train/`` beside ``cat/`` a class among classes."""
+    root = os.fspath(root)
+    folders = class_folders(root)
+    splits = [f for f in folders if is_split_name(f)]
+    if not splits or find_splits(root):
+        return None
+    example = os.path.join(root, splits[0])
+    pack_one = f"`bale pack {example} {splits[0]}.bale` (bale.pack({example!r}, ...))"
+    if len(folders) == 1:
+        return (
+            f"holds only the split folder {splits[0]}/, whose sub-folders are the classes; "
+            f"packing it as it is would make one class named {splits[0]!r}. Pack the split "
+            f"itself: {pack_one}"
+        )
+    others = [f for f in folders if f not in splits]
+    return (
+        f"folders {splits} are named like dataset splits but sit beside {others[:SHOWN]}, "
+        f"named like classes. Pack a split itself ({pack_one}); or keep only split folders "
+        "here (train/, valid/, test/, test_*/) and `bale pack ROOT OUT_DIR/` writes one file "
+        "per split; classes really named like splits can be packed from Python with "
+        "ImageFolderSource(root)"
+    )
 
 
 def split_classes(splits: Mapping[str, str]) -> list[str]:

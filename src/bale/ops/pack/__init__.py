@@ -19,7 +19,7 @@ import inspect
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from bale._core.defaults import DEFAULT_ROW_GROUP_BYTES
 from bale._core.shuffle import shuffle_keys
 from bale.codecs import Codec
 from bale.errors import BaleError, TargetExistsError
-from bale.importers import open_source
+from bale.importers import open_source, open_sources
 from bale.importers.base import RowSource, SkippedRow
 from bale.importers.image_folder import ImageFolderSource, find_splits, split_classes
 from bale.io.remote_url import is_remote, redact_url
@@ -98,8 +98,11 @@ class PackReport:
         return "\n".join(lines)
 
 
+PackInput = RowSource | str | os.PathLike[str]
+
+
 def pack(
-    source: RowSource | str | os.PathLike[str],
+    source: PackInput | Sequence[PackInput] | Mapping[str, PackInput],
     out: str | os.PathLike[str],
     *,
     shuffle: bool = True,
@@ -121,9 +124,14 @@ def pack(
 ) -> PackReport:
     """Write every row of ``source`` (a RowSource, or a path given to ``open_source`` with
     ``source_options``) to the new file ``out``, shuffled with ``seed`` unless ``shuffle=False``.
+    A list of inputs, or ``{column: input}``, joins aligned inputs as the columns of one file
+    (``open_sources``: equal lengths, shuffled together). A source with no rows gives a file
+    with its columns and no rows.
 
     >>> bale.pack("photos/", "photos.bale")                      # doctest: +SKIP
     >>> bale.pack("train.h5", "train.bale", datasets=["x", "y"])  # doctest: +SKIP
+    >>> bale.pack("data.h5:train", "train.bale")                  # one group  # doctest: +SKIP
+    >>> bale.pack({"x": "X.bcolz", "y": "y.bcolz"}, "xy.bale")    # doctest: +SKIP
 
     - ``codecs``: None (bale's defaults), ``"auto"`` (measured by ``bale.measure.advisor`` on the first
       rows, for ``codec_goal``), one spec for every column (``"zstd:3"``), or ``{column: spec}``
@@ -180,7 +188,11 @@ def pack(
                 f"{type(source).__name__} is already open"
             )
         return _pack(source, os.fspath(out), settings)
-    with open_source(source, **source_options) as opened:
+    if isinstance(source, (str, os.PathLike)):
+        opened = open_source(source, **source_options)
+    else:
+        opened = open_sources(source, **source_options)
+    with opened:
         return _pack(opened, os.fspath(out), settings)
 
 
@@ -250,8 +262,6 @@ def _pack(source: RowSource, out: str, settings: PackSettings) -> PackReport:
             raise BaleError(f"the output folder {folder!r} does not exist", path=out)
     _check_target(out, settings.overwrite, settings.storage_options)
     n = source.num_rows
-    if n == 0:
-        raise BaleError("the source has no rows", path=source.path)
     if not settings.shuffle:
         method = None
     elif source.random_access:
@@ -260,20 +270,10 @@ def _pack(source: RowSource, out: str, settings: PackSettings) -> PackReport:
         method = "buckets"
     output = PackOutput(source, out, settings, method)
     try:
-        with _reader(source, settings) as reader:
-            rows_per_task = task_rows(source, settings.memory_budget, reader.in_flight)
-            if method is None:
-                with Progress(settings.progress, n, "packing") as bar:
-                    for batch in reader.read(row_ranges(n, rows_per_task)):
-                        output.add(batch, bar)
-            elif method == "permuted reads":
-                order = np.argsort(shuffle_keys(np.arange(n), settings.seed))
-                chunks = (order[a : a + rows_per_task] for a in range(0, n, rows_per_task))
-                with Progress(settings.progress, n, "packing") as bar:
-                    for batch in reader.take(chunks):
-                        output.add(batch, bar)
-            else:
-                bucket_shuffle(source, reader, output, settings, rows_per_task)
+        if n == 0:  # an empty source: a file with its columns and no rows
+            output.start_empty()
+        else:
+            _read_into(source, output, settings, method)
         output.close()
     except BaseException:
         output.abort()
@@ -290,6 +290,27 @@ def _pack(source: RowSource, out: str, settings: PackSettings) -> PackReport:
         shuffled=settings.shuffle,
         seed=settings.seed if settings.shuffle else None,
     )
+
+
+def _read_into(
+    source: RowSource, output: PackOutput, settings: PackSettings, method: str | None
+) -> None:
+    """Every row of ``source`` into ``output``, in the order ``method`` makes."""
+    n = source.num_rows
+    with _reader(source, settings) as reader:
+        rows_per_task = task_rows(source, settings.memory_budget, reader.in_flight)
+        if method is None:
+            with Progress(settings.progress, n, "packing") as bar:
+                for batch in reader.read(row_ranges(n, rows_per_task)):
+                    output.add(batch, bar)
+        elif method == "permuted reads":
+            order = np.argsort(shuffle_keys(np.arange(n), settings.seed))
+            chunks = (order[a : a + rows_per_task] for a in range(0, n, rows_per_task))
+            with Progress(settings.progress, n, "packing") as bar:
+                for batch in reader.take(chunks):
+                    output.add(batch, bar)
+        else:
+            bucket_shuffle(source, reader, output, settings, rows_per_task)
 
 
 def _reader(source: RowSource, settings: PackSettings) -> SourceReader:

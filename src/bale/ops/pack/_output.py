@@ -72,23 +72,34 @@ class PackOutput:
     def start(self, batch: SourceBatch) -> dict[str, ColumnType]:
         """Create the file from the first non-empty batch; return the columns' types."""
         if self.types is None:
-            self.types = _types_of(self.source, batch.columns)
-            metadata = {
-                **self.source.metadata,
-                **self.settings.metadata,
-                "bale.pack": self.info,
-            }
-            self.writer = Writer(
-                self.out,
-                self.types,
-                overwrite=self.settings.overwrite,
-                codecs=_codecs(self.settings, batch.columns, list(self.types)),
-                metadata=metadata,
-                row_group_bytes=self.settings.row_group_bytes,
-                random_access=self.settings.random_access,
-                storage_options=self.settings.storage_options,
+            self._create(_types_of(self.source, batch.columns), batch.columns)
+        return self.types  # type: ignore[return-value]  # set by _create
+
+    def start_empty(self) -> None:
+        """Create the file of a source with no rows, from the columns' types it knows."""
+        known = self.source.column_types
+        if not known:
+            raise BaleError(
+                "the source has no rows, and without rows the types of its columns cannot be "
+                "told (arrays of Python objects hold str or bytes); write the empty file with "
+                "bale.Writer(path, schema) instead",
+                path=self.source.path,
             )
-        return self.types
+        self._create(dict(known), {})
+
+    def _create(self, types: dict[str, ColumnType], sample: Mapping[str, Any]) -> None:
+        self.types = types
+        metadata = {**self.source.metadata, **self.settings.metadata, "bale.pack": self.info}
+        self.writer = Writer(
+            self.out,
+            types,
+            overwrite=self.settings.overwrite,
+            codecs=_codecs(self.settings, sample, list(types)),
+            metadata=metadata,
+            row_group_bytes=self.settings.row_group_bytes,
+            random_access=self.settings.random_access,
+            storage_options=self.settings.storage_options,
+        )
 
     def add(self, batch: SourceBatch, bar: Progress) -> None:
         """Skip-check and write a batch already in output order."""
@@ -158,7 +169,9 @@ def _codecs(
     if unknown:
         raise SchemaError(f"codecs given for unknown columns {unknown}; columns are {names}")
     chosen: dict[str, CodecChoice] = {}
-    if default == "auto":
+    if default == "auto" and not sample:
+        pass  # no rows to measure (an empty source): bale's default codecs
+    elif default == "auto":
         try:
             from bale.measure.advisor import recommend_codecs
         except ImportError as exc:
