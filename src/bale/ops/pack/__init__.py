@@ -202,7 +202,7 @@ def pack_splits(
     **options: Any,
 ) -> dict[str, PackReport]:
     """Pack each split folder of ``root`` (``train/``, ``valid/``|``val/``|``validation/``,
-    ``test/``) into ``out_dir/<split>.bale``, with one class list for all splits (the union of
+    ``test/``, ``test_stg1/``...: two or more, all named like splits) into ``out_dir/<split>.bale``, with one class list for all splits (the union of
     their class folders, sorted). A split without class folders is unlabeled: its file has no
     ``label`` column (its metadata still lists the classes).
 
@@ -218,8 +218,8 @@ def pack_splits(
     splits = find_splits(root)
     if not splits:
         raise BaleError(
-            "no split folders: expected train/ and at least one of valid/, val/, validation/, "
-            "test/ (and no other folders)",
+            "no split folders: expected two or more folders, all named like splits (train/, "
+            "valid/, val/, validation/, dev/, test/, test_*/, ...) and no other folders",
             path=root,
         )
     pack_names = {
