@@ -1,0 +1,136 @@
+"""The format's stability rules (issue 14, item 16; docs/FORMAT.md) that need no golden file: bool
+bytes other than 0 and 1, reserved fields, unknown codecs in blocks of no bytes. The golden files
+of tests/golden/v1_rules pin the others."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bale
+from bale._core.dataset import reader_of
+from bale.codecs import UnsupportedCodec, codec_from_config, stored_codec
+from bale.errors import CodecError, UnsupportedFeatureError
+from bale.format.constants import TRAILER_SIZE
+from tests.format.crafting import Footer, craft_footer
+
+ROWS = 64
+BYTES = np.array([0, 1, 2, 255, 0, 128, 1, 7], "uint8")
+
+
+def _bool_file(path: Path, codec: str, **options: int) -> np.ndarray:
+    """A file whose column "flag" holds bytes other than 0 and 1 under dtype bool (written as
+    uint8, then relabelled in the footer: a crafted file), and what a reader must return."""
+    stored = np.resize(BYTES, (ROWS, 4))
+    bale.write(path, {"flag": stored, "n": np.arange(ROWS)}, codecs={"flag": codec}, **options)
+
+    def relabel(footer: Footer) -> None:
+        footer.info["schema"][0]["dtype"] = "bool"
+
+    craft_footer(path, relabel)
+    return stored != 0
+
+
+@pytest.mark.parametrize(
+    ("codec", "options"),
+    [
+        ("none", {}),  # mapped: rows gathered from the file's mapping
+        ("zstd", {}),  # decoded blocks
+        ("lz4", {"row_group_rows": 7}),
+        ("none", {"segment_bytes": 64}),  # segmented: single rows read frame by frame
+        ("zstd", {"segment_bytes": 64}),
+    ],
+    ids=["none_mapped", "zstd", "lz4_groups", "none_frames", "zstd_frames"],
+)
+def test_bool_bytes_other_than_0_and_1_read_as_true(
+    tmp_path: Path, codec: str, options: dict[str, int]
+) -> None:
+    """Format rule 7: any non-zero byte of a bool is True, and what a reader returns holds only 0
+    and 1 (NumPy's bools are undefined for other bytes: ``x == True`` and sums went wrong)."""
+    path = tmp_path / "flags.bale"
+    expected = _bool_file(path, codec, **options)
+    with bale.open(path) as ds:
+        if codec == "none" and not options:
+            assert reader_of(ds).mapped_column("flag") is not None
+        n = len(ds)
+        reads = [
+            ds.read(columns=["flag"])["flag"],
+            ds.take(np.arange(n)[::-1], ["flag"])["flag"][::-1],
+            np.stack([ds.row(i, ["flag"])["flag"] for i in range(n)]),
+            np.concatenate([g["flag"] for g in ds.iter_row_groups(["flag"])]),
+            np.stack([ds.take([i], ["flag"])["flag"][0] for i in range(n)]),
+        ]
+        for got in reads:
+            assert got.dtype == np.bool_
+            assert int(got.view(np.uint8).max()) == 1
+            np.testing.assert_array_equal(got, expected)
+            assert int(got.sum()) == int(expected.sum())
+
+
+def test_reserved_fields_are_ignored(tmp_path: Path) -> None:
+    """Format rule 7: the block table's and the trailer's reserved u32 may be non-zero (a later
+    minor may use them); readers ignore them."""
+    path = tmp_path / "reserved.bale"
+    data = {"x": np.arange(30, dtype="float32"), "b": [b"%d" % i for i in range(30)]}
+    bale.write(path, data, row_group_rows=10)
+
+    def change(footer: Footer) -> None:
+        footer.blocks["reserved"] = 0xDEADBEEF
+        footer.reserved = 12345
+
+    craft_footer(path, change)
+    raw = path.read_bytes()
+    assert struct.unpack_from("<I", raw, len(raw) - TRAILER_SIZE + 28) == (12345,)
+    with bale.open(path) as ds:
+        got = ds.read()
+    np.testing.assert_array_equal(got["x"], data["x"])
+    assert got["b"] == data["b"]
+
+
+def test_unknown_codec_in_blocks_of_no_bytes_reads(tmp_path: Path) -> None:
+    """Format rule 5: a zero-size block needs no decoding, whatever its codec, known or not."""
+    path = tmp_path / "empty.bale"
+    bale.write(path, {"e": np.zeros((20, 0), "int16"), "n": np.arange(20)}, row_group_rows=8)
+
+    def change(footer: Footer) -> None:
+        footer.info["codecs"].append({"id": "zfp-9"})
+        footer.blocks["codec"][:, 0] = len(footer.info["codecs"]) - 1
+
+    craft_footer(path, change)
+    with bale.open(path) as ds:
+        assert ds.read()["e"].shape == (20, 0)
+        assert ds[5]["e"].shape == (0,)
+
+
+def test_unknown_codec_opens_and_raises_on_decode(tmp_path: Path) -> None:
+    path = tmp_path / "zfp.bale"
+    bale.write(path, {"x": np.arange(20.0), "n": np.arange(20)}, codecs={"x": "lz4"})
+
+    def change(footer: Footer) -> None:
+        footer.info["codecs"][footer.blocks["codec"][0, 0]] = {"id": "zfp-9", "rate": 4}
+
+    craft_footer(path, change)
+    with bale.open(path) as ds:
+        np.testing.assert_array_equal(ds.read(columns=["n"])["n"], np.arange(20))
+        with pytest.raises(UnsupportedFeatureError, match="unknown codec 'zfp-9'") as info:
+            ds.take([3], ["x"])
+        assert info.value.column == "x" and info.value.rows == (0, 20)
+
+
+def test_stored_codec_gives_a_stand_in_for_unknown_ids_only() -> None:
+    codec = stored_codec({"id": "zfp-9", "rate": 4})
+    assert isinstance(codec, UnsupportedCodec)
+    assert codec.config() == {"id": "zfp-9", "rate": 4}
+    with pytest.raises(UnsupportedFeatureError, match="zfp-9"):
+        codec.decode(memoryview(b"x"), 1)
+    assert stored_codec({"id": "zstd", "level": 3, "zz_new": 1}) == codec_from_config(
+        {"id": "zstd", "level": 3}
+    )
+    for bad in ({"id": ""}, {"id": 3}, {}, ["zstd"], "zstd"):
+        with pytest.raises(CodecError):
+            stored_codec(bad)
+    with pytest.raises(CodecError, match="unknown codec id"):  # writing still refuses them
+        codec_from_config({"id": "zfp-9"})
