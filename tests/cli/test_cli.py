@@ -51,7 +51,7 @@ def test_info_describes_rows_columns_codecs_and_metadata(
         "jpeg",
         "caption",
         "string",
-        '"classes"',
+        'classes: ["cat", "dog"]',
     ):
         assert expected in out
     assert "none" in out  # JPEG-looking bytes are stored uncompressed
