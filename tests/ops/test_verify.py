@@ -332,3 +332,29 @@ def test_report_json_and_errors(tmp_path: Path) -> None:
     assert problem["rows"] == [0, 8] and "expected magic b'BGRP'" in problem["message"]
     assert isinstance(report.problems[0], CorruptFileError)
     json.dumps(out)
+
+
+def test_groups_too_large_for_one_read_are_checked_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group over GROUP_READ_BYTES is read record, blocks and padding apart: same findings."""
+    path = tmp_path / "a.bale"
+    small_file(path)
+    data = bytearray(path.read_bytes())
+    offsets = group_offsets(path)
+    data[offsets[0] + 20] ^= 0x01  # group 0's JSON
+    with bale.open(path) as ds:
+        record = ds.index.blocks[1, 0]
+        end = int(ds.index.groups[2]["offset"] + ds.index.groups[2]["length"])
+    data[int(record["offset"])] ^= 0x01  # group 1's first block
+    data[end - 1] = 9  # group 2's padding
+    path.write_bytes(bytes(data))
+    whole = verify(path, deep=True).summary()
+    monkeypatch.setattr("bale.ops.verify.GROUP_READ_BYTES", 0)
+    apart = verify(path, deep=True)
+    assert apart.summary() == whole
+    assert [(f.part, f.group) for f in apart.findings] == [
+        ("row group", 0),
+        ("block", 1),
+        ("row group", 2),
+    ]
