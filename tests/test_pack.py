@@ -749,3 +749,13 @@ def test_the_legacy_md_loop_works_verbatim(tmp_path: Path, monkeypatch: pytest.M
             assert list(ds.schema.names) == ["old_images"]
         shutil.rmtree(tmp_path / "old_images.bcolz")
         os.unlink(tmp_path / "train.bale")
+
+
+def test_packing_a_bale_file_points_to_recompress(tmp_path: Path) -> None:
+    """Issue 15 item 14: `bale pack feats.bale new.bale --codec ...` said it could not tell what
+    '.bale' holds; it now says to use `bale recompress`."""
+    src = tmp_path / "feats.bale"
+    bale.write(src, {"x": np.arange(10, dtype=np.float32)})
+    with pytest.raises(bale.BaleError, match=r"already a \.bale file.*bale recompress") as info:
+        bale.pack(src, tmp_path / "new.bale")
+    assert str(src) in str(info.value)

@@ -170,6 +170,13 @@ def _importer_for(path: str) -> _Importer:
             raise BaleError(problem, path=path)
         return _IMAGE_FOLDER
     importer = _BY_EXTENSION.get(extension)
+    if importer is None and extension == ".bale":
+        raise BaleError(
+            f"is already a .bale file: bale pack reads {ACCEPTED}. To write it again with other "
+            f"codecs run `bale recompress {path} OUT --codec auto` (the codecs `bale codecs` "
+            "recommends), or --codec CODEC / COLUMN=CODEC; see `bale recompress --help`",
+            path=path,
+        )
     if importer is None:
         raise BaleError(
             f"cannot tell what {extension or 'this file'!r} holds; bale pack reads {ACCEPTED}",
