@@ -65,6 +65,10 @@ class SpecError(ValueError):
     """The file breaks a rule of FORMAT.md (the message says which)."""
 
 
+class UnsupportedVersion(SpecError):
+    """The file has a major version this reader (format 1) does not know."""
+
+
 def xxh3(data: bytes | bytearray | memoryview) -> int:
     return xxhash.xxh3_64_intdigest(data)
 
@@ -261,7 +265,8 @@ def read(path: str | Path) -> BaleFile:
     require(len(data) >= 24 + TRAILER_SIZE, "file too short")
     magic, major, minor, hlen, hsum = struct.unpack_from("<8sHHIQ", data, 0)
     require(magic == FILE_MAGIC, "bad file magic")
-    require(major == 1, f"unknown major version {major}")
+    if major != 1:
+        raise UnsupportedVersion(f"unknown major version {major} in the header")
     header_json = data[24 : 24 + hlen]
     require(xxh3(header_json) == hsum, "header JSON checksum")
     header = parse_json(header_json)
@@ -271,6 +276,8 @@ def read(path: str | Path) -> BaleFile:
     t = len(data) - TRAILER_SIZE
     foff, flen, fsum, tmajor, tminor, _reserved, tmagic = struct.unpack_from("<QQQHHI8s", data, t)
     require(tmagic == TRAILER_MAGIC, "bad trailer magic")
+    if tmajor != 1:
+        raise UnsupportedVersion(f"unknown major version {tmajor} in the trailer")
     require(tmajor == major, "header and trailer majors differ")
     require(minor <= tminor, "header minor newer than the trailer's")
     require(foff + flen == t and foff % ALIGNMENT == 0, "footer does not end at the trailer")
@@ -280,6 +287,9 @@ def read(path: str | Path) -> BaleFile:
     footer_json = footer_bytes[16 : 16 + jlen]
     require(xxh3(footer_json) == jsum, "footer JSON checksum")
     footer = parse_json(footer_json)
+    # An unknown major anywhere is refused first; then the three fields must agree.
+    if footer["format_version"][0] != 1:
+        raise UnsupportedVersion(f"unknown major version in the footer {footer['format_version']}")
     require(footer["format_version"] == [tmajor, tminor], "footer and trailer versions differ")
 
     columns = [
@@ -335,8 +345,10 @@ def read(path: str | Path) -> BaleFile:
             b = blocks[g, p]
             codec = footer["codecs"][int(b["codec"])]
             off, stored_size, raw_size = int(b["offset"]), int(b["stored"]), int(b["raw"])
+            entry = gj["blocks"][p]
+            known = ("offset", "stored_size", "raw_size", "checksum", "codec")
             require(
-                gj["blocks"][p]
+                {key: entry.get(key) for key in known}  # later minors may add keys
                 == {
                     "offset": off - data_start,
                     "stored_size": stored_size,

@@ -268,3 +268,45 @@ def test_constants_and_names_in_format_md_are_bale_s() -> None:
     for name, dtype in DTYPES_BY_NAME.items():
         assert dtype.itemsize == REFERENCE.ITEMSIZE[name], name
         assert f"`{name}`" in text, name
+
+
+# -- the stability rules' golden files, read by both readers -------------------------------------
+
+RULES = HERE / "v1_rules"
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in RULES.glob("*.bale")) if RULES.is_dir() else []
+)
+def test_reference_reader_follows_the_rules_as_bale_does(name: str) -> None:
+    """The golden files of FORMAT.md's stability rules (version fields, unknown keys, codecs,
+    dtypes and kinds, bytes after the block table, zero-size blocks): the reader written from
+    FORMAT.md refuses what bale refuses, as the same kind of error, reads what bale reads and
+    decodes the same values, column by column."""
+    from bale.errors import CorruptFileError, UnsupportedFeatureError, UnsupportedVersionError
+
+    spec = _load("golden_spec")
+    path = RULES / name
+    try:
+        ds = bale.open(path)
+    except UnsupportedVersionError:
+        with pytest.raises(REFERENCE.UnsupportedVersion):
+            REFERENCE.read(path)
+        return
+    except CorruptFileError:
+        with pytest.raises(REFERENCE.SpecError) as info:
+            REFERENCE.read(path)
+        assert not isinstance(info.value, REFERENCE.UnsupportedVersion)
+        return
+    ref = REFERENCE.read(path)
+    with ds:
+        assert [c.name for c in ref.columns] == ds.schema.names
+        assert ref.num_rows == len(ds)
+        for column in ds.schema:
+            unsupported = next(c for c in ref.columns if c.name == column.name).unsupported
+            if unsupported:
+                with pytest.raises(UnsupportedFeatureError):
+                    ds.read(columns=[column.name])
+                continue
+            got = ds.read(columns=[column.name])[column.name]
+            assert ref.value_hash(column.name) == spec.value_hash(column.type, got), column.name
