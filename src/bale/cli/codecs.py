@@ -14,8 +14,10 @@ from bale.cli._command import (
     Subcommands,
     add_columns_option,
     add_json_flag,
+    add_quiet_flag,
     add_storage_option,
     reading,
+    show_progress,
     shown,
     storage_options,
 )
@@ -43,9 +45,12 @@ def add_codecs_command(commands: Subcommands) -> None:
         "codecs on one thread, and print per column: ratio, compress and decompress speed "
         "(MB/s of raw data per core), the recommended codec and why. Goals: smallest = best "
         "ratio decoding at >= 100 MB/s; balanced = best ratio decoding at >= 300 MB/s and "
-        "compressing at >= 100 MB/s (within 2%: the faster decoder); fastest = fastest decoder "
-        "within 10% of the best ratio. balanced and fastest store data as is when no codec "
-        "saves 5%. A URL (s3://, gs://, az://, https://, ...) is read as a .bale file: see "
+        "compressing at >= 100 MB/s (within 2%: the faster decoder); fastest = the codec that "
+        "compresses and decodes fastest together, within 10% of the best ratio (or 1% of the "
+        "raw size). balanced and fastest store data as is when no codec saves 5%. A column "
+        "under 1% of each row's bytes (labels, paths beside images) is tiny: it keeps bale's "
+        "default, in one line. A URL (s3://, gs://, az://, https://, ...) is read as a .bale "
+        "file: see "
         "--storage-option. See docs/CODECS.md.",
     )
     parser.add_argument("source", help="a .bale file or URL, or a source `bale pack` reads")
@@ -79,6 +84,7 @@ def add_codecs_command(commands: Subcommands) -> None:
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per codec (median)")
     add_json_flag(parser)
+    add_quiet_flag(parser)
     parser.set_defaults(run=run_codecs)
 
 
@@ -90,7 +96,11 @@ def run_codecs(args: argparse.Namespace) -> int:
     with reading(args.source):
         sample, where = _read_sample(args.source, args.columns, max_bytes, options)
     report = measure_codecs(
-        sample, candidates=args.candidates, repeats=args.repeats, thorough=args.thorough
+        sample,
+        candidates=args.candidates,
+        repeats=args.repeats,
+        thorough=args.thorough,
+        progress=show_progress(args),
     )
     if args.json:
         out = report.to_dict(args.goal, args.read_rate)
@@ -154,6 +164,8 @@ def _text(
 
 
 def _column_lines(column: ColumnReport, goal: Any, read_rate: float | None) -> list[str]:
+    if column.tiny:
+        return [f"{column.name}: {column.reason(goal, read_rate)}"]
     choice = column.choose(goal, read_rate)
     lines = [
         f"{column.name}: {column.description}; {column.rows:,} rows, "

@@ -23,11 +23,17 @@ a floor of F MB/s when it decodes at F x s MB/s, so a small label column is not 
 speed of the images beside it (its per-call overhead costs little per row).
 
 - ``"smallest"``: the best ratio among codecs decoding at >= 100 MB/s.
-- ``"balanced"``: the best ratio among codecs decoding at >= 300 MB/s and compressing at
-  >= 100 MB/s, ratios within 2% of it counting as equal (then the faster decoder wins);
-  ``none`` when no codec saves 5% (best ratio below 1.05).
-- ``"fastest"``: the fastest decoder among codecs within 10% of the best ratio; ``none`` when no
-  codec saves 5%.
+- ``"balanced"``: the best ratio among codecs decoding at >= 300 MB/s (per row) and compressing
+  at >= 100 MB/s (the codec's own speed, not scaled per row: the advice never recommends a
+  codec compressing slower than it says), ratios within 2% of it counting as equal (then the
+  faster decoder wins); ``none`` when no codec saves 5% (best ratio below 1.05).
+- ``"fastest"``: the codec with the highest write-and-read throughput (one compression and one
+  decoding, ``write_read_mbps``) among codecs within 10% of the best ratio or storing at most 1%
+  of the raw size more than it; ``none`` when no codec saves 5%.
+
+A column holding under 1% of each row's raw bytes (``TINY_COLUMN_SHARE``: labels, paths beside
+images) is tiny: unless candidates are named for it, only bale's default is measured, every goal
+keeps it, and ``recommend`` leaves it out (the Writer applies the default).
 
 ``none`` (stored as is: no work to write or read) is always measured and is the fallback.
 """
@@ -40,13 +46,17 @@ from bale.measure.codec_report import (
     BALANCED_MIN_DECODE_MBPS,
     BALANCED_RATIO_TIE,
     FASTEST_RATIO_SLACK,
+    FASTEST_SIZE_SLACK,
     GOALS,
     SMALLEST_MIN_DECODE_MBPS,
+    TINY_COLUMN_SHARE,
     WORTH_COMPRESSING,
     AdvisorReport,
     CodecResult,
     ColumnReport,
     Goal,
+    near_best_ratio,
+    write_read_mbps,
 )
 from bale.measure.machine import describe_machine
 from bale.measure.sampling import DEFAULT_SAMPLE_BYTES, sample_file, sample_source
@@ -57,8 +67,10 @@ __all__ = [
     "BALANCED_RATIO_TIE",
     "DEFAULT_SAMPLE_BYTES",
     "FASTEST_RATIO_SLACK",
+    "FASTEST_SIZE_SLACK",
     "GOALS",
     "SMALLEST_MIN_DECODE_MBPS",
+    "TINY_COLUMN_SHARE",
     "WORTH_COMPRESSING",
     "AdvisorReport",
     "CodecResult",
@@ -67,7 +79,9 @@ __all__ = [
     "candidate_codecs",
     "describe_machine",
     "measure_codecs",
+    "near_best_ratio",
     "recommend_codecs",
     "sample_file",
     "sample_source",
+    "write_read_mbps",
 ]

@@ -9,7 +9,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
@@ -27,12 +27,20 @@ from bale._core.encode import (
     sniff_rows,
     written_codec,
 )
+from bale._progress import Progress
 from bale.codecs import Codec, NoCompression, codec_spec, parse_codec
 from bale.codecs.framing import decode_block
 from bale.errors import BaleError, CodecError, CorruptFileError
 from bale.format.constants import DEFAULT_SEGMENT_BYTES
 from bale.format.schema import Array, Bytes, ColumnType
-from bale.measure.codec_report import GOALS, AdvisorReport, CodecResult, ColumnReport, Goal
+from bale.measure.codec_report import (
+    GOALS,
+    TINY_COLUMN_SHARE,
+    AdvisorReport,
+    CodecResult,
+    ColumnReport,
+    Goal,
+)
 from bale.measure.codec_words import describe_column
 from bale.measure.machine import describe_machine
 from bale.measure.sampling import DEFAULT_SAMPLE_BYTES
@@ -66,6 +74,7 @@ def measure_codecs(
     thorough: bool = False,
     row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
     max_bytes: int = DEFAULT_SAMPLE_BYTES,
+    progress: bool = False,
 ) -> AdvisorReport:
     """Measure codecs on each column of ``samples`` (a batch as given to ``Writer.write``).
 
@@ -74,36 +83,54 @@ def measure_codecs(
     ``none`` is always measured. ``threads`` measures that many columns at once (each codec
     still runs on one thread). Each column is cut into row groups of about ``row_group_bytes``
     as the Writer would; above ``max_bytes`` of a column, evenly spread groups are kept.
+    A column holding less than ``TINY_COLUMN_SHARE`` (1%) of each row's raw bytes (a label
+    beside images) is tiny: unless ``candidates`` name codecs for it, only bale's default is
+    measured, and every goal keeps it. ``progress``: a bar on a terminal, one step per codec.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     started = time.perf_counter()
     columns = _prepare(samples, row_group_bytes, max_bytes)
+    plans = {
+        name: _plan(name, prepared, candidates, thorough) for name, prepared in columns.items()
+    }
+    total = sum(1 if plan.tiny else len(plan.specs) + 1 for plan in plans.values())
 
-    def run(item: tuple[str, _Prepared]) -> ColumnReport:
-        name, prepared = item
-        if candidates is None:
-            specs, explicit = (
-                candidate_codecs(prepared.type, prepared.sniff, thorough=thorough),
-                False,
+    with Progress(progress, total, "measuring codecs", unit="codecs") as bar:
+
+        def run(item: tuple[str, _Prepared]) -> ColumnReport:
+            name, prepared = item
+            plan = plans[name]
+            planned = 1 if plan.tiny else len(plan.specs) + 1
+            done = 0
+
+            def measured(raw_bytes: int) -> None:
+                nonlocal done
+                done += 1
+                if done <= planned:
+                    bar.update(1, nbytes=raw_bytes)
+
+            report = _measure_column(
+                name,
+                prepared,
+                plan.specs,
+                repeats,
+                limit_time=not (plan.explicit or thorough),
+                tiny=plan.tiny,
+                measured=measured,
             )
-        elif isinstance(candidates, Mapping):
-            specs, explicit = list(candidates.get(name, ())), True
-            if not specs:
-                specs = candidate_codecs(prepared.type, prepared.sniff, thorough=thorough)
-                explicit = False
-        else:
-            specs, explicit = list(candidates), True
-        return _measure_column(
-            name, prepared, specs, repeats, limit_time=not (explicit or thorough)
-        )
+            if done < planned:  # duplicates of one config and invalid specs are not measured
+                bar.update(planned - done)
+            return report
 
-    items = list(columns.items())
-    if threads > 1 and len(items) > 1:
-        with ThreadPoolExecutor(min(threads, len(items)), thread_name_prefix="bale-advisor") as ex:
-            reports = list(ex.map(run, items))
-    else:
-        reports = [run(item) for item in items]
+        items = list(columns.items())
+        if threads > 1 and len(items) > 1:
+            with ThreadPoolExecutor(
+                min(threads, len(items)), thread_name_prefix="bale-advisor"
+            ) as ex:
+                reports = list(ex.map(run, items))
+        else:
+            reports = [run(item) for item in items]
     return AdvisorReport(
         columns={r.name: r for r in reports},
         machine=describe_machine(),
@@ -148,6 +175,32 @@ def candidate_codecs(
     grid = _BLOSC2_THOROUGH if thorough else _BLOSC2_QUICK
     blosc2 = [f"blosc2:{cname}:{level}:{f}" for cname, level in grid for f in filters]
     return [*_STANDALONE, *blosc2]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    specs: list[str]  # the candidates to measure besides none and bale's default
+    explicit: bool  # named by the caller: measured whatever they cost, even for a tiny column
+    tiny: bool  # only bale's default is measured
+
+
+def _plan(
+    name: str,
+    prepared: _Prepared,
+    candidates: Sequence[str] | Mapping[str, Sequence[str]] | None,
+    thorough: bool,
+) -> _Plan:
+    if isinstance(candidates, Mapping):
+        named = list(candidates.get(name, ()))
+    else:
+        named = list(candidates) if candidates is not None else []
+    if named:
+        return _Plan(named, explicit=True, tiny=False)
+    if prepared.row_share < TINY_COLUMN_SHARE:
+        return _Plan([], explicit=False, tiny=True)
+    return _Plan(
+        candidate_codecs(prepared.type, prepared.sniff, thorough=thorough), False, tiny=False
+    )
 
 
 @dataclass(frozen=True)
@@ -203,13 +256,20 @@ def _as_written(spec: str, column_type: ColumnType) -> Codec:
 
 
 def _measure_column(
-    name: str, prepared: _Prepared, specs: Sequence[str], repeats: int, *, limit_time: bool
+    name: str,
+    prepared: _Prepared,
+    specs: Sequence[str],
+    repeats: int,
+    *,
+    limit_time: bool,
+    tiny: bool = False,
+    measured: Callable[[int], None] | None = None,
 ) -> ColumnReport:
     default = written_codec(prepared.type, first_rows=prepared.data)  # what the Writer picks
     default_config = default.config()
     chosen: list[tuple[str, Codec, bool]] = []  # (spec, codec as written, time-limited)
     excluded: dict[str, str] = {}
-    for spec in ["none", *specs]:
+    for spec in [] if tiny else ["none", *specs]:
         try:
             codec = _as_written(spec, prepared.type)
         except CodecError as exc:
@@ -230,6 +290,8 @@ def _measure_column(
         settable = not is_default or settable_default
         try:
             result = _measure_codec(codec, prepared.blocks, repeats, limited)
+            if measured is not None:
+                measured(result.raw_bytes)
         except _Skipped as exc:
             excluded[spec if settable else f"{spec} (bale's default)"] = str(exc)
             continue
@@ -260,6 +322,7 @@ def _measure_column(
         results=results,
         excluded=excluded,
         row_share=prepared.row_share,
+        tiny=tiny,
     )
 
 

@@ -19,13 +19,17 @@ __all__ = [
     "BALANCED_MIN_DECODE_MBPS",
     "BALANCED_RATIO_TIE",
     "FASTEST_RATIO_SLACK",
+    "FASTEST_SIZE_SLACK",
     "GOALS",
     "SMALLEST_MIN_DECODE_MBPS",
+    "TINY_COLUMN_SHARE",
     "WORTH_COMPRESSING",
     "AdvisorReport",
     "CodecResult",
     "ColumnReport",
     "Goal",
+    "near_best_ratio",
+    "write_read_mbps",
 ]
 
 Goal = Literal["balanced", "smallest", "fastest"]
@@ -35,14 +39,23 @@ GOALS: Final[tuple[Goal, ...]] = ("balanced", "smallest", "fastest")
 SMALLEST_MIN_DECODE_MBPS: Final[float] = 100.0
 #: "balanced" keeps codecs decoding at least this fast...
 BALANCED_MIN_DECODE_MBPS: Final[float] = 300.0
-#: ...and compressing at least this fast (streaming writes, `bale pack`).
+#: ...and compressing at least this fast (streaming writes, `bale pack`): the codec's own speed
+#: on the column, not scaled by the column's share of a row, so the advice never says
+#: "compresses at 4 MB/s" under a goal that promises 100.
 BALANCED_MIN_COMPRESS_MBPS: Final[float] = 100.0
 #: "balanced": ratios this close to the best count as equal; the faster decoder wins.
 BALANCED_RATIO_TIE: Final[float] = 0.02
-#: "fastest": codecs whose ratio is within this fraction of the best may be picked.
+#: "fastest": codecs whose ratio is within this fraction of the best may be picked...
 FASTEST_RATIO_SLACK: Final[float] = 0.10
+#: ...and so may codecs storing at most this fraction of the raw size more than the best (text
+#: at 44x instead of 67x stores 0.8% of raw more: no reason to compress it at 4 MB/s).
+FASTEST_SIZE_SLACK: Final[float] = 0.01
 #: Below this best ratio (saving < 5%) "balanced" and "fastest" store the bytes as they are.
 WORTH_COMPRESSING: Final[float] = 1.05
+#: A column holding less than this share of each row's raw bytes (labels, paths beside images)
+#: is tiny: whatever its codec, it costs little to store and read, so only bale's default is
+#: measured and every goal keeps it.
+TINY_COLUMN_SHARE: Final[float] = 0.01
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,7 @@ class ColumnReport:
     results: list[CodecResult]
     excluded: dict[str, str] = field(default_factory=dict)  # spec -> why it was not measured
     row_share: float = 1.0  # this column's part of each row's raw bytes (all sampled columns)
+    tiny: bool = False  # below TINY_COLUMN_SHARE: only bale's default measured, and kept
 
     def choose(self, goal: Goal = "balanced", read_rate: float | None = None) -> CodecResult:
         """The result ``goal`` picks (the rules: ``bale.measure.advisor``'s docstring)."""
@@ -111,9 +125,11 @@ class ColumnReport:
             raise ValueError(f"read_rate must be a positive MB/s figure, got {read_rate}")
         if not self.results:
             raise BaleError("no codec could be measured", column=self.name)
+        if self.tiny:
+            return self._default()
         fallback = self._fallback()
         best_ratio = max(r.ratio for r in self.results)
-        decode, compress = self.row_decode_mbps, self.row_compress_mbps
+        decode = self.row_decode_mbps
         if goal == "smallest":
             floor = read_rate if read_rate is not None else SMALLEST_MIN_DECODE_MBPS
             allowed = [r for r in self.results if decode(r) >= floor]
@@ -125,7 +141,7 @@ class ColumnReport:
             allowed = [
                 r
                 for r in self.results
-                if decode(r) >= floor and compress(r) >= BALANCED_MIN_COMPRESS_MBPS
+                if decode(r) >= floor and r.compress_mbps >= BALANCED_MIN_COMPRESS_MBPS
             ]
             if not allowed:
                 return fallback
@@ -136,15 +152,12 @@ class ColumnReport:
         if not allowed:
             return fallback
         top = max(r.ratio for r in allowed)
-        near = [r for r in allowed if r.ratio >= top / (1 + FASTEST_RATIO_SLACK)]
-        return max(near, key=lambda r: (r.decompress_mbps, r.ratio))
+        near = [r for r in allowed if near_best_ratio(r.ratio, top)]
+        return max(near, key=lambda r: (write_read_mbps(r), r.decompress_mbps, r.ratio))
 
     def row_decode_mbps(self, result: CodecResult) -> float:
         """``result``'s decode speed in MB/s of whole rows: what the speed floors judge."""
         return result.decompress_mbps / self.row_share
-
-    def row_compress_mbps(self, result: CodecResult) -> float:
-        return result.compress_mbps / self.row_share
 
     def random_row_us(self, result: CodecResult, segment_bytes: int) -> float:
         """Estimated codec time, in microseconds, of one row read at a random index from a file
@@ -167,6 +180,10 @@ class ColumnReport:
             block = min(block, needed)
         return block / result.decompress_mbps  # bytes / (10**6 bytes/s) = microseconds
 
+    def _default(self) -> CodecResult:
+        """bale's default for the column (what an unset codec gives)."""
+        return next((r for r in self.results if r.is_default), self.results[0])
+
     def _fallback(self) -> CodecResult:
         """``none`` when it was measured, else the fastest decoder."""
         plain = [r for r in self.results if r.config["id"] == NoCompression.id]
@@ -175,6 +192,12 @@ class ColumnReport:
     def reason(self, goal: Goal = "balanced", read_rate: float | None = None) -> str:
         """One line in plain words: why ``goal`` picks what it picks."""
         choice = self.choose(goal, read_rate)
+        if self.tiny:
+            return (
+                f"{self.description}: tiny ({_percent(self.row_share)} of each row's bytes): "
+                f"keep {choice.label} (bale's default, {ratio_text(choice.ratio)}), not worth "
+                "measuring: whatever its codec, it costs little to store and read"
+            )
         best = max(r.ratio for r in self.results)
         if choice.config["id"] == NoCompression.id:
             if best < WORTH_COMPRESSING:
@@ -192,10 +215,13 @@ class ColumnReport:
             "per core"
         )
         rule = _goal_rule(goal, read_rate)
-        if self.row_share < 0.5:
+        floor = _decode_floor(goal, read_rate)
+        if floor is not None and choice.decompress_mbps < floor:
+            numbers += f" ({mbps_text(self.row_decode_mbps(choice))} of whole rows)"
+        if self.row_share < 0.5 and floor is not None:
             rule += (
-                f"; the column is {self.row_share * 100:.2g}% of each row's bytes, so its speeds "
-                "count that much per row"
+                f"; the column is {_percent(self.row_share)} of each row's bytes, so its decode "
+                "speed counts that much per row"
             )
         text = f"{self.description}: {how}; {numbers} ({rule})"
         if not choice.settable:
@@ -210,6 +236,7 @@ class ColumnReport:
             "rows": self.rows,
             "raw_bytes": self.raw_bytes,
             "row_share": round(self.row_share, 6),
+            "tiny": self.tiny,
             "recommended": choice.spec,
             "recommended_config": choice.config,
             "recommended_settable": choice.settable,
@@ -241,11 +268,11 @@ class AdvisorReport:
         """Column -> codec spec for ``Writer(codecs=...)``. A column whose pick is bale's own
         default in a form no spec can express (channels-last uint8 images, whose default sets
         blosc2's typesize to the channel count) is left out: the Writer then applies exactly
-        that default."""
+        that default. So is a tiny column (``ColumnReport.tiny``): it keeps bale's default."""
         out = {}
         for name, column in self.columns.items():
             choice = column.choose(goal, read_rate)
-            if choice.settable:
+            if choice.settable and not column.tiny:
                 out[name] = choice.spec
         return out
 
@@ -265,6 +292,15 @@ class AdvisorReport:
         }
 
 
+def _decode_floor(goal: Goal, read_rate: float | None) -> float | None:
+    """The decode speed (MB/s of whole rows) ``goal`` asks for; None when it asks for none."""
+    if read_rate is not None:
+        return read_rate
+    if goal == "smallest":
+        return SMALLEST_MIN_DECODE_MBPS
+    return BALANCED_MIN_DECODE_MBPS if goal == "balanced" else None
+
+
 def _goal_rule(goal: Goal, read_rate: float | None) -> str:
     if goal == "smallest":
         floor = read_rate if read_rate is not None else SMALLEST_MIN_DECODE_MBPS
@@ -276,7 +312,28 @@ def _goal_rule(goal: Goal, read_rate: float | None) -> str:
             f"compressing at >= {BALANCED_MIN_COMPRESS_MBPS:,.0f} MB/s"
         )
     rate = f" decoding at >= {read_rate:,.0f} MB/s" if read_rate is not None else ""
-    return f"fastest: the fastest decoder within {FASTEST_RATIO_SLACK:.0%} of the best ratio{rate}"
+    return (
+        "fastest: the codec that compresses and decodes fastest (one write and one read) within "
+        f"{FASTEST_RATIO_SLACK:.0%} of the best ratio or {FASTEST_SIZE_SLACK:.0%} of the raw "
+        f"size{rate}"
+    )
+
+
+def near_best_ratio(ratio: float, best: float) -> bool:
+    """Whether "fastest" may pick a codec of ``ratio`` when the best is ``best``."""
+    return ratio >= best / (1 + FASTEST_RATIO_SLACK) or 1 / ratio - 1 / best <= FASTEST_SIZE_SLACK
+
+
+def write_read_mbps(result: CodecResult) -> float:
+    """MB/s of raw data through one compression and one decoding: what "fastest" maximises
+    (``inf`` for ``none``). A codec decoding at 1,200 MB/s but compressing at 82 MB/s (zstd 9)
+    moves 77 MB/s; one at 750 and 4,800 (blosc2 lz4) moves 650."""
+    seconds_per_mb = 1 / result.compress_mbps + 1 / result.decompress_mbps
+    return math.inf if seconds_per_mb == 0 else 1 / seconds_per_mb
+
+
+def _percent(share: float) -> str:
+    return f"{share * 100:.2g}%"
 
 
 def _finite(value: float) -> float | None:
