@@ -82,6 +82,8 @@ def test_worked_example_bytes_read_back(tmp_path: Path) -> None:
     assert verify(path).ok
     ref = REFERENCE.read(path)
     assert np.frombuffer(ref.canonical_bytes("x"), "<i4").tolist() == [1, -2]
+    # The value hash the walk-through after the dump gives.
+    assert f"XXH3-64 of those 8 bytes, `{ref.value_hash('x')}`" in FORMAT_MD.read_text("utf-8")
 
 
 def test_example_checksums_exceed_a_double() -> None:
