@@ -183,3 +183,18 @@ def test_an_empty_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         pass
     text = _info(path, capsys)
     assert "rows        0" in text and "labels" not in text
+
+
+def test_a_wide_table_of_integers_is_not_a_flood_of_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "wide.bale"
+    bale.write(path, {f"feature_{i:02d}": np.arange(30) % 3 for i in range(50)})
+    text = _info(path, capsys)
+    counted = [line for line in text.splitlines() if " classes; rows per class" in line]
+    assert [line.split(":")[0].strip() for line in counted] == [
+        "feature_00",
+        "feature_01",
+        "feature_02",
+    ]
+    assert len(text.splitlines()) < 90

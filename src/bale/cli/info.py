@@ -49,8 +49,9 @@ def add_info_command(commands: Subcommands) -> None:
         help="rows, columns, sizes, class counts, image sizes and metadata of a file",
         description="Describe a .bale file: rows, row groups, file size; per column its type, "
         "codec, size on disk, share of the file, compression ratio and bytes per row; the "
-        "class counts of label columns (scalar integer or boolean columns, and columns named "
-        "label, labels, target, y, class or category; named from metadata 'classes'); for "
+        "class counts of label columns (columns named label, labels, target, y, class or "
+        "category; without one, the first three scalar integer columns; named from metadata "
+        "'classes'); for "
         f"JPEG/PNG bytes columns the formats and sizes of --sample rows (default {IMAGE_SAMPLE}) "
         "spread over the file; the metadata, summarised (long lists and strings cut; --json "
         "shows all). What is read: the footer; label columns whole (only those columns, for "

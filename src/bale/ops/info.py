@@ -15,12 +15,14 @@ from bale.codecs import codec_spec
 from bale.format.schema import Array, Bytes, Column, String, Unsupported
 from bale.images import image_size
 
-__all__ = ["IMAGE_SAMPLE", "LABEL_NAMES", "MAX_CLASSES", "describe"]
+__all__ = ["IMAGE_SAMPLE", "LABEL_NAMES", "MAX_CLASSES", "MAX_UNNAMED_LABELS", "describe"]
 
 #: Columns counted as labels whatever their type (a scalar integer column is counted anyway).
 LABEL_NAMES = frozenset({"label", "labels", "target", "targets", "y", "class", "category"})
 #: More distinct values than this and a column is not a label (an id, a timestamp): not counted.
 MAX_CLASSES = 10_000
+#: Without a column named like a label, the first few scalar integer columns are counted.
+MAX_UNNAMED_LABELS = 3
 #: Rows of each bytes column whose headers are read to tell images and their sizes.
 IMAGE_SAMPLE = 32
 #: Metadata keys that may hold the class names of integer labels (``classes[label]``).
@@ -42,10 +44,11 @@ def describe(
 
     From the footer: rows, row groups, file size, and per column its type, codec, raw and
     stored bytes, ratio and share of the file; the metadata as stored. Unless ``footer_only``,
-    also ``"labels"``: the class counts of each label column (a scalar integer or boolean
-    column, or a scalar column named label, labels, target, y, class or category; read whole,
-    only that column; a column with more than ``MAX_CLASSES`` values is no label), with names
-    from ``metadata["classes"]``; and ``"images"``: for bytes columns holding JPEG or PNG, the
+    also ``"labels"``: the class counts of each label column (the scalar columns named label,
+    labels, target, y, class or category; without one, the first ``MAX_UNNAMED_LABELS`` scalar
+    integer or boolean columns; read whole, only those columns; a column with more than
+    ``MAX_CLASSES`` values, or an unnamed one of mostly distinct values, is no label), with
+    names from ``metadata["classes"]``; and ``"images"``: for bytes columns holding JPEG or PNG, the
     formats and the width and height (min, median, max) of ``image_sample`` rows spread over
     the file, from their headers.
 
@@ -114,10 +117,12 @@ def _label_like(column: Column) -> bool | None:
 def _labels(ds: Dataset) -> dict[str, Any]:
     out: dict[str, Any] = {}
     names = _class_names(ds.metadata)
-    for column in ds.schema.columns:
-        named = _label_like(column)
-        if named is None:
-            continue
+    kinds = {c.name: _label_like(c) for c in ds.schema.columns}
+    chosen = [c for c in ds.schema.columns if kinds[c.name]]
+    named = bool(chosen)
+    if not chosen:  # a wide table of integers is not a table of labels: a few at most
+        chosen = [c for c in ds.schema.columns if kinds[c.name] is False][:MAX_UNNAMED_LABELS]
+    for column in chosen:
         counts = _count_values(ds, column.name, named)
         if not counts:
             continue
