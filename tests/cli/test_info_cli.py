@@ -135,13 +135,24 @@ def test_string_labels_and_labels_without_names(
 def test_image_sizes_from_sampled_headers(photos: Path, capsys: pytest.CaptureFixture[str]) -> None:
     text = _info(photos, capsys, "--sample", "24")
     assert (
-        "    image  24 of 24 sampled rows are images (16 JPEG, 8 PNG); width x height: "
+        "    image  24 of 24 sampled rows are images (16 JPEG, 8 PNG); width x height by pixels: "
         "min 30x20, median 60x40, max 90x60" in text
     )
     images = json.loads(_info(photos, capsys, "--json"))["images"]
     assert list(images) == ["image"]  # captions are bytes of text, not images
     assert images["image"]["sampled_rows"] == 32
     assert images["image"]["height"] == {"min": 20, "median": 40, "max": 60}
+    assert images["image"]["largest"] == {"width": 90, "height": 60}
+
+
+def test_image_sizes_are_of_real_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Portrait and landscape: per-dimension extremes would make up a 500x500 image
+    path = tmp_path / "p.bale"
+    sizes = [(375, 500), (500, 375), (333, 500)]  # (height, width)
+    bale.write(path, {"image": [_encoded(*sizes[i % 3], "JPEG") for i in range(9)]})
+    text = _info(path, capsys)
+    assert "width x height by pixels: min 500x333, median 375x500, max 500x375" in text
+    assert "500x500" not in text
 
 
 def test_metadata_is_summarised_not_flooded(

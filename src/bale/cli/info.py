@@ -193,12 +193,10 @@ def _label_lines(name: str, label: dict[str, Any], top: int) -> list[str]:
 def _image_line(image: dict[str, Any]) -> str:
     formats = ", ".join(f"{n} {kind}" for kind, n in sorted(image["formats"].items()))
     text = f"{image['images']} of {image['sampled_rows']} sampled rows are images ({formats})"
-    if "width" in image:
-        w, h = image["width"], image["height"]
-        text += (
-            f"; width x height: min {w['min']}x{h['min']}, median {w['median']}x{h['median']}, "
-            f"max {w['max']}x{h['max']}"
-        )
+    if "smallest" in image:
+        sizes = [image[k] for k in ("smallest", "median_image", "largest")]
+        min_, median, max_ = (f"{s['width']}x{s['height']}" for s in sizes)
+        text += f"; width x height by pixels: min {min_}, median {median}, max {max_}"
     if image.get("unreadable_headers"):
         text += f"; {image['unreadable_headers']} with headers that do not parse"
     if "sizes_unavailable" in image:

@@ -49,8 +49,8 @@ def describe(
     integer or boolean columns; read whole, only those columns; a column with more than
     ``MAX_CLASSES`` values, or an unnamed one of mostly distinct values, is no label), with
     names from ``metadata["classes"]``; and ``"images"``: for bytes columns holding JPEG or PNG, the
-    formats and the width and height (min, median, max) of ``image_sample`` rows spread over
-    the file, from their headers.
+    formats and sizes of ``image_sample`` rows spread over the file, from their headers: width
+    and height (min, median, max of each) and the smallest, median and largest image by pixels.
 
     >>> describe("train.bale")["labels"]["label"]["counts"][0]  # doctest: +SKIP
     {'value': 3, 'name': 'cat', 'rows': 1300}
@@ -247,6 +247,14 @@ def _image_summary(values: Sequence[bytes]) -> dict[str, Any] | None:
         summary["sized"] = len(widths)
         summary["width"] = _spread(widths)
         summary["height"] = _spread(heights)
+        # Real images' sizes (per-dimension extremes may come from different images)
+        ranked = sorted(zip(widths, heights, strict=True), key=lambda wh: (wh[0] * wh[1], wh))
+        for key, (width, height) in zip(
+            ("smallest", "median_image", "largest"),
+            (ranked[0], ranked[len(ranked) // 2], ranked[-1]),
+            strict=True,
+        ):
+            summary[key] = {"width": width, "height": height}
     if unreadable:
         summary["unreadable_headers"] = unreadable
     if problem is not None:
