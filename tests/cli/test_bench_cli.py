@@ -56,3 +56,27 @@ def test_errors(sample: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["bench", str(sample), "--step-rate", "3", "--step-ms", "4"])
     capsys.readouterr()
+
+
+def test_verdict_with_the_steps_cores(sample: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # issue 15 item 7: the verdict counts the cores the training step itself keeps busy.
+    args = ["bench", str(sample), "--batch-size", "32", "--seconds", "60", "--step-rate", "0.001"]
+    assert main([*args, "--step-cores", "1"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "Loader CPU (warm): " in out and "ms of CPU per batch" in out
+    verdict = out.split("Verdict: ")[1]
+    assert "The loader needs " in verdict and " per batch: " in verdict
+    assert "cores and a step using 1, " in verdict
+    assert main([*args]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "not input-bound while it has the cores to itself" in out
+    assert "Not measured: the CPU the training step itself uses" in out
+    assert main([*args, "--step-cores", "1", "--json"]) == EXIT_OK
+    report = json.loads(capsys.readouterr().out)
+    assert report["step_cores"] == 1 and report["cores"] >= 1
+    assert report["input_bound_cpu"] is False
+    assert report["warm"]["cpu_s_per_batch"] > 0 and report["warm"]["cores_busy"] > 0
+    assert main(["bench", str(sample), "--step-cores", "2"]) == EXIT_ERROR
+    assert "--step-cores needs --step-rate or --step-ms" in capsys.readouterr().err
+    assert main([*args, "--step-cores", "-1"]) == EXIT_ERROR
+    assert "--step-cores must be >= 0, got -1.0" in capsys.readouterr().err

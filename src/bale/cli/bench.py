@@ -29,7 +29,10 @@ def add_bench_command(commands: Subcommands) -> None:
         "samples/s, batches/s, MB/s and the time to the first batch. Each run stops after "
         "--epochs epochs or --seconds seconds, whichever comes first. With --cold, a first run "
         "starts after the files are dropped from the page cache. With --step-rate or --step-ms, "
-        "says whether a model training at that rate would wait for its input. FILEs may be "
+        "says whether a model training at that rate would wait for its input: for the samples "
+        "it delivers, and for the CPU it needs per batch beside the cores the training step "
+        "itself keeps busy (--step-cores; without it the verdict says it assumes a step that "
+        "leaves the cores free). FILEs may be "
         "URLs (s3://, gs://, az://, https://, ...): see --storage-option. See docs/CODECS.md.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="one or more .bale files")
@@ -61,6 +64,13 @@ def add_bench_command(commands: Subcommands) -> None:
         "--step-rate", type=float, metavar="STEPS/S", help="training steps per second"
     )
     rate.add_argument("--step-ms", type=float, metavar="MS", help="milliseconds per training step")
+    parser.add_argument(
+        "--step-cores",
+        type=float,
+        metavar="N",
+        help="cores the training step itself keeps busy: all of them for a model trained on "
+        "the CPU, about 1 for a GPU step's Python thread (the loader gets the rest)",
+    )
     add_json_flag(parser)
     parser.set_defaults(run=run_bench)
 
@@ -80,6 +90,11 @@ def run_bench(args: argparse.Namespace) -> int:
         step_rate = 1000.0 / args.step_ms if args.step_ms > 0 else -1.0
     if step_rate is not None and not (step_rate > 0 and math.isfinite(step_rate)):
         problems.append("--step-rate and --step-ms must be positive")
+    if args.step_cores is not None:
+        if step_rate is None:
+            problems.append("--step-cores needs --step-rate or --step-ms")
+        elif not (args.step_cores >= 0 and math.isfinite(args.step_cores)):
+            problems.append(f"--step-cores must be >= 0, got {args.step_cores}")
     try:
         parse_transform(args.transform, "image")
     except ValueError as exc:
@@ -101,7 +116,7 @@ def run_bench(args: argparse.Namespace) -> int:
             cold=args.cold,
             storage_options=options,
         )
-    verdict = report.verdict(step_rate) if step_rate is not None else None
+    verdict = report.verdict(step_rate, args.step_cores) if step_rate is not None else None
     machine = describe_machine()
     if args.json:
         out = report.to_dict()
@@ -109,6 +124,10 @@ def run_bench(args: argparse.Namespace) -> int:
         out["verdict"] = verdict.text if verdict else None
         out["input_bound_warm"] = verdict.input_bound_warm if verdict else None
         out["input_bound_cold"] = verdict.input_bound_cold if verdict else None
+        out["input_bound_cpu"] = verdict.input_bound_cpu if verdict else None
+        out["loader_cores_needed"] = verdict.loader_cores_needed if verdict else None
+        out["cores"] = verdict.cores if verdict else None
+        out["step_cores"] = verdict.step_cores if verdict else None
         print(json.dumps(out, indent=2))
         return EXIT_OK
     print(_text(report, machine))
@@ -143,6 +162,13 @@ def _text(report: ThroughputReport, machine: str) -> str:
         "MB/s raw: decoded bytes of the rows read, before any transform; MB/s stored: the same "
         "rows as stored in the file. Rates include the time to the first batch."
     )
+    for run in runs:
+        if run.cpu_s_per_batch is not None and run.cores_busy is not None:
+            lines.append(
+                f"Loader CPU ({run.phase}): {run.cpu_s_per_batch * 1000:,.2f} ms of CPU per "
+                f"batch, {run.cores_busy:,.2f} cores busy on average (reading, decoding and "
+                "the transform, with every core to itself)"
+            )
     remote = any(is_remote(p) for p in report.paths)
     if report.cold is not None:
         lines.append(_cold_note(report.cold, report.file_bytes, remote))

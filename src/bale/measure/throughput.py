@@ -1,16 +1,25 @@
-"""Loader throughput (`bale bench`): samples/s a ``bale.Loader`` delivers, warm and cold, and
-whether a training loop at a given step rate would wait for its input.
+"""Loader throughput (`bale bench`): samples/s a ``bale.Loader`` delivers, warm and cold, the
+CPU it spends per batch, and whether a training loop at a given step rate would wait for its
+input.
 
 >>> report = measure_loader("train.bale", batch_size=256, threads=4, cold=True)  # doctest: +SKIP
->>> report.warm.samples_per_s, report.cold.samples_per_s  # doctest: +SKIP
->>> print(report.verdict(step_rate=120).text)  # doctest: +SKIP
+>>> report.warm.samples_per_s, report.warm.cpu_s_per_batch  # doctest: +SKIP
+>>> print(report.verdict(step_rate=120, step_cores=1).text)  # doctest: +SKIP
 your model takes 120 steps/s of batch 256 = 30,720 samples/s; bale delivers ...
+
+The loader is timed alone, with every core to itself. Training shares those cores: a step
+computed on the CPU (or its Python thread, for an accelerator) takes some of them, and decoding
+gets the rest. So the verdict also compares the loader's CPU demand (its measured core-seconds
+per batch, at the training's step rate) with the cores the step leaves free (``step_cores``);
+without ``step_cores`` it says that it assumes a step that leaves the cores free (the verdict:
+``bale.measure.verdict``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -32,11 +41,13 @@ from bale.io.pagecache import (
 from bale.io.remote_url import is_remote, redact_url
 from bale.loader.order import ShuffleMode
 from bale.loader.pipeline import BatchTransform, Loader
+from bale.measure.verdict import Verdict, available_cores, input_bound_verdict
 
 __all__ = [
     "LoaderRun",
     "ThroughputReport",
     "Verdict",
+    "available_cores",
     "input_bound_verdict",
     "measure_loader",
     "parse_transform",
@@ -63,6 +74,22 @@ class LoaderRun:
     resident_before: int | None = None  # page-cache bytes of the files at the start (mincore):
     # after the eviction of a cold run, near 0 shows that the eviction worked
     device_read_bytes: int | None = None  # bytes this process read from storage (/proc/self/io)
+    cpu_seconds: float | None = None  # CPU time of the process (all threads, and children)
+    # during the run: what reading, decoding and the transform cost the cores
+
+    @property
+    def cpu_s_per_batch(self) -> float | None:
+        """Core-seconds of CPU the loader spent per batch."""
+        if self.cpu_seconds is None or not self.batches:
+            return None
+        return self.cpu_seconds / self.batches
+
+    @property
+    def cores_busy(self) -> float | None:
+        """Cores the loader kept busy on average (CPU seconds over wall seconds)."""
+        if self.cpu_seconds is None or not self.seconds > 0:
+            return None
+        return self.cpu_seconds / self.seconds
 
     @property
     def samples_per_s(self) -> float:
@@ -87,22 +114,10 @@ class LoaderRun:
             batches_per_s=round(self.batches_per_s, 2),
             raw_mbps=round(self.raw_mbps, 1),
             stored_mbps=round(self.stored_mbps, 1),
+            cpu_s_per_batch=_rounded(self.cpu_s_per_batch, 6),
+            cores_busy=_rounded(self.cores_busy, 2),
         )
         return out
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Whether a training loop at ``step_rate`` steps/s of ``batch_size`` would wait for data."""
-
-    step_rate: float
-    batch_size: int
-    needed_samples_per_s: float
-    warm_samples_per_s: float
-    cold_samples_per_s: float | None
-    input_bound_warm: bool
-    input_bound_cold: bool | None
-    text: str
 
 
 @dataclass(frozen=True)
@@ -122,12 +137,18 @@ class ThroughputReport:
     warm: LoaderRun
     cold: LoaderRun | None
 
-    def verdict(self, step_rate: float) -> Verdict:
+    def verdict(self, step_rate: float, step_cores: float | None = None) -> Verdict:
+        """Would training at ``step_rate`` steps/s wait for this loader? ``step_cores``: the
+        cores the training step itself keeps busy (all of them for a model trained on the CPU,
+        about 1 for an accelerator's Python thread); None says the verdict assumes it is 0."""
         return input_bound_verdict(
             step_rate,
             self.batch_size,
             self.warm.samples_per_s,
             self.cold.samples_per_s if self.cold else None,
+            loader_cpu_s_per_batch=self.warm.cpu_s_per_batch,
+            cores=available_cores(),
+            step_cores=step_cores,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,58 +156,6 @@ class ThroughputReport:
         out["warm"] = self.warm.to_dict()
         out["cold"] = self.cold.to_dict() if self.cold else None
         return out
-
-
-def input_bound_verdict(
-    step_rate: float,
-    batch_size: int,
-    warm_samples_per_s: float,
-    cold_samples_per_s: float | None = None,
-) -> Verdict:
-    """Compare what training consumes (``step_rate`` x ``batch_size`` samples/s) with what the
-    loader delivers. A pure function, so the wording can be checked without timing anything."""
-    if not step_rate > 0 or batch_size < 1:
-        raise ValueError(
-            f"step rate and batch size must be positive, got {step_rate}, {batch_size}"
-        )
-    needed = step_rate * batch_size
-    warm_bound = warm_samples_per_s < needed
-    cold_bound = None if cold_samples_per_s is None else cold_samples_per_s < needed
-    delivers = f"bale delivers {warm_samples_per_s:,.0f} samples/s warm"
-    if cold_samples_per_s is not None:
-        delivers += f", {cold_samples_per_s:,.0f} cold"
-    if warm_bound and cold_bound is not False:
-        wait = 1 - warm_samples_per_s / needed
-        conclusion = (
-            f"input-bound{' warm and cold' if cold_bound else ''}: the accelerator would wait "
-            f"about {wait:.0%} of the time (more threads, a cheaper transform or a faster codec help)"
-        )
-    elif cold_bound:
-        conclusion = (
-            "input-bound when cold (the first epoch, or data larger than the page cache), "
-            "not when warm"
-        )
-    elif warm_bound:
-        conclusion = (
-            "input-bound when warm but not cold: the two runs differ by noise; measure longer"
-        )
-    else:
-        slowest = min(warm_samples_per_s, cold_samples_per_s or warm_samples_per_s)
-        conclusion = f"not input-bound: {slowest / needed:.1f}x the rate training needs"
-    text = (
-        f"your model takes {step_rate:,.4g} steps/s of batch {batch_size} = {needed:,.0f} "
-        f"samples/s; {delivers} -> {conclusion}"
-    )
-    return Verdict(
-        step_rate,
-        batch_size,
-        needed,
-        warm_samples_per_s,
-        cold_samples_per_s,
-        warm_bound,
-        cold_bound,
-        text,
-    )
 
 
 def parse_transform(spec: str, image_column: str) -> BatchTransform | None:
@@ -345,6 +314,7 @@ def _timed_run(
     io_before = process_read_bytes()
     samples = batches = full_epochs = 0
     first_batch = None
+    cpu_start = _cpu_seconds()
     start = time.perf_counter()
     loader = Loader(
         files,
@@ -377,6 +347,7 @@ def _timed_run(
         seconds = time.perf_counter() - start
     finally:
         loader.close()
+    cpu_seconds = _cpu_seconds() - cpu_start
     io_after = process_read_bytes()
     return LoaderRun(
         phase=phase,
@@ -391,7 +362,24 @@ def _timed_run(
         device_read_bytes=(
             io_after - io_before if io_before is not None and io_after is not None else None
         ),
+        cpu_seconds=cpu_seconds,
     )
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process (every thread) and of its finished children: the loader's
+    threads decode here, and a transform may run in worker processes."""
+    total = time.process_time()
+    if sys.platform != "win32":
+        import resource  # Unix only
+
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total += children.ru_utime + children.ru_stime
+    return total
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _open(path: str, storage_options: dict[str, Any] | None, **kwargs: Any) -> Dataset:
