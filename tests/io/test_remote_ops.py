@@ -305,7 +305,7 @@ def test_cli_split_to_and_from_s3_with_storage_options(
     target = f"s3://{BUCKET}/cli"
     code, out, _ = run_cli(capsys, "split", str(source), "--out-dir", target, *flags(opts))
     assert code == EXIT_OK
-    assert f"train  {target}/train.bale: 320 rows (300 in 6 copied row group(s)" in out
+    assert f"train  {target}/train.bale: 320 rows (300 copied as stored in 6 row groups" in out
     code, out, _ = run_cli(
         capsys, "split", f"{target}/train.bale", "--ratios", "0.5,0.5", "--names", "x,y",
         "--pattern", "{stem}-{name}.bale", *flags(opts),
