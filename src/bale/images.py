@@ -3,7 +3,7 @@
 JPEGs are decoded with simplejpeg (libjpeg-turbo), using reduced-size DCT decoding whenever the
 output is smaller than the source: decoding at 1/2, 1/4 or 1/8 scale skips most of the work.
 Other formats go through Pillow. Both release the GIL, so the Loader's threads decode in
-parallel. Chosen by measurement: docs/DECISIONS.md.
+parallel. Chosen by measurement: the bale repository's docs/DECISIONS.md.
 
 >>> decode = DecodeImages("jpeg", size=(224, 224), random_resized_crop=(0.08, 1.0), hflip=0.5)
 >>> loader = bale.Loader("train.bale", 256, batch_transform=decode)  # doctest: +SKIP
@@ -32,7 +32,7 @@ def _simplejpeg() -> Any:
         import simplejpeg
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "decoding images needs simplejpeg and Pillow: pip install 'bale[images]'"
+            "decoding images needs simplejpeg and Pillow: pip install simplejpeg Pillow"
         ) from exc
     return simplejpeg
 
@@ -41,7 +41,7 @@ def _pil_image() -> Any:
     try:
         from PIL import Image
     except ImportError as exc:  # pragma: no cover
-        raise ImportError("decoding images needs Pillow: pip install 'bale[images]'") from exc
+        raise ImportError("decoding images needs Pillow: pip install Pillow") from exc
     return Image
 
 

@@ -151,17 +151,47 @@ def test_remote_modules_import_no_client_library() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def test_a_missing_client_library_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_client_library_names_the_packages() -> None:
+    """The hint names what pip can install (bale is not on PyPI: no ``bale[s3]``). Run where
+    neither obstore nor s3fs can be imported: fsspec reads, and lacks its filesystem package."""
     skip_without("fsspec")
+    probe = textwrap.dedent(
+        """
+        import sys
+        sys.modules["obstore"] = sys.modules["s3fs"] = None  # as if not installed
+        from bale.io.remote import RemoteSource
+        try:
+            RemoteSource("s3://bucket/key.bale")
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "reading s3:// URLs through fsspec needs its filesystem package (s3fs), which is not "
+        "installed: pip install fsspec s3fs"
+    )
+
+
+def test_obstore_that_cannot_be_imported_names_its_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """obstore is found (so it is the client for s3://) but fails to import."""
+    skip_without("obstore")
     import bale.io.remote_client as remote_client
 
     real = remote_client.importlib.import_module
 
-    def without_s3fs(name: str, *args: Any) -> Any:
-        if name.split(".")[0] in ("s3fs", "obstore"):
+    def without_obstore(name: str, *args: Any) -> Any:
+        if name.split(".")[0] == "obstore":
             raise ImportError(f"No module named {name!r}", name=name)
         return real(name, *args)
 
-    monkeypatch.setattr(remote_client.importlib, "import_module", without_s3fs)
-    with pytest.raises(ImportError, match=r"pip install 'bale\[s3\]'"):
+    monkeypatch.setattr(remote_client.importlib, "import_module", without_obstore)
+    with pytest.raises(
+        ImportError, match=r"needs 'obstore', which is not installed: pip install obstore$"
+    ):
         RemoteSource("s3://bucket/key.bale", options=QUICK)

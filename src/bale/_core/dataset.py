@@ -500,11 +500,13 @@ def open(
     remote_options: RemoteOptions | None = None,
 ) -> Dataset:
     """Open a ``.bale`` file for reading: a local path, or a URL (``s3://``, ``gs://``,
-    ``az://``, ``https://``, any fsspec URL; ``pip install 'bale[remote]'``) with
-    ``storage_options`` for its client (credentials, endpoint, region; the usual environment
-    variables and config files apply too), and ``remote_options`` (``bale.io.remote.RemoteOptions``:
-    time limits, retries, read-ahead, the local disk cache ``cache_dir``/``cache_bytes``;
-    docs/REMOTE.md). See ``Dataset``."""
+    ``az://``, ``https://``, any fsspec URL) with ``storage_options`` for its client
+    (credentials, endpoint, region; the usual environment variables and config files apply
+    too), and ``remote_options`` (``bale.io.remote.RemoteOptions``: time limits, retries,
+    read-ahead, the local disk cache ``cache_dir``/``cache_bytes``; the bale repository's
+    docs/REMOTE.md). URLs need a client: ``pip install obstore`` reads S3, GCS, Azure and HTTP;
+    fsspec reads the others and in forked workers (``pip install fsspec`` with ``s3fs``,
+    ``gcsfs``, ``adlfs`` or ``aiohttp``). See ``Dataset``."""
     return Dataset(
         path,
         verify=verify,

@@ -1,4 +1,5 @@
-"""Default codecs and row-group size, chosen by measurement (see docs/DECISIONS.md)."""
+"""Default codecs and row-group size, chosen by measurement (the bale repository's
+docs/DECISIONS.md has the figures)."""
 
 from __future__ import annotations
 

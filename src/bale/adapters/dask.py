@@ -36,7 +36,7 @@ __all__ = ["from_bale", "read_bale_dataframe", "to_bale"]
 
 DecodeBytes = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
-_INSTALL_HINT = "bale.dask needs Dask: pip install 'bale[dask]'"
+_INSTALL_HINT = "bale.dask needs Dask: pip install 'dask[array,dataframe]' distributed"
 #: Bytes one task of a gather aims to decode: a batch scattered over many whole blocks is read
 #: by several tasks in parallel, one that needs little (frames of random_access files) by one.
 PART_BYTES = 8 << 20

@@ -35,7 +35,7 @@ try:
     from ray.data.datasource import Datasink, Datasource, ReadTask, WriteResult
     from ray.data.extensions import ArrowTensorArray
 except ImportError as exc:  # pragma: no cover - the extra is installed where this is tested
-    raise ImportError("bale.ray needs Ray Data: pip install 'bale[ray]'") from exc
+    raise ImportError("bale.ray needs Ray Data: pip install 'ray[data]'") from exc
 
 __all__ = ["BaleDatasink", "BaleDatasource", "read_bale"]
 

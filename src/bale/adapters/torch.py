@@ -39,8 +39,8 @@ try:
     from torch.utils.data._utils.collate import default_convert
 except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError(
-        "bale.adapters.torch needs PyTorch: pip install 'bale[torch]' (or see pytorch.org for "
-        "the wheel matching your accelerator)"
+        "bale.adapters.torch needs PyTorch: pip install torch (or see pytorch.org for the "
+        "wheel matching your accelerator)"
     ) from exc
 
 from bale.adapters._handover import WorkerHandover
@@ -299,7 +299,7 @@ class TorchIterableDataset(_TorchIterable[dict[str, Any]]):
     URLs (``s3://``, ``gs://``, ``https://``, ...) are read with ``storage_options`` (see
     ``bale.open``); each worker's Loader opens them with the same options. Forked workers read
     through fsspec (obstore's runtime does not survive ``fork``): ``multiprocessing_context=
-    "spawn"`` or ``"forkserver"`` keeps them on obstore (docs/REMOTE.md).
+    "spawn"`` or ``"forkserver"`` keeps them on obstore (the bale repository's docs/REMOTE.md).
     """
 
     def __init__(

@@ -52,7 +52,8 @@ def add_pack_command(commands: Subcommands) -> None:
         "length become the columns of one file, shuffled together. A folder holding only "
         "split folders (train/, valid/, val/, test/, test_*/...) is packed into one file per "
         "split inside OUT (a folder). Unreadable images are skipped and counted unless "
-        "--strict. Exit 0: written; 2: stopped (nothing is left under OUT). See docs/PACK.md.",
+        "--strict. Exit 0: written; 2: stopped (nothing is left under OUT). More in the bale "
+        "repository's docs/PACK.md.",
         epilog=EPILOG,
         usage=USAGE,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -34,9 +34,9 @@ class _Importer:
 
 
 _IMAGE_FOLDER = _Importer(
-    "bale.importers.image_folder", "ImageFolderSource", "image folder", "'bale[images]'"
+    "bale.importers.image_folder", "ImageFolderSource", "image folder", "simplejpeg Pillow"
 )
-_MANIFEST = _Importer("bale.importers.manifest", "ManifestSource", "manifest", "'bale[images]'")
+_MANIFEST = _Importer("bale.importers.manifest", "ManifestSource", "manifest", "simplejpeg Pillow")
 _ZARR = _Importer("bale.importers.zarr", "ZarrSource", "zarr", "'zarr>=3'")
 _BCOLZ = _Importer("bale.importers.bcolz", "BcolzSource", "bcolz", None)  # needs no bcolz
 

@@ -2,7 +2,7 @@
 
 bcolz is unmaintained and its builds no longer install; its data files are plain Blosc1
 chunks, which python-blosc2 decompresses. The layout read here (bcolz 1.x, "DISK_FORMAT_v1";
-docs/LEGACY.md has the table) is:
+the bale repository's docs/LEGACY.md has the table) is:
 
 * a **carray** directory: ``meta/sizes`` (JSON: ``shape``, ``nbytes``, ``cbytes``),
   ``meta/storage`` (JSON: ``dtype``, ``chunklen``, ``cparams``, ``expectedlen``, ``dflt``),

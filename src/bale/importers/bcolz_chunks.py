@@ -79,7 +79,8 @@ def decompress_chunk(carray: Carray, i: int) -> bytes:
             raise CodecError(
                 f"chunk file {path!r} is compressed with snappy, which python-blosc2 cannot "
                 "decompress (c-blosc2 dropped snappy). Read the array with a bcolz build that "
-                "has snappy and save it as .npy, then pack that (docs/LEGACY.md shows how)",
+                "has snappy and save it as .npy, then pack that (the bale repository's docs/LEGACY.md "
+                "shows how)",
                 path=carray.rootdir,
                 rows=rows,
             ) from None

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bale.errors import BaleError
+from bale.io.remote_client import packages_for
 from bale.io.remote_url import HTTP_SCHEMES, is_remote, redact_url
 
 _GLOB_CHARS = frozenset("*?[")
@@ -48,7 +49,8 @@ def _list_remote(pattern: str, storage_options: Mapping[str, Any] | None) -> lis
         from fsspec.core import url_to_fs
     except ImportError as exc:
         raise ImportError(
-            "listing object storage needs fsspec and the store's client: pip install 'bale[remote]'"
+            "listing object storage needs fsspec and the store's filesystem package: pip "
+            f"install {packages_for(scheme, 'fsspec')}"
         ) from exc
     # A filesystem of its own, closed after: the readers keep their own clients (fork-safe).
     fs, root = url_to_fs(pattern, skip_instance_cache=True, **dict(storage_options or {}))

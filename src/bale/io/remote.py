@@ -21,8 +21,8 @@ from bale.io.remote_client import (
     RemoteOptions,
     Tail,
     Transient,
-    extra_for,
     import_client,
+    packages_for,
     process_lock,
     with_retries,
 )
@@ -314,7 +314,8 @@ class RemoteSource:
                 raise RemoteReadError(
                     "obstore cannot read in a process forked after it made a request (its "
                     "runtime's threads do not survive fork): start workers with 'spawn' or "
-                    f"'forkserver', or install fsspec's client: pip install 'bale[{extra_for(url.scheme)}]'",
+                    "'forkserver', or install fsspec's client: pip install "
+                    f"{packages_for(url.scheme, 'fsspec')}",
                     path=self.path,
                 )
         elif backend == "obstore":

@@ -284,17 +284,30 @@ def with_retries(
         sleep(delay)
 
 
-def extra_for(scheme: str) -> str:
-    """The pip extra that installs the clients of a URL scheme."""
-    if scheme in S3_SCHEMES:
-        return "s3"
-    if scheme in GCS_SCHEMES:
-        return "gcs"
-    if scheme in AZURE_SCHEMES:
-        return "azure"
-    if scheme in HTTP_SCHEMES:
-        return "http"
-    return "remote"
+#: The filesystem package fsspec needs for each scheme (HTTP: fsspec's own, on aiohttp).
+_FSSPEC_FILESYSTEMS: tuple[tuple[frozenset[str], str], ...] = (
+    (S3_SCHEMES, "s3fs"),
+    (GCS_SCHEMES, "gcsfs"),
+    (AZURE_SCHEMES, "adlfs"),
+    (HTTP_SCHEMES, "aiohttp"),
+)
+
+
+def packages_for(scheme: str, client: Literal["obstore", "fsspec"] | None = None) -> str:
+    """What to ``pip install`` (bale itself is not on PyPI: no extra of bale) for URLs of
+    ``scheme``: obstore's client, fsspec's (fsspec and the scheme's filesystem package), or
+    both where ``client`` is None: the packages of pyproject.toml's s3, gcs, azure and http extras.
+
+    >>> packages_for("s3"), packages_for("gs", "fsspec"), packages_for("hdfs")
+    ('obstore fsspec s3fs', 'fsspec gcsfs', 'fsspec')
+    """
+    if client == "obstore":
+        return "obstore"
+    filesystem = next((name for schemes, name in _FSSPEC_FILESYSTEMS if scheme in schemes), None)
+    if filesystem is None:  # obstore does not read it; fsspec names the package it lacks
+        return "fsspec"
+    fsspec = f"fsspec {filesystem}"
+    return fsspec if client == "fsspec" else f"obstore {fsspec}"
 
 
 def import_client(module: str, scheme: str) -> ModuleType:
@@ -305,5 +318,5 @@ def import_client(module: str, scheme: str) -> ModuleType:
     except ImportError as exc:
         raise ImportError(
             f"reading {scheme}:// URLs needs {module.split('.')[0]!r}, which is not installed: "
-            f"pip install 'bale[{extra_for(scheme)}]'"
+            f"pip install {packages_for(scheme, 'obstore' if module == 'obstore' else 'fsspec')}"
         ) from exc

@@ -21,9 +21,9 @@ from bale.io.remote_client import (
     RemoteOptions,
     Tail,
     Transient,
-    extra_for,
     import_client,
     options_key,
+    packages_for,
     shared_connection,
 )
 from bale.io.remote_url import HTTP_SCHEMES, S3_SCHEMES, RemoteURL, is_chain
@@ -63,10 +63,12 @@ class FsspecClient(RangeClient):
         try:
             self._fs, path = shared_connection(key, make)
         except ImportError as exc:
+            # fsspec re-raises the import's error as its own message, the module named below it
+            missing = exc.name or getattr(exc.__cause__, "name", None) or f"fsspec: {exc}"
             raise ImportError(
                 f"reading {url.scheme}:// URLs through fsspec needs its filesystem package "
-                f"({exc.name or 'named in the fsspec error'}), which is not installed: pip "
-                f"install 'bale[{extra_for(url.scheme)}]'"
+                f"({missing}), which is not installed: pip install "
+                f"{packages_for(url.scheme, 'fsspec')}"
             ) from None
         except Exception as exc:
             # the filesystem rejected an option; name the keys given, never a value

@@ -131,8 +131,8 @@ class ObstoreClient(RangeClient):
             # obstore rejects unknown keys or bad values; name the keys given, never a value
             raise ValueError(
                 f"obstore cannot build a {url.scheme}:// client from the storage options given "
-                f"(keys: {sorted(storage_options)}): {type(exc).__name__}; see docs/REMOTE.md "
-                "for the option names, or use RemoteOptions(backend='fsspec')"
+                f"(keys: {sorted(storage_options)}): {type(exc).__name__}; the bale repository's "
+                "docs/REMOTE.md has the option names, or use RemoteOptions(backend='fsspec')"
             ) from None
 
     def tail(self, n: int) -> Tail:
@@ -291,7 +291,8 @@ def _no_more_options(rest: Mapping[str, Any], scheme: str) -> None:
     if unknown:
         raise _OptionsError(
             f"storage options {unknown} are not understood by the obstore client for {scheme}:// "
-            "URLs; see docs/REMOTE.md, or use RemoteOptions(backend='fsspec')"
+            "URLs; the bale repository's docs/REMOTE.md has the option names, or use "
+            "RemoteOptions(backend='fsspec')"
         )
 
 

@@ -85,7 +85,8 @@ class RemoteSink:
     uploading at once) and the object exists only once ``commit()`` completes the upload. A
     failed write, ``discard()``, ``close()`` without commit, or a dead process never publish
     anything: the first three abort the upload; a killed process leaves an incomplete upload,
-    invisible to readers, which the bucket's lifecycle rule removes (docs/REMOTE.md).
+    invisible to readers, which the bucket's lifecycle rule removes (the bale repository's
+    docs/REMOTE.md).
 
     Unlike a local file there is no lock: two writers of one name each publish a whole
     object, the last to complete wins. With ``overwrite=False`` an existing object is refused
@@ -316,7 +317,8 @@ class _ObstoreUpload(_Upload):
         except Exception as exc:  # a rejected option: name the keys, never a value
             raise ValueError(
                 f"obstore cannot build a {url.scheme}:// client from the storage options given "
-                f"(keys: {sorted(storage_options)}): {type(exc).__name__}; see docs/REMOTE.md"
+                f"(keys: {sorted(storage_options)}): {type(exc).__name__}; the bale "
+                "repository's docs/REMOTE.md has the option names"
             ) from None
         self._writer: Any = None
 

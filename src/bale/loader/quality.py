@@ -4,7 +4,8 @@ For a batch of B rows with class counts n_c and dataset class shares p_c, the di
 ``D = sum_c (n_c - B p_c)^2 / (B p_c)``. Under i.i.d. sampling its expectation is exactly C - 1
 (C classes with p_c > 0), so the **dispersion ratio** ``R = mean(D) / (C - 1)`` is 1.0 for an
 i.i.d. shuffle, and about B for batches that each hold a single class (no shuffle on
-class-sorted data). docs/LOADER.md reports R for each shuffle mode and window size.
+class-sorted data). The bale repository's docs/LOADER.md reports R for each shuffle mode and
+window size.
 
 >>> round(dispersion_ratio([np.array([0, 1, 0, 1]), np.array([1, 0, 1, 0])], [0.5, 0.5]), 2)
 0.0

@@ -45,7 +45,8 @@ def export(
     credentials), ``metadata.json`` last.
 
     Every file appears whole or not at all: a local one is written as ``NAME.partial`` and
-    renamed, an object is uploaded by multipart upload (docs/REMOTE.md, "Writing"). Existing
+    renamed, an object is uploaded by multipart upload (the bale repository's docs/REMOTE.md,
+    "Writing"). Existing
     files are refused (``TargetExistsError``) before anything is written, unless ``overwrite``.
     If the export fails, the files of the columns already done stay (each whole, and
     ``metadata.json`` absent).

@@ -19,7 +19,8 @@ from bale._core.layout import read_index
 from bale._core.writer import Writer
 from bale.errors import BaleError
 from bale.io.open import open_source
-from bale.io.remote_url import is_remote, redact_url
+from bale.io.remote_client import packages_for
+from bale.io.remote_url import is_remote, parse_url, redact_url
 from bale.io.sink import is_locked, partial_path_for
 from bale.ops.merge import (
     MergeInput,
@@ -362,9 +363,10 @@ class PartSet:
         try:
             from fsspec.core import url_to_fs
         except ImportError as exc:
+            packages = packages_for(parse_url(self.target).scheme, "fsspec")
             raise ImportError(
                 "listing and removing parts on object storage needs fsspec and the store's "
-                "client: pip install 'bale[remote]'"
+                f"filesystem package: pip install {packages}"
             ) from exc
         # A filesystem of its own (no instance cache): no stale listing, nothing shared across a fork.
         fs, _ = url_to_fs(self.target, skip_instance_cache=True, **self.storage_options)

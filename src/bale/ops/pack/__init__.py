@@ -148,7 +148,8 @@ def pack(
       output's folder, or the system's temporary folder when ``out`` is a URL); they need about
       as much free space as the data.
     - ``storage_options``: for an ``out`` URL (``s3://``, ``gs://``, ``az://``), its client's
-      options (credentials, endpoint, region; docs/REMOTE.md). The file is streamed to the
+      options (credentials, endpoint, region; the bale repository's docs/REMOTE.md). The file is
+      streamed to the
       store as a multipart upload, published only when the pack succeeds.
     - ``scheduler``: read, check and resize the source on a cluster instead of local processes:
       a Dask scheduler address (``"tcp://host:8786"``) or a ``dask.distributed.Client``; or
