@@ -46,10 +46,9 @@ def export(
 
     Every file appears whole or not at all: a local one is written as ``NAME.partial`` and
     renamed, an object is uploaded by multipart upload (the bale repository's docs/REMOTE.md,
-    "Writing"). Existing
-    files are refused (``TargetExistsError``) before anything is written, unless ``overwrite``.
-    If the export fails, the files of the columns already done stay (each whole, and
-    ``metadata.json`` absent).
+    "Writing"). Existing files are refused (``TargetExistsError``) before anything is written,
+    unless ``overwrite``. If the export fails, the files of the columns already done stay (each
+    whole, and ``metadata.json`` absent).
 
     ``path`` may be a URL (``bale.open``'s); ``directory`` a local directory or a prefix on
     ``s3://``, ``gs://`` or ``az://``; ``storage_options`` apply to both.

@@ -149,8 +149,7 @@ def pack(
       as much free space as the data.
     - ``storage_options``: for an ``out`` URL (``s3://``, ``gs://``, ``az://``), its client's
       options (credentials, endpoint, region; the bale repository's docs/REMOTE.md). The file is
-      streamed to the
-      store as a multipart upload, published only when the pack succeeds.
+      streamed to the store as a multipart upload, published only when the pack succeeds.
     - ``scheduler``: read, check and resize the source on a cluster instead of local processes:
       a Dask scheduler address (``"tcp://host:8786"``) or a ``dask.distributed.Client``; or
       ``"ray"`` (the Ray this process is connected to, else a running cluster, else a local
