@@ -62,7 +62,12 @@ def run_merge(args: argparse.Namespace) -> int:
         with reading(*args.files):
             if args.parts is not None:
                 parts = PartSet(out, storage_options=options, overwrite=args.overwrite)
-                report = parts.merge(args.parts, keep_parts=args.keep_parts, verify=args.verify)
+                report = parts.merge(
+                    args.parts,
+                    keep_parts=args.keep_parts,
+                    verify=args.verify,
+                    progress=show_progress(args),
+                )
             else:
                 report = merge(
                     inputs,

@@ -262,11 +262,13 @@ class PartSet:
         metadata: Mapping[str, Any] | None = None,
         keep_parts: bool = False,
         verify: bool = False,
+        progress: bool = False,
     ) -> MergeReport:
         """Merge parts ``0..count-1``, in index order, into the target (row groups copied as
-        stored; see ``bale.merge``, which also explains ``metadata`` and ``verify``), then
-        remove the parts unless ``keep_parts``. Every part must be complete: otherwise a
-        ``BaleError`` names the missing and torn ones and nothing is written."""
+        stored; see ``bale.merge``, which also explains ``metadata``, ``verify`` and
+        ``progress``), then remove the parts unless ``keep_parts``. Every part must be
+        complete: otherwise a ``BaleError`` names the missing and torn ones and nothing is
+        written."""
         if count < 1:
             raise ValueError(f"merge needs count >= 1, not {count}")
         infos: list[PartInfo] = []
@@ -312,6 +314,7 @@ class PartSet:
                 overwrite=self.overwrite,
                 storage_options=self._options(),
                 verify=verify,
+                progress=progress,
             )
             sources = tuple(_sources(infos, inputs))
         report = MergeReport(
