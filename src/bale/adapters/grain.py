@@ -84,16 +84,23 @@ class GrainSource:
 
 _GRAIN_SHARED_MEMORY = "grain._src.python.ipc.shared_memory_array"
 _at_exit_lock = threading.Lock()
-_at_exit_registered = False
+_at_exit_pid: int | None = None  # the process that registered the exit step
 
 
 def _release_shared_memory_at_exit() -> None:
     """Once per process: free grain's dropped shared-memory batches before Python exits."""
-    global _at_exit_registered
+    global _at_exit_pid
     with _at_exit_lock:
-        if not _at_exit_registered:
-            atexit.register(_release_grain_shared_memory)
-            _at_exit_registered = True
+        if _at_exit_pid != os.getpid():  # a forked child registers its own
+            atexit.register(_release_at_exit)
+            _at_exit_pid = os.getpid()
+
+
+def _release_at_exit() -> None:
+    # A forked child inherits the registration but not the pool's thread: waiting there would
+    # only run out the timeout.
+    if os.getpid() == _at_exit_pid:
+        _release_grain_shared_memory()
 
 
 def _release_grain_shared_memory(timeout: float = 30.0) -> None:
