@@ -23,7 +23,6 @@ from bale.format.footer import MAX_ROWS, BlockRecord, FileIndex, unpack_footer
 from bale.format.header import (
     HeaderPrefix,
     Trailer,
-    check_version,
     checksum,
     json_int,
     padding,
@@ -110,10 +109,8 @@ def check_versions(
     """The three version fields agree (docs/FORMAT.md): the trailer's governs and equals the
     footer JSON's ``format_version``; the header has the same major and a minor no higher (the
     header is never rewritten, so an append by a newer-minor writer leaves it lower). The
-    majors of header and trailer were checked as they were read: an unknown one is refused
-    before anything else."""
-    if footer[0] != trailer.major:  # an unknown major first: "upgrade", not "damaged"
-        check_version(*footer, path, "footer")
+    majors were checked as each field was read: an unknown one is refused before anything
+    else."""
     if footer != (trailer.major, trailer.minor):
         raise CorruptFileError(
             f"the trailer says format version {trailer.major}.{trailer.minor} but the footer "

@@ -13,6 +13,7 @@ from bale.errors import CorruptFileError, SchemaError
 from bale.format.constants import FORMAT_VERSION, MAX_JSON_BYTES, MAX_SEGMENT_BYTES
 from bale.format.header import (
     MAX_METADATA_DEPTH,
+    check_version,
     checksum,
     dump_json,
     json_int,
@@ -175,6 +176,7 @@ def unpack_footer(data: bytes | bytearray | memoryview, path: str | None = None)
     if missing:
         raise CorruptFileError(f"footer JSON lacks the required fields {missing}", path=path)
     version = parse_format_version(info["format_version"], path)
+    check_version(*version, path, "footer")  # an unknown major: nothing else is parsed
     try:
         schema = Schema.from_json(info["schema"])
     except SchemaError as exc:
