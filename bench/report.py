@@ -122,6 +122,14 @@ SECTIONS = (
         "over bale, .npy and zarr.",
     ),
     (
+        "dask_keras_bench.md",
+        "Dask + Keras fit(shuffle=True): dask fancy indexing against bale",
+        "`flock /tmp/bench.lock .venv/bin/python -m bench.dask_keras_bench`: samples/s of one "
+        "shuffled epoch of batches of 64 by dask fancy indexing (over zarr, a .npy memmap and "
+        "from_bale) against bale.Loader and KerasSequence over a bale file of the same rows, "
+        "NumPy in memory for reference, warm.",
+    ),
+    (
         "frame_choice.md",
         "Frame size: file size, sequential decode and one row's decode",
         "`.venv/bin/python -m bench.frame_choice`: each kind written at segment sizes from "
