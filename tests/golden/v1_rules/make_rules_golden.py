@@ -12,6 +12,7 @@ tests; tests/golden/test_golden_rules.py reads them. What each file pins is in `
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import struct
@@ -250,6 +251,7 @@ def add_unknown_keys(parts: Parts) -> None:
     for codec in parts.footer["codecs"]:
         codec["zz_codec_option"] = 1
     parts.footer["zz_footer_note"] = {"nested": {"deep": [1, {"x": None}]}}
+    parts.header["schema"] = copy.deepcopy(parts.footer["schema"])  # the header repeats it
 
 
 def set_version(parts: Parts, minor: int) -> None:
@@ -292,6 +294,7 @@ def unknown_features(parts: Parts) -> None:
         "codec": schema[names.index("tensor")]["codec"],
         "rank": 1,
     }
+    parts.header["schema"] = copy.deepcopy(schema)  # the header repeats it
 
 
 def footer_version_differs(parts: Parts) -> None:
