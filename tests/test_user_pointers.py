@@ -29,9 +29,6 @@ BALE_EXTRA = re.compile(r"pip install[^\n]*bale\[|\bbale\[[a-z0-9_,-]+\]")
 PENDING: set[str] = {
     "_core/layout.py",
     "_core/writer.py",
-    "adapters/keras.py",
-    "cli/bench.py",
-    "cli/codecs.py",
 }
 
 

@@ -69,7 +69,7 @@ def test_missing_keras_gives_install_hint(path: Path, monkeypatch: pytest.Monkey
     keras_sequence_class.cache_clear()
     monkeypatch.setitem(sys.modules, "keras", None)
     try:
-        with pytest.raises(ImportError, match=r"pip install 'bale\[keras\]'"):
+        with pytest.raises(ImportError, match=r"pip install 'keras>=3'"):
             keras_adapter.KerasSequence(path, BATCH, x="x", y="label")
     finally:
         keras_sequence_class.cache_clear()

@@ -32,7 +32,7 @@ __all__ = ["EpochBatches", "KerasSequence", "keras_generator", "keras_sequence_c
 Names = str | Sequence[str]
 BatchTransform = Callable[[Batch], Batch]
 
-_INSTALL_HINT = "bale.adapters.keras needs Keras 3: pip install 'bale[keras]'"
+_INSTALL_HINT = "bale.adapters.keras needs Keras 3: pip install 'keras>=3'"
 
 
 class EpochBatches:

@@ -33,7 +33,7 @@ def add_bench_command(commands: Subcommands) -> None:
         "it delivers, and for the CPU it needs per batch beside the cores the training step "
         "itself keeps busy (--step-cores; without it the verdict says it assumes a step that "
         "leaves the cores free). FILEs may be "
-        "URLs (s3://, gs://, az://, https://, ...): see --storage-option. See docs/CODECS.md.",
+        "URLs (s3://, gs://, az://, https://, ...): see --storage-option. More in the bale repository's docs/CODECS.md.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="one or more .bale files")
     add_storage_option(parser)

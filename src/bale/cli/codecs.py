@@ -51,7 +51,7 @@ def add_codecs_command(commands: Subcommands) -> None:
         "under 1% of each row's bytes (labels, paths beside images) is tiny: it keeps bale's "
         "default, in one line. A URL (s3://, gs://, az://, https://, ...) is read as a .bale "
         "file: see "
-        "--storage-option. See docs/CODECS.md.",
+        "--storage-option. More in the bale repository's docs/CODECS.md.",
     )
     parser.add_argument("source", help="a .bale file or URL, or a source `bale pack` reads")
     add_storage_option(parser)
