@@ -189,6 +189,9 @@ def mutations(draw: st.DrawFn, footer: Footer) -> list[tuple[str, Any]]:
                 st.sampled_from([v for v in INTERESTING_INTS if 0 <= v < 2**64])
                 | st.integers(0, 2**64 - 1)
                 | st.integers(-70, 70).map(lambda d: ("delta", d))
+                | st.integers(0, (groups if table == "groups" else blocks) - 1).map(
+                    lambda r: ("copy", r)  # another group's or block's value
+                )
             )
             edits.append((kind, (table, row, field, value)))
         elif kind == "tail":
@@ -231,7 +234,9 @@ def _apply(footer: Footer, edits: list[tuple[str, Any]]) -> Footer:
             elif kind == "table":
                 table, row, field, value = detail
                 flat = (groups if table == "groups" else blocks).reshape(-1)
-                if isinstance(value, tuple):
+                if isinstance(value, tuple) and value[0] == "copy":
+                    value = int(flat[value[1]][field])
+                elif isinstance(value, tuple):
                     value = (int(flat[row][field]) + value[1]) % (1 << 64)
                 limit = 1 << (8 * flat.dtype[field].itemsize)
                 flat[row][field] = value % limit
