@@ -72,6 +72,8 @@ class Unsupported(Bytes):
 
     stored_kind: str = ""
     what: str = ""  # what is unknown, for messages: "dtype 'float4_e2m1'", "column kind 'x'"
+    #: What listings show (``bale info``): not "bytes", which it is only to the code paths.
+    kind: Literal["unsupported"] = field(default="unsupported", init=False)  # type: ignore[assignment]
 
 
 ColumnType = Array | Bytes | String
