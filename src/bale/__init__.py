@@ -22,6 +22,7 @@ from bale.errors import (
     CodecError,
     CorruptFileError,
     FileLockedError,
+    MissingFileError,
     NotABaleFileError,
     SchemaError,
     TargetExistsError,
@@ -36,8 +37,8 @@ if TYPE_CHECKING:
     from bale.ops.concat import ConcatReport, concat
     from bale.ops.merge import MergeReport, merge
     from bale.ops.pack import PackReport, pack, pack_splits
-    from bale.ops.recompress import recompress
     from bale.ops.parts import PartInfo, PartSet
+    from bale.ops.recompress import recompress
     from bale.ops.split import SplitReport, split
 
 # The loader and the whole-file operations are imported on first use: `import bale` (paid by
@@ -94,6 +95,7 @@ __all__ = [
     "FileLockedError",
     "Loader",
     "MergeReport",
+    "MissingFileError",
     "NotABaleFileError",
     "PackReport",
     "PartInfo",

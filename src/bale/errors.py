@@ -1,6 +1,8 @@
 """The bale exception tree: every error bale raises, with the file, column and rows it concerns.
 
     BaleError
+    ├── MissingFileError         (FileNotFoundError)  no file at the path (says so when
+    │                                           NAME.partial is there: run `bale repair NAME`)
     ├── NotABaleFileError        (ValueError)   the bytes are not a bale file
     ├── UnsupportedVersionError  (ValueError)   written by a newer, incompatible format version
     ├── UnsupportedFeatureError  (NotImplementedError)  a codec, dtype or column kind added by a
@@ -26,6 +28,7 @@ about data.
 
 from __future__ import annotations
 
+import errno as _errno
 import os
 
 __all__ = [
@@ -35,6 +38,7 @@ __all__ = [
     "CodecError",
     "CorruptFileError",
     "FileLockedError",
+    "MissingFileError",
     "NotABaleFileError",
     "ObjectNotFoundError",
     "RemoteReadError",
@@ -101,6 +105,29 @@ def _rebuild_error(
     cls: type[BaleError], message: str, path: str | None, column: str | None, rows: RowRange | None
 ) -> BaleError:
     return cls(message, path=path, column=column, rows=rows)
+
+
+class MissingFileError(BaleError, FileNotFoundError):
+    """No file at a local path. When ``NAME.partial`` is there instead (a killed writer), the
+    message says so, with its size, and names the ``bale repair`` that finishes it. ``errno``,
+    ``strerror`` and ``filename`` are set as on any FileNotFoundError."""
+
+    def __init__(self, message: str, *, path: str | os.PathLike[str]) -> None:
+        super().__init__(message, path=path)
+        self.errno = _errno.ENOENT
+        self.strerror = os.strerror(_errno.ENOENT)
+        self.filename = self.path
+
+    def __str__(self) -> str:
+        # OSError's own form ("[Errno 2] No such file or directory: ...") would hide the advice
+        return str(self.args[0]) if self.args else self.detail
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (_rebuild_missing, (self.detail, self.path))
+
+
+def _rebuild_missing(message: str, path: str) -> MissingFileError:
+    return MissingFileError(message, path=path)
 
 
 class NotABaleFileError(BaleError, ValueError):

@@ -97,3 +97,18 @@ def test_repair_of_nothing_is_the_same_bale_error(tmp_path: Path) -> None:
     assert str(raised.value) == (
         f"file {str(path)!r}: nothing to repair: neither it nor {str(path) + '.partial'!r} exists"
     )
+
+
+def test_missing_file_error_is_public_and_survives_pickling(tmp_path: Path) -> None:
+    """The error crosses DataLoader worker boundaries with its message and path intact."""
+    import pickle
+
+    target = tmp_path / "gone.bale"
+    (tmp_path / "gone.bale.partial").write_bytes(b"x" * 10)
+    with pytest.raises(bale.MissingFileError) as info:
+        bale.open(target)
+    again = pickle.loads(pickle.dumps(info.value))
+    assert type(again) is bale.MissingFileError
+    assert isinstance(again, FileNotFoundError) and again.errno == 2
+    assert str(again) == str(info.value) and "bale repair" in str(again)
+    assert again.path == str(target)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import shlex
 import stat
 import threading
 from typing import Any, Protocol
 
-from bale.errors import BaleError, NotABaleFileError, TruncatedFileError
+from bale.errors import MissingFileError, NotABaleFileError, TruncatedFileError
 from bale.io.sink import partial_path_for
 
 # Linux caps one read(2) at 0x7ffff000 bytes; larger ranges are read in pieces of this size.
@@ -34,23 +33,10 @@ class ByteSource(Protocol):
     def close(self) -> None: ...
 
 
-class MissingFileError(BaleError, FileNotFoundError):
-    """No file at a local path. When ``NAME.partial`` is there instead, the message says so,
-    with its size, and names the ``bale repair`` that finishes it. ``errno``, ``strerror`` and
-    ``filename`` are set as on any FileNotFoundError."""
-
-    def __init__(self, path: str, detail: str | None = None) -> None:
-        super().__init__(detail or _missing_file_detail(path), path=path)
-        self.errno = errno.ENOENT
-        self.strerror = os.strerror(errno.ENOENT)
-        self.filename = path
-
-    def __str__(self) -> str:
-        # OSError's own form ("[Errno 2] No such file or directory: ...") would hide the advice
-        return str(self.args[0]) if self.args else self.detail
-
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (MissingFileError, (self.path, self.detail))
+def missing_file_error(path: str, detail: str | None = None) -> MissingFileError:
+    """A MissingFileError for ``path``; unless ``detail`` is given, it says whether
+    ``NAME.partial`` is there (with its size) and which ``bale repair`` finishes it."""
+    return MissingFileError(detail or _missing_file_detail(path), path=path)
 
 
 def _missing_file_detail(path: str) -> str:
@@ -76,7 +62,7 @@ def open_regular_file(path: str) -> int:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise MissingFileError(path) from None
+        raise missing_file_error(path) from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):

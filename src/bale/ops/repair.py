@@ -13,7 +13,7 @@ from bale.format.constants import ALIGNMENT, FILE_MAGIC, HEADER_PREFIX_SIZE
 from bale.format.footer import FileIndex, pack_footer
 from bale.format.header import pack_trailer, unpack_header_prefix
 from bale.io.sink import FileSink, partial_path_for
-from bale.io.source import LocalSource, MissingFileError
+from bale.io.source import LocalSource, missing_file_error
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def repair(path: str | os.PathLike[str], *, progress: bool = False) -> RepairRep
             raise TargetExistsError(f"repaired data kept in {partial!r}", path=target)
         os.replace(partial, target)
     else:
-        raise MissingFileError(target, f"nothing to repair: neither it nor {partial!r} exists")
+        raise missing_file_error(target, f"nothing to repair: neither it nor {partial!r} exists")
     return RepairReport(target, *repaired)  # type: ignore[arg-type]
 
 
