@@ -23,14 +23,6 @@ DOCS_PATH = re.compile(r"docs/[A-Za-z_]+\.md")
 #: a hint to ``pip install 'bale[x]'``, or an extra named apart from its ``pip install``
 BALE_EXTRA = re.compile(r"pip install[^\n]*bale\[|\bbale\[[a-z0-9_,-]+\]")
 
-#: Files whose strings still point to docs/ or to a bale extra, each owned by someone else: the
-#: replacement texts are in issue 15's item 13 report. Remove a file here once it is fixed (the
-#: test fails while a listed file is already clean, so the list cannot go stale).
-PENDING: set[str] = {
-    "_core/layout.py",
-    "_core/writer.py",
-}
-
 
 def _strings(path: Path) -> list[tuple[int, str]]:
     """Every string constant of a module (docstrings, messages, help texts, f-string parts)."""
@@ -72,11 +64,7 @@ def test_the_checks_catch_what_the_report_found() -> None:
 
 
 def test_no_string_points_where_an_installed_user_cannot_follow() -> None:
-    offenders = _offenders()
-    new = {name: lines for name, lines in offenders.items() if name not in PENDING}
-    assert new == {}
-    fixed = sorted(PENDING - set(offenders))
-    assert fixed == [], f"fixed: remove {fixed} from PENDING"
+    assert _offenders() == {}
 
 
 @pytest.mark.parametrize("command", ["split", "concat"])

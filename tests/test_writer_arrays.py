@@ -108,3 +108,22 @@ def test_array_protocols_and_device_memory(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read(tmp_path / "a.bale", "x"), frame.to_numpy())
     with pytest.raises(SchemaError, match=r"column 'x': got a .*OnDevice on device .*copy it to"):
         bale.write(tmp_path / "b.bale", {"x": OnDevice()})
+
+
+class _OnlyArrayProtocol:
+    """An array-like that NumPy can read but that cannot be sliced or measured with len()."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self._data = data
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        return self._data
+
+
+def test_a_first_batch_of_array_protocol_objects_sets_the_schema(tmp_path: Path) -> None:
+    """The schema is inferred from what will be stored: an object with only ``__array__`` (no
+    len, no slicing) in the first batch is converted before inference."""
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    bale.write(tmp_path / "a.bale", {"x": _OnlyArrayProtocol(x)})
+    with bale.open(tmp_path / "a.bale") as ds:
+        np.testing.assert_array_equal(ds["x"][:], x)

@@ -106,7 +106,7 @@ def read_index(source: ByteSource) -> tuple[FileIndex, int]:
 def check_versions(
     header: HeaderPrefix, trailer: Trailer, footer: tuple[int, int], path: str
 ) -> None:
-    """The three version fields agree (docs/FORMAT.md): the trailer's governs and equals the
+    """The three version fields agree (the bale repository's docs/FORMAT.md): the trailer's governs and equals the
     footer JSON's ``format_version``; the header has the same major and a minor no higher (the
     header is never rewritten, so an append by a newer-minor writer leaves it lower). The
     majors were checked as each field was read: an unknown one is refused before anything

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from bale._core.batches import batch_length, infer_schema_types, to_column_data
+from bale._core.batches import as_numpy, batch_length, infer_schema_types, to_column_data
 from bale._core.blocks import StoredBlock, StoredGroup
 from bale._core.defaults import (
     DEFAULT_ROW_GROUP_BYTES,
@@ -57,7 +57,7 @@ class Writer:
     (``segment_bytes``; a whole number of rows of the widest compressed column, so such a row is
     one frame) with a frame index, so that a random row decodes only its frame: much faster
     random rows (``ds[i]``, ``ds.take``, map-style samplers) for about 3 % more bytes and slower
-    sequential reads (docs/DECISIONS.md, "Frame size for random access"). A file whose only
+    sequential reads (the bale repository's docs/DECISIONS.md, "Frame size for random access"). A file whose only
     compressed columns are small (JPEG bytes stored as they are, beside a label) keeps one frame
     per block: framing uncompressed bytes gains nothing. ``segment_bytes`` sets the frame size
     yourself.
@@ -69,7 +69,7 @@ class Writer:
     rows included, with a ``ResourceWarning``: nothing it accepted is lost, nothing is published.
 
     A URL (``s3://``, ``gs://``, ``az://``) is written as a multipart upload with
-    ``storage_options`` for its client (docs/REMOTE.md, "Writing"): memory stays bounded (a few
+    ``storage_options`` for its client (the bale repository's docs/REMOTE.md, "Writing"): memory stays bounded (a few
     16 MiB parts in flight), and the object appears, whole, only when ``close()`` succeeds; an
     exception, ``abort()`` or a dead process publishes nothing (an existing object stays as it
     was until then). Objects cannot be appended to: ``mode="a"`` on a URL is an error.
@@ -242,6 +242,9 @@ class Writer:
         ``SchemaError`` and leaves the file as it was.
         """
         self._check_open()
+        # Framework arrays (torch, JAX, CuPy on the host, anything with __array__) become NumPy
+        # once, here, so schema inference and validation see what will be stored.
+        batch = {name: as_numpy(name, value, self.path) for name, value in batch.items()}
         if self._index is None:
             try:
                 resolved = self._resolve_schema(batch)
