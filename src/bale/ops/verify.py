@@ -22,10 +22,11 @@ from bale._core.integrity import (
 from bale._core.reader import FileReader
 from bale._progress import Progress
 from bale._types import Buffer
-from bale.codecs import Codec, codec_from_config
+from bale.codecs import Codec, UnsupportedCodec, stored_codec
 from bale.errors import BaleError, CorruptFileError
 from bale.format.footer import BlockRecord
 from bale.format.header import checksum
+from bale.format.schema import Column, Unsupported
 from bale.io.open import open_source
 from bale.io.remote_url import redact_url
 
@@ -68,6 +69,11 @@ class VerifyReport:
     bytes_checked: int = 0
     deep: bool = False
     notes: list[str] = field(default_factory=list)
+    #: Notes that only help explain damage (the header's metadata differs from the footer's,
+    #: as after every ``bale pack``): in ``to_json()`` and beside damage, not on an intact file.
+    quiet_notes: list[str] = field(default_factory=list)
+    #: Columns whose kind, dtype or codec this bale does not know: checksums checked, not decoded.
+    unsupported_columns: list[str] = field(default_factory=list)
 
     @property
     def problems(self) -> list[BaleError]:
@@ -79,11 +85,12 @@ class VerifyReport:
 
     def summary(self) -> str:
         mode = ", every block decoded" if self.deep else ""
-        notes = [f"  note: {note}" for note in self.notes]
+        if self.deep and self.unsupported_columns:
+            mode += f" but those of {', '.join(map(repr, self.unsupported_columns))}"
         if self.ok:
-            # Notes only help explain damage; on an intact file (every bale pack updates its
-            # metadata at the end) they would be noise. They stay in to_json().
-            return f"{self.path}: OK ({self.rows} rows, {self.blocks_checked} blocks checked{mode})"
+            head = f"{self.path}: OK ({self.rows} rows, {self.blocks_checked} blocks checked{mode})"
+            return "\n".join([head, *(f"  note: {note}" for note in self.notes)])
+        notes = [f"  note: {note}" for note in [*self.notes, *self.quiet_notes]]
         counts = []
         parts: tuple[tuple[Part, int | None], ...] = (
             ("footer", None),
@@ -118,7 +125,8 @@ class VerifyReport:
             "blocks_checked": self.blocks_checked,
             "bytes_checked": self.bytes_checked,
             "problems": [finding.to_json() for finding in self.findings],
-            "notes": list(self.notes),
+            "notes": [*self.notes, *self.quiet_notes],
+            "unsupported_columns": list(self.unsupported_columns),
         }
 
 
@@ -205,6 +213,8 @@ class _Verifier:
         self.progress = progress
         self.findings: list[Problem] = []
         self.notes: list[str] = []
+        self.quiet_notes: list[str] = []
+        self.unsupported_columns: list[str] = []
         self.bytes_checked = 0
         self._codecs: dict[int, Codec | BaleError] = {}
 
@@ -213,7 +223,7 @@ class _Verifier:
         header = check_header(self.source, index)
         for problem in header.problems:
             self._add("header", None, f"{problem} (`bale repair` needs it to rebuild a footer)")
-        self.notes += header.notes
+        self.quiet_notes = list(header.notes)
         frames_problem = self.reader.frames.problem()
         if frames_problem is not None:
             self._add("frame index", None, frames_problem)
@@ -250,6 +260,8 @@ class _Verifier:
             bytes_checked=self.bytes_checked,
             deep=self.deep,
             notes=self.notes,
+            quiet_notes=self.quiet_notes,
+            unsupported_columns=self.unsupported_columns,
         )
 
     def _check_group(
@@ -284,7 +296,10 @@ class _Verifier:
             for problem in padding_problems(read, offset, length, record.json_end, blocks):
                 self._add("row group", group, f"row group {group}: {problem}")
         for position, (column, block) in enumerate(zip(schema.columns, blocks, strict=True)):
-            size_problem = block_size_problem(column, num_rows, block.raw_size)
+            unsupported = self._unsupported(column, block)
+            size_problem = (
+                None if unsupported else block_size_problem(column, num_rows, block.raw_size)
+            )
             if size_problem is not None:
                 self._add("block", group, size_problem, column.name)
                 bar.update(1, nbytes=block.stored_size)
@@ -306,7 +321,7 @@ class _Verifier:
                 )
                 if frames is not None:
                     self._add("frame index", group, frames, column.name)
-                if self.deep:
+                if self.deep and not unsupported:
                     self._decode(group, position, payload)
             bar.update(1, nbytes=block.stored_size)
 
@@ -336,10 +351,38 @@ class _Verifier:
         if problem is not None:
             self._add("block", group, problem, column.name)
 
+    def _unsupported(self, column: Column, block: BlockRecord) -> bool:
+        """Whether this bale cannot decode the block (a kind, dtype or codec added by a later
+        minor): its checksum is still checked; its size and values cannot be, which is said once
+        per column in the notes, not reported as damage."""
+        what = None
+        if isinstance(column.type, Unsupported):
+            what = column.type.what
+        elif block.raw_size and isinstance(
+            codec_or_error := self._codec_of(block.codec), UnsupportedCodec
+        ):
+            what = f"codec {codec_or_error.config().get('id')!r}"
+        if what is None:
+            return False
+        note = (
+            f"column {column.name!r} uses {what}, unknown to this bale (written by a newer "
+            "one?): its blocks' checksums were checked, their values could not be decoded"
+        )
+        if column.name not in self.unsupported_columns:
+            self.unsupported_columns.append(column.name)
+            self.notes.append(note)
+        return True
+
+    def _codec_of(self, config: Mapping[str, Any]) -> Codec | BaleError:
+        try:
+            return stored_codec(config)
+        except BaleError as exc:
+            return exc
+
     def _codec(self, position: int) -> Codec | BaleError:
         if position not in self._codecs:
             try:
-                self._codecs[position] = codec_from_config(self.index.codecs[position])
+                self._codecs[position] = stored_codec(self.index.codecs[position])
             except BaleError as exc:
                 self._codecs[position] = exc
         return self._codecs[position]
