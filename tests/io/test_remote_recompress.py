@@ -62,10 +62,10 @@ def test_a_damaged_input_publishes_no_object(
     with pytest.raises(CorruptFileError, match="'x'"):
         bounded(
             lambda: recompress(
-                source, f"s3://{BUCKET}/damaged/out.bale", "lz4", storage_options=opts
+                source, f"s3://{BUCKET}/recompress-damaged/out.bale", "lz4", storage_options=opts
             )
         )
-    assert keys(s3_client, "damaged/") == []
+    assert keys(s3_client, "recompress-damaged/") == []
 
 
 def test_cli_recompress_and_show_with_urls(
@@ -74,16 +74,16 @@ def test_cli_recompress_and_show_with_urls(
     source = _source(tmp_path / "in.bale")
     pairs = [f"{k}={json.dumps(v) if isinstance(v, dict) else v}" for k, v in opts.items()]
     flags = [arg for pair in pairs for arg in ("--storage-option", pair)]
-    target = f"s3://{BUCKET}/cli/out.bale"
+    target = f"s3://{BUCKET}/recompress-cli/out.bale"
     args = ["recompress", str(source), target, "--codec", "lz4", *flags]
     assert main(args) == EXIT_OK
-    assert keys(s3_client, "cli/") == ["cli/out.bale"]
+    assert keys(s3_client, "recompress-cli/") == ["recompress-cli/out.bale"]
     assert f"{target}: 4000 rows" in capsys.readouterr().out
 
     pictures = tmp_path / "pictures.bale"
     bale.write(pictures, {"image": np.full((4, 20, 30, 3), 200, np.uint8), "label": np.arange(4)})
-    s3_client.put_object(Bucket=BUCKET, Key="cli/pictures.bale", Body=pictures.read_bytes())
+    s3_client.put_object(Bucket=BUCKET, Key="recompress-cli/pictures.bale", Body=pictures.read_bytes())
     sheet = tmp_path / "sheet.png"
-    args = ["show", f"s3://{BUCKET}/cli/pictures.bale", "-o", str(sheet), *flags]
+    args = ["show", f"s3://{BUCKET}/recompress-cli/pictures.bale", "-o", str(sheet), *flags]
     assert main(args) == EXIT_OK
     assert capsys.readouterr().out.strip() == str(sheet) and sheet.exists()
