@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 from collections.abc import Iterator
 from typing import Any, TypeAlias
@@ -48,6 +49,17 @@ def add_quiet_flag(parser: argparse.ArgumentParser) -> None:
 def show_progress(args: argparse.Namespace) -> bool:
     """Whether the command should draw a progress bar: not ``--quiet`` and stderr a terminal."""
     return progress_wanted(bool(getattr(args, "quiet", False)))
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0 (rates, sizes in MB)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def add_columns_option(parser: argparse.ArgumentParser, help: str = "only these columns") -> None:

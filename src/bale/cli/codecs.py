@@ -16,6 +16,7 @@ from bale.cli._command import (
     add_json_flag,
     add_quiet_flag,
     add_storage_option,
+    positive_float,
     reading,
     show_progress,
     shown,
@@ -58,7 +59,7 @@ def add_codecs_command(commands: Subcommands) -> None:
     parser.add_argument("--goal", choices=GOALS, default="balanced", help="default: balanced")
     parser.add_argument(
         "--read-rate",
-        type=_positive_float,
+        type=positive_float,
         metavar="MB/s",
         help="raw MB/s the training must read per core: recommend the smallest codec that "
         "decodes at least this fast",
@@ -66,7 +67,7 @@ def add_codecs_command(commands: Subcommands) -> None:
     add_columns_option(parser)
     parser.add_argument(
         "--sample-mb",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_SAMPLE_BYTES / 2**20,
         help="sample about this many MiB of the largest column (default 16)",
     )
@@ -205,13 +206,3 @@ def _size(n: int) -> str:
 
 def _speed(value: float) -> str:
     return "-" if math.isinf(value) else f"{value:,.0f}"
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from dataclasses import asdict
 
 from bale.cli._command import (
@@ -18,6 +17,7 @@ from bale.cli._command import (
     add_quiet_flag,
     add_storage_option,
     fail,
+    positive_float,
     reading,
     show_progress,
     storage_options,
@@ -76,13 +76,13 @@ def add_recompress_command(commands: Subcommands) -> None:
     )
     parser.add_argument(
         "--read-rate",
-        type=_positive_float,
+        type=positive_float,
         metavar="MB/s",
         help="for 'auto': raw MB/s the training must read per core (as `bale codecs`)",
     )
     parser.add_argument(
         "--sample-mb",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_SAMPLE_BYTES / 2**20,
         help="for 'auto': sample about this many MiB of the largest column (default 16)",
     )
@@ -155,13 +155,3 @@ def _as_dict(report: RecompressReport) -> dict[str, object]:
         column["ratio_before"] = round(counted.ratio_before, 4)
         column["ratio_after"] = round(counted.ratio_after, 4)
     return out
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
