@@ -261,6 +261,25 @@ def test_shape_of_1e400_in_the_schema(copy: Path) -> None:
     assert_refused(copy, "invalid schema: array column 'x' needs a shape of non-negative")
 
 
+@pytest.mark.parametrize("ndim", [64, 10_000])
+def test_shape_of_more_dimensions_than_numpy_has(copy: Path, ndim: int) -> None:
+    """A row shape of 64 or more dimensions (rows of 3 floats as [1, 1, ..., 3]) is refused when
+    the footer is read. It opened, and reading raised NumPy's ValueError ('maximum supported
+    dimension for an ndarray is currently 64')."""
+    shape = ",".join(["1"] * (ndim - 1) + ["3"])
+    craft_footer(copy, raw_json('"shape":[3]', f'"shape":[{shape}]'))
+    assert_refused(copy, f"array column 'x' has a shape of {ndim} dimensions, at most 63")
+
+
+def test_writer_refuses_rows_of_more_than_63_dimensions(tmp_path: Path) -> None:
+    with pytest.raises(bale.SchemaError, match="at most 63"):
+        bale.Array("uint8", (1,) * 64)
+    path = tmp_path / "deep.bale"
+    bale.write(path, {"x": np.zeros((2, *(1,) * 63), "uint8")})
+    with bale.open(path) as ds:
+        assert ds.read()["x"].shape == (2, *(1,) * 63)
+
+
 # -- columns relabelled ------------------------------------------------------------------------
 
 

@@ -32,6 +32,10 @@ class Array:
         shape = tuple(int(d) for d in self.shape)
         if any(d < 0 for d in shape):
             raise SchemaError(f"array shape {shape} has a negative dimension")
+        if len(shape) > MAX_ROW_DIMS:
+            raise SchemaError(
+                f"array rows of {len(shape)} dimensions: at most {MAX_ROW_DIMS} are allowed"
+            )
         object.__setattr__(self, "shape", shape)
 
     kind: Literal["array"] = field(default="array", init=False)
@@ -81,6 +85,8 @@ ColumnType = Array | Bytes | String
 #: The largest dimension, and row size in bytes, an array column may have: rows are addressed
 #: with signed 64-bit integers.
 MAX_ROW_BYTES = (1 << 63) - 1
+#: The most dimensions a row may have: with the row dimension they fit NumPy's 64.
+MAX_ROW_DIMS = 63
 
 
 def check_column_name(name: object) -> str:
@@ -173,6 +179,12 @@ def _array_from_json(name: str, dtype: object, shape: object) -> Array | Unsuppo
     ):
         raise SchemaError(
             f"array column {name!r} needs a shape of non-negative integers, got {shape!r}",
+            column=name,
+        )
+    if len(shape) > MAX_ROW_DIMS:
+        raise SchemaError(
+            f"array column {name!r} has a shape of {len(shape)} dimensions, at most "
+            f"{MAX_ROW_DIMS} are allowed",
             column=name,
         )
     try:
