@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "bale"
 
-DOCS_PATH = re.compile(r"docs/[A-Za-z_]+\.md")
+DOCS_PATH = re.compile(r"docs/[A-Za-z_]+\.md|\bREADME\b")
 #: a hint to ``pip install 'bale[x]'``, or an extra named apart from its ``pip install``
 BALE_EXTRA = re.compile(r"pip install[^\n]*bale\[|\bbale\[[a-z0-9_,-]+\]")
 
@@ -37,7 +37,7 @@ def _strings(path: Path) -> list[tuple[int, str]]:
 def _problems(text: str) -> list[str]:
     found = []
     if DOCS_PATH.search(text) and "bale repository" not in text:
-        found.append("a docs/ path without saying it is in the bale repository")
+        found.append("a docs/ path or the README without saying it is in the bale repository")
     if BALE_EXTRA.search(text):
         found.append("a bale[extra] install hint (bale is not on PyPI)")
     return found
@@ -55,6 +55,7 @@ def _offenders() -> dict[str, list[str]]:
 
 def test_the_checks_catch_what_the_report_found() -> None:
     assert _problems("See docs/SPLIT.md.")
+    assert _problems("for slower sequential reads (README, 'Random access')")
     assert _problems("decoding images needs simplejpeg: pip install 'bale[images]'")
     assert _problems("'bale[images]'")  # an importer's install field, joined to the hint later
     assert not _problems("More in the bale repository's docs/SPLIT.md.")

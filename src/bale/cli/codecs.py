@@ -159,7 +159,8 @@ def _text(
         "fit(shuffle=True), lookups) decode their whole row group's block by default; write with "
         "`bale pack --random-access` (Writer(random_access=True)) to decode only the "
         f"frames of about {RANDOM_ACCESS_SEGMENT_BYTES >> 10} KiB that hold a row, for slower sequential "
-        "reads (README, 'Random access'). The 'random row' lines estimate the codec time."
+        "reads (the bale repository's README, 'Random access'). The 'random row' lines estimate "
+        "the codec time."
     )
     return "\n".join(lines)
 
