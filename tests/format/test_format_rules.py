@@ -13,8 +13,9 @@ import pytest
 import bale
 from bale._core.dataset import reader_of
 from bale.codecs import UnsupportedCodec, codec_from_config, stored_codec
-from bale.errors import CodecError, UnsupportedFeatureError
+from bale.errors import CodecError, CorruptFileError, UnsupportedFeatureError
 from bale.format.constants import TRAILER_SIZE
+from bale.ops.repair import repair
 from tests.format.crafting import Footer, craft_footer
 
 ROWS = 64
@@ -134,3 +135,27 @@ def test_stored_codec_gives_a_stand_in_for_unknown_ids_only() -> None:
             stored_codec(bad)
     with pytest.raises(CodecError, match="unknown codec id"):  # writing still refuses them
         codec_from_config({"id": "zfp-9"})
+
+
+def test_a_1_0_append_to_a_1_1_file_is_refused_and_repair_recovers_it(tmp_path: Path) -> None:
+    """FORMAT.md's frame index section: a bale of format 1.0 appending to a 1.1 file left the
+    header's minor 1 above the trailer's 0 (and the frame_index key as it was). The version
+    rules make that damage, and `bale repair` rebuilds the footer from the row groups."""
+    path = tmp_path / "legacy.bale"
+    values = np.arange(4000, dtype="int64")
+    bale.write(path, {"x": values}, segment_bytes=4096, codecs={"x": "zstd"})
+
+    def as_a_1_0_writer_leaves_it(footer: Footer) -> None:
+        assert "frame_index" in footer.info
+        footer.minor = 0
+        footer.info["format_version"] = [1, 0]
+
+    craft_footer(path, as_a_1_0_writer_leaves_it)
+    with pytest.raises(
+        CorruptFileError, match=r"header says format version 1\.1, the trailer 1\.0"
+    ):
+        bale.open(path)
+    report = repair(path)
+    assert report.rows == 4000 and not report.damaged_row_groups
+    with bale.open(path) as ds:
+        np.testing.assert_array_equal(ds.read()["x"], values)
