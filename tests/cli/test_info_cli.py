@@ -209,3 +209,27 @@ def test_a_wide_table_of_integers_is_not_a_flood_of_labels(
         "feature_02",
     ]
     assert len(text.splitlines()) < 90
+
+
+def test_columns_under_a_byte_per_row_show_the_fraction(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a bool column compresses to a fraction of a byte per row: it read "0 B", as if empty
+    path = tmp_path / "flags.bale"
+    n = 5000
+    bale.write(
+        path,
+        {
+            "is_valid": np.random.default_rng(0).random(n) < 0.5,
+            "constant": np.zeros(n, np.int64),
+            "x": np.zeros((n, 8), np.float32),
+        },
+        metadata={"nested": {"a": {"b": {"c": list(range(50))}}}},
+    )
+    lines = _info(path, capsys).splitlines()
+    row = next(line for line in lines if line.startswith("    is_valid "))
+    per_row = row.split("x  ")[-1].strip()
+    assert per_row != "0 B" and per_row.endswith(" B") and 0 < float(per_row[:-2]) < 1
+    constant = next(line for line in lines if line.startswith("    constant "))
+    assert constant.endswith("<0.1 B")
+    assert "b: 1 key (c)" in [line.strip() for line in lines]  # was "1 keys"

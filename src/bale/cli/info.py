@@ -133,6 +133,14 @@ def text(description: dict[str, Any], *, top: int = 10) -> str:
     return "\n".join(lines)
 
 
+def _bytes_per_row(n: float) -> str:
+    """Stored bytes per row; under 10 B with a decimal (a bool or label column stores a
+    fraction of a byte per row, which ``0 B`` would hide)."""
+    if n < 0.1:
+        return "<0.1 B"
+    return f"{n:.1f} B" if n < 10 else human_bytes(n)
+
+
 def _column_table(columns: list[dict[str, Any]]) -> list[str]:
     header = ("name", "type", "codec", "stored", "share", "ratio", "per row")
     table = [header]
@@ -151,7 +159,7 @@ def _column_table(columns: list[dict[str, Any]]) -> list[str]:
                 human_bytes(column["stored_bytes"]),
                 "-" if share is None else f"{share:.1%}",
                 f"{column['ratio']:.2f}x" if column["ratio"] else "-",
-                "-" if per_row is None else human_bytes(per_row),
+                "-" if per_row is None else _bytes_per_row(per_row),
             )
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
@@ -238,7 +246,8 @@ def _summary(value: Any, compact: str) -> str:
             return f"{len(value):,} names ({_first_items(value)})"
         return f"a list of {len(value):,} items: {_cut(compact, _WIDTH - 20)}"
     if isinstance(value, dict):
-        return f"{len(value):,} keys ({_first_items([str(k) for k in value])})"
+        keys = "key" if len(value) == 1 else "keys"
+        return f"{len(value):,} {keys} ({_first_items([str(k) for k in value])})"
     return _cut(compact, _WIDTH)
 
 
