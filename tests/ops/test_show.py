@@ -167,3 +167,18 @@ def test_parse_rows_and_sheet_path() -> None:
     assert parse_rows("1, 3,5", 10) == [1, 3, 5]
     assert sheet_path("/data/train.bale") == "train.png"
     assert sheet_path("s3://bucket/dir/valid.bale") == "valid.png"
+
+
+def test_small_images_are_enlarged_to_fill_their_tiles(tmp_path: Path) -> None:
+    # MNIST/CIFAR-sized rows were drawn at 28x28 in the middle of a 128-pixel tile: specks
+    digits = np.stack(
+        [np.asarray(Image.fromarray(PHOTOS["camera"]).resize((28, 28))), PHOTOS["camera"][:28, :28]]
+    )
+    path = tmp_path / "mnist.bale"
+    bale.write(path, {"image": digits, "label": np.array([0, 1])})
+    contact_sheet(path, out=tmp_path / "m.png", size=128)
+    for i, digit in enumerate(digits):
+        expected = np.full((128, 128), 32, np.int16)
+        expected[8:120, 8:120] = np.kron(digit, np.ones((4, 4), np.uint8))  # 4x: 112 pixels
+        got = _tile(tmp_path / "m.png", i, 2, 128)
+        assert np.array_equal(got[..., 0], expected), i

@@ -94,9 +94,9 @@ def contact_sheet(
     storage_options: Mapping[str, Any] | None = None,
 ) -> ContactSheet:
     """Draw rows of an image column of ``path`` as a grid of ``size`` x ``size`` tiles (each
-    image scaled to fit, keeping its shape) with ``row: label`` under each, and save the PNG to
-    ``out`` (default: the file's stem + ``.png`` in the current directory; an existing file is
-    refused unless ``overwrite``).
+    image scaled to fit, keeping its shape; a small one enlarged by a whole factor) with
+    ``row: label`` under each, and save the PNG to ``out`` (default: the file's stem +
+    ``.png`` in the current directory; an existing file is refused unless ``overwrite``).
 
     ``rows``: row numbers, or text as ``parse_rows`` reads it; default the first 64. ``random``:
     that many rows drawn at random with ``seed`` instead (shown in row order). ``column``: the
@@ -208,6 +208,13 @@ def _thumbnail(picture: Any, size: int) -> Any:
     if picture.format == "JPEG":
         picture.draft("RGB", (size, size))
     picture.thumbnail((size, size), image.Resampling.BILINEAR)
+    # Small images (MNIST's 28x28, CIFAR's 32x32) are enlarged by a whole factor, each pixel
+    # a square block: left as they are they were specks in the middle of their tiles.
+    factor = size // max(picture.width, picture.height)
+    if factor >= 2:
+        picture = picture.resize(
+            (picture.width * factor, picture.height * factor), image.Resampling.NEAREST
+        )
     if picture.mode in ("RGBA", "LA", "P", "PA"):
         picture = picture.convert("RGBA")
         base = image.new("RGBA", picture.size, (*_BACKGROUND, 255))
