@@ -13,8 +13,14 @@ import pytest
 import bale
 from bale._core.dataset import reader_of
 from bale.codecs import UnsupportedCodec, codec_from_config, stored_codec
-from bale.errors import CodecError, CorruptFileError, UnsupportedFeatureError
+from bale.errors import (
+    CodecError,
+    CorruptFileError,
+    UnsupportedFeatureError,
+    UnsupportedVersionError,
+)
 from bale.format.constants import TRAILER_SIZE
+from bale.format.header import checksum
 from bale.ops.repair import repair
 from tests.format.crafting import Footer, craft_footer
 
@@ -159,3 +165,57 @@ def test_a_1_0_append_to_a_1_1_file_is_refused_and_repair_recovers_it(tmp_path: 
     assert report.rows == 4000 and not report.damaged_row_groups
     with bale.open(path) as ds:
         np.testing.assert_array_equal(ds.read()["x"], values)
+
+
+def _cut_footer(path: Path) -> Path:
+    """``path`` as a writer killed before its footer leaves it: NAME.partial, no footer."""
+    data = path.read_bytes()
+    (footer_offset,) = struct.unpack_from("<Q", data, len(data) - TRAILER_SIZE)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data[:footer_offset])
+    path.unlink()
+    return partial
+
+
+def test_repair_refuses_a_file_created_by_a_newer_minor(tmp_path: Path) -> None:
+    """Repairing a partial whose header says 1.9 wrote a 1.1 footer under it: the result said
+    'repaired' and then every open refused it (header minor above the trailer's). Now repair
+    refuses before writing anything, and the partial is left for a newer bale."""
+    path = tmp_path / "newer.bale"
+    bale.write(path, {"x": np.arange(30, dtype="int32")}, row_group_rows=10)
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<HH", data, 8, 1, 9)  # created by a 1.9 writer
+    path.write_bytes(bytes(data))
+    partial = _cut_footer(path)
+    before = partial.read_bytes()
+    with pytest.raises(UnsupportedVersionError, match=r"cannot repair: .* format 1\.9") as info:
+        repair(path)
+    assert info.value.path == str(partial)
+    assert partial.read_bytes() == before and not path.exists()
+
+
+def test_repair_refuses_row_groups_with_a_codec_of_a_newer_minor(tmp_path: Path) -> None:
+    """A row group whose JSON names a codec this bale does not know (a newer writer appended
+    it): repair raised UnsupportedFeatureError naming no file. Now it names the file, column
+    and rows, and leaves the file unchanged."""
+    path = tmp_path / "codec.bale"
+    bale.write(path, {"x": np.arange(30, dtype="int32")}, codecs={"x": "none"}, row_group_rows=10)
+    data = bytearray(path.read_bytes())
+    (json_length,) = struct.unpack_from("<I", data, 12)
+    group = 24 + json_length + (-(24 + json_length) % 64)  # the first row group
+    group += int.from_bytes(data[group + 4 : group + 8], "little") + 16  # its JSON's end
+    group += -group % 64  # its data start
+    second = data.index(b"BGRP", group)
+    length = int.from_bytes(data[second + 4 : second + 8], "little")
+    body = bytes(data[second + 16 : second + 16 + length])
+    new = body.replace(b'"codec":{"id":"none"}', b'"codec":{"id":"zfp1"}')
+    assert len(new) == len(body) and new != body
+    data[second + 16 : second + 16 + length] = new
+    struct.pack_into("<Q", data, second + 8, checksum(new))
+    path.write_bytes(bytes(data))
+    partial = _cut_footer(path)
+    before = partial.read_bytes()
+    with pytest.raises(UnsupportedFeatureError, match=r"cannot repair: .* codec 'zfp1'") as info:
+        repair(path)
+    assert (info.value.path, info.value.column, info.value.rows) == (str(partial), "x", (10, 20))
+    assert partial.read_bytes() == before and not path.exists()

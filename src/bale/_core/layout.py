@@ -13,6 +13,7 @@ from bale.codecs.framing import decode_block
 from bale.errors import CodecError, CorruptFileError, SchemaError, TruncatedFileError
 from bale.format.constants import (
     ALIGNMENT,
+    FORMAT_VERSION,
     GROUP_MAGIC,
     GROUP_PREFIX_SIZE,
     HEADER_PREFIX_SIZE,
@@ -42,6 +43,8 @@ class Header:
     metadata: dict[str, Any]
     segment_bytes: int
     end: int  # offset of the first row group
+    #: The header's (major, minor): the version of the writer that created the file.
+    version: tuple[int, int] = FORMAT_VERSION
 
 
 def read_header(source: ByteSource) -> Header:
@@ -64,7 +67,8 @@ def read_header(source: ByteSource) -> Header:
         raise CorruptFileError(
             f"header JSON has an invalid schema: {exc.detail}", path=path, column=exc.column
         ) from exc
-    return Header(schema, dict(info["metadata"]), segment_bytes, prefix.end)
+    version = (prefix.major, prefix.minor)
+    return Header(schema, dict(info["metadata"]), segment_bytes, prefix.end, version)
 
 
 def read_index(source: ByteSource) -> tuple[FileIndex, int]:

@@ -5,13 +5,28 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from bale._core.layout import block_reads_back, read_header, read_index, scan_groups
+from bale._core.layout import (
+    Header,
+    ScannedGroup,
+    block_reads_back,
+    read_header,
+    read_index,
+    scan_groups,
+)
 from bale._progress import Progress
 from bale._version import __version__
-from bale.errors import BaleError, TargetExistsError
-from bale.format.constants import ALIGNMENT, FILE_MAGIC, HEADER_PREFIX_SIZE
+from bale.codecs import UnsupportedCodec, stored_codec
+from bale.errors import (
+    BaleError,
+    CodecError,
+    TargetExistsError,
+    UnsupportedFeatureError,
+    UnsupportedVersionError,
+)
+from bale.format.constants import ALIGNMENT, FILE_MAGIC, FORMAT_VERSION, HEADER_PREFIX_SIZE
 from bale.format.footer import FileIndex, pack_footer
 from bale.format.header import pack_trailer, unpack_header_prefix
+from bale.format.schema import Unsupported
 from bale.io.sink import FileSink, partial_path_for
 from bale.io.source import LocalSource, missing_file_error
 
@@ -132,6 +147,7 @@ def _rebuild(path: str, progress: bool) -> tuple[str, int, int, int, bool, list[
         header = read_header(source)
         size = source.size()
         groups = list(scan_groups(source, header))
+        _check_repairable(header, groups, path)
         damaged = []
         with Progress(progress, len(groups), "repairing", unit="row groups") as bar:
             for i, g in enumerate(groups):  # every block read back: the long part
@@ -156,3 +172,45 @@ def _rebuild(path: str, progress: bool) -> tuple[str, int, int, int, bool, list[
         source.close()
     skipped = sum(g.skipped_before for g in groups)
     return path, index.num_rows, len(groups), max(0, size - data_end), False, damaged, skipped
+
+
+def _check_repairable(header: Header, groups: list[ScannedGroup], path: str) -> None:
+    """Refuse, before anything is written, a file this bale cannot give a true footer: one
+    created by a newer minor version (the footer it writes would say this bale's version, lower
+    than the header's, which readers refuse), or whose header schema or row groups use a
+    column kind, dtype or codec a newer minor added (the footer would claim this bale's version
+    for them). The file is left as it was, for a newer bale to repair."""
+    major, minor = header.version
+    mine = f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}"
+    if minor > FORMAT_VERSION[1]:
+        raise UnsupportedVersionError(
+            f"cannot repair: the file was created by format {major}.{minor}; this bale writes "
+            f"{mine} and would drop what {major}.{minor} added: repair it with a newer bale "
+            "(the file is unchanged)",
+            path=path,
+        )
+    for column in header.schema:
+        if isinstance(column.type, Unsupported):
+            raise UnsupportedFeatureError(
+                f"cannot repair: {column.type.what} is not known to this bale (written by a "
+                "newer bale? repair it with a newer bale; the file is unchanged)",
+                path=path,
+                column=column.name,
+            )
+    row = 0
+    for group in groups:
+        for column, block in zip(header.schema, group.blocks, strict=True):
+            try:
+                codec = stored_codec(block.codec)
+            except CodecError:
+                continue  # an invalid config: the block does not read back (damage, below)
+            if isinstance(codec, UnsupportedCodec):
+                raise UnsupportedFeatureError(
+                    f"cannot repair: the row group at byte {group.offset} uses codec "
+                    f"{codec.codec_id!r}, not known to this bale (written by a newer bale? "
+                    "repair it with a newer bale; the file is unchanged)",
+                    path=path,
+                    column=column.name,
+                    rows=(row, row + group.num_rows),
+                )
+        row += group.num_rows
