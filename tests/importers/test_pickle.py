@@ -189,3 +189,30 @@ def test_damaged_compressed_pickle_is_corrupt(tmp_path: Path, opener: Any, damag
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptFileError, match=r"c\.pkl\.z"):
         PickleSource(path, trust=True)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "opener"),
+    [(".pkl.gz", gzip.open), (".pickle.bz2", bz2.open), (".pkl.xz", lzma.open)],
+)
+def test_compressed_pickles_are_packed_by_name(tmp_path: Path, suffix: str, opener: Any) -> None:
+    # pandas' to_pickle("df.pkl.gz"), as docs/LEGACY.md promises: bale pack said it could not
+    # tell what '.gz' holds
+    path = tmp_path / f"df{suffix}"
+    with opener(path, "wb") as fp:
+        pickle.dump({"a": np.arange(N), "s": [f"t{i}" for i in range(N)]}, fp)
+    report = bale.pack(path, tmp_path / "df.bale", trust=True, shuffle=False)
+    assert report.rows == N
+    ds = bale.open(tmp_path / "df.bale")
+    np.testing.assert_array_equal(ds["a"][:], np.arange(N))
+    assert ds["s"][:3] == ["t0", "t1", "t2"]
+    with pytest.raises(BaleError, match="refusing to unpickle"):
+        bale.pack(path, tmp_path / "untrusted.bale")
+
+
+def test_other_compressed_files_are_still_unknown(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv.gz"
+    with gzip.open(path, "wb") as fp:
+        fp.write(b"a,b\n1,2\n")
+    with pytest.raises(BaleError, match=r"cannot tell what '\.gz' holds.*\.pkl\.gz"):
+        bale.pack(path, tmp_path / "x.bale")

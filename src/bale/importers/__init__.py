@@ -55,9 +55,13 @@ _BY_EXTENSION: dict[str, _Importer] = {
     ".zarr": _ZARR,
 }
 
+#: compressions PickleSource recognises by their first bytes, as in ``x.pkl.gz``
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zstd")
+
 ACCEPTED = (
     "an image folder (one sub-folder per class, or images directly inside), a manifest "
-    "(.csv, .tsv, .json, .jsonl), .npy, .npz, .h5/.hdf5, .pkl/.pickle, a zarr array or group "
+    "(.csv, .tsv, .json, .jsonl), .npy, .npz, .h5/.hdf5, .pkl/.pickle (also .pkl.gz, .bz2, .xz, "
+    ".zst), a zarr array or group "
     "(.zarr or a folder with .zarray/.zgroup/zarr.json), or a bcolz carray/ctable folder"
 )
 
@@ -170,6 +174,11 @@ def _importer_for(path: str) -> _Importer:
             raise BaleError(problem, path=path)
         return _IMAGE_FOLDER
     importer = _BY_EXTENSION.get(extension)
+    if importer is None and extension in _COMPRESSED:
+        # pandas' to_pickle("x.pkl.gz") and friends: PickleSource reads the compression
+        inner = os.path.splitext(path[: -len(extension)])[1].lower()
+        if inner in (".pkl", ".pickle"):
+            importer = _BY_EXTENSION[inner]
     if importer is None and extension == ".bale":
         raise BaleError(
             f"is already a .bale file: bale pack reads {ACCEPTED}. To write it again with other "
