@@ -181,8 +181,14 @@ def test_bad_requests_are_refused_before_anything_is_written(tmp_path: Path) -> 
     out = tmp_path / "out.bale"
     with pytest.raises(SchemaError, match=r"unknown columns \['nope'\]; the columns are"):
         recompress(source, out, {"nope": "zstd"})
-    with pytest.raises(CodecError, match="invalid codec spec 'zstd:x'"):
+    with pytest.raises(CodecError, match="invalid codec spec 'zstd:x'") as bad:
         recompress(source, out, {"x": "zstd:x"})
+    # the file and the column the spec was given for are named (they were not)
+    assert (bad.value.path, bad.value.column) == (str(source), "x")
+    assert str(bad.value).startswith(f"file {str(source)!r}, column 'x': invalid codec spec")
+    with pytest.raises(CodecError, match=r"level must be in .*\(for columns \[") as bad:
+        recompress(source, out, "zstd:30")
+    assert bad.value.path == str(source)
     with pytest.raises(ValueError, match="is also an input"):
         recompress(source, source, "zstd")
     with pytest.raises(ValueError, match="goal must be one of"):

@@ -28,7 +28,7 @@ from bale._core.writer import Writer
 from bale._progress import Progress
 from bale.codecs import codec_from_config, codec_spec, parse_codec
 from bale.codecs.framing import decode_block
-from bale.errors import BaleError, CorruptFileError, SchemaError, TargetExistsError
+from bale.errors import BaleError, CodecError, CorruptFileError, SchemaError, TargetExistsError
 from bale.format.header import checksum_parts
 from bale.format.schema import Column, Schema
 from bale.io.open import open_source
@@ -168,8 +168,7 @@ def recompress(
     src_options = storage_options if is_remote(source) else None
     with Dataset(source, cache_bytes=0, storage_options=src_options) as ds:
         wanted = _wanted_specs(ds, codecs, default)
-        for spec in {s for s in wanted.values() if s != AUTO}:
-            parse_codec(spec)  # a bad spec is refused before anything is measured or written
+        _check_specs(source, wanted)  # before anything is measured or written
         measure_started = time.perf_counter()
         targets, why, advice = _target_codecs(
             ds, source, wanted, goal, read_rate, sample_bytes, src_options
@@ -254,6 +253,21 @@ def _wanted_specs(
         for name in ds.schema.names:
             wanted.setdefault(name, default.strip().lower())
     return wanted
+
+
+def _check_specs(source: str, wanted: Mapping[str, str]) -> None:
+    """Refuse a codec spec that does not parse, naming the file and the columns it was for."""
+    columns_of: dict[str, list[str]] = {}
+    for name, spec in wanted.items():
+        if spec != AUTO:
+            columns_of.setdefault(spec, []).append(name)
+    for spec, names in columns_of.items():
+        try:
+            parse_codec(spec)
+        except CodecError as exc:
+            column = names[0] if len(names) == 1 else None
+            which = "" if column else f" (for columns {names})"
+            raise CodecError(f"{exc.detail}{which}", path=source, column=column) from exc
 
 
 def _target_codecs(
