@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +106,27 @@ def test_cli_repair_of_an_empty_partial(tmp_path: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "nothing to recover" in out and "removed" in out
     assert not os.path.exists(tmp_path / "d.bale.partial")
+
+
+def test_repairing_the_partial_by_its_own_name_publishes_the_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `bale repair NAME.partial` (the file a user sees after a killed writer) rebuilt it in place
+    # and left it named .partial: NAME still read as missing
+    target = tmp_path / "k.bale"
+    code = (
+        "import os, signal, numpy as np, bale\n"
+        f"w = bale.Writer({str(target)!r}, row_group_rows=100)\n"
+        "for i in range(5):\n"
+        "    w.write({'x': np.arange(i * 100, i * 100 + 100)})\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], timeout=120, capture_output=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    partial = tmp_path / "k.bale.partial"
+    assert partial.exists() and not target.exists()
+    assert main(["repair", str(partial)]) == EXIT_OK
+    assert "k.bale: recovered" in capsys.readouterr().out
+    assert target.exists() and not partial.exists()
+    rows = bale.open(target)["x"][:]
+    assert len(rows) >= 100 and np.array_equal(rows, np.arange(len(rows)))

@@ -77,7 +77,8 @@ def repair(path: str | os.PathLike[str], *, progress: bool = False) -> RepairRep
     """Make ``path`` a complete bale file again after an interrupted write.
 
     Repairs ``path`` itself if it exists (an interrupted append), else ``path.partial`` (an
-    interrupted new file), which is then renamed to ``path``. Every structurally complete row
+    interrupted new file), which is then renamed to ``path``; ``NAME.partial`` given as ``path``
+    is repaired as ``NAME`` (renamed to it) unless ``NAME`` exists. Every structurally complete row
     group is kept; a damaged group at the end (the one being written when the writer died) is
     dropped; a damaged group in the middle is kept and reported, so reading it raises
     ``CorruptFileError`` instead of its rows vanishing. Bytes of kept groups are never changed.
@@ -87,6 +88,13 @@ def repair(path: str | os.PathLike[str], *, progress: bool = False) -> RepairRep
     'train.bale: recovered 5000 rows in 40 row groups from train.bale.partial; ...'
     """
     target = os.fspath(path)
+    suffix = partial_path_for("")
+    if target.endswith(suffix) and os.path.exists(target):
+        final = target[: -len(suffix)]
+        if final and not os.path.exists(final):
+            # `bale repair NAME.partial` (the file the user sees) means NAME: it was repaired in
+            # place and left named .partial, so NAME still read as missing
+            return repair(final, progress=progress)
     partial = partial_path_for(target)
     if os.path.exists(target):
         complete = _complete_index(target)
