@@ -233,3 +233,16 @@ def test_columns_under_a_byte_per_row_show_the_fraction(
     constant = next(line for line in lines if line.startswith("    constant "))
     assert constant.endswith("<0.1 B")
     assert "b: 1 key (c)" in [line.strip() for line in lines]  # was "1 keys"
+
+
+def test_a_file_without_its_footer_gets_no_footer_only_advice(
+    photos: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `bale info NAME.partial` after a killed writer suggested --footer-only, which needs the
+    # very footer that is missing
+    cut = photos.with_name("cut.bale")
+    cut.write_bytes(photos.read_bytes()[:-100])
+    assert main(["info", str(cut)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"bale info: error: file {str(cut)!r}: ") and "bale repair" in err
+    assert "--footer-only" not in err

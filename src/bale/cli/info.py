@@ -91,8 +91,10 @@ def run_info(args: argparse.Namespace) -> int:
                 footer_only=args.footer_only,
                 image_sample=max(0, args.sample),
             )
-    except CorruptFileError as exc:  # in a label column or a sampled row
-        return fail(
+    except CorruptFileError as exc:
+        if exc.column is None:  # the footer or header itself: --footer-only would not help
+            return fail("info", exc, EXIT_DAMAGED)
+        return fail(  # in a label column or a sampled row
             "info",
             f"{exc} (bale info reads label columns and sampled rows; --footer-only reads only "
             "the footer, bale verify checks every block)",
