@@ -25,6 +25,7 @@ from bale.errors import BaleError, CorruptFileError
 from bale.format.constants import MAX_SEGMENT_BYTES
 from bale.format.header import checksum
 from bale.io.source import LocalSource
+from bale.ops.verify import verify
 from tests.format.crafting import Footer, craft_footer, header_json_text, write_header_json
 
 ROWS = 10
@@ -386,3 +387,66 @@ def test_frame_index_entry_out_of_range_is_not_used(tmp_path: Path, value: Any) 
         assert reader_of(ds).frames.records(0, 0) is None
         assert ds[1234]["x"] == 1234
         np.testing.assert_array_equal(ds.read()["x"], data)
+
+
+# -- a key repeated in one JSON object --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('"num_rows":10', '"num_rows":99,"num_rows":10'),
+        ('"schema":[', '"schema":[],"schema":['),
+        ('"metadata":{}', '"metadata":{"a":1,"a":2}'),
+    ],
+)
+def test_footer_json_with_a_repeated_key(copy: Path, old: str, new: str) -> None:
+    """A key repeated in one object: Python's json keeps the last, other readers the first, so
+    the same bytes read as two different files. It opened; now it is refused."""
+    craft_footer(copy, raw_json(old, new))
+    with pytest.raises(CorruptFileError, match="appears twice in one object") as info_:
+        bale.open(copy)
+    assert info_.value.path == os.fspath(copy)
+
+
+def test_header_and_group_json_with_a_repeated_key(copy: Path) -> None:
+    text = header_json_text(copy)
+    new = text.replace(b',"created_by":"bale 0.1.0"', b',"metadata":{}')
+    assert new != text
+    write_header_json(copy, new)
+    source = LocalSource(copy)
+    try:
+        with pytest.raises(CorruptFileError, match="appears twice in one object"):
+            read_header(source)
+    finally:
+        source.close()
+    report = verify(copy)
+    assert not report.ok and "appears twice in one object" in report.summary()
+
+
+def test_group_json_with_a_repeated_key(copy: Path) -> None:
+    """bale verify reports it, and `bale repair`'s scan does not take it for a row group."""
+    source = LocalSource(copy)
+    try:
+        header = read_header(source)
+    finally:
+        source.close()
+    data = bytearray(copy.read_bytes())
+    start = header.end + 16
+    length = int.from_bytes(data[header.end + 4 : header.end + 8], "little")
+    body = bytes(data[start : start + length])
+    new = body.replace(b'{"rows":5,', b'{"rows":5,"rows":5,', 1)
+    room = start + length + (-(start + length) % 64) - start
+    assert new != body and len(new) <= room
+    data[start : start + room] = new.ljust(room, b"\x00")
+    data[header.end + 4 : header.end + 8] = len(new).to_bytes(4, "little")
+    data[header.end + 8 : header.end + 16] = checksum(new).to_bytes(8, "little")
+    copy.write_bytes(bytes(data))
+    report = verify(copy)
+    assert not report.ok and "appears twice in one object" in report.summary()
+    source = LocalSource(copy)
+    try:
+        groups = list(scan_groups(source, header))
+        assert groups[0].num_rows == 5 and groups[0].skipped_before > 0  # the second group
+    finally:
+        source.close()

@@ -24,6 +24,7 @@ from bale.format.footer import BlockRecord, FileIndex, unpack_footer
 from bale.format.header import (
     checksum,
     padding,
+    parse_json,
     unpack_group_prefix,
     unpack_header_prefix,
     unpack_trailer,
@@ -58,7 +59,7 @@ def check_header(source: ByteSource, index: FileIndex) -> HeaderCheck:
     except BaleError as exc:
         result.problems.append(f"the header JSON cannot be used: {exc.detail}")
         return result
-    info = json.loads(bytes(source.read(HEADER_PREFIX_SIZE, prefix.json_length)))
+    info = parse_json(source.read(HEADER_PREFIX_SIZE, prefix.json_length))  # read_header parsed it
     if not isinstance(info, dict):
         result.problems.append("the header JSON is not an object")
         return result
@@ -175,8 +176,8 @@ def check_group_record(
         return result
     result.json_end = json_end
     try:
-        info = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        info = parse_json(body)
+    except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError, a repeated key, too deep
         result.problems.append(f"the group JSON is not valid JSON: {exc}")
         return result
     result.problems += _record_differences(

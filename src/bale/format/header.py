@@ -150,11 +150,25 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when a key repeats: readers that keep the first and readers that
+    keep the last would otherwise read different files from the same bytes."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"the key {key!r} appears twice in one object")
+            seen.add(key)
+    return out
+
+
 def parse_json(body: bytes | bytearray | memoryview) -> Any:
     """Strict JSON (RFC 8259): ValueError for anything else, including NaN and Infinity, an
-    integer of more than 4300 digits, or nesting too deep to parse."""
+    integer of more than 4300 digits, a key repeated in one object, or nesting too deep to
+    parse."""
     try:
-        return json.loads(bytes(body), parse_constant=_no_constant)
+        return json.loads(bytes(body), parse_constant=_no_constant, object_pairs_hook=_unique_keys)
     except RecursionError as exc:
         raise ValueError("nested too deeply") from exc
 
