@@ -373,3 +373,22 @@ def test_columns_a_newer_bale_added_are_checked_not_called_damaged(deep: bool) -
     assert "unknown to this bale" in report.summary()
     if deep:
         assert "but those of" in report.summary()
+
+
+def test_group_json_nested_too_deep_is_a_finding(tmp_path: Path) -> None:
+    """A group JSON (its checksum recomputed) of 5,000 nested lists: verify raised Python's
+    RecursionError; now it reports the row group, naming its rows."""
+    path = tmp_path / "deep.bale"
+    bale.write(path, {"x": np.arange(4000, dtype="int64")}, codecs={"x": "none"})
+    data = bytearray(path.read_bytes())
+    (json_length,) = struct.unpack_from("<I", data, 12)
+    group = HEADER_PREFIX_SIZE + json_length
+    group += -group % 64
+    body = b"[" * 5000 + b"]" * 5000  # inside the group's 32,000-byte block
+    data[group + GROUP_PREFIX_SIZE : group + GROUP_PREFIX_SIZE + len(body)] = body
+    struct.pack_into("<IQ", data, group + 4, len(body), xxhash.xxh3_64_intdigest(body))
+    path.write_bytes(bytes(data))
+    report = verify(path)
+    assert not report.ok
+    found = [p for p in report.findings if "nested too deeply" in str(p.error)]
+    assert found and found[0].error.rows == (0, 4000) and found[0].error.path == str(path)
