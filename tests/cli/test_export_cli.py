@@ -287,3 +287,27 @@ def test_a_progress_bar_on_a_terminal_and_none_with_quiet(
     monkeypatch.setattr("sys.stderr", quiet)
     assert main(["export", str(sample), str(tmp_path / "b"), "--quiet"]) == EXIT_OK
     assert quiet.getvalue() == ""
+
+
+def test_images_of_an_unlabeled_split_keep_their_source_names(tmp_path: Path) -> None:
+    # A Kaggle test folder (test_stg1/img_00005.jpg, no classes): labels.csv listed only
+    # 0.jpg ... with empty labels, and the original names, which predictions are keyed by,
+    # were left in path.data.npy + path.offsets.npy
+    from PIL import Image
+    from skimage import data
+
+    folder = tmp_path / "test_stg1"
+    folder.mkdir()
+    photo = data.coffee()
+    for i in range(3):
+        Image.fromarray(photo[i * 50 : i * 50 + 64, :64]).save(folder / f"img_{i:05d}.jpg")
+    packed = tmp_path / "test.bale"
+    bale.pack(folder, packed, shuffle=False)
+    assert main(["export", str(packed), str(tmp_path / "out"), "--images", "-q"]) == EXIT_OK
+    with open(tmp_path / "out" / "labels.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["row", "file", "label", "class", "path"]
+    assert [r[4].rsplit("/", 1)[-1] for r in rows[1:]] == [f"img_{i:05d}.jpg" for i in range(3)]
+    for row in rows[1:]:
+        original = (tmp_path / "test_stg1" / row[4].rsplit("/", 1)[-1]).read_bytes()
+        assert (tmp_path / "out" / row[1]).read_bytes() == original

@@ -43,7 +43,8 @@ def add_export_command(commands: Subcommands) -> None:
         "become image files you can open: DIR/CLASS/ROW.jpg (bytes as stored, with their "
         "format's extension; arrays as .png) when a label column exists (CLASS: the class "
         "name from metadata['classes'], else the label), else DIR/ROW.EXT, plus DIR/labels.csv "
-        "(row,file,label,class); the other columns are exported as .npy.",
+        "(row,file,label,class, and path: the source path bale pack stored, if any); the other "
+        "columns are exported as .npy.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -59,7 +59,8 @@ def export(
     a label column (``label``, or one named label, y, target, ...; CLASS is the class name from
     ``metadata["classes"]``, else the label) and to ``ROW.EXT`` otherwise (``COLUMN/`` first
     when several columns hold images; ROW zero-padded to sort in row order), plus
-    ``labels.csv`` (row, file, label, class). Other columns are exported as .npy as without it.
+    ``labels.csv`` (row, file, label, class, and path: the source path ``bale pack`` stored
+    in a string column ``path``, when there is one). Other columns are exported as .npy as without it.
     Image files are written whole (a local one as ``NAME.partial`` renamed, without fsync);
     an existing one is refused before anything is written (on object storage, each object as it
     is written) unless ``overwrite``.
@@ -280,6 +281,10 @@ def folder_name(text: str) -> str:
     return stem or "_"
 
 
+#: the column bale pack writes with each image's source path
+SOURCE_PATH_COLUMN = "path"
+
+
 class _ImagePlan:
     """Where each row of the image columns goes (``[COLUMN/][CLASS/]ROW.EXT``), the local
     check that none is there yet, and the writing of the files and ``labels.csv``."""
@@ -291,6 +296,12 @@ class _ImagePlan:
         self.width = len(str(max(len(ds) - 1, 0)))
         # One value per row: small (a scalar or a short string), read once for folders and csv.
         self.values: Any = ds.read(columns=[labels.name])[labels.name] if labels else None
+        # bale pack's path column (image folders, manifests): where each image came from, the
+        # name a Kaggle test set's predictions are keyed by
+        path = next((c for c in ds.schema if c.name == SOURCE_PATH_COLUMN), None)
+        self.paths: list[str] | None = None
+        if path is not None and path.type.kind == "string":
+            self.paths = list(ds.read(columns=[path.name])[path.name])
 
     def stem(self, picture: ImageColumn, row: int) -> str:
         """The file name of ``row`` without its extension, relative to the export folder."""
@@ -324,7 +335,8 @@ class _ImagePlan:
         files: dict[str, list[str]] = {p.name: [] for p in self.pictures}
         reader = reader_of(self.ds)
         with out.open("labels.csv") as sink:
-            sink.write([b"row,file,label,class\n"], align=False)
+            heading = "row,file,label,class" + (",path" if self.paths is not None else "")
+            sink.write([f"{heading}\n".encode()], align=False)
             start = 0
             for group in range(self.ds.num_row_groups):
                 count = self.ds.row_group_sizes[group]
@@ -341,7 +353,8 @@ class _ImagePlan:
                         out.put(name, data)
                         nbytes += len(data)
                         files[picture.name].append(name)
-                        table.writerow([row, name, *self._label_cells(row)])
+                        cells = [row, name, *self._label_cells(row)]
+                        table.writerow(cells if self.paths is None else [*cells, self.paths[row]])
                     sink.write([lines.getvalue().encode()], align=False)
                     bar.update(count, nbytes)
                 start += count
