@@ -83,12 +83,18 @@ def require(condition: bool, message: str) -> None:
 
 
 def parse_json(data: bytes) -> Any:
-    """Strict JSON: UTF-8, no NaN/Infinity; integers are Python ints (exact beyond 2**53)."""
+    """Strict JSON: UTF-8, no NaN/Infinity, no key repeated in an object; integers are Python
+    ints (exact beyond 2**53)."""
 
     def refuse(name: str) -> Any:
         raise SpecError(f"JSON holds {name}, which the format forbids")
 
-    return json.loads(data.decode("utf-8"), parse_constant=refuse)
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in pairs]
+        require(len(set(keys)) == len(keys), "a JSON object repeats a key")
+        return dict(pairs)
+
+    return json.loads(data.decode("utf-8"), parse_constant=refuse, object_pairs_hook=unique)
 
 
 @dataclass

@@ -312,3 +312,25 @@ def test_reference_reader_follows_the_rules_as_bale_does(name: str) -> None:
                 continue
             got = ds.read(columns=[column.name])[column.name]
             assert ref.value_hash(column.name) == spec.value_hash(column.type, got), column.name
+
+
+@pytest.mark.parametrize(("old", "new"), [(b'"num_rows":2', b'"num_rows":3,"num_rows":2')])
+def test_both_readers_refuse_a_repeated_json_key(tmp_path: Path, old: bytes, new: bytes) -> None:
+    """FORMAT.md, Conventions: a JSON object whose key repeats is refused by the reader written
+    from FORMAT.md and by bale (the worked example's footer, its checksums recomputed)."""
+    from bale.errors import CorruptFileError
+    from tests.format.crafting import Footer, craft_footer
+
+    path = tmp_path / "repeated.bale"
+    write_example(path)
+
+    def repeat(footer: Footer) -> None:
+        text = json.dumps(footer.info, separators=(",", ":")).encode()
+        assert old in text
+        footer.json_bytes = text.replace(old, new, 1)
+
+    craft_footer(path, repeat)
+    with pytest.raises(REFERENCE.SpecError, match="repeats a key"):
+        REFERENCE.read(path)
+    with pytest.raises(CorruptFileError, match="appears twice"):
+        bale.open(path)
