@@ -311,3 +311,21 @@ def test_images_of_an_unlabeled_split_keep_their_source_names(tmp_path: Path) ->
     for row in rows[1:]:
         original = (tmp_path / "test_stg1" / row[4].rsplit("/", 1)[-1]).read_bytes()
         assert (tmp_path / "out" / row[1]).read_bytes() == original
+
+
+def test_without_pillow_show_and_export_images_say_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # They ended in a traceback, and export --images had written the other columns first
+    source = tmp_path / "arrays.bale"
+    bale.write(source, {"image": np.zeros((3, 8, 8, 3), np.uint8), "y": np.arange(3)})
+    monkeypatch.setitem(__import__("sys").modules, "PIL", None)  # as on a core-only install
+    out = tmp_path / "out"
+    assert main(["export", str(source), str(out), "--images", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == "bale export: error: drawing and writing images needs Pillow: pip install Pillow\n"
+    )
+    assert not out.exists() or not any(out.iterdir())
+    assert main(["show", str(source), "-o", str(tmp_path / "s.png")]) == 2
+    assert capsys.readouterr().err.startswith("bale show: error: drawing and writing images needs")

@@ -75,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reader_gone()
     except (BaleError, OSError) as exc:
         return fail(args.command, exc)
+    except ImportError as exc:  # an optional library missing: one line with its install hint
+        return fail(args.command, exc)
     except KeyboardInterrupt:
         print(f"bale {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

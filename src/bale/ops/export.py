@@ -21,7 +21,13 @@ from bale.format.schema import Array
 from bale.io import locations
 from bale.io.remote_url import is_remote, redact_url
 from bale.io.sink import ByteSink, FileSink
-from bale.ops.image_columns import ImageColumn, LabelColumn, find_label_column, image_columns
+from bale.ops.image_columns import (
+    ImageColumn,
+    LabelColumn,
+    find_label_column,
+    image_columns,
+    pil,
+)
 
 
 def export(
@@ -95,6 +101,8 @@ def export(
         out = _Outputs(directory, storage_options, overwrite)
         extra = ["labels.csv"] if pictures else []
         out.check([f for name in plain for f in _file_names(ds, name)] + extra + ["metadata.json"])
+        if any(p.layout != "encoded" for p in pictures):
+            pil()  # arrays are written as PNG: a missing Pillow stops us before any file
         plan = _ImagePlan(ds, pictures, labels) if pictures else None
         if plan is not None and not out.remote and not overwrite:
             plan.check_local(out)
