@@ -12,8 +12,10 @@ The region holds one 16-byte record per frame, ``offset u64`` (of the frame's fi
 its length field, relative to the block's start) and ``checksum u64`` (XXH3-64 of the frame's
 stored bytes), for the segmented blocks of the first ``G`` row groups in block-table order
 (group-major, then column). A block with raw size ``r > segment_bytes`` has
-``ceil(r / segment_bytes)`` frames; other blocks have no records. Groups after ``G`` (appended by
-a 1.0 writer, which keeps the key as it is) have no records either.
+``ceil(r / segment_bytes)`` frames; other blocks have no records. Groups after ``G`` have no
+records either and are read whole (bale always writes ``G`` equal to the group count; only a
+1.0 writer appending to a 1.1 file left it lower, and such a file's versions disagree: see
+docs/FORMAT.md, Frame index).
 """
 
 from __future__ import annotations
