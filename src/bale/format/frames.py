@@ -15,7 +15,7 @@ stored bytes), for the segmented blocks of the first ``G`` row groups in block-t
 ``ceil(r / segment_bytes)`` frames; other blocks have no records. Groups after ``G`` have no
 records either and are read whole (bale always writes ``G`` equal to the group count; only a
 1.0 writer appending to a 1.1 file left it lower, and such a file's versions disagree: see
-docs/FORMAT.md, Frame index).
+the bale repository's docs/FORMAT.md, Frame index).
 """
 
 from __future__ import annotations
