@@ -219,3 +219,18 @@ def test_repair_refuses_row_groups_with_a_codec_of_a_newer_minor(tmp_path: Path)
         repair(path)
     assert (info.value.path, info.value.column, info.value.rows) == (str(partial), "x", (10, 20))
     assert partial.read_bytes() == before and not path.exists()
+
+
+def test_a_file_of_no_columns_opens(tmp_path: Path) -> None:
+    """FORMAT.md, Footer JSON: readers accept an empty schema (older bales wrote such files from
+    an empty first batch): the rows are there, with no values."""
+    path = tmp_path / "none.bale"
+    bale.write(path, {"x": np.arange(3, dtype="int8")})
+
+    def no_columns(footer: Footer) -> None:
+        footer.info["schema"], footer.info["codecs"] = [], []
+        footer.blocks = footer.blocks[:, :0]
+
+    craft_footer(path, no_columns)
+    with bale.open(path) as ds:
+        assert (len(ds), ds.schema.names, ds.read(), ds[2]) == (3, [], {}, {})
