@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -253,3 +254,28 @@ def test_bale_pack_file_colon_group(splits_h5: Path, tmp_path: Path) -> None:
     assert main(["pack", str(splits_h5), str(both), *args]) == 0
     with bale.open(both) as ds:
         assert list(ds.schema.names) == ["train.x", "train.y"] and len(ds) == 60
+
+
+def test_split_groups_pack_into_a_folder_one_file_each(
+    splits_h5: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An image folder of train/ test/ packs into OUT_DIR/, one file per split; the same file
+    # layout in HDF5 could only be packed one group at a time
+    from bale.cli.main import main
+    from bale.importers.hdf5 import split_groups
+
+    assert split_groups(splits_h5) == ["test", "train"]
+    out = tmp_path / "packed"
+    assert main(["pack", str(splits_h5), str(out), "-q"]) == 0
+    assert sorted(os.listdir(out)) == ["test.bale", "train.bale"]
+    for name, rows in (("train", 60), ("test", 20)):
+        ds = bale.open(out / f"{name}.bale")
+        assert len(ds) == rows and ds.columns == ("x", "y")
+        assert ds.metadata["classes"] == ["airplane", "automobile", "bird"]
+        assert sorted(ds["y"][:].tolist()) == sorted((np.arange(rows) % 3).tolist())
+    capsys.readouterr()
+    assert main(["pack", str(splits_h5), str(out), "-q"]) == 2  # nothing replaced unasked
+    assert "the file exists; pass --overwrite" in capsys.readouterr().err
+    assert main(["pack", str(splits_h5), str(tmp_path / "one.bale"), "-q"]) == 2
+    assert "`bale pack splits.h5 packed/`" in capsys.readouterr().err
+    assert not (tmp_path / "one.bale").exists()

@@ -16,7 +16,8 @@ from bale.cli._command import (
     show_progress,
     storage_options,
 )
-from bale.errors import BaleError
+from bale.errors import BaleError, TargetExistsError
+from bale.importers.hdf5 import split_groups
 from bale.importers.image_folder import find_splits
 from bale.io.remote_url import is_remote
 from bale.ops.pack import DEFAULT_MEMORY_BUDGET, PackReport, pack, pack_splits
@@ -33,6 +34,8 @@ EPILOG = """examples:
       one split: its sub-folders are the classes
   bale pack data.h5:train train.bale
       one HDF5 group: columns x, y (not train.x); its classes dataset names the labels
+  bale pack data.h5 packed/
+      data.h5 holds train/ and test/ groups: packed/train.bale, packed/test.bale
   bale pack data.h5 xy.bale --dataset /train/x --dataset /train/y
   bale pack X.npy y.npy xy.bale
       two aligned arrays, one file: columns X and y, shuffled together
@@ -51,8 +54,9 @@ def add_pack_command(commands: Subcommands) -> None:
         "--trust-pickle), a zarr array or "
         "group, or a bcolz folder. Several SOURCEs (or --column NAME=SOURCE) of the same "
         "length become the columns of one file, shuffled together. A folder holding only "
-        "split folders (train/, valid/, val/, test/, test_*/...) is packed into one file per "
-        "split inside OUT (a folder). Unreadable images are skipped and counted unless "
+        "split folders (train/, valid/, val/, test/, test_*/...), or an HDF5 file whose "
+        "top-level groups are such splits, is packed into one file per split inside OUT (a "
+        "folder). Unreadable images are skipped and counted unless "
         "--strict. Exit 0: written; 2: stopped (nothing is left under OUT). More in the bale "
         "repository's docs/PACK.md.",
         epilog=EPILOG,
@@ -282,6 +286,12 @@ def run_pack(args: argparse.Namespace) -> int:
             for report in pack_splits(source, args.out, **options, **source_options).values():
                 _print(report)
             return EXIT_OK
+        groups = _hdf5_split_groups(source) if not args.dataset else []
+        if groups and not (args.out.endswith(".bale") or os.path.isfile(args.out)):
+            targets = _split_targets(args.out, groups, args.overwrite)
+            for group, target in targets.items():
+                _print(pack(f"{source}:{group}", target, **options, **source_options))
+            return EXIT_OK
         _print(pack(source, args.out, **options, **source_options))
     except ValueError as exc:  # invalid option values (bale errors are reported by main)
         if isinstance(exc, BaleError):
@@ -290,6 +300,30 @@ def run_pack(args: argparse.Namespace) -> int:
     except ImportError as exc:  # an optional library missing (Pillow, simplejpeg): its hint
         return fail("pack", exc)
     return EXIT_OK
+
+
+def _hdf5_split_groups(source: Any) -> list[str]:
+    """An HDF5 file's split groups (train/, test/, ...), packed one file each into a folder."""
+    if not isinstance(source, str) or not os.path.isfile(source):
+        return []
+    if os.path.splitext(source)[1].lower() not in (".h5", ".hdf5"):
+        return []
+    try:
+        return split_groups(source)
+    except ImportError:  # no h5py: pack says what to install
+        return []
+
+
+def _split_targets(out: str, groups: list[str], overwrite: bool) -> dict[str, str]:
+    """OUT/GROUP.bale for each group, refusing before anything is packed if one exists."""
+    if is_remote(out):
+        return {g: f"{out.rstrip('/')}/{g}.bale" for g in groups}
+    os.makedirs(out, exist_ok=True)
+    targets = {g: os.path.join(out, f"{g}.bale") for g in groups}
+    for target in targets.values():
+        if os.path.exists(target) and not overwrite:
+            raise TargetExistsError("the file exists; pass --overwrite to replace it", path=target)
+    return targets
 
 
 def _print(report: PackReport) -> None:

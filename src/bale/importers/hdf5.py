@@ -298,22 +298,36 @@ def _chosen_group(h5py: Any, f: Any, group: str, path: str) -> Any:
     )
 
 
-def _refuse_split_groups(h5py: Any, f: Any, path: str) -> None:
-    """Two or more top-level groups named like splits (``train``, ``test``...) holding datasets:
-    packing the largest alone would silently drop the others, so ask which one."""
+def split_groups(path: str | os.PathLike[str]) -> list[str]:
+    """The top-level groups of an HDF5 file named like splits (``train``, ``test``...) and
+    holding datasets, when there are two or more (``bale pack FILE.h5 OUT_DIR/`` packs each into
+    ``OUT_DIR/NAME.bale``); otherwise ``[]``."""
+    h5py = _h5py()
+    with h5py.File(os.fspath(path), "r") as f:
+        return _split_names(h5py, f)
+
+
+def _split_names(h5py: Any, f: Any) -> list[str]:
     splits = [
         name
         for name, obj in f.items()
         if isinstance(obj, h5py.Group) and is_split_name(name) and _holds_rows(h5py, obj)
     ]
-    if len(splits) < 2:
+    return splits if len(splits) >= 2 else []
+
+
+def _refuse_split_groups(h5py: Any, f: Any, path: str) -> None:
+    """Two or more top-level groups named like splits (``train``, ``test``...) holding datasets:
+    packing the largest alone would silently drop the others, so ask which one."""
+    splits = _split_names(h5py, f)
+    if not splits:
         return
     name = os.path.basename(path)
     commands = "; ".join(f"`bale pack {name}:{s} {s}.bale`" for s in splits)
     raise SchemaError(
-        f"the file holds the splits {splits} as groups: pack one at a time, each into its own "
-        f"file: {commands} (in Python group={splits[0]!r}, or datasets=[...] to choose "
-        "datasets yourself)",
+        f"the file holds the splits {splits} as groups: pack them into a folder, one file per "
+        f"split (`bale pack {name} packed/`), or one at a time: {commands} (in Python "
+        f"group={splits[0]!r}, or datasets=[...] to choose datasets yourself)",
         path=path,
     )
 
