@@ -4,6 +4,7 @@
 >>> from bale.adapters.keras import KerasSequence
 >>> train = KerasSequence("train.bale", 128, x="image", y="label", shuffle="chunks", seed=0)
 >>> model.fit(train, epochs=10, shuffle=False)   # the sequence shuffles (chunk-aware) itself
+>>> test = KerasSequence("test.bale", 128, x="image", shuffle=False)   # predict in file order
 
 ``KerasSequence`` is a class, a ``keras.utils.PyDataset`` subclass made on first use: Keras is
 imported when the name ``KerasSequence`` is first looked up (``from bale.adapters.keras import
