@@ -85,3 +85,21 @@ def test_a_missing_file_still_reports_its_error(tmp_path: Path) -> None:
     done = _run_into_closed_pipe(["info", str(tmp_path / "missing.bale")])
     assert "missing.bale" in done.stderr.decode()
     assert done.returncode == 2
+
+
+def test_bale_help_lists_every_command_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    from bale.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    listed = text.split("positional arguments:")[1].split("options:")[0]
+    for command in ("info", "show", "verify", "repair", "export", "split", "concat", "merge"):
+        assert f"\n    {command} " in listed
+    for command in ("pack", "recompress", "codecs", "bench"):
+        assert f"\n    {command}" in listed
+    examples = text.split("examples:")[1]  # there were none
+    for command in ("pack", "split", "info", "show", "codecs", "recompress", "verify", "repair"):
+        assert f"\n  bale {command} " in examples
+    assert "`bale COMMAND --help`" in examples
+    assert max(len(line) for line in examples.splitlines()) <= 80

@@ -60,6 +60,22 @@ COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
 )
 
 
+EXAMPLES = """\
+examples:
+  bale pack photos/ photos.bale            class sub-folders -> one file
+  bale split photos.bale --stratify label  train.bale, valid.bale, test.bale
+  bale info train.bale                     columns, sizes, classes, image sizes
+  bale show train.bale --random 64         a contact sheet PNG: look first
+  bale codecs train.bale                   which codec suits each column
+  bale recompress train.bale small.bale --codec auto
+                                           apply that advice to the file
+  bale verify train.bale                   every checksum; exit 1 if damaged
+  bale repair train.bale                   after a killed writer (NAME.partial)
+
+`bale COMMAND --help` shows each command's options and more examples.
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `bale` with ``argv`` (default: the process's arguments); returns the exit code."""
     parser = _parser()
@@ -100,6 +116,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="bale",
         description="Make, inspect, check, repair, split, join and export .bale dataset files; "
         "measure codecs and loader throughput.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"bale {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
