@@ -138,6 +138,17 @@ def test_rows_random_and_defaults(
         contact_sheet(photos, [8], out="x.png")
     with pytest.raises(ValueError, match="expected START:STOP"):
         contact_sheet(photos, "a:b", out="x.png")
+    assert len(contact_sheet(photos, random=5000, out="all.png").rows) == 8  # all 8 shown
+
+
+def test_too_many_rows_says_how_many_were_asked_for(tmp_path: Path) -> None:
+    path = tmp_path / "many.bale"
+    bale.write(path, {"image": np.zeros((2000, 8, 8), np.uint8)})
+    # --random 5000 read "2000 rows asked for": the count it had been cut to
+    with pytest.raises(BaleError, match=r"5000 rows asked for; a sheet holds at most 1024"):
+        contact_sheet(path, random=5000, out=tmp_path / "x.png")
+    with pytest.raises(BaleError, match=r"1500 rows asked for"):
+        contact_sheet(path, "0:1500", out=tmp_path / "x.png")
 
 
 def test_a_file_without_images_says_what_an_image_column_is(tmp_path: Path) -> None:

@@ -193,8 +193,9 @@ def _pick_rows(
     if not picked:
         raise BaleError("no rows to show" + (" (the file is empty)" if not n else ""), path=ds.path)
     if len(picked) > MAX_TILES:
+        asked = random if random is not None else len(picked)  # not the rows it was cut to
         raise BaleError(
-            f"{len(picked)} rows asked for; a sheet holds at most {MAX_TILES}: choose fewer "
+            f"{asked} rows asked for; a sheet holds at most {MAX_TILES}: choose fewer "
             "(e.g. --rows 0:256 or --random 256)",
             path=ds.path,
         )
