@@ -276,3 +276,18 @@ def test_not_bcolz(tmp_path: Path) -> None:
     (tmp_path / "meta" / "sizes").write_text('{"shape": [3]}')
     with pytest.raises(CorruptFileError, match="meta/storage is not valid JSON"):
         BcolzSource(tmp_path)
+
+
+@pytest.mark.parametrize("build", BUILDS, ids=[b.name for b in BUILDS])
+def test_class_names_in_attrs_name_the_labels(build: Path, tmp_path: Path) -> None:
+    # carray.attrs["classes"] stayed under metadata["attrs"], so bale info, show and export did
+    # not name the labels (an HDF5 classes dataset does); fast.ai keeps X and y apart
+    images = build / "images_blosclz_shuffle.bcolz"
+    assert BcolzSource(images).metadata["classes"] == ["cat", "dog"]
+    assert "classes" not in BcolzSource(build / "table_lz4.bcolz").metadata  # attrs, no classes
+    labels = tmp_path / "y.npy"
+    np.save(labels, np.arange(22) % 2)
+    bale.pack({"x": images, "y": labels}, tmp_path / "xy.bale", shuffle=False)
+    with bale.open(tmp_path / "xy.bale") as ds:
+        assert ds.metadata["classes"] == ["cat", "dog"]
+        np.testing.assert_array_equal(ds["y"][:], np.arange(22) % 2)

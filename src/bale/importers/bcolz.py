@@ -118,6 +118,12 @@ class BcolzSource(ArraySource):
                 out["attrs"] = self._attrs
         else:
             out.update(next(iter(self._carrays.values())).describe())
+        # Class names kept as an attribute (carray.attrs["classes"] = [...]) name the labels, as
+        # an HDF5 file's classes dataset does: bale info, show and export read metadata["classes"]
+        attrs = out.get("attrs")
+        classes = attrs.get("classes") if isinstance(attrs, dict) else None
+        if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
+            out["classes"] = list(classes)
         return out
 
     @property
