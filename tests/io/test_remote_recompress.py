@@ -82,7 +82,9 @@ def test_cli_recompress_and_show_with_urls(
 
     pictures = tmp_path / "pictures.bale"
     bale.write(pictures, {"image": np.full((4, 20, 30, 3), 200, np.uint8), "label": np.arange(4)})
-    s3_client.put_object(Bucket=BUCKET, Key="recompress-cli/pictures.bale", Body=pictures.read_bytes())
+    s3_client.put_object(
+        Bucket=BUCKET, Key="recompress-cli/pictures.bale", Body=pictures.read_bytes()
+    )
     sheet = tmp_path / "sheet.png"
     args = ["show", f"s3://{BUCKET}/recompress-cli/pictures.bale", "-o", str(sheet), *flags]
     assert main(args) == EXIT_OK
