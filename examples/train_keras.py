@@ -1,6 +1,6 @@
 """Train a small CNN with Keras 3 (torch backend, CPU) from a .bale file through KerasSequence.
 
-Run with ``.venv/bin/python examples/train_keras.py`` (needs ``pip install 'bale[keras,torch]'``
+Run with ``.venv/bin/python examples/train_keras.py`` (needs ``pip install 'keras>=3' torch``
 and scikit-image). It
 1. cuts 64x64 crops out of the real photographs bundled with scikit-image (nothing is
    downloaded); the label of a crop is the photo it comes from;

@@ -1,6 +1,6 @@
 """Train a small CNN on CPU from a .bale file through TorchIterableDataset and a DataLoader.
 
-Run with ``.venv/bin/python examples/train_torch.py`` (needs ``pip install 'bale[torch]'`` and
+Run with ``.venv/bin/python examples/train_torch.py`` (needs ``pip install torch`` and
 scikit-image). It
 1. cuts 64x64 crops out of the real photographs bundled with scikit-image (nothing is
    downloaded); the label of a crop is the photo it comes from;

@@ -262,3 +262,24 @@ def test_forked_child_leaves_the_parents_writer_alone(tmp_path: Path) -> None:
     assert "ResourceWarning" not in done.stderr
     with bale.open(path) as ds:
         assert ds.read()["x"].tolist() == list(range(9))
+
+
+def test_a_refused_first_batch_leaves_no_partial_to_repair(tmp_path: Path) -> None:
+    """A `with Writer(...)` whose first batch is refused accepted no row: it leaves no
+    NAME.partial, so the next run writes instead of being told to run `bale repair`."""
+    target = tmp_path / "d.bale"
+    schema = {"x": bale.Array("float32", ())}
+    with pytest.raises(bale.SchemaError), bale.Writer(target, schema) as writer:
+        writer.write({"x": np.array(["not a number"])})
+    assert not (tmp_path / "d.bale.partial").exists()
+    with bale.Writer(target, schema) as writer:
+        writer.write({"x": np.ones(3, np.float32)})
+    assert len(bale.open(target)) == 3
+
+
+def test_an_aborted_writer_with_rows_still_keeps_them(tmp_path: Path) -> None:
+    target = tmp_path / "d.bale"
+    with pytest.raises(RuntimeError), bale.Writer(target) as writer:
+        writer.write({"x": np.ones(3, np.float32)})
+        raise RuntimeError("the training loop failed")
+    assert (tmp_path / "d.bale.partial").exists()

@@ -334,7 +334,8 @@ class Writer:
 
     def abort(self) -> None:
         """Stop writing. A new file is finished as a readable ``NAME.partial`` but not published
-        under ``NAME``; an appended file keeps the rows added so far. If even that fails (a full
+        under ``NAME`` (a new file that accepted no row is removed: there is nothing to keep);
+        an appended file keeps the rows added so far. If even that fails (a full
         disk), the complete row groups stay on disk for ``bale repair``. An upload to a URL is
         aborted: nothing is published."""
         self._abort(wait=True)
@@ -349,6 +350,16 @@ class Writer:
             return
         if self._failed is not None:  # the file is left exactly as the failed write left it
             self._release(wait=wait)
+            return
+        if self.rows_written == 0 and getattr(self._sink, "mode", None) == "create":
+            # Nothing was accepted (the first batch was refused, or no batch came): a partial
+            # would hold no row, and the next run would be told to repair it. Remove it.
+            try:
+                self._sink.discard()
+            except OSError:
+                pass
+            finally:
+                self._release(wait=wait)
             return
         try:
             self._finish(commit=False)
