@@ -759,3 +759,19 @@ def test_packing_a_bale_file_points_to_recompress(tmp_path: Path) -> None:
     with pytest.raises(bale.BaleError, match=r"already a \.bale file.*bale recompress") as info:
         bale.pack(src, tmp_path / "new.bale")
     assert str(src) in str(info.value)
+
+
+def test_an_empty_partial_is_taken_over_and_a_full_one_points_to_repair(tmp_path: Path) -> None:
+    """A writer killed before its first batch leaves an empty OUT.partial: pack writes over it,
+    as bale.Writer does; a partial with bytes is refused with the repair to run."""
+    src = tmp_path / "x.npy"
+    np.save(src, np.arange(20, dtype=np.int64))
+    out = tmp_path / "x.bale"
+    partial = tmp_path / "x.bale.partial"
+    partial.write_bytes(b"")
+    pack(src, out, workers=1)
+    assert len(bale.open(out)) == 20 and not partial.exists()
+    out2 = tmp_path / "y.bale"
+    (tmp_path / "y.bale.partial").write_bytes(b"\x89BALE rows")
+    with pytest.raises(TargetExistsError, match=r"bale repair .*y\.bale"):
+        pack(src, out2, workers=1)

@@ -348,9 +348,11 @@ def _check_target(
     if os.path.exists(out):
         raise TargetExistsError("the file exists; pass overwrite=True (--overwrite)", path=out)
     partial = partial_path_for(out)
-    if os.path.exists(partial):
+    # An empty partial (a writer killed before its first batch) holds nothing: the Writer takes
+    # it over, as it does outside pack. One with bytes may hold rows worth recovering.
+    if os.path.exists(partial) and os.path.getsize(partial) > 0:
         raise TargetExistsError(
-            f"{partial!r} is left from an interrupted write; pass overwrite=True (--overwrite) "
-            "to replace it",
+            f"{partial!r} is left from an interrupted write: `bale repair {out}` recovers its "
+            "rows, or pass overwrite=True (--overwrite) to replace it",
             path=out,
         )
