@@ -130,3 +130,23 @@ def test_repairing_the_partial_by_its_own_name_publishes_the_target(
     assert target.exists() and not partial.exists()
     rows = bale.open(target)["x"][:]
     assert len(rows) >= 100 and np.array_equal(rows, np.arange(len(rows)))
+
+
+def test_a_complete_partial_from_an_aborted_writer_is_published_as_it_was(tmp_path: Path) -> None:
+    """An aborted Writer finishes NAME.partial readable, with its footer; repair publishes it
+    unchanged (its later metadata kept) instead of rebuilding it and reporting the old footer
+    as 'dropped ... bytes of unfinished data'."""
+    target = tmp_path / "d.bale"
+    with pytest.raises(RuntimeError), bale.Writer(target, metadata={"v": 1}) as writer:
+        writer.write({"x": np.arange(10, dtype=np.int64)})
+        writer.metadata["epochs"] = 3  # set after creation: only the footer has it
+        raise RuntimeError("the loop failed")
+    partial = tmp_path / "d.bale.partial"
+    before = partial.read_bytes()
+    report = repair(target)
+    assert report.published_as_is and report.bytes_dropped == 0
+    assert "published" in report.summary() and "bytes of unfinished data" not in report.summary()
+    assert target.read_bytes() == before and not partial.exists()
+    with bale.open(target) as ds:
+        assert ds["x"][:].tolist() == list(range(10))
+        assert ds.metadata["epochs"] == 3

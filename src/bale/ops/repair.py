@@ -46,6 +46,9 @@ class RepairReport:
     #: the partial held no complete header (the writer died before its first row group), so
     #: there was nothing to recover and it was deleted; ``path`` was not created
     removed: bool = False
+    #: the partial was complete (an aborted writer finishes it readable): it was published as it
+    #: was, with its own footer (metadata set after creation included); nothing was dropped
+    published_as_is: bool = False
 
     def summary(self) -> str:
         if self.removed:
@@ -56,6 +59,12 @@ class RepairReport:
             )
         if self.already_complete:
             return f"{self.path}: already complete ({self.rows} rows); nothing to repair"
+        if self.published_as_is:
+            return (
+                f"{self.path}: published {self.repaired_from} as it was ({self.rows} rows in "
+                f"{self.row_groups} row group{'' if self.row_groups == 1 else 's'}; it was "
+                "complete, from an aborted writer: nothing dropped)"
+            )
         text = (
             f"{self.path}: recovered {self.rows} rows in {self.row_groups} row groups from "
             f"{self.repaired_from}; dropped {self.bytes_dropped} bytes of unfinished data"
@@ -105,6 +114,13 @@ def repair(path: str | os.PathLike[str], *, progress: bool = False) -> RepairRep
         dropped = _remove_if_headerless(partial)
         if dropped is not None:
             return RepairReport(target, partial, 0, 0, dropped, False, removed=True)
+        complete = _complete_partial(partial)
+        if complete is not None:
+            if os.path.exists(target):  # appeared meanwhile: never replace it silently
+                raise TargetExistsError(f"complete data kept in {partial!r}", path=target)
+            os.replace(partial, target)
+            rows, groups = complete.num_rows, len(complete.groups)
+            return RepairReport(target, partial, rows, groups, 0, False, published_as_is=True)
         repaired = _rebuild(partial, progress)
         if os.path.exists(target):  # appeared meanwhile: never replace it silently
             raise TargetExistsError(f"repaired data kept in {partial!r}", path=target)
@@ -134,6 +150,17 @@ def _remove_if_headerless(partial: str) -> int | None:
         source.close()
         sink.close()
     return size if headerless else None
+
+
+def _complete_partial(partial: str) -> FileIndex | None:
+    """The index of a partial that is a complete file (an aborted writer finishes its partial
+    readable), checked under the writer lock so a live writer's partial is never published;
+    None when it needs rebuilding."""
+    sink = FileSink(partial, "update", alignment=ALIGNMENT)  # FileLockedError if being written
+    try:
+        return _complete_index(partial)
+    finally:
+        sink.close()
 
 
 def _complete_index(path: str) -> FileIndex | None:
