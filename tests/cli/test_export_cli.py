@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import bale
-from bale.cli.main import EXIT_OK, main
+from bale.cli.main import EXIT_ERROR, EXIT_OK, main
 from bale.format.schema import Array, Bytes, String
 from bale.ops.export import export
 
@@ -329,3 +329,15 @@ def test_without_pillow_show_and_export_images_say_so_in_one_line(
     assert not out.exists() or not any(out.iterdir())
     assert main(["show", str(source), "-o", str(tmp_path / "s.png")]) == 2
     assert capsys.readouterr().err.startswith("bale show: error: drawing and writing images needs")
+
+
+def test_a_dash_is_not_taken_for_a_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bale export FILE -` made a folder named '-' in the working directory."""
+    source = tmp_path / "a.bale"
+    bale.write(source, {"x": np.arange(3)})
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(source), "-"]) == EXIT_ERROR
+    assert "standard output" in capsys.readouterr().err
+    assert not (tmp_path / "-").exists()

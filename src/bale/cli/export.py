@@ -71,6 +71,10 @@ def add_export_command(commands: Subcommands) -> None:
 def run_export(args: argparse.Namespace) -> int:
     if args.label and not args.images:
         return fail("export", "--label goes with --images (it names the folders of image files)")
+    if args.directory == "-":
+        return fail(
+            "export", "DIR '-': export writes files into a folder, not to standard output; name one"
+        )
     options = storage_options(args, args.file, args.directory)
     exported = 0
 
