@@ -87,7 +87,7 @@ def export(
         for name in names:
             if name not in ds.schema:
                 raise BaleError(f"no column {name!r}; columns are {ds.schema.names}", path=ds.path)
-        pictures = [c for c in image_columns(ds) if c.name in names] if images else []
+        pictures = image_columns(ds, names) if images else []
         if images and not pictures:
             raise BaleError(
                 f"--images: none of the columns {names} holds images (JPEG/PNG/... bytes, or "

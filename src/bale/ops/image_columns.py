@@ -148,23 +148,28 @@ def _encoded_rows(ds: Dataset, name: str) -> bool:
     return bool(rows) and all(image_extension(r) is not None for r in rows)
 
 
-def image_columns(ds: Dataset) -> list[ImageColumn]:
-    """Every column that holds images, in the file's order."""
-    found = []
-    for column in ds.schema:
-        if isinstance(column.type, Array):
-            layout = _array_layout(column.type)
-            if layout is not None:
-                found.append(ImageColumn(column.name, layout))
-        elif isinstance(column.type, Bytes) and len(ds) and _encoded_rows(ds, column.name):
-            found.append(ImageColumn(column.name, "encoded"))
-    return found
+def _image_column(ds: Dataset, name: str) -> ImageColumn | None:
+    """Column ``name`` as an image column, None when it does not hold images."""
+    kind = ds.schema[name].type
+    if isinstance(kind, Array):
+        layout = _array_layout(kind)
+        return None if layout is None else ImageColumn(name, layout)
+    if isinstance(kind, Bytes) and len(ds) and _encoded_rows(ds, name):
+        return ImageColumn(name, "encoded")
+    return None
+
+
+def image_columns(ds: Dataset, names: Sequence[str] | None = None) -> list[ImageColumn]:
+    """Every column that holds images (of ``names``, default all), in the file's order; only
+    those columns' first rows are read."""
+    wanted = ds.schema.names if names is None else [n for n in ds.schema.names if n in names]
+    found = (_image_column(ds, name) for name in wanted)
+    return [image for image in found if image is not None]
 
 
 def find_image_column(ds: Dataset, column: str | None = None) -> ImageColumn:
     """The image column named ``column``, else the first one; a BaleError naming the file,
     its columns and what an image column is when there is none (or ``column`` is not one)."""
-    found = image_columns(ds)
     expected = (
         "JPEG/PNG/GIF/BMP/WebP/TIFF bytes, or uint8 arrays shaped (H, W), (H, W, 1|3|4) or "
         "(1|3|4, H, W)"
@@ -172,21 +177,23 @@ def find_image_column(ds: Dataset, column: str | None = None) -> ImageColumn:
     if column is not None:
         if column not in ds.schema:
             raise BaleError(f"no column {column!r}; columns are {ds.schema.names}", path=ds.path)
-        for image in found:
-            if image.name == column:
-                return image
+        image = _image_column(ds, column)
+        if image is not None:
+            return image
         raise BaleError(
             f"column {column!r} ({ds.schema.describe()[column]}) does not hold images: "
             f"expected {expected}",
             path=ds.path,
             column=column,
         )
-    if not found:
+    # The first that holds images: the columns after it are not read.
+    first = next(filter(None, (_image_column(ds, name) for name in ds.schema.names)), None)
+    if first is None:
         raise BaleError(
             f"no column holds images (columns: {ds.schema.describe()}); expected {expected}",
             path=ds.path,
         )
-    return found[0]
+    return first
 
 
 def label_columns(ds: Dataset) -> list[str]:
