@@ -4,6 +4,7 @@ the file on disk through ``groupsink``; which codec each column gets; what a fai
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import os
 import warnings
@@ -339,6 +340,22 @@ class Writer:
         disk), the complete row groups stay on disk for ``bale repair``. An upload to a URL is
         aborted: nothing is published."""
         self._abort(wait=True)
+
+    def discard(self) -> None:
+        """Stop writing and keep nothing of a new file: ``abort()``, then remove its
+        ``NAME.partial`` (an upload is aborted by ``abort()`` already). For the operations that
+        promise to leave nothing behind on failure (pack, split, concat, recompress); an
+        appended file keeps its rows, as with ``abort()``."""
+        sink = self._sink
+        partial = (
+            sink.path if sink.keeps_partial and getattr(sink, "mode", None) == "create" else None
+        )
+        try:
+            self.abort()
+        finally:
+            if partial is not None:
+                with contextlib.suppress(OSError):  # already gone, or the original error wins
+                    os.unlink(partial)
 
     def _abort(self, *, wait: bool) -> None:
         """``abort()``; ``wait=False`` does not wait for the encoder pool's idle threads."""

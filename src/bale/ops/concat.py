@@ -14,7 +14,6 @@ from bale._progress import Progress
 from bale.errors import SchemaError, TargetExistsError
 from bale.io.open import open_source
 from bale.io.remote_url import is_remote, redact_url
-from bale.io.sink import partial_path_for
 from bale.ops.merge import check_not_an_input, differing_columns, differing_keys
 from bale.ops.split import REWRITTEN
 
@@ -126,10 +125,7 @@ def concat(
                     sources.append(_append(writer, ds, first.index.segment_bytes, bar))
             writer.close()
         except BaseException:
-            writer.abort()
-            if not remote:
-                with contextlib.suppress(OSError):
-                    os.remove(partial_path_for(target))
+            writer.discard()
             raise
     rows = sum(s.rows for s in sources)
     if remote:

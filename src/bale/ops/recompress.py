@@ -33,7 +33,6 @@ from bale.format.header import checksum_parts
 from bale.format.schema import Column, Schema
 from bale.io.open import open_source
 from bale.io.remote_url import is_remote, redact_url
-from bale.io.sink import partial_path_for
 from bale.measure.advisor import DEFAULT_SAMPLE_BYTES, GOALS, Goal, measure_codecs, sample_file
 from bale.ops.merge import check_not_an_input
 
@@ -203,10 +202,7 @@ def recompress(
                     bar.update(stored.num_rows, sum(b.raw_size for b in blocks.values()))
             writer.close()
         except BaseException:
-            writer.abort()
-            if not remote:
-                with contextlib.suppress(OSError):
-                    os.remove(partial_path_for(target))
+            writer.discard()
             raise
         rows, groups, shown_source = len(ds), ds.num_row_groups, ds.path
     if remote:

@@ -3,9 +3,7 @@ metadata), skipped rows counted and logged, and removed entirely if the pack fai
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -18,8 +16,6 @@ from bale._core.writer import Writer
 from bale.errors import BaleError, SchemaError
 from bale.format.schema import ColumnType
 from bale.importers.base import RowSource, SkippedRow, SourceBatch
-from bale.io.remote_url import is_remote
-from bale.io.sink import partial_path_for
 from bale.ops.pack._progress import Progress
 from bale.ops.pack._settings import CodecChoice, PackSettings
 
@@ -132,14 +128,8 @@ class PackOutput:
     def abort(self) -> None:
         """Leave nothing behind: the writer's ``NAME.partial`` is removed, not kept (an upload
         to a URL is aborted by the writer)."""
-        if self.writer is None:
-            return
-        try:
-            self.writer.abort()
-        finally:
-            if not is_remote(self.out):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(partial_path_for(self.out))
+        if self.writer is not None:
+            self.writer.discard()
 
 
 def write_rows(writer: Writer, columns: Mapping[str, Any], rows: np.ndarray, source: str) -> None:

@@ -16,7 +16,6 @@ from bale._core.writer import Writer
 from bale._progress import Progress
 from bale.io.locations import remove
 from bale.io.remote_url import is_remote
-from bale.io.sink import partial_path_for
 
 
 @dataclass
@@ -85,7 +84,7 @@ def write_outputs(
                         tallies[i].rows_reencoded += len(rows)
                 bar.update(size)
     except BaseException:
-        _discard(writers, targets)
+        _discard(writers)
         raise
     _finish(writers, targets, storage_options)
     for tally, writer in zip(tallies, writers, strict=True):
@@ -102,18 +101,14 @@ def _finish(
         try:
             writer.close()
         except BaseException:
-            _discard(writers[k:], targets[k:])
+            _discard(writers[k:])
             for target in targets[:k]:
                 remove(target, storage_options)
             raise
 
 
-def _discard(writers: Sequence[Writer], targets: Sequence[str]) -> None:
+def _discard(writers: Sequence[Writer]) -> None:
     """Stop writers without publishing: a local writer's unfinished ``NAME.partial`` is removed,
     an upload is aborted (its parts deleted)."""
-    for writer, target in zip(writers, targets, strict=False):  # only the writers created
-        try:
-            writer.abort()
-        finally:
-            if not is_remote(target):
-                remove(partial_path_for(target), None)
+    for writer in writers:  # only the writers created
+        writer.discard()
