@@ -27,7 +27,7 @@ from bale._core.frames import MAX_FRAME_SHARE, FrameReader
 from bale._core.layout import read_index
 from bale._core.mapped import MappedColumn, can_map, map_file, unmap
 from bale._core.rowmap import RowGroupMap
-from bale.codecs import UnsupportedCodec, stored_codec
+from bale.codecs import Codec, UnsupportedCodec, stored_codec
 from bale.errors import BaleError, CorruptFileError
 from bale.format.footer import FileIndex
 from bale.format.schema import Array, Column, Schema
@@ -279,6 +279,10 @@ class FileReader:
         self._check_group(group)
         position = self.schema.index(column)
         return self.block(group, position, self.schema.columns[position])
+
+    def codec(self, group: int, position: int) -> Codec:
+        """The codec of a block (built when the file was opened)."""
+        return self._codecs[int(self.index.blocks[group, position]["codec"])]
 
     def decode(self, group: int, position: int, column: Column, payload: Any) -> Decoded:
         """Decode a block from ``payload`` (read now when None) into the cache."""

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bale._core.blocks import decode_column_block
 from bale._core.dataset import Dataset, reader_of
 from bale._core.integrity import (
     block_place_problems,
@@ -22,7 +21,7 @@ from bale._core.integrity import (
 from bale._core.reader import FileReader
 from bale._progress import Progress
 from bale._types import Buffer
-from bale.codecs import Codec, UnsupportedCodec, stored_codec
+from bale.codecs import UnsupportedCodec
 from bale.errors import BaleError, CorruptFileError
 from bale.format.footer import BlockRecord
 from bale.format.header import checksum
@@ -216,7 +215,6 @@ class _Verifier:
         self.quiet_notes: list[str] = []
         self.unsupported_columns: list[str] = []
         self.bytes_checked = 0
-        self._codecs: dict[int, Codec | BaleError] = {}
 
     def run(self) -> VerifyReport:
         index, schema = self.index, self.index.schema
@@ -296,7 +294,7 @@ class _Verifier:
             for problem in padding_problems(read, offset, length, record.json_end, blocks):
                 self._add("row group", group, f"row group {group}: {problem}")
         for position, (column, block) in enumerate(zip(schema.columns, blocks, strict=True)):
-            unsupported = self._unsupported(column, block)
+            unsupported = self._unsupported(group, position, column, block.raw_size)
             size_problem = (
                 None if unsupported else block_size_problem(column, num_rows, block.raw_size)
             )
@@ -327,41 +325,25 @@ class _Verifier:
 
     def _decode(self, group: int, position: int, payload: Buffer) -> None:
         column = self.index.schema.columns[position]
-        record = self.index.blocks[group, position]
-        rows = self.reader.groups.rows_of(group)
-        codec = self._codec(int(record["codec"]))
         try:
-            if isinstance(codec, BaleError):
-                raise codec
-            decoded = decode_column_block(
-                payload,
-                record,
-                codec,
-                column,
-                rows[1] - rows[0],
-                segment_bytes=self.index.segment_bytes,
-                verify=False,  # checked above
-                path=self.path,
-                rows=rows,
-            )
+            decoded = self.reader.decode(group, position, column, payload)  # verify=False
         except BaleError as exc:
             self._add("block", group, exc.detail, column.name)
             return
-        problem = decoded_problem(column, decoded, rows[0])
+        problem = decoded_problem(column, decoded, self.reader.groups.rows_of(group)[0])
         if problem is not None:
             self._add("block", group, problem, column.name)
 
-    def _unsupported(self, column: Column, block: BlockRecord) -> bool:
+    def _unsupported(self, group: int, position: int, column: Column, raw_size: int) -> bool:
         """Whether this bale cannot decode the block (a kind, dtype or codec added by a later
         minor): its checksum is still checked; its size and values cannot be, which is said once
         per column in the notes, not reported as damage."""
         what = None
+        codec = self.reader.codec(group, position)
         if isinstance(column.type, Unsupported):
             what = column.type.what
-        elif block.raw_size and isinstance(
-            codec_or_error := self._codec_of(block.codec), UnsupportedCodec
-        ):
-            what = f"codec {codec_or_error.config().get('id')!r}"
+        elif raw_size and isinstance(codec, UnsupportedCodec):
+            what = f"codec {codec.config().get('id')!r}"
         if what is None:
             return False
         note = (
@@ -372,20 +354,6 @@ class _Verifier:
             self.unsupported_columns.append(column.name)
             self.notes.append(note)
         return True
-
-    def _codec_of(self, config: Mapping[str, Any]) -> Codec | BaleError:
-        try:
-            return stored_codec(config)
-        except BaleError as exc:
-            return exc
-
-    def _codec(self, position: int) -> Codec | BaleError:
-        if position not in self._codecs:
-            try:
-                self._codecs[position] = stored_codec(self.index.codecs[position])
-            except BaleError as exc:
-                self._codecs[position] = exc
-        return self._codecs[position]
 
     def _read(self, offset: int, size: int) -> Buffer:
         # Within the file (the footer's bounds were checked at open): a failure here is the
