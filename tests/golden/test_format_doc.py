@@ -3,15 +3,14 @@ libraries they describe, so the normative text cannot go stale."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
-from typing import Any
 
+import golden_spec  # beside this file (pytest puts its folder on sys.path)
 import numpy as np
 import pytest
+import reference_reader
 import xxhash
 
 import bale
@@ -21,18 +20,7 @@ HERE = Path(__file__).resolve().parent
 FORMAT_MD = HERE.parents[1] / "docs" / "FORMAT.md"
 
 
-def _load(name: str) -> Any:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-REFERENCE = _load("reference_reader")
+REFERENCE = reference_reader
 
 
 def doc_section(marker: str) -> str:
@@ -287,7 +275,7 @@ def test_reference_reader_follows_the_rules_as_bale_does(name: str) -> None:
     decodes the same values, column by column."""
     from bale.errors import CorruptFileError, UnsupportedFeatureError, UnsupportedVersionError
 
-    spec = _load("golden_spec")
+    spec = golden_spec
     path = RULES / name
     try:
         ds = bale.open(path)

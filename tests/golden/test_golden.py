@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import json
 import shutil
 import struct
-import sys
 from pathlib import Path
 from typing import Any
 
+import golden_spec  # beside this file (pytest puts its folder on sys.path)
 import numpy as np
 import pytest
+import reference_reader
 
 import bale
 from bale._core.dataset import reader_of
@@ -34,20 +34,9 @@ from bale.ops.verify import verify
 HERE = Path(__file__).resolve().parent
 
 
-def _load(name: str) -> Any:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-SPEC = _load("golden_spec")
+SPEC = golden_spec
 #: The independent reader written from docs/FORMAT.md alone (it never imports bale).
-REFERENCE = _load("reference_reader")
+REFERENCE = reference_reader
 FORMATS = sorted(SPEC.FORMATS)
 CASES = [
     pytest.param(fmt, name, id=f"{fmt}/{name}")
