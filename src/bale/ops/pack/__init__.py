@@ -28,6 +28,7 @@ import numpy as np
 from bale._core.columns import human_bytes
 from bale._core.defaults import DEFAULT_ROW_GROUP_BYTES
 from bale._core.shuffle import shuffle_keys
+from bale._progress import Progress
 from bale.codecs import Codec
 from bale.errors import BaleError, TargetExistsError
 from bale.importers import open_source, open_sources
@@ -37,7 +38,6 @@ from bale.io.remote_url import is_remote, redact_url
 from bale.io.sink import partial_path_for
 from bale.ops.pack._buckets import bucket_shuffle
 from bale.ops.pack._output import LOGGED_SKIPS, PackOutput
-from bale.ops.pack._progress import Progress
 from bale.ops.pack._settings import (
     DEFAULT_MEMORY_BUDGET,
     CodecChoice,

@@ -15,11 +15,11 @@ from bale._core.columns import batch_nbytes, human_bytes, take_batch_rows
 from bale._core.dataset import Dataset
 from bale._core.shuffle import shuffle_keys
 from bale._core.writer import Writer
+from bale._progress import Progress
 from bale.format.schema import Array
 from bale.importers.base import RowSource, SourceBatch
 from bale.io.remote_url import is_remote
 from bale.ops.pack._output import PackOutput, write_rows
-from bale.ops.pack._progress import Progress
 from bale.ops.pack._settings import PackSettings
 from bale.ops.pack._workers import SourceReader, row_ranges
 

@@ -13,10 +13,10 @@ import numpy as np
 from bale._core.batches import infer_schema_types
 from bale._core.columns import batch_nbytes
 from bale._core.writer import Writer
+from bale._progress import Progress
 from bale.errors import BaleError, SchemaError
 from bale.format.schema import ColumnType
 from bale.importers.base import RowSource, SkippedRow, SourceBatch
-from bale.ops.pack._progress import Progress
 from bale.ops.pack._settings import CodecChoice, PackSettings
 
 log = logging.getLogger("bale.pack")
