@@ -218,18 +218,18 @@ def _group_at(source: ByteSource, offset: int, num_columns: int, size: int) -> S
     try:
         info = parse_json(body)
         data_start = head_end + padding(head_end)
-        num_rows = _group_int(info, "rows", MAX_ROWS)
+        num_rows = json_int(info, "rows", 0, MAX_ROWS, "group JSON", None)
         blocks = [
             BlockRecord(
-                data_start + _group_int(b, "offset", size),
-                _group_int(b, "stored_size", size),
-                _group_int(b, "raw_size", MAX_ROWS),
-                _group_int(b, "checksum", (1 << 64) - 1),
+                data_start + json_int(b, "offset", 0, size, "group JSON", None),
+                json_int(b, "stored_size", 0, size, "group JSON", None),
+                json_int(b, "raw_size", 0, MAX_ROWS, "group JSON", None),
+                json_int(b, "checksum", 0, (1 << 64) - 1, "group JSON", None),
                 _group_codec(b),
             )
             for b in info["blocks"]
         ]
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, CorruptFileError):  # not a usable group record
         return None
     if len(blocks) != num_columns:
         return None
@@ -238,14 +238,6 @@ def _group_at(source: ByteSource, offset: int, num_columns: int, size: int) -> S
         return None
     end += padding(end)
     return ScannedGroup(offset, end - offset, num_rows, blocks)
-
-
-def _group_int(info: object, key: str, high: int) -> int:
-    """A group JSON integer in 0..high; ValueError otherwise (the group is then not used)."""
-    value = info.get(key) if isinstance(info, dict) else None
-    if type(value) is not int or not 0 <= value <= high:
-        raise ValueError(f"{key} is {value!r}")
-    return value
 
 
 def _group_codec(block: object) -> dict[str, Any]:
