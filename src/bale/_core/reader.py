@@ -30,7 +30,7 @@ from bale._core.rowmap import RowGroupMap
 from bale.codecs import Codec, UnsupportedCodec, stored_codec
 from bale.errors import BaleError, CorruptFileError
 from bale.format.footer import FileIndex
-from bale.format.schema import Array, Column, Schema
+from bale.format.schema import Array, Column, Schema, Unsupported
 from bale.io.open import open_source
 from bale.io.source import ByteSource, LocalSource
 
@@ -186,7 +186,8 @@ class FileReader:
         list of bytes for a bytes/string column. A small column is served from its pinned copy;
         a segmented block not in the cache reads only the frames holding the rows; otherwise the
         whole block is read (then cached)."""
-        check_readable(column, path=self.path, rows=self.groups.rows_of(group))
+        if isinstance(column.type, Unsupported):  # rows_of only for the error: a hot path
+            check_readable(column, path=self.path, rows=self.groups.rows_of(group))
         block = self._kept_block(group, position, column)
         if block is None:
             if self.frames.records(group, position) is not None:  # a segmented block, indexed
@@ -206,7 +207,8 @@ class FileReader:
         """Row ``local`` (within the group) of one column, as ``rows`` gives it but for one row:
         a read-only array (a view of a cached block or frame where it can be; a NumPy scalar for
         a scalar column) or bytes."""
-        check_readable(column, path=self.path, rows=self.groups.rows_of(group))
+        if isinstance(column.type, Unsupported):  # rows_of only for the error: a hot path
+            check_readable(column, path=self.path, rows=self.groups.rows_of(group))
         block = self._kept_block(group, position, column)
         if block is None and self.frames.records(group, position) is not None:
             value = self.frames.one_row(group, position, column, local)
