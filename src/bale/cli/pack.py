@@ -297,9 +297,7 @@ def run_pack(args: argparse.Namespace) -> int:
         if isinstance(exc, BaleError):
             raise
         return fail("pack", exc)
-    except ImportError as exc:  # an optional library missing (Pillow, simplejpeg): its hint
-        return fail("pack", exc)
-    return EXIT_OK
+    return EXIT_OK  # bale errors, OSErrors and a missing library's ImportError: reported by main
 
 
 def _hdf5_split_groups(source: Any) -> list[str]:
