@@ -94,14 +94,14 @@ def measure_codecs(
     plans = {
         name: _plan(name, prepared, candidates, thorough) for name, prepared in columns.items()
     }
-    total = sum(1 if plan.tiny else len(plan.specs) + 1 for plan in plans.values())
+    total = sum(plan.steps for plan in plans.values())
 
     with Progress(progress, total, "measuring codecs", unit="codecs") as bar:
 
         def run(item: tuple[str, _Prepared]) -> ColumnReport:
             name, prepared = item
             plan = plans[name]
-            planned = 1 if plan.tiny else len(plan.specs) + 1
+            planned = plan.steps
             done = 0
 
             def measured(raw_bytes: int) -> None:
@@ -182,6 +182,11 @@ class _Plan:
     specs: list[str]  # the candidates to measure besides none and bale's default
     explicit: bool  # named by the caller: measured whatever they cost, even for a tiny column
     tiny: bool  # only bale's default is measured
+
+    @property
+    def steps(self) -> int:
+        """Progress steps of the column: ``none`` and each spec, or one for a tiny column."""
+        return 1 if self.tiny else len(self.specs) + 1
 
 
 def _plan(
