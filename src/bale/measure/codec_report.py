@@ -129,30 +129,23 @@ class ColumnReport:
             return self._default()
         fallback = self._fallback()
         best_ratio = max(r.ratio for r in self.results)
-        decode = self.row_decode_mbps
+        floor = _decode_floor(goal, read_rate)
+        fast_enough = [r for r in self.results if floor is None or self.row_decode_mbps(r) >= floor]
         if goal == "smallest":
-            floor = read_rate if read_rate is not None else SMALLEST_MIN_DECODE_MBPS
-            allowed = [r for r in self.results if decode(r) >= floor]
-            return max(allowed, key=lambda r: (r.ratio, r.decompress_mbps), default=fallback)
+            return max(fast_enough, key=lambda r: (r.ratio, r.decompress_mbps), default=fallback)
         if best_ratio < WORTH_COMPRESSING:
             return fallback
         if goal == "balanced":
-            floor = read_rate if read_rate is not None else BALANCED_MIN_DECODE_MBPS
-            allowed = [
-                r
-                for r in self.results
-                if decode(r) >= floor and r.compress_mbps >= BALANCED_MIN_COMPRESS_MBPS
-            ]
+            allowed = [r for r in fast_enough if r.compress_mbps >= BALANCED_MIN_COMPRESS_MBPS]
             if not allowed:
                 return fallback
             top = max(r.ratio for r in allowed)
             ties = [r for r in allowed if r.ratio >= top * (1 - BALANCED_RATIO_TIE)]
             return max(ties, key=lambda r: (r.decompress_mbps, r.ratio))
-        allowed = [r for r in self.results if read_rate is None or decode(r) >= read_rate]
-        if not allowed:
+        if not fast_enough:  # "fastest"
             return fallback
-        top = max(r.ratio for r in allowed)
-        near = [r for r in allowed if near_best_ratio(r.ratio, top)]
+        top = max(r.ratio for r in fast_enough)
+        near = [r for r in fast_enough if near_best_ratio(r.ratio, top)]
         return max(near, key=lambda r: (write_read_mbps(r), r.decompress_mbps, r.ratio))
 
     def row_decode_mbps(self, result: CodecResult) -> float:
